@@ -1,0 +1,215 @@
+// Durability end to end: events survive a reload, a clean browser restart, and SIGKILL of the
+// whole browser at random moments while appends are in flight (every acknowledged event is there
+// after relaunch; no batch is half present).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, profileDir, launch, ev, ready, rand, sleep, withTimeout, TEST_TIMEOUT } from "./harness.mjs";
+
+const PORT = 47311;
+let server;
+before(async () => { server = await startServer(PORT); });
+after(async () => { await server?.close(); });
+
+const seed = (name) =>
+  ev(globalThis.__page, async (name) => {
+    const log = await Logfold.open({ name });
+    const a = await log.append([
+      { stream: "acct-1", type: "Opened", data: { owner: "ann", tags: ["a", "b"], n: 1.5 } },
+      { stream: "acct-1", type: "Deposited", data: { amount: 10 }, meta: { by: "test" } },
+      { stream: "acct-2", type: "Opened" },
+    ]);
+    const b = await log.append({ stream: "acct-1", type: "Withdrawn", data: { amount: 3, note: "ünïcødé ✓" } });
+    return { events: [...a, b], head: log.head };
+  }, name);
+
+async function readBack(page, name) {
+  return ev(page, async (name) => {
+    const log = await Logfold.open({ name });
+    const events = await T.readAll(log);
+    const v1 = await log.version("acct-1");
+    const v2 = await log.version("acct-2");
+    // The log goes on where it stopped.
+    const next = await log.append({ stream: "acct-1", type: "Closed" });
+    await log.close();
+    return { head: events.length ? events[events.length - 1].seq : 0, logHead: null, events, v1, v2, next };
+  }, name);
+}
+
+function checkSurvived(before, got) {
+  assert.equal(before.events.length, 4);
+  assert.deepEqual(got.events, before.events, "the log after restart differs from what was appended");
+  assert.equal(got.v1, 3);
+  assert.equal(got.v2, 1);
+  assert.equal(got.next.seq, before.head + 1, "the next append continues the log");
+  assert.equal(got.next.version, 4, "the next append continues the stream");
+}
+
+test("events survive page.reload()", { timeout: TEST_TIMEOUT }, async () => {
+  const b = await launch(await profileDir("durability-reload"));
+  try {
+    const page = (globalThis.__page = await b.newPage(server.url));
+    const appended = await seed("reload");
+    assert.equal(appended.head, 4);
+    await page.reload();
+    await ready(page);
+    checkSurvived(appended, await readBack(page, "reload"));
+  } finally {
+    await b.close();
+  }
+});
+
+test("events survive closing and relaunching the browser on the same profile", { timeout: TEST_TIMEOUT }, async () => {
+  const profile = await profileDir("durability-relaunch");
+  let b = await launch(profile);
+  let appended;
+  try {
+    globalThis.__page = await b.newPage(server.url);
+    appended = await seed("relaunch");
+  } finally {
+    await b.close();
+  }
+  b = await launch(profile);
+  try {
+    const page = await b.newPage(server.url);
+    checkSurvived(appended, await readBack(page, "relaunch"));
+  } finally {
+    await b.close();
+  }
+});
+
+// ---- SIGKILL ------------------------------------------------------------------------------------
+
+const ROUNDS = 5;
+const WRITERS = 3;
+
+/** Reads the whole log through events() and returns compact rows plus versions of the given streams. */
+function readLog(page, name, durability, streams) {
+  return ev(page, async ({ name, durability, streams }) => {
+    const log = await Logfold.open({ name, durability });
+    const rows = [];
+    for await (const e of log.events()) {
+      rows.push([e.id, e.seq, e.stream, e.version, e.data && e.data.batch, e.data && e.data.size, e.data && e.data.i]);
+    }
+    const versions = {};
+    for (const s of streams) versions[s] = await log.version(s);
+    const head = log.head;
+    await log.close();
+    return { rows, versions, head };
+  }, { name, durability, streams }, 60_000);
+}
+
+function verify(state, got, label) {
+  const { rows, versions, head } = got;
+  // Positions are dense, in order, and ids unique.
+  const ids = new Set();
+  rows.forEach(([id, seq], i) => {
+    assert.equal(seq, i + 1, `${label}: events() must yield seq ${i + 1} at index ${i}, got ${seq}`);
+    assert.ok(!ids.has(id), `${label}: duplicate id ${id}`);
+    ids.add(id);
+  });
+  assert.equal(head, rows.length, `${label}: head after open`);
+  const byId = new Map(rows.map((r) => [r[0], r]));
+  // Every acknowledged event is there, at the position it was acknowledged with.
+  let missing = 0;
+  for (const [id, { seq, batch }] of state.acked) {
+    const r = byId.get(id);
+    if (!r) { missing++; continue; }
+    assert.equal(r[1], seq, `${label}: acked event ${id} moved from seq ${seq} to ${r[1]}`);
+    assert.equal(r[4], batch);
+  }
+  assert.equal(missing, 0, `${label}: ${missing} of ${state.acked.size} acknowledged events are missing`);
+  // No batch is half present: each batch id appears 0 or `size` times, each index once.
+  const batches = new Map();
+  for (const [, , , , batch, size, i] of rows) {
+    assert.ok(typeof batch === "string" && Number.isInteger(size), `${label}: event without batch data`);
+    const b = batches.get(batch) ?? { size, seen: new Set() };
+    assert.equal(b.size, size);
+    assert.ok(!b.seen.has(i), `${label}: batch ${batch} has index ${i} twice`);
+    b.seen.add(i);
+    batches.set(batch, b);
+  }
+  for (const [batch, b] of batches) {
+    assert.equal(b.seen.size, b.size, `${label}: batch ${batch} is half present (${b.seen.size} of ${b.size})`);
+  }
+  // Stream versions are dense per stream and agree with version().
+  const perStream = new Map();
+  for (const [, , stream, version] of rows) {
+    const n = (perStream.get(stream) ?? 0) + 1;
+    assert.equal(version, n, `${label}: stream ${stream} has version ${version} at its event ${n}`);
+    perStream.set(stream, n);
+  }
+  for (const [s, v] of Object.entries(versions)) {
+    assert.equal(v, perStream.get(s) ?? 0, `${label}: version(${s})`);
+  }
+  return { events: rows.length, batches: batches.size };
+}
+
+async function crashLoop(durability) {
+  const name = `crash-${durability}`;
+  const profile = await profileDir(`durability-kill-${durability}`);
+  const state = { acked: new Map(), streams: [] };
+  const report = [];
+  for (let round = 1; round <= ROUNDS + 1; round++) {
+    const b = await launch(profile);
+    const failures = [];
+    let killed = false;
+    try {
+      const page = await b.newPage(null);
+      let ackedThisRound = 0;
+      await page.exposeFunction("ack", ({ batch, ids, seqs }) => {
+        if (killed) return;
+        ids.forEach((id, i) => state.acked.set(id, { seq: seqs[i], batch }));
+        ackedThisRound += ids.length;
+      });
+      await page.exposeFunction("fail", (msg) => failures.push(msg));
+      await page.goto(server.url);
+      await ready(page);
+
+      // After the previous crash: everything acknowledged is there, no batch is half present.
+      const got = await readLog(page, name, durability, state.streams);
+      const seen = verify(state, got, `${durability} round ${round}`);
+      report.push({ round, ...seen, acked: state.acked.size });
+      if (round > ROUNDS) break;
+
+      // Append in a loop from several writers at once, then kill the browser mid-flight.
+      const streams = Array.from({ length: WRITERS }, (_, w) => `w${w}-r${round}`);
+      state.streams.push(...streams);
+      await ev(page, async ({ name, durability, round, streams }) => {
+        const log = await Logfold.open({ name, durability });
+        window.__log = log;
+        streams.forEach(async (stream, w) => {
+          for (let n = 0; ; n++) {
+            const size = 1 + Math.floor(Math.random() * 50);
+            const batch = `r${round}-w${w}-b${n}`;
+            const pad = "x".repeat(Math.floor(Math.random() * 120));
+            const events = Array.from({ length: size }, (_, i) => ({ stream, type: "Tick", data: { batch, size, i, pad } }));
+            let stored;
+            try {
+              stored = await log.append(events);
+            } catch (e) {
+              window.fail(`${e && e.code} ${e && e.message}`);
+              return;
+            }
+            window.ack({ batch, ids: stored.map((e) => e.id), seqs: stored.map((e) => e.seq) });
+          }
+        });
+      }, { name, durability, round, streams });
+      const delay = rand(200, 1500);
+      await sleep(delay);
+      killed = true;
+      await b.kill();
+      assert.deepEqual(failures, [], `appends failed before the kill in round ${round}`);
+      assert.ok(ackedThisRound > 0, `round ${round}: no append was acknowledged in ${delay} ms`);
+      report.at(-1).killedAfterMs = delay;
+      report.at(-1).ackedThisRound = ackedThisRound;
+    } finally {
+      if (!killed) await b.close();
+      else await b.kill();
+    }
+  }
+  console.log(`# SIGKILL ${durability}: ${JSON.stringify(report)}`);
+  assert.ok(state.acked.size > 0);
+}
+
+test("SIGKILL while appending (durability strict): acked events survive, no half batches", { timeout: 180_000 }, () => crashLoop("strict"));
+test("SIGKILL while appending (durability relaxed): acked events survive, no half batches", { timeout: 180_000 }, () => crashLoop("relaxed"));

@@ -1,0 +1,148 @@
+// The end-to-end test page: imports the built package and offers helpers to the tests
+// (error descriptions, full reads, raw IndexedDB access). Tests drive it with page.evaluate.
+window.ready = (async () => {
+  try {
+    const m = await import("/pkg/index.js");
+    window.Logfold = m.Logfold;
+    window.LogfoldError = m.LogfoldError;
+    if (!m.Logfold || !m.LogfoldError) throw new Error("pkg/index.js lacks Logfold or LogfoldError");
+    return { ok: true, exports: Object.keys(m).sort() };
+  } catch (e) {
+    return { ok: false, error: String((e && e.stack) || e) };
+  }
+})();
+
+const T = (window.T = {
+  /** Open logs by name, kept across page.evaluate calls. */
+  logs: {},
+
+  /** A JSON-able description of an error (or of a value that was not expected to be returned). */
+  describe(e) {
+    return {
+      threw: true,
+      isLogfoldError: window.LogfoldError ? e instanceof window.LogfoldError : false,
+      isError: e instanceof Error,
+      name: e && e.name,
+      code: e && e.code,
+      details: e && e.details !== undefined ? JSON.parse(JSON.stringify(e.details)) : undefined,
+      message: e && e.message,
+    };
+  },
+
+  /** Runs `fn`; returns { threw: false, value } or the error's description. */
+  async attempt(fn) {
+    try {
+      const value = await fn();
+      return { threw: false, value: value === undefined ? null : JSON.parse(JSON.stringify(value)) };
+    } catch (e) {
+      return T.describe(e);
+    }
+  },
+
+  /** Every event of the log, read through read() in pages of `page`. */
+  async readAll(log, page = 1000) {
+    const all = [];
+    let after = 0;
+    for (;;) {
+      const got = await log.read({ after, limit: page });
+      if (got.length === 0) return all;
+      all.push(...got);
+      after = got[got.length - 1].seq;
+    }
+  },
+
+  /** What a caller can see of the log: head, every event, and the given streams' versions. */
+  async snap(log, streams = []) {
+    const events = await T.readAll(log);
+    const versions = {};
+    for (const s of streams) versions[s] = await log.version(s);
+    return { head: log.head, events, versions };
+  },
+
+  async dbExists(name) {
+    const dbs = await indexedDB.databases();
+    return dbs.some((d) => d.name === `logfold:${name}`);
+  },
+
+  /** Opens the log's database raw (no version: never upgrades). Caller closes it. */
+  rawOpen(name) {
+    return new Promise((ok, fail) => {
+      const req = indexedDB.open(`logfold:${name}`);
+      req.onsuccess = () => ok(req.result);
+      req.onerror = () => fail(req.error);
+      req.onblocked = () => fail(new Error("raw open blocked"));
+      req.onupgradeneeded = () => {
+        req.transaction.abort();
+        fail(new Error(`database logfold:${name} does not exist`));
+      };
+    });
+  },
+
+  req(r) {
+    return new Promise((ok, fail) => {
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => fail(r.error);
+    });
+  },
+
+  /** The raw stores: segment keys and sizes, streams, meta (JSON-able parts). */
+  async raw(name) {
+    const db = await T.rawOpen(name);
+    try {
+      const stores = [...db.objectStoreNames].sort();
+      const tx = db.transaction(stores, "readonly");
+      const out = { stores, segments: [], streams: {}, meta: {}, counts: {} };
+      for (const s of stores) out.counts[s] = await T.req(tx.objectStore(s).count());
+      if (stores.includes("segments")) {
+        const keys = await T.req(tx.objectStore("segments").getAllKeys());
+        const vals = await T.req(tx.objectStore("segments").getAll());
+        out.segments = keys.map((key, i) => {
+          const v = vals[i];
+          const bytes = v instanceof ArrayBuffer ? new Uint8Array(v) : ArrayBuffer.isView(v) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : null;
+          return {
+            key,
+            kind: v instanceof ArrayBuffer ? "ArrayBuffer" : v && v.constructor ? v.constructor.name : typeof v,
+            size: bytes ? bytes.byteLength : -1,
+            magic: bytes ? String.fromCharCode(...bytes.slice(0, 4)) : null,
+          };
+        });
+      }
+      for (const s of ["streams", "meta"]) {
+        if (!stores.includes(s)) continue;
+        const keys = await T.req(tx.objectStore(s).getAllKeys());
+        const vals = await T.req(tx.objectStore(s).getAll());
+        keys.forEach((k, i) => {
+          const v = vals[i];
+          out[s][String(k)] = v instanceof ArrayBuffer || ArrayBuffer.isView(v) ? `<${v.byteLength} bytes>` : v;
+        });
+      }
+      return out;
+    } finally {
+      db.close();
+    }
+  },
+
+  /** Flips one byte (XOR 0xff) of the segment stored under `key`, keeping its value type. */
+  async flip(name, key, offset) {
+    const db = await T.rawOpen(name);
+    try {
+      const tx = db.transaction(["segments"], "readwrite");
+      const store = tx.objectStore("segments");
+      const v = await T.req(store.get(key));
+      if (v === undefined) throw new Error(`no segment ${key}`);
+      const isBuf = v instanceof ArrayBuffer;
+      const bytes = isBuf ? new Uint8Array(v.slice(0)) : new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+      const at = offset ?? Math.floor(bytes.length / 2);
+      bytes[at] ^= 0xff;
+      store.put(isBuf ? bytes.buffer : bytes, key);
+      await new Promise((ok, fail) => {
+        tx.oncomplete = ok;
+        tx.onerror = () => fail(tx.error);
+        tx.onabort = () => fail(tx.error || new Error("aborted"));
+      });
+      return { at, size: bytes.length };
+    } finally {
+      db.close();
+    }
+  },
+});
