@@ -1,0 +1,301 @@
+// npm run bench [-- --quick] [--only case,case] [--pkg DIR]
+// Runs bench/index.html in headless Chromium: logfold vs Dexie vs raw IndexedDB, one page, one run,
+// same events, same durability. Writes bench/results/latest.json and prints a table.
+// A benchmark, not a test: it asserts no speed. It exits non-zero only when a case could not run.
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { chromium } from "playwright-core";
+import { serve } from "../scripts/serve.mjs";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const SYSTEMS = ["logfold", "dexie", "idb"];
+const DURABILITY = "strict"; // must match DURABILITY in bench/bench.js
+
+const argv = process.argv.slice(2);
+const quick = argv.includes("--quick");
+const only = option("--only")?.split(",");
+const pkgDir = resolve(ROOT, option("--pkg") ?? "pkg");
+
+function option(name) {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+// Sizes: the full run stays within a few minutes on 2 cores; --quick within 2 minutes.
+// Raw IndexedDB and Dexie manage ~5-12k events/s in batches and only ~250-1,000 transactions/s
+// strict, so their concurrent single appends use fewer events (`perRecord`): their rate is set by
+// the cost of one transaction and does not grow with the count.
+const N = quick
+  ? { warmup: 1, trials: 3, batch1: 100, batch100: 1000, batch1000: 2000, batch10000: 10000,
+      concurrent: 2000, concurrentPerRecord: 300, sequential: 100, read: 20000 }
+  : { warmup: 1, trials: 5, batch1: 500, batch100: 10000, batch1000: 20000, batch10000: 30000,
+      concurrent: 10000, concurrentPerRecord: 1000, sequential: 500, read: 100000 };
+const DEADLINE_MS = quick ? 110_000 : 12 * 60_000;
+const CALL_TIMEOUT_MS = quick ? 60_000 : 180_000;
+
+const CASES = [
+  { name: "append.batch1", fn: "appendBatches", arg: { batch: 1, total: N.batch1 } },
+  { name: "append.batch100", fn: "appendBatches", arg: { batch: 100, total: N.batch100 } },
+  { name: "append.batch1000", fn: "appendBatches", arg: { batch: 1000, total: N.batch1000 } },
+  { name: "append.batch10000", fn: "appendBatches", arg: { batch: 10000, total: N.batch10000 } },
+  { name: "append.concurrent10000", fn: "appendConcurrent", arg: { total: N.concurrent },
+    perRecordArg: { total: N.concurrentPerRecord } },
+  { name: "append.sequential500", fn: "appendSequential", arg: { total: N.sequential }, latency: true },
+  { name: "read.100000", fn: "readAll", arg: { total: N.read }, setup: "readSetup" },
+  // Reopens the log read.100000 filled (and fills one itself when run alone).
+  { name: "open.verify100000", fn: "reopen", arg: { total: N.read }, systems: ["logfold"],
+    setup: "readSetup", reuses: "read.100000", metric: "open_ms" },
+].filter((c) => !only || only.includes(c.name));
+
+const started = Date.now();
+const loadStart = loadavg().map((x) => Number(x.toFixed(2)));
+const results = [];
+const errors = [];
+let page;
+
+class Timeout extends Error {}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, fail) => {
+    timer = setTimeout(() => fail(new Timeout(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function log(line) {
+  const t = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+  console.log(`[${t}s] ${line}`);
+}
+
+/** Calls window.bench[fn](system, arg) in the page; page-side errors come back as { error }. */
+async function call(fn, system, arg) {
+  const left = DEADLINE_MS - (Date.now() - started);
+  if (left <= 0) throw new Timeout(`run deadline of ${DEADLINE_MS / 1000} s reached`);
+  const out = await withTimeout(
+    page.evaluate(([fn, system, arg]) => window.bench[fn](system, arg), [fn, system, arg]),
+    Math.min(CALL_TIMEOUT_MS, left),
+    `${fn}(${system})`,
+  );
+  if (out?.error) throw new Error(out.error);
+  return out;
+}
+
+async function loadPage(url) {
+  await withTimeout(page.goto(url), 30_000, "loading the bench page");
+  await withTimeout(page.waitForFunction(() => window.bench, null, { timeout: 30_000 }), 35_000,
+    "waiting for window.bench");
+  const loaded = await withTimeout(page.evaluate(() => window.bench.loadLogfold()), 60_000,
+    "importing /pkg/index.js");
+  if (!loaded.ok) log(`logfold could not be loaded: ${loaded.error}`);
+  return loaded;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+// Nearest-rank percentile.
+const percentile = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil(p * s.length) - 1)];
+};
+const round = (x, digits) => Number(x.toFixed(digits));
+
+/** Warm-up then N.trials timed trials of one case on one system; returns its result row. */
+async function measure(c, system) {
+  const arg = system !== "logfold" && c.perRecordArg ? c.perRecordArg : c.arg;
+  const trials = [];
+  for (let i = -N.warmup; i < N.trials; i++) {
+    const out = await call(c.fn, system, arg);
+    const label = i < 0 ? "warm-up" : `trial ${i + 1}/${N.trials}`;
+    if (c.latency) {
+      const p50 = percentile(out.latencies, 0.5);
+      const p99 = percentile(out.latencies, 0.99);
+      log(`${c.name} ${system} ${label}: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);
+      if (i >= 0) trials.push({ p50, p99 });
+    } else {
+      log(`${c.name} ${system} ${label}: ${out.ms.toFixed(1)} ms` +
+        (c.metric ? "" : `, ${Math.round((out.events / out.ms) * 1000).toLocaleString("en")} events/s`));
+      if (i >= 0) trials.push({ ms: out.ms, rate: (out.events / out.ms) * 1000 });
+    }
+  }
+  const row = { case: c.name, system };
+  if (c.latency) {
+    row.p50_ms = round(median(trials.map((t) => t.p50)), 3);
+    row.p99_ms = round(median(trials.map((t) => t.p99)), 3);
+  } else if (c.metric) {
+    Object.assign(row, { metric: c.metric, value: round(median(trials.map((t) => t.ms)), 1), unit: "ms" });
+  } else {
+    row.events_per_s = Math.round(median(trials.map((t) => t.rate)));
+  }
+  row.events = arg.total;
+  return row;
+}
+
+async function runCases(url) {
+  for (const [i, c] of CASES.entries()) {
+    const prev = CASES[i - 1];
+    const next = CASES[i + 1];
+    for (const system of c.systems ?? SYSTEMS) {
+      // A case that reuses the previous case's database fills its own when run alone.
+      const setup = c.setup && !(c.reuses && prev?.name === c.reuses);
+      try {
+        if (setup) {
+          log(`${c.name} ${system}: filling ${c.arg.total.toLocaleString("en")} events`);
+          await call(c.setup, system, c.arg);
+        }
+        results.push(await measure(c, system));
+      } catch (e) {
+        const message = e.message.replace(/^page\.evaluate: /, "");
+        errors.push({ case: c.name, system, error: message });
+        log(`${c.name} ${system} FAILED: ${message}`);
+        if (e instanceof Timeout) {
+          // The page may be stuck mid-transaction: go on in a fresh page.
+          if (Date.now() - started >= DEADLINE_MS) return;
+          log("reloading the bench page");
+          await loadPage(url);
+          continue;
+        }
+      }
+      const keep = next?.reuses === c.name && (next.systems ?? SYSTEMS).includes(system);
+      if (c.setup && !keep) {
+        await call("readTeardown", system, {}).catch((e) => log(`teardown ${system}: ${e.message}`));
+      }
+    }
+  }
+}
+
+async function wasmSize() {
+  const file = join(pkgDir, "logfold_bg.wasm");
+  try {
+    const bytes = await readFile(file);
+    const gzip = gzipSync(bytes, { level: 9 }).length;
+    results.push(
+      { case: "size.wasm", system: "logfold", metric: "wasm_bytes", value: bytes.length, unit: "bytes" },
+      { case: "size.wasm", system: "logfold", metric: "wasm_gzip_bytes", value: gzip, unit: "bytes" },
+    );
+  } catch (e) {
+    errors.push({ case: "size.wasm", system: "logfold", error: `${file}: ${e.message}` });
+  }
+}
+
+function figure(row, events) {
+  if (!row) return "—";
+  if (row.events_per_s !== undefined) {
+    const n = row.events !== events ? ` (n=${row.events.toLocaleString("en")})` : "";
+    return `${row.events_per_s.toLocaleString("en")}/s${n}`;
+  }
+  if (row.p50_ms !== undefined) return `p50 ${row.p50_ms.toFixed(2)} / p99 ${row.p99_ms.toFixed(2)} ms`;
+  if (row.unit === "bytes") return `${(row.value / 1024).toFixed(1)} KiB`;
+  return `${row.value.toLocaleString("en")} ${row.unit}`;
+}
+
+// How many times better logfold is than Dexie: higher is better for logfold either way.
+function ratio(lf, dx) {
+  if (!lf || !dx) return "";
+  if (lf.events_per_s && dx.events_per_s) return `${(lf.events_per_s / dx.events_per_s).toFixed(1)}×`;
+  if (lf.p50_ms && dx.p50_ms) return `${(dx.p50_ms / lf.p50_ms).toFixed(1)}× (p50)`;
+  return "";
+}
+
+function printTable() {
+  const rows = [["case", "events", "logfold", "dexie", "idb", "logfold vs dexie"]];
+  const keys = [...new Set(results.map((r) => `${r.case}\u0000${r.metric ?? ""}`))];
+  for (const key of keys) {
+    const [name, metric] = key.split("\u0000");
+    const pick = (s) => results.find((r) => r.case === name && r.system === s && (r.metric ?? "") === metric);
+    const lf = pick("logfold");
+    const events = (lf ?? pick("dexie") ?? pick("idb"))?.events;
+    rows.push([
+      metric ? `${name} ${metric}` : name,
+      events === undefined ? "" : events.toLocaleString("en"),
+      figure(lf, events), figure(pick("dexie"), events), figure(pick("idb"), events),
+      ratio(lf, pick("dexie")),
+    ]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const line = (r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ");
+  console.log("");
+  console.log(line(rows[0]));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const r of rows.slice(1)) console.log(line(r));
+  console.log("");
+}
+
+async function main() {
+  const server = await serve({
+    mounts: { "/pkg/": pkgDir, "/dexie/": join(ROOT, "node_modules/dexie/dist"), "/": join(ROOT, "bench") },
+    port: 0,
+  });
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  // A persistent profile on disk: Playwright's default contexts are off the record, and there
+  // IndexedDB lives in memory, which would make every durability setting free.
+  const profile = await mkdtemp(join(tmpdir(), "logfold-bench-"));
+  let context;
+  let chromiumVersion = "unknown";
+  try {
+    log(`${quick ? "quick" : "full"} run, ${N.trials} trials after ${N.warmup} warm-up, durability ${DURABILITY}`);
+    context = await withTimeout(
+      chromium.launchPersistentContext(profile, {
+        executablePath: "/usr/bin/chromium",
+        headless: true,
+        timeout: 60_000,
+        args: ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run",
+          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+          "--disable-dev-shm-usage"],
+      }),
+      70_000, "launching Chromium");
+    page = context.pages()[0] ?? (await withTimeout(context.newPage(), 30_000, "opening a page"));
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.text().startsWith("bench:")) log(`page ${m.type()}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => log(`page error: ${e.message}`));
+    page.on("crash", () => log("page crashed"));
+
+    const cdp = await withTimeout(context.newCDPSession(page), 10_000, "opening CDP");
+    const { product } = await withTimeout(cdp.send("Browser.getVersion"), 10_000, "Browser.getVersion");
+    chromiumVersion = product.split("/").pop();
+    log(`Chromium ${chromiumVersion} at ${url}`);
+
+    const loaded = await loadPage(url);
+    if (!loaded.ok) errors.push({ case: "*", system: "logfold", error: loaded.error });
+    const bytes = await withTimeout(page.evaluate(() => window.bench.eventBytes()), 10_000, "eventBytes");
+    log(`events: ${bytes.toFixed(0)} bytes of JSON each (stream, type, data)`);
+
+    await runCases(url);
+    if (!only || only.includes("size.wasm")) await wasmSize();
+  } catch (e) {
+    errors.push({ case: "*", system: "*", error: e.message });
+    log(`run failed: ${e.message}`);
+  } finally {
+    await withTimeout(context?.close() ?? Promise.resolve(), 20_000, "closing Chromium")
+      .catch((e) => log(e.message));
+    await new Promise((ok) => server.close(ok));
+    await rm(profile, { recursive: true, force: true }).catch(() => {});
+  }
+
+  const load = { start: loadStart, end: loadavg().map((x) => round(x, 2)) };
+  const out = { chromium: chromiumVersion, quick, durability: DURABILITY, loadavg: load, results, errors };
+  const file = join(ROOT, "bench/results/latest.json");
+  await writeFile(file, JSON.stringify(out, null, 2) + "\n");
+  printTable();
+  console.log(`durability: ${DURABILITY} for all systems; median of ${N.trials} trials after a warm-up.`);
+  console.log(`load average (1/5/15 min) at start ${load.start.join(" ")}, at end ${load.end.join(" ")}` +
+    " on " + `${cpus().length} cores: figures from a busy machine are low and noisy.`);
+  console.log(`wrote ${file} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  for (const e of errors) console.log(`ERROR ${e.case} ${e.system}: ${e.error}`);
+  return errors.length ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
