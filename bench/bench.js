@@ -92,7 +92,16 @@ const systems = {
     },
     append: (log, events) => log.append(events),
     appendOne: (log, event) => log.append(event),
-    readAll: (log, n) => log.read({ after: 0, limit: n }),
+    async readAll(log, n) {
+      // One call when read() honours the limit; pages otherwise.
+      let out = await log.read({ after: 0, limit: n });
+      while (out.length < n) {
+        const more = await log.read({ after: out[out.length - 1]?.seq ?? 0, limit: n - out.length });
+        if (!more.length) break;
+        out = out.concat(more);
+      }
+      return out;
+    },
     close: (log) => log.close(),
     destroy: (name) => logfold.Logfold.destroy(name),
   },

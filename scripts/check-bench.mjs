@@ -17,7 +17,7 @@ const LOGFOLD_CASES = [
 const NUMBERS = ["events_per_s", "p50_ms", "p99_ms", "value", "events"];
 const FIGURES = ["events_per_s", "p50_ms", "value"];
 
-export function check(json) {
+function check(json) {
   const problems = [];
   if (json === null || typeof json !== "object" || Array.isArray(json)) return ["not a JSON object"];
   if (typeof json.chromium !== "string" || !json.chromium) problems.push("`chromium` is not a non-empty string");
