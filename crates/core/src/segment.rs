@@ -102,6 +102,11 @@ impl SegmentWriter {
         i as u64
     }
 
+    /// Position of the first event pushed (0 before any).
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
     /// Events pushed so far.
     pub fn count(&self) -> u64 {
         self.count

@@ -1,0 +1,226 @@
+// logfold's JavaScript entry point: a thin layer over the wasm core. It checks what only JS can
+// see (functions, BigInt, cycles, Map/Set in data), sends each batch as one JSON string, and
+// turns the core's JSON answers back into objects.
+import init, { LogCore, setErrorClass, destroyLog, repairLog } from "./logfold.js";
+
+/** Every error logfold throws: a real Error with a stable `code` and `details`. */
+export class LogfoldError extends Error {
+  constructor(code, message, details) {
+    super(message);
+    this.name = "LogfoldError";
+    this.code = code;
+    this.details = details ?? {};
+  }
+}
+
+let ready;
+function load() {
+  ready ??= init().then(() => setErrorClass(LogfoldError));
+  return ready;
+}
+
+function invalidEvent(index, field, reason) {
+  return new LogfoldError("INVALID_EVENT", `invalid event: event ${index}: ${field} ${reason}`, { index, field, reason });
+}
+
+function invalidArgument(argument, message) {
+  return new LogfoldError("INVALID_ARGUMENT", `invalid ${argument}: ${message}`, { argument });
+}
+
+// Walks a value and returns why it is not plain JSON, with the path to the fault, or undefined.
+// Paths are built only on failure so the common case allocates nothing.
+function jsonFault(value, ancestors) {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined;
+    case "number":
+      return Number.isFinite(value) ? undefined : { path: [], reason: `is ${value}, not a finite number` };
+    case "object": {
+      if (value === null) return undefined;
+      if (ancestors.includes(value)) return { path: [], reason: "refers back to itself (a cycle)" };
+      if (Array.isArray(value)) {
+        ancestors.push(value);
+        for (let i = 0; i < value.length; i++) {
+          const item = value[i];
+          const fault = item === undefined ? { path: [], reason: "is undefined inside an array" } : jsonFault(item, ancestors);
+          if (fault) {
+            fault.path.push(`[${i}]`);
+            return fault;
+          }
+        }
+        ancestors.pop();
+        return undefined;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) {
+        const kind = value.constructor?.name || "object with a prototype";
+        return { path: [], reason: `is a ${kind}, not plain JSON` };
+      }
+      ancestors.push(value);
+      for (const key of Object.keys(value)) {
+        const item = value[key];
+        if (item === undefined) continue; // dropped, as JSON.stringify does
+        const fault = jsonFault(item, ancestors);
+        if (fault) {
+          fault.path.push(/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`);
+          return fault;
+        }
+      }
+      ancestors.pop();
+      return undefined;
+    }
+    default:
+      return { path: [], reason: `is a ${typeof value}, not plain JSON` };
+  }
+}
+
+function checkJson(value, index, field) {
+  const fault = jsonFault(value, []);
+  if (fault) throw invalidEvent(index, field + fault.path.reverse().join(""), fault.reason);
+}
+
+function toWire(event, index) {
+  if (event === null || typeof event !== "object") throw invalidEvent(index, "event", "must be an object");
+  const { stream, type, data, meta } = event;
+  if (typeof stream !== "string") throw invalidEvent(index, "stream", "must be a string");
+  if (typeof type !== "string") throw invalidEvent(index, "type", "must be a string");
+  if (data !== undefined) checkJson(data, index, "data");
+  if (meta !== undefined) checkJson(meta, index, "meta");
+  return { stream, type, data: data === undefined ? null : data, meta };
+}
+
+function checkVersion(v, argument) {
+  if (v === "none" || (Number.isSafeInteger(v) && v >= 0)) return v;
+  throw invalidArgument(argument, `${JSON.stringify(v) ?? String(v)} is not a version; use a non-negative integer or "none"`);
+}
+
+function expectations(wire, options) {
+  const { expectedVersion, expectedVersions } = options ?? {};
+  if (expectedVersion !== undefined && expectedVersions !== undefined) {
+    throw invalidArgument("expectedVersion", "give expectedVersion or expectedVersions, not both");
+  }
+  if (expectedVersion !== undefined) {
+    const streams = new Set(wire.map((e) => e.stream));
+    if (streams.size !== 1) {
+      throw invalidArgument("expectedVersion", `the batch has ${streams.size} streams; use expectedVersions: { [stream]: version }`);
+    }
+    return JSON.stringify({ [wire[0].stream]: checkVersion(expectedVersion, "expectedVersion") });
+  }
+  if (expectedVersions !== undefined) {
+    if (expectedVersions === null || typeof expectedVersions !== "object") {
+      throw invalidArgument("expectedVersions", "must be an object of stream → version");
+    }
+    for (const v of Object.values(expectedVersions)) checkVersion(v, "expectedVersions");
+    return JSON.stringify(expectedVersions);
+  }
+  return "";
+}
+
+function position(value, argument, fallback) {
+  if (value === undefined) return fallback;
+  if (Number.isSafeInteger(value) && value >= 0) return value;
+  throw invalidArgument(argument, "must be a non-negative integer");
+}
+
+class Log {
+  #core;
+
+  constructor(core) {
+    this.#core = core;
+  }
+
+  get name() {
+    return this.#core.name;
+  }
+
+  get clientId() {
+    return this.#core.clientId;
+  }
+
+  get head() {
+    return this.#core.head;
+  }
+
+  get closed() {
+    return this.#core.closed;
+  }
+
+  async append(input, options) {
+    const single = !Array.isArray(input);
+    const events = single ? [input] : input;
+    const wire = events.map(toWire);
+    const expected = wire.length ? expectations(wire, options) : "";
+    const answer = JSON.parse(await this.#core.append(JSON.stringify(wire), expected));
+    const origin = this.#core.clientId;
+    // The stored events share `data` and `meta` with the input objects.
+    const stored = answer.events.map(([id, version, seq], i) => ({
+      id,
+      stream: wire[i].stream,
+      version,
+      type: wire[i].type,
+      data: wire[i].data,
+      meta: wire[i].meta ?? null,
+      time: answer.time,
+      origin,
+      seq,
+      offset: null,
+    }));
+    return single ? stored[0] : stored;
+  }
+
+  async read(options) {
+    const after = position(options?.after, "after", 0);
+    const limit = position(options?.limit, "limit", 1000);
+    return JSON.parse(await this.#core.read(after, limit));
+  }
+
+  async *events(options) {
+    let after = position(options?.after, "after", 0);
+    for (;;) {
+      const page = await this.read({ after, limit: 1000 });
+      if (page.length === 0) return;
+      yield* page;
+      after = page[page.length - 1].seq;
+    }
+  }
+
+  version(stream) {
+    if (typeof stream !== "string") return Promise.reject(invalidArgument("stream", "must be a string"));
+    return this.#core.version(stream);
+  }
+
+  compact() {
+    return this.#core.compact();
+  }
+
+  stats() {
+    return this.#core.stats();
+  }
+
+  close() {
+    return this.#core.close();
+  }
+}
+
+export const Logfold = {
+  async open(options) {
+    await load();
+    const { name, durability = "strict", onClose } = options ?? {};
+    if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
+    if (onClose !== undefined && typeof onClose !== "function") throw invalidArgument("onClose", "must be a function");
+    return new Log(await LogCore.open(name, durability, onClose));
+  },
+
+  async destroy(name) {
+    await load();
+    if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
+    return destroyLog(name);
+  },
+
+  async repair(name) {
+    await load();
+    if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
+    return repairLog(name);
+  },
+};

@@ -1,0 +1,824 @@
+//! The browser log: an append-only event log in IndexedDB, with group commit and compaction.
+//!
+//! Stores (all created with the first format so later features need no schema change):
+//! `segments` (key: the segment's last position; value: an encoded segment), `streams`
+//! (stream → version), `meta` (format, clientId, head, compacted), `outbox`, `snapshots`,
+//! `rejections`. Keying a segment by its *last* position lets a read "after n" start with
+//! one ranged `getAll` over keys `> n`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use js_sys::{Array, Function, Uint8Array};
+use logfold_core::segment::{Segment, SegmentWriter, TARGET_BYTES};
+use logfold_core::{assign, Batch, Event, EventRef, IdGenerator, Limits, Stamp};
+use rexie::{ObjectStore, Rexie};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{IdbDatabase, IdbKeyRange, IdbObjectStore};
+
+use crate::error::{CloseReason, Error};
+use crate::idb;
+
+/// The log format this code writes; stored in `meta` and in every segment.
+pub const FORMAT: u32 = 1;
+const SCHEMA_VERSION: u32 = 1;
+const STORES: [&str; 6] = [
+    "segments",
+    "streams",
+    "meta",
+    "outbox",
+    "snapshots",
+    "rejections",
+];
+/// Small segments written since the last compaction before this handle compacts on its own.
+const COMPACT_AFTER: u32 = 64;
+
+/// Counters since this handle opened.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Readwrite transactions committed (appends and compactions).
+    pub transactions: u64,
+    /// Segments written by appends.
+    pub segments_written: u64,
+    /// Segments merged away by compaction.
+    pub segments_merged: u64,
+    /// Compaction transactions.
+    pub compactions: u64,
+    /// Events appended through this handle.
+    pub events_appended: u64,
+}
+
+/// How hard a commit works before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flushed to disk before the append resolves: survives an OS crash or power loss.
+    Strict,
+    /// Handed to the OS before the append resolves: survives a browser crash, not an OS crash.
+    Relaxed,
+}
+
+impl Durability {
+    fn as_str(self) -> &'static str {
+        match self {
+            Durability::Strict => "strict",
+            Durability::Relaxed => "relaxed",
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<Event>, Error>>;
+
+/// An open log. Cheap to clone (shared handle).
+#[derive(Clone)]
+pub struct Log(Rc<Inner>);
+
+struct Inner {
+    name: String,
+    db: IdbDatabase,
+    durability: Durability,
+    client_id: String,
+    ids: RefCell<IdGenerator>,
+    limits: Limits,
+    head: Cell<u64>,
+    closed: Cell<Option<CloseReason>>,
+    queue: RefCell<Vec<(Batch, Reply)>>,
+    writing: Cell<bool>,
+    idle: RefCell<Vec<oneshot::Sender<()>>>,
+    stats: Cell<Stats>,
+    small_segments: Cell<u32>,
+    on_close: RefCell<Option<Function>>,
+    on_versionchange: RefCell<Option<Closure<dyn FnMut()>>>,
+}
+
+/// The IndexedDB database name of log `name`.
+pub fn database_name(name: &str) -> String {
+    format!("logfold:{name}")
+}
+
+fn storage(e: JsValue) -> Error {
+    Error::from_dom(&e)
+}
+
+fn key(n: u64) -> JsValue {
+    JsValue::from_f64(n as f64)
+}
+
+fn as_u64(v: &JsValue) -> u64 {
+    v.as_f64().map_or(0, |f| f as u64)
+}
+
+/// Creates the schema if the database is new (rexie's builder), then opens the live
+/// connection that handles `versionchange`.
+async fn connect(name: &str) -> Result<IdbDatabase, Error> {
+    let db_name = database_name(name);
+    let mut builder = Rexie::builder(&db_name).version(SCHEMA_VERSION);
+    for store in STORES {
+        builder = builder.add_object_store(ObjectStore::new(store));
+    }
+    match builder.build().await {
+        Ok(db) => db.close(),
+        // rexie surfaces the DOMException only in its Debug text.
+        Err(e) if format!("{e:?}").contains("VersionError") => {
+            return Err(Error::UnsupportedFormat(0))
+        }
+        Err(e) => {
+            return Err(Error::Storage {
+                name: "OpenError".into(),
+                message: format!("{e:?}"),
+            })
+        }
+    }
+    let req = idb::factory()
+        .map_err(storage)?
+        .open_with_u32(&db_name, SCHEMA_VERSION)
+        .map_err(storage)?;
+    let db: IdbDatabase = idb::request(&req).await.map_err(storage)?.unchecked_into();
+    let names = db.object_store_names();
+    if STORES.iter().any(|s| !names.contains(s)) {
+        db.close();
+        return Err(Error::Storage {
+            name: "InvalidStateError".into(),
+            message: "the database was deleted while it opened; open again".into(),
+        });
+    }
+    Ok(db)
+}
+
+fn random_seed() -> (u64, [u8; 16]) {
+    let mut bytes = [0u8; 24];
+    let crypto: web_sys::Crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
+        .expect("crypto")
+        .unchecked_into();
+    crypto
+        .get_random_values_with_u8_array(&mut bytes)
+        .expect("getRandomValues");
+    let seed = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    (seed, bytes[8..].try_into().expect("16 bytes"))
+}
+
+fn new_client_id(random: [u8; 16]) -> String {
+    // A UUIDv4: the client id needs no order, only uniqueness.
+    let mut b = random;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    logfold_core::EventId::from_bytes(b).to_string()
+}
+
+impl Log {
+    /// Opens (creating if needed) log `name` and verifies every stored segment.
+    pub async fn open(
+        name: &str,
+        durability: Durability,
+        on_close: Option<Function>,
+    ) -> Result<Log, Error> {
+        if name.is_empty() {
+            return Err(Error::argument("name", "must be a non-empty string"));
+        }
+        let db = connect(name).await?;
+        let (seed, random) = random_seed();
+        let opened = Self::init_meta(&db, durability, new_client_id(random)).await;
+        let (client_id, head) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                db.close();
+                return Err(e);
+            }
+        };
+        if let Err(e) = verify(&db, head).await {
+            db.close();
+            return Err(e);
+        }
+        let log = Log(Rc::new(Inner {
+            name: name.to_owned(),
+            db,
+            durability,
+            client_id,
+            ids: RefCell::new(IdGenerator::new(seed)),
+            limits: Limits::default(),
+            head: Cell::new(head),
+            closed: Cell::new(None),
+            queue: RefCell::new(Vec::new()),
+            writing: Cell::new(false),
+            idle: RefCell::new(Vec::new()),
+            stats: Cell::new(Stats::default()),
+            small_segments: Cell::new(0),
+            on_close: RefCell::new(on_close),
+            on_versionchange: RefCell::new(None),
+        }));
+        log.watch_versionchange();
+        Ok(log)
+    }
+
+    /// Reads (and on first open writes) the format and client id; returns the client id and head.
+    async fn init_meta(
+        db: &IdbDatabase,
+        durability: Durability,
+        fresh_id: String,
+    ) -> Result<(String, u64), Error> {
+        let tx = idb::transaction(db, &["meta"], true, durability.as_str()).map_err(storage)?;
+        let done = idb::done(&tx);
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let format = idb::request(&meta.get(&"format".into()).map_err(storage)?)
+            .await
+            .map_err(storage)?;
+        let client = idb::request(&meta.get(&"clientId".into()).map_err(storage)?)
+            .await
+            .map_err(storage)?;
+        let head = idb::request(&meta.get(&"head".into()).map_err(storage)?)
+            .await
+            .map_err(storage)?;
+        let client_id = match client.as_string() {
+            Some(id) => id,
+            None => {
+                meta.put_with_key(&fresh_id.as_str().into(), &"clientId".into())
+                    .map_err(storage)?;
+                fresh_id
+            }
+        };
+        if format.is_undefined() {
+            meta.put_with_key(&FORMAT.into(), &"format".into())
+                .map_err(storage)?;
+        }
+        done.await.map_err(storage)?;
+        match format.as_f64() {
+            None if format.is_undefined() => {}
+            Some(f) if f as u32 == FORMAT => {}
+            other => return Err(Error::UnsupportedFormat(other.unwrap_or(0.0) as u32)),
+        }
+        Ok((client_id, as_u64(&head)))
+    }
+
+    fn watch_versionchange(&self) {
+        let weak = Rc::downgrade(&self.0);
+        let handler = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                // Close at once so the other tab's upgrade or delete is not blocked.
+                inner.db.close();
+                if inner.closed.get().is_none() {
+                    inner.closed.set(Some(CloseReason::VersionChange));
+                    if let Some(cb) = inner.on_close.borrow().as_ref() {
+                        let _ = cb.call1(&JsValue::NULL, &"versionchange".into());
+                    }
+                }
+                for (_, reply) in inner.queue.borrow_mut().drain(..) {
+                    let _ = reply.send(Err(Error::Closed(CloseReason::VersionChange)));
+                }
+            }
+        });
+        self.0
+            .db
+            .set_onversionchange(Some(handler.as_ref().unchecked_ref()));
+        *self.0.on_versionchange.borrow_mut() = Some(handler);
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        match self.0.closed.get() {
+            Some(reason) => Err(Error::Closed(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// The log's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// This client's id, the `origin` of its events.
+    pub fn client_id(&self) -> &str {
+        &self.0.client_id
+    }
+
+    /// The highest position this handle has seen.
+    pub fn head(&self) -> u64 {
+        self.0.head.get()
+    }
+
+    /// Whether the log is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.get().is_some()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> Stats {
+        self.0.stats.get()
+    }
+
+    /// Appends a batch atomically. Calls that arrive while a commit is in flight are written
+    /// together in the next transaction (group commit); each keeps its own atomicity.
+    pub async fn append(&self, batch: Batch) -> Result<Vec<Event>, Error> {
+        self.check_open()?;
+        batch.validate(&self.0.limits)?;
+        if batch.events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.0.queue.borrow_mut().push((batch, tx));
+        self.start_writer();
+        rx.await.unwrap_or(Err(Error::Closed(CloseReason::Closed)))
+    }
+
+    fn start_writer(&self) {
+        if self.0.writing.replace(true) {
+            return;
+        }
+        let log = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                let group = std::mem::take(&mut *log.0.queue.borrow_mut());
+                if !group.is_empty() {
+                    log.commit_group(group).await;
+                    continue;
+                }
+                if log.0.small_segments.get() >= COMPACT_AFTER && log.0.closed.get().is_none() {
+                    log.0.small_segments.set(0);
+                    // Best effort: a failed compaction leaves the segments as they were.
+                    let _ = log.compact_once().await;
+                    continue;
+                }
+                break;
+            }
+            log.0.writing.set(false);
+            for waiter in log.0.idle.borrow_mut().drain(..) {
+                let _ = waiter.send(());
+            }
+        });
+    }
+
+    async fn commit_group(&self, group: Vec<(Batch, Reply)>) {
+        if let Err(e) = self.check_open() {
+            for (_, reply) in group {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        let batches: Vec<&Batch> = group.iter().map(|(b, _)| b).collect();
+        match self.commit(&batches).await {
+            Ok(results) => {
+                for ((_, reply), result) in group.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            // One call's quota failure must not fail the small calls that joined it.
+            Err(Error::QuotaExceeded) if group.len() > 1 => {
+                for (batch, reply) in group {
+                    let result = match self.commit(&[&batch]).await {
+                        Ok(mut r) => r.pop().expect("one result per batch"),
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                for (_, reply) in group {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// One transaction: read the head and stream versions, assign positions, write segments.
+    /// The outer error means the transaction failed and nothing was written.
+    async fn commit(&self, batches: &[&Batch]) -> Result<Vec<Result<Vec<Event>, Error>>, Error> {
+        let inner = &self.0;
+        let tx = idb::transaction(
+            &inner.db,
+            &["segments", "streams", "meta"],
+            true,
+            inner.durability.as_str(),
+        )
+        .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let segments = tx.object_store("segments").map_err(storage)?;
+        let streams = tx.object_store("streams").map_err(storage)?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+
+        // Issue every read before awaiting any, so they run together.
+        let head_req = meta.get(&"head".into()).map_err(storage)?;
+        let mut names: Vec<&str> = Vec::new();
+        for b in batches {
+            for s in b.streams() {
+                if !names.contains(&s) {
+                    names.push(s);
+                }
+            }
+        }
+        let version_reqs = names
+            .iter()
+            .map(|s| streams.get(&JsValue::from_str(s)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(storage)?;
+        let mut head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        let mut versions = HashMap::with_capacity(names.len());
+        for (name, req) in names.iter().zip(&version_reqs) {
+            let v = as_u64(&idb::request(req).await.map_err(storage)?);
+            versions.insert((*name).to_owned(), v);
+        }
+        let before = versions.clone();
+
+        let time = js_sys::Date::now() as u64;
+        let mut ids = inner.ids.borrow_mut();
+        let mut stamp = Stamp {
+            time,
+            origin: &inner.client_id,
+            ids: &mut ids,
+        };
+        let results: Vec<Result<Vec<Event>, Error>> = batches
+            .iter()
+            .map(|b| assign(b, &mut head, &mut versions, &mut stamp).map_err(Error::Conflict))
+            .collect();
+        drop(ids);
+
+        let mut written = 0u64;
+        let mut small = 0u32;
+        let mut count = 0u64;
+        let mut put = |w: SegmentWriter| -> Result<(), Error> {
+            let last = w.first_seq() + w.count() - 1;
+            let bytes = w.finish();
+            if bytes.len() < TARGET_BYTES / 2 {
+                small += 1;
+            }
+            written += 1;
+            segments
+                .put_with_key(&Uint8Array::from(&bytes[..]).buffer(), &key(last))
+                .map_err(storage)?;
+            Ok(())
+        };
+        let mut w = SegmentWriter::new();
+        for e in results.iter().flatten().flatten() {
+            let size = e.data.len() + e.meta.as_ref().map_or(0, String::len) + 64;
+            if w.count() > 0 && w.size() + size > TARGET_BYTES {
+                put(std::mem::take(&mut w))?;
+            }
+            w.push(&e.as_ref());
+            count += 1;
+        }
+        if w.count() > 0 {
+            put(w)?;
+        }
+        if count > 0 {
+            for (name, v) in &versions {
+                if before.get(name) != Some(v) {
+                    streams
+                        .put_with_key(&key(*v), &JsValue::from_str(name))
+                        .map_err(storage)?;
+                }
+            }
+            meta.put_with_key(&key(head), &"head".into())
+                .map_err(storage)?;
+        }
+        done.await.map_err(|e| self.closed_or(e))?;
+
+        inner.head.set(inner.head.get().max(head));
+        inner.small_segments.set(inner.small_segments.get() + small);
+        let mut s = inner.stats.get();
+        s.transactions += 1;
+        s.segments_written += written;
+        s.events_appended += count;
+        inner.stats.set(s);
+        Ok(results)
+    }
+
+    /// A failure after `versionchange` closed the connection reads as `CLOSED`.
+    fn closed_or(&self, e: JsValue) -> Error {
+        match self.0.closed.get() {
+            Some(reason) => Error::Closed(reason),
+            None => storage(e),
+        }
+    }
+
+    /// Up to `limit` events after position `after`, as a JSON array.
+    pub async fn read_json(&self, after: u64, limit: u64) -> Result<String, Error> {
+        self.check_open()?;
+        let mut out = String::from("[");
+        let mut from = after;
+        let mut n = 0u64;
+        let upto = after.saturating_add(limit);
+        while n < limit {
+            let want = ((limit - n) / 128 + 2).min(64) as u32;
+            let (keys, values) = self.segments_after(from, want).await?;
+            if keys.is_empty() {
+                break;
+            }
+            for (k, bytes) in keys.iter().zip(&values) {
+                let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(from + 1, *k, e))?;
+                n += logfold_core::json::write_segment(&mut out, &seg, after, upto)
+                    .map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?
+                    as u64;
+                from = *k;
+                if n >= limit {
+                    break;
+                }
+            }
+        }
+        out.push(']');
+        self.0.head.set(self.0.head.get().max(from));
+        Ok(out)
+    }
+
+    /// Up to `count` segments with keys above `after`, as (keys, bytes).
+    async fn segments_after(
+        &self,
+        after: u64,
+        count: u32,
+    ) -> Result<(Vec<u64>, Vec<Vec<u8>>), Error> {
+        let tx = idb::transaction(&self.0.db, &["segments"], false, "default")
+            .map_err(|e| self.closed_or(e))?;
+        let store = tx.object_store("segments").map_err(storage)?;
+        read_segments(&store, after, count).await
+    }
+
+    /// The stream's current version, read from IndexedDB (other tabs may have appended).
+    pub async fn version(&self, stream: &str) -> Result<u64, Error> {
+        self.check_open()?;
+        let tx = idb::transaction(&self.0.db, &["streams"], false, "default")
+            .map_err(|e| self.closed_or(e))?;
+        let store = tx.object_store("streams").map_err(storage)?;
+        let v = idb::request(&store.get(&JsValue::from_str(stream)).map_err(storage)?)
+            .await
+            .map_err(storage)?;
+        Ok(as_u64(&v))
+    }
+
+    /// Merges runs of small adjacent segments now, after pending appends.
+    pub async fn compact(&self) -> Result<(), Error> {
+        self.check_open()?;
+        self.wait_idle().await;
+        self.0.writing.set(true);
+        let result = self.compact_once().await;
+        self.0.writing.set(false);
+        self.start_writer_if_queued();
+        result
+    }
+
+    fn start_writer_if_queued(&self) {
+        if !self.0.queue.borrow().is_empty() {
+            self.start_writer();
+        }
+    }
+
+    async fn wait_idle(&self) {
+        while self.0.writing.get() {
+            let (tx, rx) = oneshot::channel();
+            self.0.idle.borrow_mut().push(tx);
+            let _ = rx.await;
+        }
+    }
+
+    /// One compaction transaction over the segments after `meta.compacted`.
+    async fn compact_once(&self) -> Result<(), Error> {
+        let inner = &self.0;
+        let tx = idb::transaction(
+            &inner.db,
+            &["segments", "meta"],
+            true,
+            inner.durability.as_str(),
+        )
+        .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let segments = tx.object_store("segments").map_err(storage)?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let compacted = as_u64(
+            &idb::request(&meta.get(&"compacted".into()).map_err(storage)?)
+                .await
+                .map_err(storage)?,
+        );
+        let (keys, values) = read_segments(&segments, compacted, u32::MAX).await?;
+
+        let mut merged = 0u64;
+        let mut done_through = compacted;
+        let mut run: Vec<usize> = Vec::new();
+        let mut run_bytes = 0usize;
+        let mut prev = compacted;
+        let mut flush = |run: &mut Vec<usize>, run_bytes: &mut usize| -> Result<(), Error> {
+            if run.len() >= 2 {
+                let mut w = SegmentWriter::new();
+                for &i in run.iter() {
+                    let lo = if i == 0 { compacted } else { keys[i - 1] };
+                    let seg = Segment::parse(&values[i])
+                        .map_err(|e| Error::corrupt(lo + 1, keys[i], e))?;
+                    for e in seg.events() {
+                        w.push(&e.map_err(|e| Error::corrupt(lo + 1, keys[i], e))?);
+                    }
+                }
+                let last = keys[*run.last().expect("non-empty run")];
+                for &i in &run[..run.len() - 1] {
+                    segments.delete(&key(keys[i])).map_err(storage)?;
+                }
+                segments
+                    .put_with_key(&Uint8Array::from(&w.finish()[..]).buffer(), &key(last))
+                    .map_err(storage)?;
+                merged += run.len() as u64;
+            }
+            run.clear();
+            *run_bytes = 0;
+            Ok(())
+        };
+        for (i, bytes) in values.iter().enumerate() {
+            if bytes.len() >= TARGET_BYTES / 2 {
+                flush(&mut run, &mut run_bytes)?;
+                done_through = keys[i];
+            } else {
+                if run_bytes + bytes.len() > TARGET_BYTES {
+                    flush(&mut run, &mut run_bytes)?;
+                    done_through = prev;
+                }
+                run.push(i);
+                run_bytes += bytes.len();
+            }
+            prev = keys[i];
+        }
+        flush(&mut run, &mut run_bytes)?;
+        if done_through != compacted {
+            meta.put_with_key(&key(done_through), &"compacted".into())
+                .map_err(storage)?;
+        }
+        done.await.map_err(|e| self.closed_or(e))?;
+        let mut s = inner.stats.get();
+        s.transactions += 1;
+        s.compactions += 1;
+        s.segments_merged += merged;
+        inner.stats.set(s);
+        Ok(())
+    }
+
+    /// Waits for pending appends, then closes the connection.
+    pub async fn close(&self) {
+        if self.0.closed.get().is_some() {
+            return;
+        }
+        self.wait_idle().await;
+        self.0.closed.set(Some(CloseReason::Closed));
+        self.0.db.close();
+        self.0.db.set_onversionchange(None);
+        self.0.on_versionchange.borrow_mut().take();
+    }
+}
+
+/// Reads up to `count` segments with keys above `after`.
+async fn read_segments(
+    store: &IdbObjectStore,
+    after: u64,
+    count: u32,
+) -> Result<(Vec<u64>, Vec<Vec<u8>>), Error> {
+    let range = IdbKeyRange::lower_bound_with_open(&key(after), true).map_err(storage)?;
+    let (keys_req, values_req) = if count == u32::MAX {
+        (
+            store.get_all_keys_with_key(&range),
+            store.get_all_with_key(&range),
+        )
+    } else {
+        (
+            store.get_all_keys_with_key_and_limit(&range, count),
+            store.get_all_with_key_and_limit(&range, count),
+        )
+    };
+    let keys: Array = idb::request(&keys_req.map_err(storage)?)
+        .await
+        .map_err(storage)?
+        .unchecked_into();
+    let values: Array = idb::request(&values_req.map_err(storage)?)
+        .await
+        .map_err(storage)?
+        .unchecked_into();
+    let keys: Vec<u64> = keys.iter().map(|k| as_u64(&k)).collect();
+    let values = values
+        .iter()
+        .map(|v| Uint8Array::new(&v).to_vec())
+        .collect();
+    Ok((keys, values))
+}
+
+/// Checks every segment's checksum and that the segments tile positions `1..=head` exactly.
+async fn verify(db: &IdbDatabase, head: u64) -> Result<(), Error> {
+    match first_damage(db, head).await? {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// The first damaged segment as a `Corrupt` (or `UnsupportedFormat`) error, if any.
+async fn first_damage(db: &IdbDatabase, head: u64) -> Result<Option<Error>, Error> {
+    let mut prev = 0u64;
+    loop {
+        let tx = idb::transaction(db, &["segments"], false, "default").map_err(storage)?;
+        let store = tx.object_store("segments").map_err(storage)?;
+        let (keys, values) = read_segments(&store, prev, 256).await?;
+        if keys.is_empty() {
+            break;
+        }
+        for (k, bytes) in keys.iter().zip(&values) {
+            let seg = match Segment::parse(bytes) {
+                Ok(seg) => seg,
+                Err(e) => return Ok(Some(Error::corrupt(prev + 1, *k, e))),
+            };
+            if seg.first_seq() != prev + 1 || seg.last_seq() != *k {
+                return Ok(Some(Error::Corrupt {
+                    from: prev + 1,
+                    to: *k,
+                    reason: format!(
+                        "segment holds positions {}..={}, not {}..={k}",
+                        seg.first_seq(),
+                        seg.last_seq(),
+                        prev + 1
+                    ),
+                }));
+            }
+            prev = *k;
+        }
+    }
+    if prev != head {
+        return Ok(Some(Error::Corrupt {
+            from: prev + 1,
+            to: head.max(prev + 1),
+            reason: format!("the log's head is {head} but its segments end at {prev}"),
+        }));
+    }
+    Ok(None)
+}
+
+/// What [`repair`] did: the new head and the positions it dropped.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RepairReport {
+    /// The head after repair.
+    pub head: u64,
+    /// The positions dropped, if any were damaged.
+    pub dropped: Option<(u64, u64)>,
+}
+
+/// Keeps the intact prefix of log `name`: drops the first damaged segment and all after it,
+/// then rebuilds the stream versions from what is left.
+pub async fn repair(name: &str) -> Result<RepairReport, Error> {
+    let db = connect(name).await?;
+    let result = repair_db(&db).await;
+    db.close();
+    result
+}
+
+async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
+    let tx = idb::transaction(db, &["meta"], false, "default").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let head = as_u64(
+        &idb::request(&meta.get(&"head".into()).map_err(storage)?)
+            .await
+            .map_err(storage)?,
+    );
+    let damage = match first_damage(db, head).await? {
+        None => {
+            return Ok(RepairReport {
+                head,
+                dropped: None,
+            })
+        }
+        Some(Error::Corrupt { from, .. }) => from,
+        Some(e) => return Err(e),
+    };
+    let keep = damage - 1;
+
+    let tx =
+        idb::transaction(db, &["segments", "streams", "meta"], true, "strict").map_err(storage)?;
+    let done = idb::done(&tx);
+    let segments = tx.object_store("segments").map_err(storage)?;
+    let streams = tx.object_store("streams").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let range = IdbKeyRange::lower_bound_with_open(&key(keep), true).map_err(storage)?;
+    segments.delete(&range).map_err(storage)?;
+    let (_, values) = read_segments(&segments, 0, u32::MAX).await?;
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for bytes in &values {
+        let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(0, keep, e))?;
+        for e in seg.events() {
+            let e: EventRef<'_> =
+                e.map_err(|e| Error::corrupt(seg.first_seq(), seg.last_seq(), e))?;
+            versions.insert(e.stream.to_owned(), e.version);
+        }
+    }
+    streams.clear().map_err(storage)?;
+    for (name, v) in &versions {
+        streams
+            .put_with_key(&key(*v), &JsValue::from_str(name))
+            .map_err(storage)?;
+    }
+    meta.put_with_key(&key(keep), &"head".into())
+        .map_err(storage)?;
+    meta.put_with_key(&key(0), &"compacted".into())
+        .map_err(storage)?;
+    done.await.map_err(storage)?;
+    Ok(RepairReport {
+        head: keep,
+        dropped: Some((damage, head.max(damage))),
+    })
+}
+
+/// Deletes log `name`'s database; waits until every connection has closed.
+pub async fn destroy(name: &str) -> Result<(), Error> {
+    Rexie::delete(&database_name(name))
+        .await
+        .map_err(|e| Error::Storage {
+            name: "DeleteError".into(),
+            message: format!("{e:?}"),
+        })
+}
