@@ -13,6 +13,15 @@ window.ready = (async () => {
 })();
 
 const T = (window.T = {
+  /** A random (incompressible) string of n letters. */
+  noise(n) {
+    const a = new Uint8Array(n);
+    for (let i = 0; i < n; i += 65536) crypto.getRandomValues(a.subarray(i, Math.min(n, i + 65536)));
+    const parts = [];
+    for (let i = 0; i < n; i += 8192) parts.push(String.fromCharCode(...a.subarray(i, i + 8192).map((x) => 97 + (x % 26))));
+    return parts.join("");
+  },
+
   /** Open logs by name, kept across page.evaluate calls. */
   logs: {},
 
@@ -57,6 +66,27 @@ const T = (window.T = {
     const versions = {};
     for (const s of streams) versions[s] = await log.version(s);
     return { head: log.head, events, versions };
+  },
+
+  /** Like snap, plus the raw `streams` store and meta "head" (what a buggy append could leave). */
+  async fullSnap(log, streams = []) {
+    const s = await T.snap(log, streams);
+    const raw = await T.raw(log.name);
+    return { ...s, rawStreams: raw.streams, rawHead: raw.meta.head ?? null };
+  },
+
+  /** Runs a call that must be refused: the log seen before, the error, the log seen after. */
+  async refuse(log, fn, streams = []) {
+    const before = await T.fullSnap(log, streams);
+    const err = await T.attempt(() => fn(log));
+    const after = await T.fullSnap(log, streams);
+    return { before, after, err };
+  },
+
+  /** The named log, opened once per page. */
+  async log(name, options = {}) {
+    if (!T.logs[name] || T.logs[name].closed) T.logs[name] = await window.Logfold.open({ name, ...options });
+    return T.logs[name];
   },
 
   async dbExists(name) {
