@@ -48,6 +48,11 @@ const T = (window.T = {
     }
   },
 
+  /** Rejects if `promise` does not settle within `ms` (so a hang is reported, not waited out). */
+  within(ms, promise, what = "call") {
+    return Promise.race([promise, new Promise((_, fail) => setTimeout(() => fail(new Error(`${what} did not settle within ${ms} ms`)), ms))]);
+  },
+
   /** Every event of the log, read through read() in pages of `page`. */
   async readAll(log, page = 1000) {
     const all = [];
