@@ -1,0 +1,253 @@
+//! The browser log in a real headless Chromium (`wasm-pack test --headless --chrome`).
+//! Each test uses its own log name and deletes it first.
+#![cfg(target_arch = "wasm32")]
+
+use futures::future::join_all;
+use js_sys::{Function, Reflect, Uint8Array};
+use logfold::error::{CloseReason, Error};
+use logfold::log::{database_name, destroy, repair, Durability, Log};
+use logfold_core::{Batch, ExpectedVersion, NewEvent};
+use rexie::{Rexie, TransactionMode};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn fresh(name: &str) -> Log {
+    destroy(name).await.unwrap();
+    Log::open(name, Durability::Strict, None).await.unwrap()
+}
+
+fn deposit(account: &str, amount: u32) -> NewEvent {
+    NewEvent::new(account, "Deposited", format!("{{\"amount\":{amount}}}"))
+}
+
+async fn all(log: &Log) -> Vec<serde_json::Value> {
+    serde_json::from_str(&log.read_json(0, u64::MAX).await.unwrap()).unwrap()
+}
+
+/// Opens the raw database with rexie, as another program (or a bad disk) would see it.
+async fn raw(name: &str) -> Rexie {
+    Rexie::builder(&database_name(name))
+        .version(1)
+        .build()
+        .await
+        .unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn given_an_empty_log_when_batches_are_appended_then_they_read_back_in_order() {
+    let log = fresh("t-append").await;
+    log.append(Batch::new(vec![deposit("a", 1), deposit("b", 2)]))
+        .await
+        .unwrap();
+    let out = log.append(Batch::new(vec![deposit("a", 3)])).await.unwrap();
+    assert_eq!((out[0].seq, out[0].version), (3, 2));
+    let events = all(&log).await;
+    let got: Vec<(String, u64, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["stream"].as_str().unwrap().to_owned(),
+                e["version"].as_u64().unwrap(),
+                e["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("a".into(), 1, 1), ("b".into(), 1, 2), ("a".into(), 2, 3)]
+    );
+    assert_eq!(events[2]["data"]["amount"], 3);
+    assert_eq!(log.version("a").await.unwrap(), 2);
+    assert_eq!(log.head(), 3);
+    let page: Vec<serde_json::Value> =
+        serde_json::from_str(&log.read_json(1, 1).await.unwrap()).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["seq"], 2);
+    log.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_conflicting_append_writes_nothing() {
+    let log = fresh("t-conflict").await;
+    log.append(Batch::new(vec![deposit("a", 1)])).await.unwrap();
+    let batch =
+        Batch::new(vec![deposit("a", 2), deposit("b", 2)]).expect("a", ExpectedVersion::NoStream);
+    match log.append(batch).await {
+        Err(Error::Conflict(c)) => assert_eq!((c.stream.as_str(), c.actual), ("a", 1)),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(all(&log).await.len(), 1);
+    assert_eq!(log.version("b").await.unwrap(), 0);
+    let ok = Batch::new(vec![deposit("a", 2)]).expect("a", ExpectedVersion::Exact(1));
+    assert_eq!(log.append(ok).await.unwrap()[0].version, 2);
+    log.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn concurrent_appends_share_transactions_and_get_distinct_positions() {
+    let log = fresh("t-group").await;
+    let calls = (0..100).map(|i| log.append(Batch::new(vec![deposit(&format!("s{}", i % 7), i)])));
+    let results = join_all(calls).await;
+    let mut seqs: Vec<u64> = results.into_iter().map(|r| r.unwrap()[0].seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    assert!(log.stats().transactions < 100, "{:?}", log.stats());
+    assert_eq!(log.version("s0").await.unwrap(), 15);
+    log.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_large_event_gets_its_own_segment_and_an_oversized_one_is_refused() {
+    let log = fresh("t-large").await;
+    let big = format!("\"{}\"", "x".repeat(100_000));
+    log.append(Batch::new(vec![
+        deposit("a", 1),
+        NewEvent::new("a", "Big", big.clone()),
+        deposit("a", 2),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(log.stats().segments_written, 3);
+    let events = all(&log).await;
+    assert_eq!(events[1]["data"].as_str().unwrap().len(), 100_000);
+    let huge = format!("\"{}\"", "x".repeat(1024 * 1024));
+    match log
+        .append(Batch::new(vec![NewEvent::new("a", "Huge", huge)]))
+        .await
+    {
+        Err(Error::Invalid(e)) => assert_eq!((e.index, e.field.as_str()), (0, "data")),
+        other => panic!("expected invalid, got {other:?}"),
+    }
+    assert_eq!(log.head(), 3);
+    log.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn compaction_merges_small_segments_and_keeps_every_event() {
+    let log = fresh("t-compact").await;
+    for i in 0..40 {
+        log.append(Batch::new(vec![deposit("a", i)])).await.unwrap();
+    }
+    let before = all(&log).await;
+    log.compact().await.unwrap();
+    assert_eq!(log.stats().segments_merged, 40);
+    assert_eq!(all(&log).await, before);
+    let db = raw("t-compact").await;
+    let tx = db
+        .transaction(&["segments"], TransactionMode::ReadOnly)
+        .unwrap();
+    assert_eq!(tx.store("segments").unwrap().count(None).await.unwrap(), 1);
+    drop(tx);
+    db.close();
+    log.close().await;
+    let reopened = Log::open("t-compact", Durability::Strict, None)
+        .await
+        .unwrap();
+    assert_eq!(all(&reopened).await, before);
+    reopened.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_damaged_segment_fails_open_with_its_positions_and_repair_keeps_the_prefix() {
+    let log = fresh("t-corrupt").await;
+    log.append(Batch::new(vec![deposit("a", 1), deposit("a", 2)]))
+        .await
+        .unwrap();
+    log.append(Batch::new(vec![deposit("b", 3), deposit("a", 4)]))
+        .await
+        .unwrap();
+    log.append(Batch::new(vec![deposit("c", 5)])).await.unwrap();
+    log.close().await;
+
+    // Flip one byte of the segment holding positions 3..=4 (keyed by its last position).
+    let db = raw("t-corrupt").await;
+    let tx = db
+        .transaction(&["segments"], TransactionMode::ReadWrite)
+        .unwrap();
+    let store = tx.store("segments").unwrap();
+    let value = store.get(JsValue::from(4)).await.unwrap().unwrap();
+    let bytes = Uint8Array::new(&value);
+    bytes.set_index(20, bytes.get_index(20) ^ 0x40);
+    store
+        .put(&bytes.buffer(), Some(&JsValue::from(4)))
+        .await
+        .unwrap();
+    tx.done().await.unwrap();
+    db.close();
+
+    match Log::open("t-corrupt", Durability::Strict, None).await {
+        Err(Error::Corrupt { from, to, .. }) => assert_eq!((from, to), (3, 4)),
+        Err(other) => panic!("expected corrupt, got {other:?}"),
+        Ok(_) => panic!("a damaged log opened"),
+    }
+    let report = repair("t-corrupt").await.unwrap();
+    assert_eq!((report.head, report.dropped), (2, Some((3, 5))));
+    let log = Log::open("t-corrupt", Durability::Strict, None)
+        .await
+        .unwrap();
+    assert_eq!(all(&log).await.len(), 2);
+    assert_eq!(
+        (
+            log.version("a").await.unwrap(),
+            log.version("b").await.unwrap()
+        ),
+        (2, 0)
+    );
+    assert_eq!(
+        log.append(Batch::new(vec![deposit("b", 6)])).await.unwrap()[0].seq,
+        3
+    );
+    log.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_log_written_by_an_unknown_format_is_unsupported_not_corrupt() {
+    fresh("t-format").await.close().await;
+    let db = raw("t-format").await;
+    let tx = db
+        .transaction(&["meta"], TransactionMode::ReadWrite)
+        .unwrap();
+    tx.store("meta")
+        .unwrap()
+        .put(&JsValue::from(99), Some(&JsValue::from_str("format")))
+        .await
+        .unwrap();
+    tx.done().await.unwrap();
+    db.close();
+    match Log::open("t-format", Durability::Strict, None).await {
+        Err(Error::UnsupportedFormat(v)) => assert_eq!(v, 99),
+        Err(other) => panic!("expected unsupported format, got {other:?}"),
+        Ok(_) => panic!("an unknown format opened"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn destroying_an_open_log_closes_it_instead_of_hanging() {
+    destroy("t-versionchange").await.unwrap();
+    let on_close = Function::new_with_args("reason", "globalThis.__logfoldClosed = reason");
+    let log = Log::open("t-versionchange", Durability::Relaxed, Some(on_close))
+        .await
+        .unwrap();
+    log.append(Batch::new(vec![deposit("a", 1)])).await.unwrap();
+    destroy("t-versionchange").await.unwrap();
+    assert!(log.is_closed());
+    let reason = Reflect::get(&js_sys::global(), &"__logfoldClosed".into()).unwrap();
+    assert_eq!(reason.as_string().as_deref(), Some("versionchange"));
+    match log.append(Batch::new(vec![deposit("a", 2)])).await {
+        Err(Error::Closed(r)) => assert_eq!(r, CloseReason::VersionChange),
+        other => panic!("expected closed, got {other:?}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_closed_log_refuses_calls() {
+    let log = fresh("t-closed").await;
+    log.close().await;
+    assert!(matches!(
+        log.append(Batch::new(vec![deposit("a", 1)])).await,
+        Err(Error::Closed(CloseReason::Closed))
+    ));
+    assert!(matches!(log.read_json(0, 10).await, Err(Error::Closed(_))));
+}
