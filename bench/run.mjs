@@ -31,7 +31,7 @@ function option(name) {
 const N = quick
   ? { warmup: 1, trials: 3, batch1: 100, batch100: 1000, batch1000: 2000, batch10000: 10000,
       concurrent: 2000, concurrentPerRecord: 300, sequential: 100, read: 20000 }
-  : { warmup: 1, trials: 5, batch1: 500, batch100: 10000, batch1000: 20000, batch10000: 30000,
+  : { warmup: 1, trials: 5, batch1: 500, batch100: 5000, batch1000: 10000, batch10000: 20000,
       concurrent: 10000, concurrentPerRecord: 1000, sequential: 500, read: 100000 };
 const DEADLINE_MS = quick ? 110_000 : 12 * 60_000;
 const CALL_TIMEOUT_MS = quick ? 60_000 : 180_000;
