@@ -156,12 +156,19 @@ async function crashLoop(durability) {
     try {
       const page = await b.newPage(null);
       let ackedThisRound = 0;
-      await page.exposeFunction("ack", ({ batch, ids, seqs }) => {
-        if (killed) return;
-        ids.forEach((id, i) => state.acked.set(id, { seq: seqs[i], batch }));
-        ackedThisRound += ids.length;
+      // Acknowledgements travel on a raw CDP binding: the page's call sends its payload to us at
+      // once (page.exposeFunction fetches the arguments back from the busy page, which lags by
+      // seconds here and would leave most acknowledgements in flight at the kill).
+      const cdp = await b.context.newCDPSession(page);
+      cdp.on("Runtime.bindingCalled", ({ name, payload }) => {
+        if (name !== "lfReport" || killed) return;
+        const m = JSON.parse(payload);
+        if (m.fail) return failures.push(m.fail);
+        m.ids.forEach((id, i) => state.acked.set(id, { seq: m.seqs[i], batch: m.batch }));
+        ackedThisRound += m.ids.length;
       });
-      await page.exposeFunction("fail", (msg) => failures.push(msg));
+      await cdp.send("Runtime.enable");
+      await cdp.send("Runtime.addBinding", { name: "lfReport" });
       await page.goto(server.url);
       await ready(page);
 
@@ -187,10 +194,10 @@ async function crashLoop(durability) {
             try {
               stored = await log.append(events);
             } catch (e) {
-              window.fail(`${e && e.code} ${e && e.message}`);
+              window.lfReport(JSON.stringify({ fail: `${e && e.code} ${e && e.message}` }));
               return;
             }
-            window.ack({ batch, ids: stored.map((e) => e.id), seqs: stored.map((e) => e.seq) });
+            window.lfReport(JSON.stringify({ batch, ids: stored.map((e) => e.id), seqs: stored.map((e) => e.seq) }));
           }
         });
       }, { name, durability, round, streams });
