@@ -164,7 +164,10 @@ async function fresh(system, events, body) {
   const name = `bench-${system}`;
   const db = await s.open(name, true);
   try {
-    return await body(s, db, events);
+    const out = await body(s, db, events);
+    // logfold's counters show whether group commit merged appends.
+    if (system === "logfold") out.stats = db.stats();
+    return out;
   } finally {
     await s.close(db);
     await s.destroy(name);

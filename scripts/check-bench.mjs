@@ -14,7 +14,7 @@ const LOGFOLD_CASES = [
   "open.verify100000",
   "size.wasm",
 ];
-const NUMBERS = ["events_per_s", "p50_ms", "p99_ms", "value", "events"];
+const NUMBERS = ["events_per_s", "p50_ms", "p99_ms", "value", "events", "trials"];
 const FIGURES = ["events_per_s", "p50_ms", "value"];
 
 function check(json) {
