@@ -129,7 +129,8 @@ export async function launch(profile) {
         page.setDefaultTimeout(WAIT);
         page.errors = [];
         page.on("pageerror", (e) => page.errors.push(String(e)));
-        page.on("console", (m) => { if (m.type() === "error") page.errors.push(m.text()); });
+        page.on("console", (m) => { if (m.type() === "error") page.errors.push(`${m.text()} ${m.location()?.url ?? ""}`.trim()); });
+        page.on("response", (r) => { if (r.status() >= 400) page.errors.push(`HTTP ${r.status()} ${r.url()}`); });
         if (url) {
           await page.goto(url);
           if (wait) await ready(page);
