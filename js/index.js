@@ -95,26 +95,26 @@ function checkVersion(v, argument) {
   throw invalidArgument(argument, `${JSON.stringify(v) ?? String(v)} is not a version; use a non-negative integer or "none"`);
 }
 
+// Expected versions as parallel lists for the core: streams, and versions with -1 for "none".
 function expectations(wire, options) {
   const { expectedVersion, expectedVersions } = options ?? {};
   if (expectedVersion !== undefined && expectedVersions !== undefined) {
     throw invalidArgument("expectedVersion", "give expectedVersion or expectedVersions, not both");
   }
+  let pairs = [];
   if (expectedVersion !== undefined) {
     const streams = new Set(wire.map((e) => e.stream));
     if (streams.size !== 1) {
       throw invalidArgument("expectedVersion", `the batch has ${streams.size} streams; use expectedVersions: { [stream]: version }`);
     }
-    return JSON.stringify({ [wire[0].stream]: checkVersion(expectedVersion, "expectedVersion") });
-  }
-  if (expectedVersions !== undefined) {
+    pairs = [[wire[0].stream, checkVersion(expectedVersion, "expectedVersion")]];
+  } else if (expectedVersions !== undefined) {
     if (expectedVersions === null || typeof expectedVersions !== "object") {
       throw invalidArgument("expectedVersions", "must be an object of stream → version");
     }
-    for (const v of Object.values(expectedVersions)) checkVersion(v, "expectedVersions");
-    return JSON.stringify(expectedVersions);
+    pairs = Object.entries(expectedVersions).map(([s, v]) => [s, checkVersion(v, "expectedVersions")]);
   }
-  return "";
+  return [pairs.map(([s]) => s), Float64Array.from(pairs, ([, v]) => (v === "none" ? -1 : v))];
 }
 
 function position(value, argument, fallback) {
@@ -150,8 +150,8 @@ class Log {
     const single = !Array.isArray(input);
     const events = single ? [input] : input;
     const wire = events.map(toWire);
-    const expected = wire.length ? expectations(wire, options) : "";
-    const answer = JSON.parse(await this.#core.append(JSON.stringify(wire), expected));
+    const [streams, versions] = expectations(wire, options);
+    const answer = JSON.parse(await this.#core.append(JSON.stringify(wire), streams, versions));
     const origin = this.#core.clientId;
     // The stored events share `data` and `meta` with the input objects.
     const stored = answer.events.map(([id, version, seq], i) => ({

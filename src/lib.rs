@@ -35,32 +35,15 @@ struct WireEvent<'a> {
     meta: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum WireExpected {
-    Exact(u64),
-    Keyword(String),
-}
-
-fn parse_batch(events_json: &str, expected_json: &str) -> Result<Batch, Error> {
+/// Builds a batch from the wrapper's JSON and its expected versions (`streams[i]` must be at
+/// `versions[i]`; a negative version means "none": the stream must not exist).
+fn parse_batch(
+    events_json: &str,
+    streams: Vec<String>,
+    versions: Vec<f64>,
+) -> Result<Batch, Error> {
     let wire: Vec<WireEvent<'_>> = serde_json::from_str(events_json)
         .map_err(|e| Error::argument("events", format!("not an event list: {e}")))?;
-    let expected: Vec<(String, WireExpected)> = if expected_json.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(expected_json)
-            .map_err(|e| Error::argument("expectedVersions", e.to_string()))?
-            .into_iter()
-            .map(|(k, v)| {
-                serde_json::from_value(v).map(|v| (k, v)).map_err(|_| {
-                    Error::argument(
-                        "expectedVersions",
-                        "a version is a non-negative integer or \"none\"",
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
     let mut batch = Batch::new(
         wire.into_iter()
             .map(|w| NewEvent {
@@ -71,16 +54,11 @@ fn parse_batch(events_json: &str, expected_json: &str) -> Result<Batch, Error> {
             })
             .collect(),
     );
-    for (stream, v) in expected {
-        let v = match v {
-            WireExpected::Exact(n) => ExpectedVersion::Exact(n),
-            WireExpected::Keyword(k) if k == "none" => ExpectedVersion::NoStream,
-            WireExpected::Keyword(k) => {
-                return Err(Error::argument(
-                    "expectedVersions",
-                    format!("{k:?} is not a version; use a number or \"none\""),
-                ))
-            }
+    for (stream, v) in streams.into_iter().zip(versions) {
+        let v = if v < 0.0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(v as u64)
         };
         batch = batch.expect(stream, v);
     }
@@ -137,13 +115,18 @@ impl LogCore {
         self.0.is_closed()
     }
 
-    /// Appends a batch given as JSON text (`[{stream, type, data, meta?}]`) with optional
-    /// expected versions (`{stream: n | "none"}`, or empty). Resolves to
+    /// Appends a batch given as JSON text (`[{stream, type, data, meta?}]`) with expected
+    /// versions as parallel lists (see `parse_batch`). Resolves to
     /// `{"time", "events": [[id, version, seq], …]}` as JSON text; the wrapper joins it with
     /// the events it already holds instead of paying to send them back.
     #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
-    pub fn append(&self, events_json: &str, expected_json: &str) -> Promise {
-        let batch = parse_batch(events_json, expected_json);
+    pub fn append(
+        &self,
+        events_json: &str,
+        expected_streams: Vec<String>,
+        expected_versions: Vec<f64>,
+    ) -> Promise {
+        let batch = parse_batch(events_json, expected_streams, expected_versions);
         let log = self.0.clone();
         future_to_promise(async move {
             let events = log.append(batch?).await?;
@@ -191,7 +174,9 @@ impl LogCore {
     }
 
     /// Counters since open.
-    #[wasm_bindgen(unchecked_return_type = "LogStats")]
+    #[wasm_bindgen(
+        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number }"
+    )]
     pub fn stats(&self) -> JsValue {
         let ser = serde_wasm_bindgen::Serializer::json_compatible();
         serde::Serialize::serialize(&self.0.stats(), &ser).unwrap_or(JsValue::NULL)
@@ -218,15 +203,24 @@ pub fn destroy_log(name: String) -> Promise {
 }
 
 /// Keeps the intact prefix of a damaged log.
-#[wasm_bindgen(js_name = repairLog, unchecked_return_type = "Promise<RepairReport>")]
+#[wasm_bindgen(js_name = repairLog, unchecked_return_type = "Promise<{ head: number, dropped: { from: number, to: number } | null }>")]
 pub fn repair_log(name: String) -> Promise {
     future_to_promise(async move {
         let report = log::repair(&name).await?;
-        let ser = serde_wasm_bindgen::Serializer::json_compatible();
-        let dropped = report
-            .dropped
-            .map(|(from, to)| serde_json::json!({ "from": from, "to": to }));
-        let value = serde_json::json!({ "head": report.head, "dropped": dropped });
-        Ok(serde::Serialize::serialize(&value, &ser)?)
+        let dropped = match report.dropped {
+            Some((from, to)) => object(&[("from", from as f64), ("to", to as f64)]),
+            None => JsValue::NULL,
+        };
+        let out = object(&[("head", report.head as f64)]);
+        js_sys::Reflect::set(&out, &"dropped".into(), &dropped)?;
+        Ok(out)
     })
+}
+
+fn object(fields: &[(&str, f64)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in fields {
+        let _ = js_sys::Reflect::set(&o, &(*k).into(), &(*v).into());
+    }
+    o.into()
 }

@@ -419,18 +419,18 @@ impl Log {
         }
         let before = versions.clone();
 
-        let time = js_sys::Date::now() as u64;
-        let mut ids = inner.ids.borrow_mut();
-        let mut stamp = Stamp {
-            time,
-            origin: &inner.client_id,
-            ids: &mut ids,
+        let results: Vec<Result<Vec<Event>, Error>> = {
+            let mut ids = inner.ids.borrow_mut();
+            let mut stamp = Stamp {
+                time: js_sys::Date::now() as u64,
+                origin: &inner.client_id,
+                ids: &mut ids,
+            };
+            batches
+                .iter()
+                .map(|b| assign(b, &mut head, &mut versions, &mut stamp).map_err(Error::Conflict))
+                .collect()
         };
-        let results: Vec<Result<Vec<Event>, Error>> = batches
-            .iter()
-            .map(|b| assign(b, &mut head, &mut versions, &mut stamp).map_err(Error::Conflict))
-            .collect();
-        drop(ids);
 
         let mut written = 0u64;
         let mut small = 0u32;

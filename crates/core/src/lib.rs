@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod append;
+pub mod crc32;
 pub mod event;
 pub mod id;
 pub mod json;

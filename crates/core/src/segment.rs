@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use crate::crc32::crc32;
 use crate::event::EventRef;
 use crate::id::EventId;
 
@@ -129,7 +130,7 @@ impl SegmentWriter {
             put_bytes(&mut out, s.as_bytes());
         }
         out.extend_from_slice(&self.body);
-        let crc = crc32fast::hash(&out);
+        let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
@@ -161,7 +162,7 @@ impl<'a> Segment<'a> {
         }
         let (content, trailer) = bytes.split_at(bytes.len() - 4);
         let stored = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
-        if crc32fast::hash(content) != stored {
+        if crc32(content) != stored {
             return Err(corrupt("checksum mismatch"));
         }
         if content[4] != FORMAT {
@@ -423,7 +424,7 @@ mod tests {
         let mut bytes = encode([event(1, "a", None, None).as_ref()]);
         bytes[4] = 9;
         let n = bytes.len() - 4;
-        let crc = crc32fast::hash(&bytes[..n]);
+        let crc = crc32(&bytes[..n]);
         bytes[n..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             Segment::parse(&bytes).unwrap_err(),
@@ -447,7 +448,7 @@ mod tests {
         // Valid frame and checksum around a body that lies about its event count.
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&[FORMAT, 3, 1, 0, 0]);
-        let crc = crc32fast::hash(&bytes);
+        let crc = crc32(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         let seg = Segment::parse(&bytes).unwrap();
         assert!(matches!(seg.decode(), Err(SegmentError::Corrupt(_))));
