@@ -238,8 +238,10 @@ test("compact() merges small segments; read() returns the same events before and
 test("two tabs appending at once produce distinct seqs and a consistent log", opts, async () => {
   const other = await browser.newPage(server.url);
   try {
+    // Both tabs open the log first (opening during another tab's appends is the next test).
+    for (const p of [page, other]) await ev(p, async () => { window.__tabs = await Logfold.open({ name: "tabs" }); });
     const work = (p, tag) => ev(p, async (tag) => {
-      const log = await Logfold.open({ name: "tabs" });
+      const log = window.__tabs;
       const out = [];
       const singles = Promise.all(Array.from({ length: 60 }, (_, i) => log.append({ stream: "shared", type: tag, data: { tag, i } })));
       for (let b = 0; b < 10; b++) out.push(...(await log.append(Array.from({ length: 7 }, (_, i) => ({ stream: `${tag}-own`, type: tag, data: { tag, b, i } })))));
@@ -267,6 +269,52 @@ test("two tabs appending at once produce distinct seqs and a consistent log", op
     assert.deepEqual(check.events.filter((e) => e[2] === "shared").map((e) => e[3]), Array.from({ length: 120 }, (_, i) => i + 1), "the shared stream's versions are dense across tabs");
     assert.equal(check.shared, 120);
   } finally {
+    await other.close().catch(() => {});
+  }
+});
+
+test("a tab can open the log (and read it) while another tab is appending", opts, async () => {
+  const other = await browser.newPage(server.url);
+  try {
+    await ev(page, async () => {
+      const log = await Logfold.open({ name: "open-during" });
+      await log.append({ stream: "s", type: "Seed" });
+      window.__stop = false;
+      window.__writer = (async () => {
+        let n = 0;
+        while (!window.__stop) {
+          await log.append(Array.from({ length: 1 + (n % 5) }, (_, i) => ({ stream: "s", type: "W", data: { n, i } })));
+          n++;
+        }
+        await log.close();
+        return n;
+      })();
+    });
+    const opens = await ev(other, async () => {
+      const out = [];
+      for (let i = 0; i < 15; i++) {
+        out.push(await T.attempt(async () => {
+          const log = await Logfold.open({ name: "open-during" });
+          const events = await T.readAll(log);
+          const dense = events.every((e, j) => e.seq === j + 1);
+          const r = { head: log.head, n: events.length, dense };
+          await log.close();
+          return r;
+        }));
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      return out;
+    }, undefined, 60_000);
+    const batches = await ev(page, async () => { window.__stop = true; return window.__writer; });
+    assert.ok(batches > 5, `the writer appended only ${batches} batches`);
+    const failed = opens.filter((o) => o.threw);
+    assert.deepEqual(failed, [], `Logfold.open failed ${failed.length} of ${opens.length} times while another tab was appending`);
+    for (const o of opens) {
+      assert.equal(o.value.dense, true, "a reader saw a gap");
+      assert.ok(o.value.n >= 1 && o.value.head >= o.value.n, JSON.stringify(o.value));
+    }
+  } finally {
+    await ev(page, () => { window.__stop = true; }).catch(() => {});
     await other.close().catch(() => {});
   }
 });
