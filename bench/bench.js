@@ -4,7 +4,8 @@
 import Dexie from "/dexie/dexie.mjs";
 
 const DURABILITY = "strict";
-const STREAMS = 100;
+// Events spread round-robin over this many streams (run.mjs --streams N; default 100).
+const STREAMS = Number(new URLSearchParams(location.search).get("streams")) || 100;
 
 // logfold is imported lazily: if the package is missing or broken, Dexie and raw IndexedDB still run
 // and the runner reports why logfold did not.
@@ -25,7 +26,7 @@ export function describe(e) {
   return `${e.name ?? "Error"}${code}: ${e.message ?? e}${details}`;
 }
 
-// ~200 bytes of JSON per event (stream + type + data), spread over 100 streams.
+// ~200 bytes of JSON per event (stream + type + data).
 export function makeEvents(n, from = 0) {
   const out = new Array(n);
   for (let i = 0; i < n; i++) {

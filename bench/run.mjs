@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--only case,case] [--pkg DIR]
+// npm run bench [-- --quick] [--only case,case] [--streams N] [--pkg DIR]
 // Runs bench/index.html in headless Chromium: logfold vs Dexie vs raw IndexedDB, one page, one run,
 // same events, same durability. Writes bench/results/latest.json and prints a table.
 // A benchmark, not a test: it asserts no speed. It exits non-zero only when a case could not run.
@@ -18,6 +18,7 @@ const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const only = option("--only")?.split(",");
 const pkgDir = resolve(ROOT, option("--pkg") ?? "pkg");
+const streams = Number(option("--streams") ?? 100);
 
 function option(name) {
   const i = argv.indexOf(name);
@@ -239,7 +240,7 @@ async function main() {
     mounts: { "/pkg/": pkgDir, "/dexie/": join(ROOT, "node_modules/dexie/dist"), "/": join(ROOT, "bench") },
     port: 0,
   });
-  const url = `http://127.0.0.1:${server.address().port}/`;
+  const url = `http://127.0.0.1:${server.address().port}/?streams=${streams}`;
   // A persistent profile on disk: Playwright's default contexts are off the record, and there
   // IndexedDB lives in memory, which would make every durability setting free.
   const profile = await mkdtemp(join(tmpdir(), "logfold-bench-"));
@@ -272,7 +273,7 @@ async function main() {
     const loaded = await loadPage(url);
     if (!loaded.ok) errors.push({ case: "*", system: "logfold", error: loaded.error });
     const bytes = await withTimeout(page.evaluate(() => window.bench.eventBytes()), 10_000, "eventBytes");
-    log(`events: ${bytes.toFixed(0)} bytes of JSON each (stream, type, data)`);
+    log(`events: ${bytes.toFixed(0)} bytes of JSON each (stream, type, data), over ${streams} streams`);
 
     await runCases(url);
     if (!only || only.includes("size.wasm")) await wasmSize();
@@ -287,7 +288,7 @@ async function main() {
   }
 
   const load = { start: loadStart, end: loadavg().map((x) => round(x, 2)) };
-  const out = { chromium: chromiumVersion, quick, durability: DURABILITY, loadavg: load, results, errors };
+  const out = { chromium: chromiumVersion, quick, durability: DURABILITY, streams, loadavg: load, results, errors };
   const file = join(ROOT, "bench/results/latest.json");
   await writeFile(file, JSON.stringify(out, null, 2) + "\n");
   printTable();
