@@ -356,6 +356,34 @@ for (const which of ["first", "middle", "last"]) {
   });
 }
 
+// ---- UNSUPPORTED_FORMAT ---------------------------------------------------------------------------
+
+test("UNSUPPORTED_FORMAT: an intact segment of an unknown format, or an unknown log format in meta, fails open (not CORRUPT)", opts, async () => {
+  const r = await ev(page, async () => {
+    const out = {};
+    for (const name of ["future-seg", "future-meta"]) {
+      const log = await Logfold.open({ name });
+      await log.append([{ stream: "s", type: "A" }, { stream: "s", type: "B" }]);
+      await log.append({ stream: "s", type: "C" });
+      await log.close();
+    }
+    out.metaFormat = (await T.raw("future-meta")).meta.format;
+    const keys = (await T.raw("future-seg")).segments.map((s) => s.key);
+    await T.setSegmentFormat("future-seg", keys[0], 99);
+    out.seg = await T.attempt(() => Logfold.open({ name: "future-seg" }));
+    await T.putMeta("future-meta", "format", 999);
+    out.meta = await T.attempt(() => Logfold.open({ name: "future-meta" }));
+    return out;
+  });
+  assert.equal(r.metaFormat, 1, "meta holds the log's format version");
+  for (const [what, res, format] of [["segment", r.seg, 99], ["meta", r.meta, 999]]) {
+    assert.equal(res.threw, true, `open succeeded with an unknown ${what} format`);
+    assert.equal(res.code, "UNSUPPORTED_FORMAT", `${what}: ${JSON.stringify(res)}`);
+    assert.equal(res.isLogfoldError, true);
+    assert.deepEqual(res.details, { format }, what);
+  }
+});
+
 // ---- versionchange ----------------------------------------------------------------------------------
 
 test("versionchange: destroy() from another tab completes; the open log's onClose gets \"versionchange\" and later calls throw CLOSED", opts, async () => {

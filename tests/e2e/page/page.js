@@ -157,6 +157,45 @@ const T = (window.T = {
     }
   },
 
+  crc32(bytes) {
+    let c = 0xffffffff;
+    for (let i = 0; i < bytes.length; i++) {
+      c ^= bytes[i];
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    }
+    return (c ^ 0xffffffff) >>> 0;
+  },
+
+  /** Rewrites a segment with another format byte and a valid checksum (an intact future format). */
+  async setSegmentFormat(name, key, format) {
+    const db = await T.rawOpen(name);
+    try {
+      const tx = db.transaction(["segments"], "readwrite");
+      const store = tx.objectStore("segments");
+      const v = await T.req(store.get(key));
+      const isBuf = v instanceof ArrayBuffer;
+      const bytes = isBuf ? new Uint8Array(v.slice(0)) : new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+      bytes[4] = format;
+      new DataView(bytes.buffer).setUint32(bytes.length - 4, T.crc32(bytes.subarray(0, bytes.length - 4)), true);
+      store.put(isBuf ? bytes.buffer : bytes, key);
+      await new Promise((ok, fail) => { tx.oncomplete = ok; tx.onabort = () => fail(tx.error); });
+    } finally {
+      db.close();
+    }
+  },
+
+  /** Puts a raw value into the meta store. */
+  async putMeta(name, key, value) {
+    const db = await T.rawOpen(name);
+    try {
+      const tx = db.transaction(["meta"], "readwrite");
+      tx.objectStore("meta").put(value, key);
+      await new Promise((ok, fail) => { tx.oncomplete = ok; tx.onabort = () => fail(tx.error); });
+    } finally {
+      db.close();
+    }
+  },
+
   /** Flips one byte (XOR 0xff) of the segment stored under `key`, keeping its value type. */
   async flip(name, key, offset) {
     const db = await T.rawOpen(name);
