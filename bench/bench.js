@@ -167,7 +167,7 @@ async function fresh(system, events, body) {
   try {
     const out = await body(s, db, events);
     // logfold's counters show whether group commit merged appends.
-    if (system === "logfold") out.stats = db.stats();
+    if (system === "logfold") out.stats = db.stats?.();
     return out;
   } finally {
     await s.close(db);

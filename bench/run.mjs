@@ -19,6 +19,10 @@ const quick = argv.includes("--quick");
 const only = option("--only")?.split(",");
 const pkgDir = resolve(ROOT, option("--pkg") ?? "pkg");
 const streams = Number(option("--streams") ?? 100);
+if (!Number.isInteger(streams) || streams < 1) {
+  console.error("--streams wants a whole number >= 1");
+  process.exit(2);
+}
 
 function option(name) {
   const i = argv.indexOf(name);
@@ -58,9 +62,12 @@ const started = Date.now();
 const loadStart = loadavg().map((x) => Number(x.toFixed(2)));
 const results = [];
 const errors = [];
+let context;
 let page;
 
 class Timeout extends Error {}
+// An error the page caught and reported: the page itself is fine.
+class PageError extends Error {}
 
 function withTimeout(promise, ms, what) {
   let timer;
@@ -84,11 +91,19 @@ async function call(fn, system, arg) {
     Math.min(CALL_TIMEOUT_MS, left),
     `${fn}(${system})`,
   );
-  if (out?.error) throw new Error(out.error);
+  if (out?.error) throw new PageError(out.error);
   return out;
 }
 
-async function loadPage(url) {
+/** Loads the bench page into `tab` or a new tab (closing the old one) and imports logfold. */
+async function openPage(url, tab) {
+  if (page) await withTimeout(page.close(), 10_000, "closing the old page").catch((e) => log(e.message));
+  page = tab ?? (await withTimeout(context.newPage(), 30_000, "opening a page"));
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.text().startsWith("bench:")) log(`page ${m.type()}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => log(`page error: ${e.message}`));
+  page.on("crash", () => log("page crashed"));
   await withTimeout(page.goto(url), 30_000, "loading the bench page");
   await withTimeout(page.waitForFunction(() => window.bench, null, { timeout: 30_000 }), 35_000,
     "waiting for window.bench");
@@ -162,11 +177,11 @@ async function runCases(url) {
         const message = e.message.replace(/^page\.evaluate: /, "");
         errors.push({ case: c.name, system, error: message });
         log(`${c.name} ${system} FAILED: ${message}`);
-        if (e instanceof Timeout) {
-          // The page may be stuck mid-transaction: go on in a fresh page.
+        if (!(e instanceof PageError)) {
+          // A timeout or a crash: the page may be stuck mid-transaction or gone. Go on in a new one.
           if (Date.now() - started >= DEADLINE_MS) return;
-          log("reloading the bench page");
-          await loadPage(url);
+          log("opening a new bench page");
+          await openPage(url);
           continue;
         }
       }
@@ -244,7 +259,6 @@ async function main() {
   // A persistent profile on disk: Playwright's default contexts are off the record, and there
   // IndexedDB lives in memory, which would make every durability setting free.
   const profile = await mkdtemp(join(tmpdir(), "logfold-bench-"));
-  let context;
   let chromiumVersion = "unknown";
   try {
     log(`${quick ? "quick" : "full"} run, ${N.trials} trials after ${N.warmup} warm-up, durability ${DURABILITY}`);
@@ -258,19 +272,13 @@ async function main() {
           "--disable-dev-shm-usage"],
       }),
       70_000, "launching Chromium");
-    page = context.pages()[0] ?? (await withTimeout(context.newPage(), 30_000, "opening a page"));
-    page.on("console", (m) => {
-      if (m.type() === "error" || m.text().startsWith("bench:")) log(`page ${m.type()}: ${m.text()}`);
-    });
-    page.on("pageerror", (e) => log(`page error: ${e.message}`));
-    page.on("crash", () => log("page crashed"));
-
-    const cdp = await withTimeout(context.newCDPSession(page), 10_000, "opening CDP");
+    const blank = context.pages()[0] ?? (await withTimeout(context.newPage(), 30_000, "opening a page"));
+    const cdp = await withTimeout(context.newCDPSession(blank), 10_000, "opening CDP");
     const { product } = await withTimeout(cdp.send("Browser.getVersion"), 10_000, "Browser.getVersion");
     chromiumVersion = product.split("/").pop();
     log(`Chromium ${chromiumVersion} at ${url}`);
 
-    const loaded = await loadPage(url);
+    const loaded = await openPage(url, blank);
     if (!loaded.ok) errors.push({ case: "*", system: "logfold", error: loaded.error });
     const bytes = await withTimeout(page.evaluate(() => window.bench.eventBytes()), 10_000, "eventBytes");
     log(`events: ${bytes.toFixed(0)} bytes of JSON each (stream, type, data), over ${streams} streams`);
@@ -283,6 +291,7 @@ async function main() {
   } finally {
     await withTimeout(context?.close() ?? Promise.resolve(), 20_000, "closing Chromium")
       .catch((e) => log(e.message));
+    server.closeAllConnections();
     await new Promise((ok) => server.close(ok));
     await rm(profile, { recursive: true, force: true }).catch(() => {});
   }
