@@ -212,6 +212,20 @@ test("expectedVersion with a multi-stream batch → INVALID_ARGUMENT; expectedVe
   assert.deepEqual(r, [["s", 3], ["t", 2], ["new", 1]]);
 });
 
+test("INVALID_ARGUMENT: bad expectedVersion values and read options, nothing written", opts, async () => {
+  for (const [src, argument] of [
+    [`(log) => log.append({ stream: "s", type: "X" }, { expectedVersion: "latest" })`, "expectedVersion"],
+    [`(log) => log.append({ stream: "s", type: "X" }, { expectedVersion: -1 })`, "expectedVersion"],
+    [`(log) => log.append({ stream: "s", type: "X" }, { expectedVersion: 1.5 })`, "expectedVersion"],
+    [`(log) => log.append({ stream: "s", type: "X" }, { expectedVersions: { s: "any" } })`, "expectedVersions"],
+    [`(log) => log.read({ after: -1 })`, "after"],
+    [`(log) => log.read({ limit: "ten" })`, "limit"],
+  ]) {
+    const err = await refused("bad-args", src, "INVALID_ARGUMENT");
+    assert.equal(err.details.argument, argument, `${src}: ${JSON.stringify(err.details)}`);
+  }
+});
+
 test("conflicting appends in one group commit: exactly one wins, the others are unaffected", opts, async () => {
   await seeded("race");
   const r = await ev(page, async () => {
