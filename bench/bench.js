@@ -3,9 +3,11 @@
 // Each system gets the same events and the same durability ("strict").
 import Dexie from "/dexie/dexie.mjs";
 
-const DURABILITY = "strict";
-// Events spread round-robin over this many streams (run.mjs --streams N; default 100).
-const STREAMS = Number(new URLSearchParams(location.search).get("streams")) || 100;
+// Set by run.mjs in the URL: the durability every system gets (default "strict") and how many
+// streams the events spread over, round-robin (default 100).
+const params = new URLSearchParams(location.search);
+const DURABILITY = params.get("durability") === "relaxed" ? "relaxed" : "strict";
+const STREAMS = Number(params.get("streams")) || 100;
 
 // logfold is imported lazily: if the package is missing or broken, Dexie and raw IndexedDB still run
 // and the runner reports why logfold did not.
@@ -50,9 +52,11 @@ export function makeEvents(n, from = 0) {
   return out;
 }
 
-export function eventBytes() {
+/** What this page will run with, for the runner to check and print. */
+export function config() {
   const sample = makeEvents(1000);
-  return sample.reduce((sum, e) => sum + JSON.stringify(e).length, 0) / sample.length;
+  const eventBytes = sample.reduce((sum, e) => sum + JSON.stringify(e).length, 0) / sample.length;
+  return { durability: DURABILITY, streams: STREAMS, eventBytes };
 }
 
 // Raw IndexedDB helpers: promises over requests and transactions.
@@ -110,8 +114,8 @@ const systems = {
   dexie: {
     async open(name, fresh) {
       if (fresh) await Dexie.delete(name);
-      // Dexie passes no durability unless asked, and Chromium's default is now "relaxed";
-      // ask for "strict" to match the others.
+      // Dexie passes no durability unless asked, and Chromium's "default" behaves as "relaxed";
+      // ask explicitly to match the others.
       const db = new Dexie(name, { chromeTransactionDurability: DURABILITY });
       db.version(1).stores({ events: "++seq" });
       await db.open();
@@ -278,7 +282,7 @@ const safe = (fn) => async (...args) => {
 
 window.bench = {
   loadLogfold,
-  eventBytes,
+  config,
   appendBatches: safe(appendBatches),
   appendConcurrent: safe(appendConcurrent),
   appendSequential: safe(appendSequential),

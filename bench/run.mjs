@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--only case,case] [--streams N] [--pkg DIR]
+// npm run bench [-- --quick] [--only case,case] [--streams N] [--relaxed] [--pkg DIR]
 // Runs bench/index.html in headless Chromium: logfold vs Dexie vs raw IndexedDB, one page, one run,
 // same events, same durability. Writes bench/results/latest.json and prints a table.
 // A benchmark, not a test: it asserts no speed. It exits non-zero only when a case could not run.
@@ -12,13 +12,14 @@ import { serve } from "../scripts/serve.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SYSTEMS = ["logfold", "dexie", "idb"];
-const DURABILITY = "strict"; // must match DURABILITY in bench/bench.js
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const only = option("--only")?.split(",");
 const pkgDir = resolve(ROOT, option("--pkg") ?? "pkg");
 const streams = Number(option("--streams") ?? 100);
+// Every system gets the same durability; strict unless --relaxed.
+const DURABILITY = argv.includes("--relaxed") ? "relaxed" : "strict";
 if (!Number.isInteger(streams) || streams < 1) {
   console.error("--streams wants a whole number >= 1");
   process.exit(2);
@@ -255,7 +256,7 @@ async function main() {
     mounts: { "/pkg/": pkgDir, "/dexie/": join(ROOT, "node_modules/dexie/dist"), "/": join(ROOT, "bench") },
     port: 0,
   });
-  const url = `http://127.0.0.1:${server.address().port}/?streams=${streams}`;
+  const url = `http://127.0.0.1:${server.address().port}/?streams=${streams}&durability=${DURABILITY}`;
   // A persistent profile on disk: Playwright's default contexts are off the record, and there
   // IndexedDB lives in memory, which would make every durability setting free.
   const profile = await mkdtemp(join(tmpdir(), "logfold-bench-"));
@@ -280,8 +281,12 @@ async function main() {
 
     const loaded = await openPage(url, blank);
     if (!loaded.ok) errors.push({ case: "*", system: "logfold", error: loaded.error });
-    const bytes = await withTimeout(page.evaluate(() => window.bench.eventBytes()), 10_000, "eventBytes");
-    log(`events: ${bytes.toFixed(0)} bytes of JSON each (stream, type, data), over ${streams} streams`);
+    const config = await withTimeout(page.evaluate(() => window.bench.config()), 10_000, "config");
+    if (config.durability !== DURABILITY || config.streams !== streams) {
+      throw new Error(`the page runs with ${JSON.stringify(config)}, not ${DURABILITY} over ${streams} streams`);
+    }
+    log(`events: ${config.eventBytes.toFixed(0)} bytes of JSON each (stream, type, data), ` +
+      `over ${streams} streams; durability ${DURABILITY}`);
 
     await runCases(url);
     if (!only || only.includes("size.wasm")) await wasmSize();
