@@ -307,6 +307,10 @@ async function main() {
   await writeFile(file, JSON.stringify(out, null, 2) + "\n");
   printTable();
   console.log(`durability: ${DURABILITY} for all systems; median of ${N.trials} trials after a warm-up.`);
+  const short = results.filter((r) => r.trials !== undefined && r.trials < N.trials);
+  if (short.length) {
+    console.log(`past the soft deadline, fewer trials for: ${short.map((r) => `${r.case} ${r.system} (${r.trials})`).join(", ")}`);
+  }
   console.log(`load average (1/5/15 min) at start ${load.start.join(" ")}, at end ${load.end.join(" ")}` +
     " on " + `${cpus().length} cores: figures from a busy machine are low and noisy.`);
   console.log(`wrote ${file} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
