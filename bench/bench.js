@@ -1,6 +1,6 @@
 // The benchmark page. bench/run.mjs drives it one trial at a time through window.bench, so that
 // every trial has its own timeout in the runner and a hang shows up as the trial that hung.
-// Each system gets the same events and the same durability ("strict").
+// Each system gets the same events and the same durability (strict unless run.mjs --relaxed).
 import Dexie from "/dexie/dexie.mjs";
 
 // Set by run.mjs in the URL: the durability every system gets (default "strict") and how many
@@ -164,12 +164,12 @@ function adapter(system) {
 }
 
 // Runs `body` against a fresh database, timing only `body`, then closes and deletes it.
-async function fresh(system, events, body) {
+async function fresh(system, body) {
   const s = adapter(system);
   const name = `bench-${system}`;
   const db = await s.open(name, true);
   try {
-    const out = await body(s, db, events);
+    const out = await body(s, db);
     // logfold's counters show whether group commit merged appends.
     if (system === "logfold") out.stats = db.stats?.();
     return out;
@@ -184,7 +184,7 @@ export function appendBatches(system, { batch, total }) {
   const events = makeEvents(total);
   const batches = [];
   for (let i = 0; i < total; i += batch) batches.push(events.slice(i, i + batch));
-  return fresh(system, events, async (s, db) => {
+  return fresh(system, async (s, db) => {
     const t0 = performance.now();
     for (const b of batches) await s.append(db, b);
     return { ms: performance.now() - t0, events: total };
@@ -194,7 +194,7 @@ export function appendBatches(system, { batch, total }) {
 /** `total` single appends issued at once, then awaited together. */
 export function appendConcurrent(system, { total }) {
   const events = makeEvents(total);
-  return fresh(system, events, async (s, db) => {
+  return fresh(system, async (s, db) => {
     const t0 = performance.now();
     await Promise.all(events.map((e) => s.appendOne(db, e)));
     return { ms: performance.now() - t0, events: total };
@@ -204,7 +204,7 @@ export function appendConcurrent(system, { total }) {
 /** `total` single appends, each awaited before the next: the latency of each. */
 export function appendSequential(system, { total }) {
   const events = makeEvents(total);
-  return fresh(system, events, async (s, db) => {
+  return fresh(system, async (s, db) => {
     const latencies = new Array(total);
     const t0 = performance.now();
     for (let i = 0; i < total; i++) {
