@@ -110,14 +110,20 @@ function verify(state, got, label) {
   assert.equal(head, rows.length, `${label}: head after open`);
   const byId = new Map(rows.map((r) => [r[0], r]));
   // Every acknowledged event is there, at the position it was acknowledged with.
-  let missing = 0;
+  const missing = [];
   for (const [id, { seq, batch }] of state.acked) {
     const r = byId.get(id);
-    if (!r) { missing++; continue; }
+    if (!r) { missing.push({ seq, batch }); continue; }
     assert.equal(r[1], seq, `${label}: acked event ${id} moved from seq ${seq} to ${r[1]}`);
     assert.equal(r[4], batch);
   }
-  assert.equal(missing, 0, `${label}: ${missing} of ${state.acked.size} acknowledged events are missing`);
+  if (missing.length) {
+    const seqs = missing.map((m) => m.seq).sort((a, b) => a - b);
+    const rounds = [...new Set(missing.map((m) => m.batch.split("-")[0]))];
+    const maxAcked = Math.max(...[...state.acked.values()].map((a) => a.seq));
+    assert.fail(`${label}: ${missing.length} of ${state.acked.size} acknowledged events are missing ` +
+      `(acked seqs ${seqs[0]}..${seqs.at(-1)} from ${rounds.join(",")}; the log after relaunch has ${rows.length} events, head ${head}; highest acked seq ${maxAcked})`);
+  }
   // No batch is half present: each batch id appears 0 or `size` times, each index once.
   const batches = new Map();
   for (const [, , , , batch, size, i] of rows) {

@@ -18,7 +18,9 @@ export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** The built npm package. LOGFOLD_PKG_DIR may point elsewhere (only for debugging the tests). */
 export const PKG_DIR = process.env.LOGFOLD_PKG_DIR ?? join(ROOT, "pkg");
 export const PAGE_DIR = join(ROOT, "tests/e2e/page");
-export const PROFILES = join(ROOT, "tests/e2e/.profiles");
+// Browser profiles live outside tests/e2e/: `node --test tests/e2e/` walks that folder, hidden
+// ones included, and stops at the dangling Singleton* symlinks a SIGKILLed Chromium leaves behind.
+export const PROFILES = join(ROOT, ".profiles/e2e");
 export const CHROMIUM = "/usr/bin/chromium";
 export const TEST_TIMEOUT = 120_000;
 export const WAIT = 30_000;
