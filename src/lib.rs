@@ -12,6 +12,7 @@ mod idb;
 pub mod log;
 
 use js_sys::{Function, Promise};
+use logfold_core::json::push_u64;
 use logfold_core::{Batch, ExpectedVersion, NewEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -129,18 +130,22 @@ impl LogCore {
         let batch = parse_batch(events_json, expected_streams, expected_versions);
         let log = self.0.clone();
         future_to_promise(async move {
-            let events = log.append(batch?).await?;
-            let mut out = String::with_capacity(32 + events.len() * 64);
+            let appended = log.append(batch?).await?;
+            let mut out = String::with_capacity(32 + appended.events.len() * 64);
             out.push_str("{\"time\":");
-            out.push_str(&events.first().map_or(0, |e| e.time).to_string());
+            push_u64(&mut out, appended.time);
             out.push_str(",\"events\":[");
-            for (i, e) in events.iter().enumerate() {
+            for (i, e) in appended.events.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 out.push_str("[\"");
                 e.id.write_to(&mut out);
-                out.push_str(&format!("\",{},{}]", e.version, e.seq));
+                out.push_str("\",");
+                push_u64(&mut out, e.version);
+                out.push(',');
+                push_u64(&mut out, e.seq);
+                out.push(']');
             }
             out.push_str("]}");
             Ok(out.into())

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use futures_channel::oneshot;
 use js_sys::{Array, Function, Uint8Array};
 use logfold_core::segment::{Segment, SegmentWriter, TARGET_BYTES};
-use logfold_core::{assign, Batch, Event, EventRef, IdGenerator, Limits, Stamp};
+use logfold_core::{place, Batch, EventRef, IdGenerator, Limits, Placed};
 use rexie::{ObjectStore, Rexie};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -70,7 +70,16 @@ impl Durability {
     }
 }
 
-type Reply = oneshot::Sender<Result<Vec<Event>, Error>>;
+/// What an append gave its events: one commit time, and per event its id, version and position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Milliseconds since the Unix epoch, the same for the whole commit.
+    pub time: u64,
+    /// Per event, in batch order.
+    pub events: Vec<Placed>,
+}
+
+type Reply = oneshot::Sender<Result<Appended, Error>>;
 
 /// An open log. Cheap to clone (shared handle).
 #[derive(Clone)]
@@ -309,11 +318,14 @@ impl Log {
 
     /// Appends a batch atomically. Calls that arrive while a commit is in flight are written
     /// together in the next transaction (group commit); each keeps its own atomicity.
-    pub async fn append(&self, batch: Batch) -> Result<Vec<Event>, Error> {
+    pub async fn append(&self, batch: Batch) -> Result<Appended, Error> {
         self.check_open()?;
         batch.validate(&self.0.limits)?;
         if batch.events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Appended {
+                time: js_sys::Date::now() as u64,
+                events: Vec::new(),
+            });
         }
         let (tx, rx) = oneshot::channel();
         self.0.queue.borrow_mut().push((batch, tx));
@@ -382,7 +394,7 @@ impl Log {
 
     /// One transaction: read the head and stream versions, assign positions, write segments.
     /// The outer error means the transaction failed and nothing was written.
-    async fn commit(&self, batches: &[&Batch]) -> Result<Vec<Result<Vec<Event>, Error>>, Error> {
+    async fn commit(&self, batches: &[&Batch]) -> Result<Vec<Result<Appended, Error>>, Error> {
         let inner = &self.0;
         let tx = idb::transaction(
             &inner.db,
@@ -419,16 +431,16 @@ impl Log {
         }
         let before = versions.clone();
 
-        let results: Vec<Result<Vec<Event>, Error>> = {
+        let time = js_sys::Date::now() as u64;
+        let results: Vec<Result<Appended, Error>> = {
             let mut ids = inner.ids.borrow_mut();
-            let mut stamp = Stamp {
-                time: js_sys::Date::now() as u64,
-                origin: &inner.client_id,
-                ids: &mut ids,
-            };
             batches
                 .iter()
-                .map(|b| assign(b, &mut head, &mut versions, &mut stamp).map_err(Error::Conflict))
+                .map(|b| {
+                    let events = place(b, &mut head, &mut versions, &mut ids, time)
+                        .map_err(Error::Conflict)?;
+                    Ok(Appended { time, events })
+                })
                 .collect()
         };
 
@@ -448,13 +460,16 @@ impl Log {
             Ok(())
         };
         let mut w = SegmentWriter::new();
-        for e in results.iter().flatten().flatten() {
-            let size = e.data.len() + e.meta.as_ref().map_or(0, String::len) + 64;
-            if w.count() > 0 && w.size() + size > TARGET_BYTES {
-                put(std::mem::take(&mut w))?;
+        for (batch, result) in batches.iter().zip(&results) {
+            let Ok(appended) = result else { continue };
+            for (e, p) in batch.events.iter().zip(&appended.events) {
+                let size = e.data.len() + e.meta.as_ref().map_or(0, String::len) + 64;
+                if w.count() > 0 && w.size() + size > TARGET_BYTES {
+                    put(std::mem::take(&mut w))?;
+                }
+                w.push(&e.placed(p, time, &inner.client_id));
+                count += 1;
             }
-            w.push(&e.as_ref());
-            count += 1;
         }
         if w.count() > 0 {
             put(w)?;

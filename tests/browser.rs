@@ -42,7 +42,7 @@ async fn given_an_empty_log_when_batches_are_appended_then_they_read_back_in_ord
         .await
         .unwrap();
     let out = log.append(Batch::new(vec![deposit("a", 3)])).await.unwrap();
-    assert_eq!((out[0].seq, out[0].version), (3, 2));
+    assert_eq!((out.events[0].seq, out.events[0].version), (3, 2));
     let events = all(&log).await;
     let got: Vec<(String, u64, u64)> = events
         .iter()
@@ -81,7 +81,7 @@ async fn a_conflicting_append_writes_nothing() {
     assert_eq!(all(&log).await.len(), 1);
     assert_eq!(log.version("b").await.unwrap(), 0);
     let ok = Batch::new(vec![deposit("a", 2)]).expect("a", ExpectedVersion::Exact(1));
-    assert_eq!(log.append(ok).await.unwrap()[0].version, 2);
+    assert_eq!(log.append(ok).await.unwrap().events[0].version, 2);
     log.close().await;
 }
 
@@ -90,7 +90,10 @@ async fn concurrent_appends_share_transactions_and_get_distinct_positions() {
     let log = fresh("t-group").await;
     let calls = (0..100).map(|i| log.append(Batch::new(vec![deposit(&format!("s{}", i % 7), i)])));
     let results = join_all(calls).await;
-    let mut seqs: Vec<u64> = results.into_iter().map(|r| r.unwrap()[0].seq).collect();
+    let mut seqs: Vec<u64> = results
+        .into_iter()
+        .map(|r| r.unwrap().events[0].seq)
+        .collect();
     seqs.sort();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
     assert!(log.stats().transactions < 100, "{:?}", log.stats());
@@ -196,7 +199,7 @@ async fn a_damaged_segment_fails_open_with_its_positions_and_repair_keeps_the_pr
         (2, 0)
     );
     assert_eq!(
-        log.append(Batch::new(vec![deposit("b", 6)])).await.unwrap()[0].seq,
+        log.append(Batch::new(vec![deposit("b", 6)])).await.unwrap().events[0].seq,
         3
     );
     log.close().await;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::event::{Event, NewEvent};
+use crate::event::{Event, EventRef, NewEvent};
 use crate::id::IdGenerator;
 use crate::validate::{check_event, InvalidEvent, Limits};
 use crate::version::{ConflictError, ExpectedVersion};
@@ -86,36 +86,78 @@ pub struct Stamp<'a> {
     pub ids: &'a mut IdGenerator,
 }
 
+/// The id, stream version and position an appended event was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    /// The event's new id.
+    pub id: crate::id::EventId,
+    /// Its version in its stream.
+    pub version: u64,
+    /// Its position in the log.
+    pub seq: u64,
+}
+
 /// Checks `batch`'s expected versions against `versions` (absent = 0) and, if they hold, gives
-/// its events positions after `head` and their streams' next versions, updating both.
+/// its events ids, positions after `head` and their streams' next versions, updating both.
 /// On a conflict nothing changes.
-pub fn assign(
+pub fn place(
     batch: &Batch,
     head: &mut u64,
     versions: &mut HashMap<String, u64>,
-    stamp: &mut Stamp<'_>,
-) -> Result<Vec<Event>, ConflictError> {
+    ids: &mut IdGenerator,
+    time: u64,
+) -> Result<Vec<Placed>, ConflictError> {
     for (stream, expected) in &batch.expected {
         let actual = versions.get(stream).copied().unwrap_or(0);
         expected.check(stream, actual)?;
     }
     let mut out = Vec::with_capacity(batch.events.len());
     for e in &batch.events {
-        let version = versions.entry(e.stream.clone()).or_insert(0);
+        let version = match versions.get_mut(&e.stream) {
+            Some(v) => v,
+            None => versions.entry(e.stream.clone()).or_insert(0),
+        };
         *version += 1;
         *head += 1;
-        out.push(Event {
-            id: stamp.ids.next_id(stamp.time),
-            stream: e.stream.clone(),
+        out.push(Placed {
+            id: ids.next_id(time),
             version: *version,
-            event_type: e.event_type.clone(),
-            data: e.data.clone(),
-            meta: e.meta.clone(),
-            time: stamp.time,
-            origin: stamp.origin.to_owned(),
             seq: *head,
-            offset: None,
         });
     }
     Ok(out)
+}
+
+impl NewEvent {
+    /// This event as stored once placed.
+    pub fn placed<'a>(&'a self, p: &Placed, time: u64, origin: &'a str) -> EventRef<'a> {
+        EventRef {
+            id: p.id,
+            stream: &self.stream,
+            version: p.version,
+            event_type: &self.event_type,
+            data: &self.data,
+            meta: self.meta.as_deref(),
+            time,
+            origin,
+            seq: p.seq,
+            offset: None,
+        }
+    }
+}
+
+/// [`place`], returning owned events.
+pub fn assign(
+    batch: &Batch,
+    head: &mut u64,
+    versions: &mut HashMap<String, u64>,
+    stamp: &mut Stamp<'_>,
+) -> Result<Vec<Event>, ConflictError> {
+    let placed = place(batch, head, versions, stamp.ids, stamp.time)?;
+    Ok(batch
+        .events
+        .iter()
+        .zip(&placed)
+        .map(|(e, p)| e.placed(p, stamp.time, stamp.origin).to_owned())
+        .collect())
 }

@@ -32,13 +32,23 @@ pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn push_u64(out: &mut String, v: u64) {
-    use std::fmt::Write;
-    let _ = write!(out, "{v}");
+/// Appends `v` in decimal, without the formatting machinery.
+pub fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ascii digits"));
 }
 
-/// Writes one event object; `names` renders stream, type and origin (pre-escaped by the caller
-/// when it can reuse them).
+/// Writes one event object; `stream`, `event_type` and `origin` come already escaped, so a
+/// segment's names are escaped once, not per event.
 fn push_event(out: &mut String, e: &EventRef<'_>, stream: &str, event_type: &str, origin: &str) {
     out.push_str("{\"id\":\"");
     e.id.write_to(out);
@@ -139,6 +149,15 @@ mod tests {
             origin: "o".into(),
             seq,
             offset: None,
+        }
+    }
+
+    #[test]
+    fn writes_numbers_in_decimal() {
+        for v in [0, 7, 10, 12_345, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, v);
+            assert_eq!(out, v.to_string());
         }
     }
 

@@ -16,7 +16,7 @@ pub mod segment;
 pub mod validate;
 pub mod version;
 
-pub use append::{assign, AppendError, Batch, Stamp};
+pub use append::{assign, place, AppendError, Batch, Placed, Stamp};
 pub use event::{Event, EventRef, NewEvent};
 pub use id::{EventId, IdGenerator};
 pub use memory::MemoryLog;
