@@ -197,7 +197,7 @@ impl Log {
                 return Err(e);
             }
         };
-        if let Err(e) = verify(&db, head).await {
+        if let Err(e) = verify(&db).await {
             db.close();
             return Err(e);
         }
@@ -509,28 +509,28 @@ impl Log {
     pub async fn read_json(&self, after: u64, limit: u64) -> Result<String, Error> {
         self.check_open()?;
         let mut out = String::from("[");
-        let mut from = after;
-        let mut n = 0u64;
         let upto = after.saturating_add(limit);
-        while n < limit {
-            let want = ((limit - n) / 128 + 2).min(64) as u32;
-            let (keys, values) = self.segments_after(from, want).await?;
+        // The log is dense, so the next position to write is always `pos + 1`. Each page is
+        // its own transaction; compaction in between only changes how positions are grouped.
+        let mut pos = after;
+        while pos < upto {
+            let want = ((upto - pos) / 128 + 2).min(64) as u32;
+            let (keys, values) = self.segments_after(pos, want).await?;
             if keys.is_empty() {
                 break;
             }
             for (k, bytes) in keys.iter().zip(&values) {
-                let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(from + 1, *k, e))?;
-                n += logfold_core::json::write_segment(&mut out, &seg, after, upto)
+                let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(pos + 1, *k, e))?;
+                pos += logfold_core::json::write_segment(&mut out, &seg, pos, upto)
                     .map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?
                     as u64;
-                from = *k;
-                if n >= limit {
+                if pos >= upto {
                     break;
                 }
             }
         }
         out.push(']');
-        self.0.head.set(self.0.head.get().max(from));
+        self.0.head.set(self.0.head.get().max(pos));
         Ok(out)
     }
 
@@ -708,19 +708,27 @@ async fn read_segments(
 }
 
 /// Checks every segment's checksum and that the segments tile positions `1..=head` exactly.
-async fn verify(db: &IdbDatabase, head: u64) -> Result<(), Error> {
-    match first_damage(db, head).await? {
-        None => Ok(()),
-        Some(e) => Err(e),
+async fn verify(db: &IdbDatabase) -> Result<(), Error> {
+    match first_damage(db).await? {
+        (_, None) => Ok(()),
+        (_, Some(e)) => Err(e),
     }
 }
 
-/// The first damaged segment as a `Corrupt` (or `UnsupportedFormat`) error, if any.
-async fn first_damage(db: &IdbDatabase, head: u64) -> Result<Option<Error>, Error> {
+/// The head, and the first damaged segment as a `Corrupt` (or `UnsupportedFormat`) error.
+/// One readonly transaction, so appends and compaction in other tabs cannot make an intact
+/// log look damaged halfway through.
+async fn first_damage(db: &IdbDatabase) -> Result<(u64, Option<Error>), Error> {
+    let tx = idb::transaction(db, &["segments", "meta"], false, "default").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let store = tx.object_store("segments").map_err(storage)?;
+    let head = as_u64(
+        &idb::request(&meta.get(&"head".into()).map_err(storage)?)
+            .await
+            .map_err(storage)?,
+    );
     let mut prev = 0u64;
     loop {
-        let tx = idb::transaction(db, &["segments"], false, "default").map_err(storage)?;
-        let store = tx.object_store("segments").map_err(storage)?;
         let (keys, values) = read_segments(&store, prev, 256).await?;
         if keys.is_empty() {
             break;
@@ -728,31 +736,39 @@ async fn first_damage(db: &IdbDatabase, head: u64) -> Result<Option<Error>, Erro
         for (k, bytes) in keys.iter().zip(&values) {
             let seg = match Segment::parse(bytes) {
                 Ok(seg) => seg,
-                Err(e) => return Ok(Some(Error::corrupt(prev + 1, *k, e))),
+                Err(e) => return Ok((head, Some(Error::corrupt(prev + 1, *k, e)))),
             };
             if seg.first_seq() != prev + 1 || seg.last_seq() != *k {
-                return Ok(Some(Error::Corrupt {
-                    from: prev + 1,
-                    to: *k,
-                    reason: format!(
-                        "segment holds positions {}..={}, not {}..={k}",
-                        seg.first_seq(),
-                        seg.last_seq(),
-                        prev + 1
-                    ),
-                }));
+                let reason = format!(
+                    "segment holds positions {}..={}, not {}..={k}",
+                    seg.first_seq(),
+                    seg.last_seq(),
+                    prev + 1
+                );
+                return Ok((
+                    head,
+                    Some(Error::Corrupt {
+                        from: prev + 1,
+                        to: *k,
+                        reason,
+                    }),
+                ));
             }
             prev = *k;
         }
     }
     if prev != head {
-        return Ok(Some(Error::Corrupt {
-            from: prev + 1,
-            to: head.max(prev + 1),
-            reason: format!("the log's head is {head} but its segments end at {prev}"),
-        }));
+        let reason = format!("the log's head is {head} but its segments end at {prev}");
+        return Ok((
+            head,
+            Some(Error::Corrupt {
+                from: prev + 1,
+                to: head.max(prev + 1),
+                reason,
+            }),
+        ));
     }
-    Ok(None)
+    Ok((head, None))
 }
 
 /// What [`repair`] did: the new head and the positions it dropped.
@@ -774,14 +790,8 @@ pub async fn repair(name: &str) -> Result<RepairReport, Error> {
 }
 
 async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
-    let tx = idb::transaction(db, &["meta"], false, "default").map_err(storage)?;
-    let meta = tx.object_store("meta").map_err(storage)?;
-    let head = as_u64(
-        &idb::request(&meta.get(&"head".into()).map_err(storage)?)
-            .await
-            .map_err(storage)?,
-    );
-    let damage = match first_damage(db, head).await? {
+    let (head, damage) = first_damage(db).await?;
+    let damage = match damage {
         None => {
             return Ok(RepairReport {
                 head,
