@@ -32,6 +32,14 @@ pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends `v` in decimal.
+pub fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
 /// Appends `v` in decimal, without the formatting machinery.
 pub fn push_u64(out: &mut String, mut v: u64) {
     let mut buf = [0u8; 20];

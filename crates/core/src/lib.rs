@@ -13,6 +13,7 @@ pub mod id;
 pub mod json;
 pub mod memory;
 pub mod segment;
+pub mod table;
 pub mod validate;
 pub mod version;
 
