@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod append;
+mod codec;
 pub mod crc32;
 pub mod event;
 pub mod id;

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use crate::codec::{put_bytes, put_varint, Reader};
 use crate::crc32::crc32;
 use crate::event::EventRef;
 use crate::id::EventId;
@@ -320,59 +321,6 @@ impl<'a> Iterator for Events<'_, 'a> {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_indexed().map(|r| r.map(|e| e.event))
     }
-}
-
-#[derive(Debug)]
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, SegmentError> {
-        let (&b, rest) = self.buf.split_first().ok_or_else(|| corrupt("truncated"))?;
-        self.buf = rest;
-        Ok(b)
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], SegmentError> {
-        if self.buf.len() < n {
-            return Err(corrupt("truncated"));
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn varint(&mut self) -> Result<u64, SegmentError> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(corrupt("varint too long"))
-    }
-
-    fn str(&mut self) -> Result<&'a str, SegmentError> {
-        let len = self.varint()?;
-        let len = usize::try_from(len).map_err(|_| corrupt("length out of range"))?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| corrupt("invalid utf-8"))
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
 }
 
 #[cfg(test)]

@@ -47,6 +47,22 @@ impl Table {
         }
     }
 
+    /// A table restored from a snapshot.
+    pub(crate) fn from_parts(
+        def: Arc<TableDef>,
+        rows: BTreeMap<Key, Row>,
+        seq: u64,
+        error_count: u64,
+    ) -> Self {
+        Table {
+            def,
+            rows,
+            seq,
+            errors: Vec::new(),
+            error_count,
+        }
+    }
+
     /// The definition.
     pub fn def(&self) -> &TableDef {
         &self.def

@@ -6,6 +6,7 @@
 pub mod def;
 pub mod fold;
 pub mod scan;
+pub mod snapshot;
 pub mod value;
 
 pub use def::{DefinitionError, Op, Source, TableDef};
