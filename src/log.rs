@@ -519,6 +519,8 @@ impl Log {
             if keys.is_empty() {
                 break;
             }
+            // JSON runs ~1.6× the encoded size; growing the string by doubling costs more.
+            out.reserve(values.iter().map(Vec::len).sum::<usize>() * 8 / 5);
             for (k, bytes) in keys.iter().zip(&values) {
                 let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(pos + 1, *k, e))?;
                 pos += logfold_core::json::write_segment(&mut out, &seg, pos, upto)
