@@ -3,6 +3,8 @@
 // after relaunch; no batch is half present).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { cp, readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { startServer, profileDir, launch, ev, ready, rand, sleep, withTimeout, TEST_TIMEOUT } from "./harness.mjs";
 
 const PORT = 47311;
@@ -10,8 +12,8 @@ let server;
 before(async () => { server = await startServer(PORT); });
 after(async () => { await server?.close(); });
 
-const seed = (name) =>
-  ev(globalThis.__page, async (name) => {
+const seed = (page, name) =>
+  ev(page, async (name) => {
     const log = await Logfold.open({ name });
     const a = await log.append([
       { stream: "acct-1", type: "Opened", data: { owner: "ann", tags: ["a", "b"], n: 1.5 } },
@@ -31,7 +33,7 @@ async function readBack(page, name) {
     // The log goes on where it stopped.
     const next = await log.append({ stream: "acct-1", type: "Closed" });
     await log.close();
-    return { head: events.length ? events[events.length - 1].seq : 0, logHead: null, events, v1, v2, next };
+    return { events, v1, v2, next };
   }, name);
 }
 
@@ -47,8 +49,8 @@ function checkSurvived(before, got) {
 test("events survive page.reload()", { timeout: TEST_TIMEOUT }, async () => {
   const b = await launch(await profileDir("durability-reload"));
   try {
-    const page = (globalThis.__page = await b.newPage(server.url));
-    const appended = await seed("reload");
+    const page = await b.newPage(server.url);
+    const appended = await seed(page, "reload");
     assert.equal(appended.head, 4);
     await page.reload();
     await ready(page);
@@ -63,8 +65,7 @@ test("events survive closing and relaunching the browser on the same profile", {
   let b = await launch(profile);
   let appended;
   try {
-    globalThis.__page = await b.newPage(server.url);
-    appended = await seed("relaunch");
+    appended = await seed(await b.newPage(server.url), "relaunch");
   } finally {
     await b.close();
   }
@@ -150,6 +151,26 @@ function verify(state, got, label) {
   return { events: rows.length, batches: batches.size };
 }
 
+/** Runs `check`; if it throws, keeps a copy of the profile and adds IndexedDB's LevelDB log lines. */
+async function keepEvidence(profile, round, check) {
+  try {
+    return await check();
+  } catch (e) {
+    const copy = `${profile}-failed-round${round}-${Date.now()}`;
+    await cp(profile, copy, { recursive: true, verbatimSymlinks: true }).catch(() => {});
+    const lines = [];
+    const idb = join(profile, "Default/IndexedDB");
+    for (const dir of await readdir(idb).catch(() => [])) {
+      for (const f of ["LOG.old", "LOG"]) {
+        const text = await readFile(join(idb, dir, f), "utf8").catch(() => "");
+        lines.push(...text.split("\n").filter((l) => /corrupt|error|delet|repair|recover|lost|truncat/i.test(l)).map((l) => `${dir}/${f}: ${l}`));
+      }
+    }
+    e.message += `\n  profile kept at ${copy}\n  ${lines.slice(-20).join("\n  ") || "(no LevelDB log lines about corruption or recovery)"}`;
+    throw e;
+  }
+}
+
 async function crashLoop(durability) {
   const name = `crash-${durability}`;
   const profile = await profileDir(`durability-kill-${durability}`);
@@ -180,14 +201,14 @@ async function crashLoop(durability) {
 
       // After the previous crash: everything acknowledged is there, no batch is half present.
       const got = await readLog(page, name, durability, state.streams);
-      const seen = verify(state, got, `${durability} round ${round}`);
+      const seen = await keepEvidence(profile, round, () => verify(state, got, `${durability} round ${round}`));
       report.push({ round, ...seen, acked: state.acked.size });
       if (round > ROUNDS) break;
 
       // Append in a loop from several writers at once, then kill the browser mid-flight.
       const streams = Array.from({ length: WRITERS }, (_, w) => `w${w}-r${round}`);
       state.streams.push(...streams);
-      await ev(page, async ({ name, durability, round, streams }) => {
+      const writerHead = await ev(page, async ({ name, durability, round, streams }) => {
         const log = await Logfold.open({ name, durability });
         window.__log = log;
         streams.forEach(async (stream, w) => {
@@ -206,7 +227,10 @@ async function crashLoop(durability) {
             window.lfReport(JSON.stringify({ batch, ids: stored.map((e) => e.id), seqs: stored.map((e) => e.seq) }));
           }
         });
+        return log.head;
       }, { name, durability, round, streams });
+      await keepEvidence(profile, round, () =>
+        assert.equal(writerHead, got.head, `round ${round}: the log's head went from ${got.head} to ${writerHead} between closing it and opening it again in the same page`));
       const delay = rand(200, 1500);
       await sleep(delay);
       killed = true;

@@ -115,13 +115,12 @@ test("undefined object properties are dropped (the stored event lacks the key); 
   assert.equal(r.meta, null);
 });
 
-for (const [what, ev_] of [
+for (const [what, e, field] of [
   ["missing stream", `{ type: "T" }`, "stream"],
   ["empty stream", `{ stream: "", type: "T" }`, "stream"],
   ["missing type", `{ stream: "s" }`, "type"],
   ["empty type", `{ stream: "s", type: "" }`, "type"],
-].map(([w, e, f]) => [w, [e, f]])) {
-  const [e, field] = ev_;
+]) {
   test(`INVALID_EVENT: ${what} names the field and the batch index`, opts, async () => {
     let err = await refused("bad-names", `(log) => log.append(${e})`, "INVALID_EVENT");
     assert.equal(err.details.field, field, JSON.stringify(err.details));
@@ -338,6 +337,7 @@ for (const which of ["first", "middle", "last"]) {
     const key = keys[idx];
     const prev = idx === 0 ? 0 : keys[idx - 1];
     await ev(page, ({ name, key }) => T.flip(name, key), { name, key });
+    const rawBefore = await ev(page, (name) => T.raw(name), name);
 
     const open = await ev(page, (name) => T.attempt(() => Logfold.open({ name })), name);
     assert.equal(open.threw, true, "open succeeded on a corrupted log");
@@ -348,6 +348,7 @@ for (const which of ["first", "middle", "last"]) {
     // Refusing to open changed nothing: it still refuses.
     const open2 = await ev(page, (name) => T.attempt(() => Logfold.open({ name })), name);
     assert.equal(open2.code, "CORRUPT");
+    assert.deepEqual(await ev(page, (name) => T.raw(name), name), rawBefore, "a refused open wrote to the database");
 
     const rep = await ev(page, (name) => Logfold.repair(name), name);
     assert.deepEqual(rep, { head: prev, dropped: { from: prev + 1, to: 30 } });
