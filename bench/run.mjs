@@ -199,6 +199,11 @@ async function wasmSize() {
   try {
     const bytes = await readFile(file);
     const gzip = gzipSync(bytes, { level: 9 }).length;
+    // wasm-opt -O strips the name section: if it is there, this is not the optimized release build.
+    const names = WebAssembly.Module.customSections(new WebAssembly.Module(bytes), "name");
+    if (names.length) {
+      log(`note: ${file} has a ${names[0].byteLength}-byte name section: not optimized by wasm-opt?`);
+    }
     results.push(
       { case: "size.wasm", system: "logfold", metric: "wasm_bytes", value: bytes.length, unit: "bytes" },
       { case: "size.wasm", system: "logfold", metric: "wasm_gzip_bytes", value: gzip, unit: "bytes" },
