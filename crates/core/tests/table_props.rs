@@ -78,7 +78,7 @@ fn log_of(ops: &[Op]) -> Vec<Event> {
 }
 
 fn same(a: &Table, b: &Table) -> bool {
-    a.rows() == b.rows() && a.seq() == b.seq() && a.errors().1 == b.errors().1
+    a.sorted() == b.sorted() && a.seq() == b.seq() && a.errors().1 == b.errors().1
 }
 
 proptest! {

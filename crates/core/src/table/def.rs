@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value as Json};
 
 use super::value::Value;
+use super::{Fnv, FxBuild};
 
 /// Where an operation takes a value (or a row key) from.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +69,7 @@ pub struct TableDef {
     /// The row key when an operation names none.
     pub key: Source,
     /// Operations per event type, in order.
-    pub on: HashMap<String, Vec<Op>>,
+    pub on: HashMap<String, Vec<Op>, FxBuild>,
     /// Field names; rows store values by index into this list.
     pub fields: Vec<String>,
     /// A hash of the definition's canonical JSON: snapshots of another definition are not used.
@@ -112,7 +113,7 @@ impl TableDef {
             Ok,
         )?;
         let mut fields = Vec::new();
-        let mut handlers = HashMap::new();
+        let mut handlers = HashMap::default();
         for (ty, ops) in on {
             let path = format!("on.{ty}");
             let parsed = match ops {
@@ -261,12 +262,9 @@ fn field_path(p: &str, path: &str) -> Result<Vec<String>, DefinitionError> {
     Ok(parts)
 }
 
-/// FNV-1a, 64-bit: stable across builds and platforms, unlike `std`'s hasher.
 fn hash_hex(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    use std::hash::Hasher;
+    let mut h = Fnv::default();
+    h.write(text.as_bytes());
+    format!("{:016x}", h.finish())
 }

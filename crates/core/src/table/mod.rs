@@ -13,9 +13,78 @@ pub use def::{DefinitionError, Op, Source, TableDef};
 pub use fold::{FoldError, Row, Table};
 pub use value::{Key, Value};
 
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::event::EventRef;
+
+/// FNV-1a: fast on the short keys tables use, and stable across builds and platforms.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// Builds [`Fnv`] hashers for `HashMap`s.
+pub type FnvBuild = BuildHasherDefault<Fnv>;
+
+/// A word-at-a-time multiplicative hash for the row maps, which the fold hits once or twice
+/// per event: several times fewer instructions than FNV's byte loop on keys of a few words.
+/// Only for in-memory maps (it is not stable across platforms' word handling).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+}
+
+/// Builds [`Fx`] hashers for `HashMap`s.
+pub type FxBuild = BuildHasherDefault<Fx>;
 
 /// A fold of the log into some state: for Rust apps using the crate directly.
 pub trait Projection {
@@ -35,7 +104,7 @@ impl Projection for Arc<TableDef> {
     }
 
     fn apply(&self, state: &mut Table, event: &EventRef<'_>) {
-        state.apply(event, &mut |_| {});
+        state.apply(event, None);
     }
 }
 
@@ -131,7 +200,7 @@ mod tests {
             ("Opened", r#"{"account":"a","owner":"A"}"#),
             ("Closed", r#"{"account":"a"}"#),
         ]);
-        assert!(t.rows().is_empty());
+        assert!(t.is_empty());
     }
 
     #[test]

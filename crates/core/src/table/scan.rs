@@ -10,10 +10,10 @@ pub fn field<'a, K: AsRef<str>>(json: &'a str, path: &[K]) -> Option<&'a str> {
     for key in path {
         cur = member(cur, key.as_ref())?;
     }
-    Some(cur.trim())
+    Some(cur)
 }
 
-/// The value of top-level member `key` of the object `json`.
+/// The value of top-level member `key` of the object `json`, without surrounding white space.
 fn member<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     let b = json.as_bytes();
     let mut i = skip_ws(b, 0);
@@ -23,19 +23,26 @@ fn member<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     i += 1;
     loop {
         i = skip_ws(b, i);
-        if b.get(i)? != &b'"' {
+        if *b.get(i)? != b'"' {
             return None; // `}` of an object without the key
         }
-        let key_end = string_end(b, i)?;
-        let raw_key = &json[i + 1..key_end - 1];
+        let key_start = i + 1;
+        let (key_end, escaped) = string_end(b, i)?;
+        let raw_key = &b[key_start..key_end - 1];
         i = skip_ws(b, key_end);
-        if b.get(i)? != &b':' {
+        if *b.get(i)? != b':' {
             return None;
         }
         i = skip_ws(b, i + 1);
         let value_end = value_end(b, i)?;
-        if key_matches(raw_key, key) {
-            return Some(&json[i..value_end]);
+        let hit = if escaped {
+            unescaped_eq(json.get(key_start..key_end - 1)?, key)
+        } else {
+            raw_key == key.as_bytes()
+        };
+        if hit {
+            // Both ends sit next to ASCII bytes, so they are char boundaries.
+            return json.get(i..value_end);
         }
         i = skip_ws(b, value_end);
         match b.get(i)? {
@@ -45,44 +52,43 @@ fn member<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     }
 }
 
-fn key_matches(raw: &str, key: &str) -> bool {
-    if raw.contains('\\') {
-        serde_json::from_str::<String>(&format!("\"{raw}\"")).is_ok_and(|k| k == key)
-    } else {
-        raw == key
-    }
+fn unescaped_eq(raw: &str, key: &str) -> bool {
+    serde_json::from_str::<String>(&format!("\"{raw}\"")).is_ok_and(|k| k == key)
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-        i += 1;
-    }
-    i
+fn skip_ws(b: &[u8], i: usize) -> usize {
+    i + b.get(i..).map_or(0, |rest| {
+        rest.iter()
+            .take_while(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+            .count()
+    })
 }
 
-/// Index just past the string starting at `b[i] == '"'`.
-fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
-    i += 1;
+/// Index just past the string starting at `b[i] == '"'`, and whether it holds an escape.
+fn string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
+    let mut i = start + 1;
+    let mut escaped = false;
     loop {
-        match b.get(i)? {
-            b'"' => return Some(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
+        i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        if b[i] == b'"' {
+            return Some((i + 1, escaped));
         }
+        escaped = true;
+        i += 2;
     }
 }
 
 /// Index just past the value starting at `b[i]`.
 fn value_end(b: &[u8], i: usize) -> Option<usize> {
     match b.get(i)? {
-        b'"' => string_end(b, i),
+        b'"' => string_end(b, i).map(|(end, _)| end),
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut j = i;
             loop {
                 match b.get(j)? {
                     b'"' => {
-                        j = string_end(b, j)?;
+                        j = string_end(b, j)?.0;
                         continue;
                     }
                     b'{' | b'[' => depth += 1,
@@ -97,16 +103,12 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
                 j += 1;
             }
         }
-        _ => {
-            let mut j = i;
-            while !matches!(
-                b.get(j),
-                None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-            ) {
-                j += 1;
-            }
-            Some(j)
-        }
+        _ => Some(
+            i + b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .unwrap_or(b.len() - i),
+        ),
     }
 }
 

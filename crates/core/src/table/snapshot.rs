@@ -4,7 +4,6 @@
 //! Layout: `"LFTS" | format: u8 | hash | seq | errors | n_fields × name | n_rows × (key, row)`
 //! then a CRC-32 of all before it, as in segments.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::def::TableDef;
@@ -52,8 +51,9 @@ pub fn encode(t: &Table) -> Vec<u8> {
     for f in &t.def().fields {
         put_bytes(&mut out, f.as_bytes());
     }
-    put_varint(&mut out, t.rows().len() as u64);
-    for (key, row) in t.rows() {
+    let rows = t.sorted();
+    put_varint(&mut out, rows.len() as u64);
+    for (key, row) in rows {
         match key {
             Key::Num(n) => {
                 out.push(0);
@@ -132,7 +132,7 @@ pub fn decode(bytes: &[u8], def: Arc<TableDef>) -> Result<Table, SnapshotError> 
             return Err(SnapshotError::OtherDefinition);
         }
     }
-    let mut rows = BTreeMap::new();
+    let mut rows = Vec::new();
     for _ in 0..r.varint()? {
         let key = match r.byte()? {
             0 => Key::Num(r.f64()?),
@@ -147,7 +147,7 @@ pub fn decode(bytes: &[u8], def: Arc<TableDef>) -> Result<Table, SnapshotError> 
                 .ok_or_else(|| bad("field index out of range"))?;
             *slot = Some(value(&mut r, 0)?);
         }
-        rows.insert(key, row);
+        rows.push((key, row));
     }
     if !r.buf.is_empty() {
         return Err(bad("trailing bytes"));
