@@ -80,6 +80,9 @@ test("events survive closing and relaunching the browser on the same profile", {
 
 // ---- SIGKILL ------------------------------------------------------------------------------------
 
+// Each round appends from WRITERS concurrent loops and kills the browser at a random moment: odd
+// rounds SIGKILL the browser process alone (its children notice and exit), even rounds the whole
+// process group at once. The next round relaunches on the same profile and checks everything.
 const ROUNDS = 5;
 const WRITERS = 3;
 
@@ -152,7 +155,7 @@ function verify(state, got, label) {
 }
 
 /** Runs `check`; if it throws, keeps a copy of the profile and adds IndexedDB's LevelDB log lines. */
-async function keepEvidence(profile, round, check) {
+async function keepEvidence(profile, round, check, browser) {
   try {
     return await check();
   } catch (e) {
@@ -166,7 +169,14 @@ async function keepEvidence(profile, round, check) {
         lines.push(...text.split("\n").filter((l) => /corrupt|error|delet|repair|recover|lost|truncat/i.test(l)).map((l) => `${dir}/${f}: ${l}`));
       }
     }
-    e.message += `\n  profile kept at ${copy}\n  ${lines.slice(-20).join("\n  ") || "(no LevelDB log lines about corruption or recovery)"}`;
+    const all = browser?.stderr() ?? "";
+    const stderr = all.split("\n").filter((l) => /indexeddb|leveldb|corrupt|quota|bucket|delet|sql/i.test(l));
+    if (/recovering from a corrupted \(and deleted\) database/.test(all)) {
+      e.message += "\n  DIAGNOSIS: after the kill, Chromium found the origin's IndexedDB (LevelDB) corrupt and deleted it; " +
+        "logfold then opened an empty log without a word.";
+    }
+    e.message += `\n  profile kept at ${copy}\n  ${lines.slice(-20).join("\n  ") || "(no LevelDB log lines about corruption or recovery)"}` +
+      `\n  chromium stderr: ${stderr.slice(-20).join("\n  ") || "(nothing about storage)"}`;
     throw e;
   }
 }
@@ -201,7 +211,7 @@ async function crashLoop(durability) {
 
       // After the previous crash: everything acknowledged is there, no batch is half present.
       const got = await readLog(page, name, durability, state.streams);
-      const seen = await keepEvidence(profile, round, () => verify(state, got, `${durability} round ${round}`));
+      const seen = await keepEvidence(profile, round, () => verify(state, got, `${durability} round ${round}`), b);
       report.push({ round, ...seen, acked: state.acked.size });
       if (round > ROUNDS) break;
 
@@ -230,18 +240,20 @@ async function crashLoop(durability) {
         return log.head;
       }, { name, durability, round, streams });
       await keepEvidence(profile, round, () =>
-        assert.equal(writerHead, got.head, `round ${round}: the log's head went from ${got.head} to ${writerHead} between closing it and opening it again in the same page`));
+        assert.equal(writerHead, got.head, `round ${round}: the log's head went from ${got.head} to ${writerHead} between closing it and opening it again in the same page`), b);
       const delay = rand(200, 1500);
+      const mode = round % 2 ? "browser" : "group";
       await sleep(delay);
       killed = true;
-      await b.kill();
+      await b.kill(mode);
       assert.deepEqual(failures, [], `appends failed before the kill in round ${round}`);
       assert.ok(ackedThisRound > 0, `round ${round}: no append was acknowledged in ${delay} ms`);
       report.at(-1).killedAfterMs = delay;
+      report.at(-1).kill = mode;
       report.at(-1).ackedThisRound = ackedThisRound;
     } finally {
       if (!killed) await b.close();
-      else await b.kill();
+      else await b.kill("group");
     }
   }
   console.log(`# SIGKILL ${durability}: ${JSON.stringify(report)}`);

@@ -93,7 +93,7 @@ export async function launch(profile) {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
-  child.stderr.on("data", (d) => { stderr = (stderr + d).slice(-4000); });
+  child.stderr.on("data", (d) => { stderr = (stderr + d).slice(-20000); });
   const exited = new Promise((ok) => child.once("exit", (code, signal) => ok({ code, signal })));
   let gone = false;
   exited.then(() => { gone = true; live.delete(child.pid); });
@@ -153,8 +153,17 @@ export async function launch(profile) {
           await killGroup();
         }
       },
-      /** SIGKILL the whole browser process group, like a crash. */
-      async kill() {
+      /**
+       * SIGKILL, like a crash: `"group"` kills every process of the browser at once (browser,
+       * storage service, renderers); `"browser"` kills only the browser process and lets its
+       * children notice and exit (leftovers are killed after 10 s).
+       */
+      async kill(mode = "group") {
+        if (mode === "browser" && !gone) {
+          try { process.kill(child.pid, "SIGKILL"); } catch {}
+          await withTimeout(exited, 10_000, "chromium exit after SIGKILL");
+          for (let i = 0; i < 100 && groupAlive(child.pid); i++) await sleep(100);
+        }
         await killGroup();
         await browser.close().catch(() => {});
       },
