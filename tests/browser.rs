@@ -199,7 +199,11 @@ async fn a_damaged_segment_fails_open_with_its_positions_and_repair_keeps_the_pr
         (2, 0)
     );
     assert_eq!(
-        log.append(Batch::new(vec![deposit("b", 6)])).await.unwrap().events[0].seq,
+        log.append(Batch::new(vec![deposit("b", 6)]))
+            .await
+            .unwrap()
+            .events[0]
+            .seq,
         3
     );
     log.close().await;
