@@ -31,6 +31,28 @@ function firstOnPath(name, path) {
   return null;
 }
 
+/** The names of a wasm module's custom sections. */
+function customSections(bytes) {
+  const names = [];
+  let p = 8;
+  const leb = () => {
+    let r = 0, shift = 0, b;
+    do { b = bytes[p++]; r += (b & 0x7f) * 2 ** shift; shift += 7; } while (b & 0x80);
+    return r;
+  };
+  while (p < bytes.length) {
+    const id = bytes[p++];
+    const len = leb();
+    const end = p + len;
+    if (id === 0) {
+      const n = leb();
+      names.push(bytes.subarray(p, p + n).toString("utf8"));
+    }
+    p = end;
+  }
+  return names;
+}
+
 test("npm scripts find npm's binaryen wasm-opt, version 132, first on PATH", { timeout: TEST_TIMEOUT }, () => {
   assert.ok(existsSync(NPM_WASM_OPT), "node_modules/.bin/wasm-opt is missing: npm ci (devDependency binaryen 132)");
   const direct = run(NPM_WASM_OPT, ["--version"]);
@@ -50,6 +72,7 @@ test("npm scripts find npm's binaryen wasm-opt, version 132, first on PATH", { t
 
 test("pkg/ is the release build, already optimized by wasm-opt", { timeout: TEST_TIMEOUT }, () => {
   assert.ok(existsSync(join(PKG_DIR, "index.js")), `${PKG_DIR}/index.js is missing: run npm run build`);
+  assert.ok(existsSync(join(PKG_DIR, "package.json")), "pkg/package.json is missing: pkg/ is not the complete output of npm run build");
   const pkg = JSON.parse(readFileSync(join(PKG_DIR, "package.json"), "utf8"));
   assert.equal(pkg.name, "logfold");
   assert.equal(pkg.type, "module");
@@ -59,7 +82,9 @@ test("pkg/ is the release build, already optimized by wasm-opt", { timeout: TEST
   const bytes = readFileSync(WASM);
   assert.equal(bytes.subarray(0, 4).toString("latin1"), "\0asm");
   assert.ok(bytes.includes(Buffer.from("wasm-bindgen")), "the wasm lacks wasm-bindgen's producers entry");
-  assert.ok(!bytes.includes(Buffer.from("__wasm_bindgen_unstable")), "the wasm still has wasm-bindgen's unprocessed section");
+  const custom = customSections(bytes);
+  assert.ok(!custom.includes("__wasm_bindgen_unstable"), "the wasm still has wasm-bindgen's unprocessed section");
+  assert.ok(!custom.includes("name"), `pkg's wasm still has its "name" section: wasm-opt -O did not run on it (sections: ${custom})`);
   // Optimizing again with binaryen 132 barely changes an optimized module; an unoptimized one
   // shrinks by about a third (measured: 427,910 → 276,850 bytes).
   const dir = mkdtempSync(join(tmpdir(), "logfold-release-"));
