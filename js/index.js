@@ -28,8 +28,9 @@ function invalidArgument(argument, message) {
 }
 
 // Walks a value and returns why it is not plain JSON, with the path to the fault, or undefined.
-// Paths are built only on failure so the common case allocates nothing.
-function jsonFault(value, ancestors) {
+// Paths are built only on failure so the common case allocates nothing. `seen.undefined` is set
+// when an object property is undefined (JSON drops it, so the caller must copy the value).
+function jsonFault(value, ancestors, seen) {
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -43,7 +44,7 @@ function jsonFault(value, ancestors) {
         ancestors.push(value);
         for (let i = 0; i < value.length; i++) {
           const item = value[i];
-          const fault = item === undefined ? { path: [], reason: "is undefined inside an array" } : jsonFault(item, ancestors);
+          const fault = item === undefined ? { path: [], reason: "is undefined inside an array" } : jsonFault(item, ancestors, seen);
           if (fault) {
             fault.path.push(`[${i}]`);
             return fault;
@@ -60,8 +61,11 @@ function jsonFault(value, ancestors) {
       ancestors.push(value);
       for (const key of Object.keys(value)) {
         const item = value[key];
-        if (item === undefined) continue; // dropped, as JSON.stringify does
-        const fault = jsonFault(item, ancestors);
+        if (item === undefined) {
+          seen.undefined = true; // dropped, as JSON.stringify does
+          continue;
+        }
+        const fault = jsonFault(item, ancestors, seen);
         if (fault) {
           fault.path.push(/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`);
           return fault;
@@ -75,9 +79,13 @@ function jsonFault(value, ancestors) {
   }
 }
 
+// Checks a data or meta value; returns it as it will be stored (a copy without undefined
+// properties when it had some, so the event append returns equals the one read() returns).
 function checkJson(value, index, field) {
-  const fault = jsonFault(value, []);
+  const seen = { undefined: false };
+  const fault = jsonFault(value, [], seen);
   if (fault) throw invalidEvent(index, field + fault.path.reverse().join(""), fault.reason);
+  return seen.undefined ? JSON.parse(JSON.stringify(value)) : value;
 }
 
 function toWire(event, index) {
@@ -85,9 +93,12 @@ function toWire(event, index) {
   const { stream, type, data, meta } = event;
   if (typeof stream !== "string") throw invalidEvent(index, "stream", "must be a string");
   if (typeof type !== "string") throw invalidEvent(index, "type", "must be a string");
-  if (data !== undefined) checkJson(data, index, "data");
-  if (meta !== undefined) checkJson(meta, index, "meta");
-  return { stream, type, data: data === undefined ? null : data, meta };
+  return {
+    stream,
+    type,
+    data: data === undefined ? null : checkJson(data, index, "data"),
+    meta: meta === undefined ? undefined : checkJson(meta, index, "meta"),
+  };
 }
 
 function checkVersion(v, argument) {
@@ -125,6 +136,8 @@ function position(value, argument, fallback) {
 
 class Log {
   #core;
+  // Appends made in the same tick, sent to wasm together (see #flush).
+  #pending = [];
 
   constructor(core) {
     this.#core = core;
@@ -148,25 +161,54 @@ class Log {
 
   async append(input, options) {
     const single = !Array.isArray(input);
-    const events = single ? [input] : input;
-    const wire = events.map(toWire);
+    const wire = (single ? [input] : input).map(toWire);
     const [streams, versions] = expectations(wire, options);
-    const answer = JSON.parse(await this.#core.append(JSON.stringify(wire), streams, versions));
+    return new Promise((resolve, reject) => {
+      if (this.#pending.push({ wire, streams, versions, single, resolve, reject }) === 1) {
+        queueMicrotask(() => this.#flush());
+      }
+    });
+  }
+
+  // One crossing into wasm for every append of a tick: the calls still succeed or fail one by
+  // one, and the core's group commit writes them in one transaction.
+  async #flush() {
+    const calls = this.#pending;
+    if (calls.length === 0) return;
+    this.#pending = [];
+    let results;
+    try {
+      results = await this.#core.appendBatches(
+        JSON.stringify(calls.flatMap((c) => c.wire)),
+        Uint32Array.from(calls, (c) => c.wire.length),
+        calls.flatMap((c) => c.streams),
+        Float64Array.from(calls.flatMap((c) => Array.from(c.versions))),
+        Uint32Array.from(calls, (c) => c.streams.length),
+      );
+    } catch (e) {
+      for (const c of calls) c.reject(e);
+      return;
+    }
     const origin = this.#core.clientId;
-    // The stored events share `data` and `meta` with the input objects.
-    const stored = answer.events.map(([id, version, seq], i) => ({
-      id,
-      stream: wire[i].stream,
-      version,
-      type: wire[i].type,
-      data: wire[i].data,
-      meta: wire[i].meta ?? null,
-      time: answer.time,
-      origin,
-      seq,
-      offset: null,
-    }));
-    return single ? stored[0] : stored;
+    calls.forEach((c, i) => {
+      const r = results[i];
+      if (typeof r !== "string") return c.reject(r);
+      const answer = JSON.parse(r);
+      // The stored events share `data` and `meta` with the input objects.
+      const stored = answer.events.map(([id, version, seq], j) => ({
+        id,
+        stream: c.wire[j].stream,
+        version,
+        type: c.wire[j].type,
+        data: c.wire[j].data,
+        meta: c.wire[j].meta ?? null,
+        time: answer.time,
+        origin,
+        seq,
+        offset: null,
+      }));
+      c.resolve(c.single ? stored[0] : stored);
+    });
   }
 
   async read(options) {
@@ -198,8 +240,11 @@ class Log {
     return this.#core.stats();
   }
 
-  close() {
-    return this.#core.close();
+  async close() {
+    // Appends of this tick are not in wasm yet: send them, so close() waits for them too.
+    const flushed = this.#flush();
+    await this.#core.close();
+    await flushed;
   }
 }
 

@@ -25,6 +25,9 @@ export function transactionPromise(tx) {
 export function openTransaction(db, stores, mode, durability) {
   return db.transaction(stores, mode, { durability });
 }
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 export function indexedDbFactory() {
   return globalThis.indexedDB;
 }
@@ -43,6 +46,13 @@ extern "C" {
     ) -> Result<IdbTransaction, JsValue>;
     #[wasm_bindgen(js_name = indexedDbFactory)]
     fn indexed_db_factory() -> Option<IdbFactory>;
+    #[wasm_bindgen(js_name = sleep)]
+    fn sleep_promise(ms: i32) -> Promise;
+}
+
+/// Resolves after `ms` milliseconds. Never await it inside a transaction.
+pub async fn sleep(ms: i32) -> Result<JsValue, JsValue> {
+    JsFuture::from(sleep_promise(ms)).await
 }
 
 /// `indexedDB` of this window or worker.

@@ -20,7 +20,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
-use crate::log::{Durability, Log};
+use crate::log::{Appended, Durability, Log};
 
 pub use error::set_error_class;
 
@@ -36,34 +36,69 @@ struct WireEvent<'a> {
     meta: Option<&'a RawValue>,
 }
 
-/// Builds a batch from the wrapper's JSON and its expected versions (`streams[i]` must be at
-/// `versions[i]`; a negative version means "none": the stream must not exist).
-fn parse_batch(
+/// Splits the wrapper's event list into batches with their expected versions (`streams[i]`
+/// must be at `versions[i]`; a negative version means "none": the stream must not exist).
+fn split_batches(
     events_json: &str,
+    sizes: &[u32],
     streams: Vec<String>,
     versions: Vec<f64>,
-) -> Result<Batch, Error> {
+    counts: &[u32],
+) -> Result<Vec<Batch>, Error> {
     let wire: Vec<WireEvent<'_>> = serde_json::from_str(events_json)
         .map_err(|e| Error::argument("events", format!("not an event list: {e}")))?;
-    let mut batch = Batch::new(
-        wire.into_iter()
-            .map(|w| NewEvent {
-                stream: w.stream,
-                event_type: w.event_type,
-                data: w.data.get().to_owned(),
-                meta: w.meta.map(|m| m.get().to_owned()).filter(|m| m != "null"),
-            })
-            .collect(),
-    );
-    for (stream, v) in streams.into_iter().zip(versions) {
-        let v = if v < 0.0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(v as u64)
-        };
-        batch = batch.expect(stream, v);
+    let total: usize = sizes.iter().map(|n| *n as usize).sum();
+    if total != wire.len() || sizes.len() != counts.len() || streams.len() != versions.len() {
+        return Err(Error::argument(
+            "events",
+            "batch sizes do not match the events",
+        ));
     }
-    Ok(batch)
+    let mut events = wire.into_iter().map(|w| NewEvent {
+        stream: w.stream,
+        event_type: w.event_type,
+        data: w.data.get().to_owned(),
+        meta: w.meta.map(|m| m.get().to_owned()).filter(|m| m != "null"),
+    });
+    let mut expected = streams.into_iter().zip(versions);
+    Ok(sizes
+        .iter()
+        .zip(counts)
+        .map(|(size, count)| {
+            let mut batch = Batch::new(events.by_ref().take(*size as usize).collect());
+            for (stream, v) in expected.by_ref().take(*count as usize) {
+                let v = if v < 0.0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(v as u64)
+                };
+                batch = batch.expect(stream, v);
+            }
+            batch
+        })
+        .collect())
+}
+
+/// `{"time", "events": [[id, version, seq], …]}`.
+fn answer(a: &Appended) -> String {
+    let mut out = String::with_capacity(32 + a.events.len() * 64);
+    out.push_str("{\"time\":");
+    push_u64(&mut out, a.time);
+    out.push_str(",\"events\":[");
+    for (i, e) in a.events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("[\"");
+        e.id.write_to(&mut out);
+        out.push_str("\",");
+        push_u64(&mut out, e.version);
+        out.push(',');
+        push_u64(&mut out, e.seq);
+        out.push(']');
+    }
+    out.push_str("]}");
+    out
 }
 
 /// The wasm side of an open log; the JS `Log` class wraps it.
@@ -116,38 +151,41 @@ impl LogCore {
         self.0.is_closed()
     }
 
-    /// Appends a batch given as JSON text (`[{stream, type, data, meta?}]`) with expected
-    /// versions as parallel lists (see `parse_batch`). Resolves to
-    /// `{"time", "events": [[id, version, seq], …]}` as JSON text; the wrapper joins it with
-    /// the events it already holds instead of paying to send them back.
-    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
-    pub fn append(
+    /// Appends batches given as one JSON list of events (`[{stream, type, data, meta?}]`):
+    /// `sizes[i]` consecutive events form batch `i`, each atomic on its own, and
+    /// `expected_counts[i]` consecutive entries of the expected-version lists belong to it
+    /// (see `parse_batch`). The wrapper gathers the appends made in one tick into one call,
+    /// so they cross into wasm once and share one transaction. Resolves to an array with, per
+    /// batch, either `{"time", "events": [[id, version, seq], …]}` as JSON text or its error;
+    /// the wrapper joins the answer with the events it already holds rather than have them
+    /// sent back.
+    #[wasm_bindgen(js_name = appendBatches, unchecked_return_type = "Promise<Array<string | Error>>")]
+    pub fn append_batches(
         &self,
         events_json: &str,
+        sizes: Vec<u32>,
         expected_streams: Vec<String>,
         expected_versions: Vec<f64>,
+        expected_counts: Vec<u32>,
     ) -> Promise {
-        let batch = parse_batch(events_json, expected_streams, expected_versions);
+        let batches = split_batches(
+            events_json,
+            &sizes,
+            expected_streams,
+            expected_versions,
+            &expected_counts,
+        );
         let log = self.0.clone();
         future_to_promise(async move {
-            let appended = log.append(batch?).await?;
-            let mut out = String::with_capacity(32 + appended.events.len() * 64);
-            out.push_str("{\"time\":");
-            push_u64(&mut out, appended.time);
-            out.push_str(",\"events\":[");
-            for (i, e) in appended.events.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str("[\"");
-                e.id.write_to(&mut out);
-                out.push_str("\",");
-                push_u64(&mut out, e.version);
-                out.push(',');
-                push_u64(&mut out, e.seq);
-                out.push(']');
+            // Queue every batch before awaiting any, so they share a transaction.
+            let pending: Vec<_> = batches?.into_iter().map(|b| log.submit(b)).collect();
+            let out = js_sys::Array::new();
+            for appended in pending {
+                out.push(&match appended.await {
+                    Ok(a) => JsValue::from_str(&answer(&a)),
+                    Err(e) => e.to_js(),
+                });
             }
-            out.push_str("]}");
             Ok(out.into())
         })
     }

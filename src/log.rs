@@ -7,7 +7,7 @@
 //! one ranged `getAll` over keys `> n`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use futures_channel::oneshot;
@@ -35,6 +35,14 @@ const STORES: [&str; 6] = [
 ];
 /// Small segments written since the last compaction before this handle compacts on its own.
 const COMPACT_AFTER: u32 = 64;
+/// Small segments after which compaction runs between appends rather than waiting for a pause.
+const COMPACT_NOW: u32 = 4096;
+/// How long appends must pause before a scheduled compaction runs, in milliseconds.
+const IDLE_MS: i32 = 250;
+/// The most segments one compaction transaction reads, so it never holds the store for long.
+const COMPACT_BATCH: u32 = 1024;
+/// Stream versions kept in memory; past this many the cache starts over.
+const VERSION_CACHE: usize = 100_000;
 
 /// Counters since this handle opened.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -99,6 +107,10 @@ struct Inner {
     idle: RefCell<Vec<oneshot::Sender<()>>>,
     stats: Cell<Stats>,
     small_segments: Cell<u32>,
+    compaction_scheduled: Cell<bool>,
+    /// Stream versions as of stored head `versions_at` (see `commit`).
+    versions: RefCell<HashMap<String, u64>>,
+    versions_at: Cell<u64>,
     on_close: RefCell<Option<Function>>,
     on_versionchange: RefCell<Option<Closure<dyn FnMut()>>>,
 }
@@ -215,6 +227,9 @@ impl Log {
             idle: RefCell::new(Vec::new()),
             stats: Cell::new(Stats::default()),
             small_segments: Cell::new(0),
+            compaction_scheduled: Cell::new(false),
+            versions: RefCell::new(HashMap::new()),
+            versions_at: Cell::new(u64::MAX),
             on_close: RefCell::new(on_close),
             on_versionchange: RefCell::new(None),
         }));
@@ -319,18 +334,41 @@ impl Log {
     /// Appends a batch atomically. Calls that arrive while a commit is in flight are written
     /// together in the next transaction (group commit); each keeps its own atomicity.
     pub async fn append(&self, batch: Batch) -> Result<Appended, Error> {
+        self.submit(batch).await
+    }
+
+    /// Queues a batch at once and returns the future of its outcome, so a caller can queue
+    /// several before awaiting any and have them share one transaction.
+    pub fn submit(
+        &self,
+        batch: Batch,
+    ) -> impl std::future::Future<Output = Result<Appended, Error>> {
+        let queued = self.enqueue(batch);
+        async move {
+            match queued? {
+                Some(rx) => rx.await.unwrap_or(Err(Error::Closed(CloseReason::Closed))),
+                None => Ok(Appended {
+                    time: js_sys::Date::now() as u64,
+                    events: Vec::new(),
+                }),
+            }
+        }
+    }
+
+    /// The reply channel of a queued batch; `None` for an empty one, which writes nothing.
+    fn enqueue(
+        &self,
+        batch: Batch,
+    ) -> Result<Option<oneshot::Receiver<Result<Appended, Error>>>, Error> {
         self.check_open()?;
         batch.validate(&self.0.limits)?;
         if batch.events.is_empty() {
-            return Ok(Appended {
-                time: js_sys::Date::now() as u64,
-                events: Vec::new(),
-            });
+            return Ok(None);
         }
         let (tx, rx) = oneshot::channel();
         self.0.queue.borrow_mut().push((batch, tx));
         self.start_writer();
-        rx.await.unwrap_or(Err(Error::Closed(CloseReason::Closed)))
+        Ok(Some(rx))
     }
 
     fn start_writer(&self) {
@@ -345,7 +383,9 @@ impl Log {
                     log.commit_group(group).await;
                     continue;
                 }
-                if log.0.small_segments.get() >= COMPACT_AFTER && log.0.closed.get().is_none() {
+                // A backlog this large is merged now, between appends; a smaller one waits for
+                // a quiet moment so it never delays an append that is waiting.
+                if log.0.small_segments.get() >= COMPACT_NOW && log.0.closed.get().is_none() {
                     log.0.small_segments.set(0);
                     // Best effort: a failed compaction leaves the segments as they were.
                     let _ = log.compact_once().await;
@@ -353,10 +393,44 @@ impl Log {
                 }
                 break;
             }
-            log.0.writing.set(false);
-            for waiter in log.0.idle.borrow_mut().drain(..) {
-                let _ = waiter.send(());
+            log.finish_writing();
+            if log.0.small_segments.get() >= COMPACT_AFTER {
+                log.compact_when_idle();
             }
+        });
+    }
+
+    /// Marks the store free and wakes whoever waits for that (`close`, `compact`).
+    fn finish_writing(&self) {
+        self.0.writing.set(false);
+        for waiter in self.0.idle.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Compacts once no append has come for `IDLE_MS`.
+    fn compact_when_idle(&self) {
+        if self.0.compaction_scheduled.replace(true) {
+            return;
+        }
+        let log = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                let seen = log.0.stats.get().transactions;
+                let _ = idb::sleep(IDLE_MS).await;
+                if log.0.closed.get().is_some() {
+                    break;
+                }
+                if !log.0.writing.get() && log.0.stats.get().transactions == seen {
+                    log.0.writing.set(true);
+                    log.0.small_segments.set(0);
+                    let _ = log.compact_once().await;
+                    log.finish_writing();
+                    log.start_writer_if_queued();
+                    break;
+                }
+            }
+            log.0.compaction_scheduled.set(false);
         });
     }
 
@@ -408,26 +482,38 @@ impl Log {
         let streams = tx.object_store("streams").map_err(storage)?;
         let meta = tx.object_store("meta").map_err(storage)?;
 
-        // Issue every read before awaiting any, so they run together.
+        // Stream versions come from a cache that is valid while the stored head is the one this
+        // handle last wrote or saw: any other tab's append moves the head. Reads for streams the
+        // cache lacks are issued with the head's, so they run together.
         let head_req = meta.get(&"head".into()).map_err(storage)?;
-        let mut names: Vec<&str> = Vec::new();
+        let mut names: HashSet<&str> = HashSet::new();
         for b in batches {
-            for s in b.streams() {
-                if !names.contains(&s) {
-                    names.push(s);
+            names.extend(b.events.iter().map(|e| e.stream.as_str()));
+        }
+        let (known, missing): (Vec<&str>, Vec<&str>) = {
+            let cache = inner.versions.borrow();
+            names.iter().partition(|s| cache.contains_key(**s))
+        };
+        let mut reqs = get_versions(&streams, &missing)?;
+        let mut head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        if head != inner.versions_at.get() {
+            inner.versions.borrow_mut().clear();
+            reqs.extend(get_versions(&streams, &known)?);
+        }
+        let mut versions: HashMap<String, u64> = HashMap::with_capacity(names.len());
+        {
+            let cache = inner.versions.borrow();
+            for name in &names {
+                if let Some(v) = cache.get(*name) {
+                    versions.insert((*name).to_owned(), *v);
                 }
             }
         }
-        let version_reqs = names
-            .iter()
-            .map(|s| streams.get(&JsValue::from_str(s)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(storage)?;
-        let mut head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
-        let mut versions = HashMap::with_capacity(names.len());
-        for (name, req) in names.iter().zip(&version_reqs) {
-            let v = as_u64(&idb::request(req).await.map_err(storage)?);
-            versions.insert((*name).to_owned(), v);
+        for (name, req) in reqs {
+            versions.insert(
+                name.to_owned(),
+                as_u64(&idb::request(&req).await.map_err(storage)?),
+            );
         }
         let before = versions.clone();
 
@@ -485,7 +571,19 @@ impl Log {
             meta.put_with_key(&key(head), &"head".into())
                 .map_err(storage)?;
         }
-        done.await.map_err(|e| self.closed_or(e))?;
+        if let Err(e) = done.await {
+            inner.versions.borrow_mut().clear();
+            inner.versions_at.set(u64::MAX);
+            return Err(self.closed_or(e));
+        }
+        {
+            let mut cache = inner.versions.borrow_mut();
+            if cache.len() > VERSION_CACHE {
+                cache.clear();
+            }
+            cache.extend(versions);
+            inner.versions_at.set(head);
+        }
 
         inner.head.set(inner.head.get().max(head));
         inner.small_segments.set(inner.small_segments.get() + small);
@@ -566,7 +664,7 @@ impl Log {
         self.wait_idle().await;
         self.0.writing.set(true);
         let result = self.compact_once().await;
-        self.0.writing.set(false);
+        self.finish_writing();
         self.start_writer_if_queued();
         result
     }
@@ -603,7 +701,7 @@ impl Log {
                 .await
                 .map_err(storage)?,
         );
-        let (keys, values) = read_segments(&segments, compacted, u32::MAX).await?;
+        let (keys, values) = read_segments(&segments, compacted, COMPACT_BATCH).await?;
 
         let mut merged = 0u64;
         let mut done_through = compacted;
@@ -673,6 +771,17 @@ impl Log {
         self.0.db.set_onversionchange(None);
         self.0.on_versionchange.borrow_mut().take();
     }
+}
+
+/// Issues a `get` per stream name in the `streams` store.
+fn get_versions<'a>(
+    store: &IdbObjectStore,
+    names: &[&'a str],
+) -> Result<Vec<(&'a str, web_sys::IdbRequest)>, Error> {
+    names
+        .iter()
+        .map(|s| Ok((*s, store.get(&JsValue::from_str(s)).map_err(storage)?)))
+        .collect()
 }
 
 /// Reads up to `count` segments with keys above `after`.
