@@ -176,9 +176,9 @@ class Log {
     const calls = this.#pending;
     if (calls.length === 0) return;
     this.#pending = [];
-    let results;
+    let answers, errors;
     try {
-      results = await this.#core.appendBatches(
+      [answers, errors] = await this.#core.appendBatches(
         JSON.stringify(calls.flatMap((c) => c.wire)),
         Uint32Array.from(calls, (c) => c.wire.length),
         calls.flatMap((c) => c.streams),
@@ -190,10 +190,9 @@ class Log {
       return;
     }
     const origin = this.#core.clientId;
-    calls.forEach((c, i) => {
-      const r = results[i];
-      if (typeof r !== "string") return c.reject(r);
-      const answer = JSON.parse(r);
+    JSON.parse(answers).forEach((answer, i) => {
+      const c = calls[i];
+      if (answer === null) return c.reject(errors[i]);
       // The stored events share `data` and `meta` with the input objects.
       const stored = answer.events.map(([id, version, seq], j) => ({
         id,

@@ -79,26 +79,25 @@ fn split_batches(
         .collect())
 }
 
-/// `{"time", "events": [[id, version, seq], …]}`.
-fn answer(a: &Appended) -> String {
-    let mut out = String::with_capacity(32 + a.events.len() * 64);
+/// Appends `{"time", "events": [[id, version, seq], …]}`.
+fn answer(a: &Appended, out: &mut String) {
+    out.reserve(32 + a.events.len() * 64);
     out.push_str("{\"time\":");
-    push_u64(&mut out, a.time);
+    push_u64(out, a.time);
     out.push_str(",\"events\":[");
     for (i, e) in a.events.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("[\"");
-        e.id.write_to(&mut out);
+        e.id.write_to(out);
         out.push_str("\",");
-        push_u64(&mut out, e.version);
+        push_u64(out, e.version);
         out.push(',');
-        push_u64(&mut out, e.seq);
+        push_u64(out, e.seq);
         out.push(']');
     }
     out.push_str("]}");
-    out
 }
 
 /// The wasm side of an open log; the JS `Log` class wraps it.
@@ -154,12 +153,12 @@ impl LogCore {
     /// Appends batches given as one JSON list of events (`[{stream, type, data, meta?}]`):
     /// `sizes[i]` consecutive events form batch `i`, each atomic on its own, and
     /// `expected_counts[i]` consecutive entries of the expected-version lists belong to it
-    /// (see `parse_batch`). The wrapper gathers the appends made in one tick into one call,
-    /// so they cross into wasm once and share one transaction. Resolves to an array with, per
-    /// batch, either `{"time", "events": [[id, version, seq], …]}` as JSON text or its error;
-    /// the wrapper joins the answer with the events it already holds rather than have them
-    /// sent back.
-    #[wasm_bindgen(js_name = appendBatches, unchecked_return_type = "Promise<Array<string | Error>>")]
+    /// (see `split_batches`). The wrapper gathers the appends made in one tick into one call,
+    /// so they cross into wasm once and share one transaction. Resolves to `[answers, errors]`:
+    /// JSON text of a list with, per batch, `{"time", "events": [[id, version, seq], …]}` or
+    /// `null`, and a list with, per batch, its error or `undefined`. The wrapper joins the
+    /// answers with the events it already holds rather than have them sent back.
+    #[wasm_bindgen(js_name = appendBatches, unchecked_return_type = "Promise<[string, Array<Error | undefined>]>")]
     pub fn append_batches(
         &self,
         events_json: &str,
@@ -179,14 +178,25 @@ impl LogCore {
         future_to_promise(async move {
             // Queue every batch before awaiting any, so they share a transaction.
             let pending: Vec<_> = batches?.into_iter().map(|b| log.submit(b)).collect();
-            let out = js_sys::Array::new();
-            for appended in pending {
-                out.push(&match appended.await {
-                    Ok(a) => JsValue::from_str(&answer(&a)),
-                    Err(e) => e.to_js(),
-                });
+            let mut answers = String::from("[");
+            let errors = js_sys::Array::new();
+            for (i, appended) in pending.into_iter().enumerate() {
+                if i > 0 {
+                    answers.push(',');
+                }
+                match appended.await {
+                    Ok(a) => {
+                        answer(&a, &mut answers);
+                        errors.push(&JsValue::UNDEFINED);
+                    }
+                    Err(e) => {
+                        answers.push_str("null");
+                        errors.push(&e.to_js());
+                    }
+                }
             }
-            Ok(out.into())
+            answers.push(']');
+            Ok(js_sys::Array::of2(&answers.into(), &errors).into())
         })
     }
 
