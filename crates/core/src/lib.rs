@@ -7,18 +7,22 @@
 #![warn(missing_docs)]
 
 pub mod append;
+pub mod commit;
 pub mod event;
 pub mod id;
 pub mod json;
 pub mod memory;
+pub mod protocol;
 pub mod segment;
 pub mod validate;
 pub mod version;
 
 pub use append::{assign, AppendError, Batch, Stamp};
+pub use commit::{commit, LogStore, MemoryStore};
 pub use event::{Event, EventRef, NewEvent};
 pub use id::{EventId, IdGenerator};
 pub use memory::MemoryLog;
+pub use protocol::PROTOCOL_VERSION;
 pub use segment::{Segment, SegmentError, SegmentWriter};
 pub use validate::{InvalidEvent, Limits};
 pub use version::{ConflictError, ExpectedVersion};
