@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::future::IntoFuture;
+
 use clap::Parser;
 use logfold_server::{app, AppState, Config, Hub, Store, Tokens, DEFAULT_MAX_BODY};
 
@@ -95,10 +97,30 @@ async fn serve(args: Args, tokens: Option<Tokens>) -> Result<(), Box<dyn std::er
         println!("logfold-server: {token_count} bearer tokens loaded");
     }
     let router = app(AppState::new(store, hub, config));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let serving = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stopped.notified().await })
+        .into_future();
+    tokio::pin!(serving);
+    tokio::select! {
+        done = &mut serving => return Ok(done?),
+        _ = shutdown() => {}
+    }
+    // Live tails never end by themselves: give requests in flight a moment, then stop.
+    stop.notify_one();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), serving).await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight.
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

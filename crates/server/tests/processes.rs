@@ -169,10 +169,20 @@ impl Lcg {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_batches_survive_sigkill_exactly_once() {
+async fn sqlite_acknowledged_batches_survive_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.sqlite3");
-    let db = db.to_str().unwrap();
+    acknowledged_batches_survive_sigkill(&["--database", db.to_str().unwrap()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_acknowledged_batches_survive_sigkill_exactly_once() {
+    let url = pg_url();
+    let schema = unique("crash");
+    acknowledged_batches_survive_sigkill(&["--database", &url, "--pg-schema", &schema]).await;
+}
+
+async fn acknowledged_batches_survive_sigkill(args: &[&str]) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -185,7 +195,7 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
     let mut acked: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut in_flight: Option<PushBatch> = None;
     for round in 0..6 {
-        let server = Server::start(&["--database", db]);
+        let server = Server::start(args);
         let base = server.base.clone();
         let kill_after = Duration::from_millis(50 + rng.next(400));
         let killer = tokio::spawn(async move {
@@ -231,7 +241,7 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
         }
         killer.await.unwrap();
     }
-    let server = Server::start(&["--database", db]);
+    let server = Server::start(args);
     let log = pull_all(&http, &server.base, "crash").await;
     assert!(
         acked.len() > 10,
