@@ -78,6 +78,10 @@ pub trait LogStore {
     fn find_ids(&mut self, ids: &[EventId]) -> Result<Vec<Option<Placed>>, Self::Error>;
     /// The stream's version, 0 if it has no events.
     fn stream_version(&mut self, stream: &str) -> Result<u64, Self::Error>;
+    /// The versions of several streams, in order; stores override this to ask once.
+    fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<u64>, Self::Error> {
+        streams.iter().map(|s| self.stream_version(s)).collect()
+    }
     /// Writes an accepted batch.
     fn write(&mut self, commit: &Commit<'_>) -> Result<(), Self::Error>;
 }
@@ -191,10 +195,9 @@ pub fn commit<S: LogStore>(
     }
 
     let streams = core.streams();
-    let mut versions = HashMap::with_capacity(streams.len());
-    for s in &streams {
-        versions.insert(s.to_string(), store.stream_version(s)?);
-    }
+    let current = store.stream_versions(&streams)?;
+    let mut versions: HashMap<String, u64> =
+        streams.iter().map(|s| s.to_string()).zip(current).collect();
     let mut head = store.head()?;
     // `assign` is the one place versions and positions are given; the ids it would make are
     // replaced by the client's, which are the events' identity.

@@ -381,6 +381,19 @@ impl LogStore for PgLog<'_> {
         Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
     }
 
+    fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<u64>, StoreError> {
+        let rows = self.tx.query(
+            "SELECT stream, version FROM streams WHERE log_id = $1 AND stream = ANY($2)",
+            &[&self.log_id, &streams],
+        )?;
+        let found: std::collections::HashMap<&str, i64> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(streams
+            .iter()
+            .map(|s| found.get(s).map_or(0, |v| *v as u64))
+            .collect())
+    }
+
     fn write(&mut self, c: &Commit<'_>) -> Result<(), StoreError> {
         let n = c.events.len();
         let mut offsets = Vec::with_capacity(n);
