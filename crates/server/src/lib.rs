@@ -288,7 +288,12 @@ async fn pull(
         .read(&log, q.after, pull_limit(q.limit))
         .await?;
     if wants_segment(&headers) {
-        let body = logfold_core::segment::encode(events.iter().map(|e| e.as_ref()));
+        // A segment holds at least one event, so "nothing new" is an empty body.
+        let body = if events.is_empty() {
+            Vec::new()
+        } else {
+            logfold_core::segment::encode(events.iter().map(|e| e.as_ref()))
+        };
         return Ok((
             [
                 (header::CONTENT_TYPE, SEGMENT_CONTENT_TYPE.to_owned()),

@@ -114,6 +114,17 @@ async fn round_trip(kind: Kind) {
     assert_eq!(decoded.len(), 3);
     assert_eq!((decoded[0].offset, decoded[0].id), (Some(2), sent[1].id));
     assert_eq!(decoded[2].data, sent[3].data);
+    let req = Request::get("/v1/logs/demo/events?after=4")
+        .header("accept", SEGMENT_CONTENT_TYPE)
+        .body(Body::empty())
+        .unwrap();
+    let a = app.request(req).await;
+    assert_eq!(
+        (a.status, a.body.len()),
+        (StatusCode::OK, 0),
+        "nothing new: an empty body"
+    );
+    assert_eq!(a.headers["logfold-head"], "4");
 }
 
 async fn duplicates(kind: Kind) {

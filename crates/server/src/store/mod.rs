@@ -30,6 +30,9 @@ pub enum StoreError {
     /// The blocking task running the query panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// The shared transaction this push was part of failed; nothing of it was written.
+    #[error("the commit failed: {0}")]
+    Group(String),
 }
 
 /// The log's state after a push.
@@ -43,9 +46,16 @@ pub struct Pushed {
     pub appended: u64,
 }
 
-/// One of the three stores.
+/// One of the three stores, with group commit in front of the databases.
 #[derive(Clone)]
-pub enum Store {
+pub struct Store {
+    backend: Backend,
+    queues: Arc<Mutex<HashMap<String, LogQueue>>>,
+}
+
+/// Where the logs are.
+#[derive(Clone)]
+enum Backend {
     /// Logs in memory: for tests and simulations, lost on exit.
     Memory(Arc<Mutex<HashMap<String, MemoryStore>>>),
     /// A SQLite file.
@@ -53,6 +63,21 @@ pub enum Store {
     /// A PostgreSQL database, shareable by several server instances.
     Postgres(Arc<PgStore>),
 }
+
+/// Pushes to one log waiting for the transaction after the one in progress.
+#[derive(Default)]
+struct LogQueue {
+    pending: Vec<Pending>,
+    committing: bool,
+}
+
+struct Pending {
+    batches: Vec<PushBatch>,
+    reply: tokio::sync::oneshot::Sender<Result<Pushed, StoreError>>,
+}
+
+/// At most this many pushes share one transaction, so one commit's latency stays bounded.
+const MAX_GROUP: usize = 64;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,59 +102,119 @@ impl Store {
             || database.starts_with("postgresql://")
             || database.contains("host=")
         {
-            Ok(Store::Postgres(Arc::new(PgStore::open(
+            Ok(Store::new(Backend::Postgres(Arc::new(PgStore::open(
                 database,
                 pg_schema,
                 hub.clone(),
-            )?)))
+            )?))))
         } else if database == ":memory:" {
             Ok(Store::memory())
         } else {
-            Ok(Store::Sqlite(Arc::new(SqliteStore::open(database)?)))
+            Ok(Store::new(Backend::Sqlite(Arc::new(SqliteStore::open(
+                database,
+            )?))))
+        }
+    }
+
+    fn new(backend: Backend) -> Store {
+        Store {
+            backend,
+            queues: Arc::default(),
         }
     }
 
     /// An empty in-memory store.
     pub fn memory() -> Store {
-        Store::Memory(Arc::default())
+        Store::new(Backend::Memory(Arc::default()))
     }
 
     /// `memory`, `sqlite` or `postgres`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Store::Memory(_) => "memory",
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match &self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 
-    /// Commits `batches` in order into `log`, in one transaction.
+    /// Commits `batches` in order into `log`, atomically per batch, and answers once the
+    /// transaction holding them is durable. Pushes to one log that arrive while a transaction
+    /// is in progress share the next one (group commit): one fsync for many pushes.
     pub async fn push(
         &self,
         log: &str,
         batches: Vec<PushBatch>,
         limits: Limits,
     ) -> Result<Pushed, StoreError> {
-        match self {
-            Store::Memory(logs) => {
-                let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
-                let store = logs.entry(log.to_owned()).or_default();
-                let before = store.last_offset();
-                let results = store.push(&batches, &limits);
-                let head = store.last_offset();
-                Ok(Pushed {
-                    results,
-                    head,
-                    appended: head - before,
-                })
-            }
-            Store::Sqlite(s) => {
-                let (s, log) = (s.clone(), log.to_owned());
-                blocking(move || s.push(&log, &batches, &limits)).await
-            }
-            Store::Postgres(s) => {
-                let (s, log) = (s.clone(), log.to_owned());
-                blocking(move || s.push(&log, &batches, &limits)).await
+        if let Backend::Memory(logs) = &self.backend {
+            let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+            let store = logs.entry(log.to_owned()).or_default();
+            let before = store.last_offset();
+            let results = store.push(&batches, &limits);
+            let head = store.last_offset();
+            return Ok(Pushed {
+                results,
+                head,
+                appended: head - before,
+            });
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            let queue = queues.entry(log.to_owned()).or_default();
+            queue.pending.push(Pending { batches, reply });
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if lead {
+            // A task of its own, so a client hanging up cannot stop others' commits.
+            tokio::spawn(self.clone().commit_queue(log.to_owned(), limits));
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Task("the commit task ended".into()))?
+    }
+
+    /// Commits the log's queued pushes, a group per transaction, until none are left.
+    async fn commit_queue(self, log: String, limits: Limits) {
+        loop {
+            let group: Vec<Pending> = {
+                let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(queue) = queues.get_mut(&log) else {
+                    return;
+                };
+                if queue.pending.is_empty() {
+                    queues.remove(&log);
+                    return;
+                }
+                let n = queue.pending.len().min(MAX_GROUP);
+                queue.pending.drain(..n).collect()
+            };
+            let (requests, replies): (Vec<_>, Vec<_>) =
+                group.into_iter().map(|p| (p.batches, p.reply)).unzip();
+            let log_name = log.clone();
+            let outcome = match &self.backend {
+                Backend::Sqlite(s) => {
+                    let s = s.clone();
+                    blocking(move || s.push(&log_name, &requests, &limits)).await
+                }
+                Backend::Postgres(s) => {
+                    let s = s.clone();
+                    blocking(move || s.push(&log_name, &requests, &limits)).await
+                }
+                Backend::Memory(_) => unreachable!("memory pushes are not queued"),
+            };
+            match outcome {
+                Ok(pushed) => {
+                    for (reply, p) in replies.into_iter().zip(pushed) {
+                        let _ = reply.send(Ok(p));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Group(message.clone())));
+                    }
+                }
             }
         }
     }
@@ -141,18 +226,18 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<Event>, u64), StoreError> {
-        match self {
-            Store::Memory(logs) => {
+        match &self.backend {
+            Backend::Memory(logs) => {
                 let logs = logs.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(logs.get(log).map_or((Vec::new(), 0), |s| {
                     (s.read(after, limit).to_vec(), s.last_offset())
                 }))
             }
-            Store::Sqlite(s) => {
+            Backend::Sqlite(s) => {
                 let (s, log) = (s.clone(), log.to_owned());
                 blocking(move || s.read(&log, after, limit)).await
             }
-            Store::Postgres(s) => {
+            Backend::Postgres(s) => {
                 let (s, log) = (s.clone(), log.to_owned());
                 blocking(move || s.read(&log, after, limit)).await
             }

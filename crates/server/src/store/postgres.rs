@@ -183,15 +183,16 @@ impl PgStore {
         });
     }
 
-    /// Commits `batches` into `log` in one transaction, holding the log's row lock.
+    /// Commits the batches of several push requests into `log`, in order, in one transaction
+    /// holding the log's row lock; one answer per request.
     pub fn push(
         &self,
         log: &str,
-        batches: &[PushBatch],
+        requests: &[Vec<PushBatch>],
         limits: &Limits,
-    ) -> Result<Pushed, StoreError> {
+    ) -> Result<Vec<Pushed>, StoreError> {
         let mut client = self.take()?;
-        let out = self.push_with(&mut client, log, batches, limits);
+        let out = self.push_with(&mut client, log, requests, limits);
         self.give_back(client);
         out
     }
@@ -200,9 +201,9 @@ impl PgStore {
         &self,
         client: &mut Client,
         log: &str,
-        batches: &[PushBatch],
+        requests: &[Vec<PushBatch>],
         limits: &Limits,
-    ) -> Result<Pushed, StoreError> {
+    ) -> Result<Vec<Pushed>, StoreError> {
         let mut tx = client.transaction()?;
         let lock = "SELECT id, head FROM logs WHERE name = $1 FOR UPDATE";
         let row = match tx.query_opt(lock, &[&log])? {
@@ -215,19 +216,28 @@ impl PgStore {
                 tx.query_one(lock, &[&log])?
             }
         };
-        let (log_id, before): (i64, i64) = (row.get(0), row.get(1));
-        let before = before as u64;
+        let (log_id, start): (i64, i64) = (row.get(0), row.get(1));
+        let start = start as u64;
         let mut store = PgLog {
             tx,
             log_id,
-            head: before,
+            head: start,
         };
-        let results = batches
-            .iter()
-            .map(|b| commit(&mut store, b, limits))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut answers = Vec::with_capacity(requests.len());
+        for batches in requests {
+            let before = store.head;
+            let results = batches
+                .iter()
+                .map(|b| commit(&mut store, b, limits))
+                .collect::<Result<Vec<_>, _>>()?;
+            answers.push(Pushed {
+                results,
+                head: store.head,
+                appended: store.head - before,
+            });
+        }
         let PgLog { mut tx, head, .. } = store;
-        if head != before {
+        if head != start {
             tx.execute(
                 "UPDATE logs SET head = $2 WHERE id = $1",
                 &[&log_id, &(head as i64)],
@@ -238,11 +248,7 @@ impl PgStore {
             )?;
         }
         tx.commit()?;
-        Ok(Pushed {
-            results,
-            head,
-            appended: head - before,
-        })
+        Ok(answers)
     }
 
     /// Up to `limit` events after `after`, with the head, from one snapshot (one statement).

@@ -92,13 +92,14 @@ impl SqliteStore {
         })
     }
 
-    /// Commits `batches` into `log` in one `BEGIN IMMEDIATE` transaction.
+    /// Commits the batches of several push requests into `log`, in order, in one
+    /// `BEGIN IMMEDIATE` transaction; one answer per request.
     pub fn push(
         &self,
         log: &str,
-        batches: &[PushBatch],
+        requests: &[Vec<PushBatch>],
         limits: &Limits,
-    ) -> Result<Pushed, StoreError> {
+    ) -> Result<Vec<Pushed>, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found: Option<(i64, i64)> = tx
@@ -113,29 +114,34 @@ impl SqliteStore {
                 (tx.last_insert_rowid(), 0)
             }
         };
-        let before = head as u64;
+        let start = head as u64;
         let mut store = SqliteLog {
             tx: &tx,
             log_id,
-            head: before,
+            head: start,
         };
-        let results = batches
-            .iter()
-            .map(|b| commit(&mut store, b, limits))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut answers = Vec::with_capacity(requests.len());
+        for batches in requests {
+            let before = store.head;
+            let results = batches
+                .iter()
+                .map(|b| commit(&mut store, b, limits))
+                .collect::<Result<Vec<_>, _>>()?;
+            answers.push(Pushed {
+                results,
+                head: store.head,
+                appended: store.head - before,
+            });
+        }
         let head = store.head;
-        if head != before {
+        if head != start {
             tx.execute(
                 "UPDATE logs SET head = ?2 WHERE id = ?1",
                 params![log_id, to_i64(head)],
             )?;
         }
         tx.commit()?;
-        Ok(Pushed {
-            results,
-            head,
-            appended: head - before,
-        })
+        Ok(answers)
     }
 
     /// Up to `limit` events after `after`, with the head, from one snapshot.
