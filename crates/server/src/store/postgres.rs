@@ -2,6 +2,7 @@
 //! commit, so offsets are dense and become visible in order; `pg_notify` in the same transaction
 //! wakes live tails on every server instance once the commit is durable.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -218,11 +219,7 @@ impl PgStore {
         };
         let (log_id, start): (i64, i64) = (row.get(0), row.get(1));
         let start = start as u64;
-        let mut store = PgLog {
-            tx,
-            log_id,
-            head: start,
-        };
+        let mut store = PgLog::load(tx, log_id, start, requests)?;
         let mut answers = Vec::with_capacity(requests.len());
         for batches in requests {
             let before = store.head;
@@ -236,6 +233,7 @@ impl PgStore {
                 appended: store.head - before,
             });
         }
+        store.flush()?;
         let PgLog { mut tx, head, .. } = store;
         if head != start {
             tx.execute(
@@ -298,11 +296,170 @@ impl PgStore {
     }
 }
 
+fn id_of(bytes: &[u8]) -> Result<[u8; 16], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("an event id is not 16 bytes".into()))
+}
+
 /// One log inside an open transaction that holds its row lock.
+///
+/// Round trips dominate small pushes, so everything the commit rules may ask about a group of
+/// requests is loaded in four queries up front, and accepted batches are written in four
+/// statements at the end; in between these maps answer, kept current by each write.
 struct PgLog<'a> {
     tx: Transaction<'a>,
     log_id: i64,
     head: u64,
+    /// The head when the transaction began: offsets above it are in `events`, not yet written.
+    start: u64,
+    batches: HashMap<(String, u64), BatchRecord>,
+    ids: HashMap<[u8; 16], Placed>,
+    epochs: HashMap<String, u64>,
+    versions: HashMap<String, u64>,
+    events: Vec<Event>,
+    new_batches: Vec<(String, u64, u64, u64)>,
+}
+
+impl<'a> PgLog<'a> {
+    fn load(
+        mut tx: Transaction<'a>,
+        log_id: i64,
+        head: u64,
+        requests: &[Vec<PushBatch>],
+    ) -> Result<PgLog<'a>, StoreError> {
+        let all = || requests.iter().flatten();
+        let clients: Vec<&str> = all().map(|b| b.client.as_str()).collect();
+        let numbers: Vec<i64> = all().map(|b| b.batch as i64).collect();
+        let id_bytes: Vec<[u8; 16]> = all()
+            .flat_map(|b| b.events.iter().map(|e| e.id.to_bytes()))
+            .collect();
+        let ids: Vec<&[u8]> = id_bytes.iter().map(|b| &b[..]).collect();
+        let streams: BTreeSet<&str> = all()
+            .flat_map(|b| b.events.iter().map(|e| e.stream.as_str()))
+            .collect();
+        let streams: Vec<&str> = streams.into_iter().collect();
+
+        let mut batches = HashMap::new();
+        for r in tx.query(
+            "SELECT b.client, b.batch, b.first_offset, b.count FROM batches b
+             JOIN UNNEST($2::text[], $3::bigint[]) AS k(client, batch)
+               ON b.client = k.client AND b.batch = k.batch
+             WHERE b.log_id = $1",
+            &[&log_id, &clients, &numbers],
+        )? {
+            let record = BatchRecord {
+                first: r.get::<_, i64>(2) as u64,
+                count: r.get::<_, i64>(3) as u64,
+            };
+            batches.insert((r.get(0), r.get::<_, i64>(1) as u64), record);
+        }
+        let mut found = HashMap::new();
+        for r in tx.query(
+            "SELECT id, event_offset, version FROM events WHERE log_id = $1 AND id = ANY($2)",
+            &[&log_id, &ids],
+        )? {
+            let placed = Placed {
+                offset: r.get::<_, i64>(1) as u64,
+                version: r.get::<_, i64>(2) as u64,
+            };
+            found.insert(id_of(r.get(0))?, placed);
+        }
+        let mut epochs = HashMap::new();
+        for r in tx.query(
+            "SELECT client, epoch FROM clients WHERE log_id = $1 AND client = ANY($2)",
+            &[&log_id, &clients],
+        )? {
+            epochs.insert(r.get(0), r.get::<_, i64>(1) as u64);
+        }
+        let mut versions = HashMap::new();
+        for r in tx.query(
+            "SELECT stream, version FROM streams WHERE log_id = $1 AND stream = ANY($2)",
+            &[&log_id, &streams],
+        )? {
+            versions.insert(r.get(0), r.get::<_, i64>(1) as u64);
+        }
+        Ok(PgLog {
+            tx,
+            log_id,
+            head,
+            start: head,
+            batches,
+            ids: found,
+            epochs,
+            versions,
+            events: Vec::new(),
+            new_batches: Vec::new(),
+        })
+    }
+
+    /// Writes the accepted batches of the whole group.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let ev = &self.events;
+        let offsets: Vec<i64> = ev.iter().map(|e| e.seq as i64).collect();
+        let id_bytes: Vec<[u8; 16]> = ev.iter().map(|e| e.id.to_bytes()).collect();
+        let ids: Vec<&[u8]> = id_bytes.iter().map(|b| &b[..]).collect();
+        let streams: Vec<&str> = ev.iter().map(|e| e.stream.as_str()).collect();
+        let versions: Vec<i64> = ev.iter().map(|e| e.version as i64).collect();
+        let types: Vec<&str> = ev.iter().map(|e| e.event_type.as_str()).collect();
+        let data: Vec<&str> = ev.iter().map(|e| e.data.as_str()).collect();
+        let metas: Vec<Option<&str>> = ev.iter().map(|e| e.meta.as_deref()).collect();
+        let times: Vec<i64> = ev.iter().map(|e| e.time as i64).collect();
+        let origins: Vec<&str> = ev.iter().map(|e| e.origin.as_str()).collect();
+        self.tx.execute(
+            "INSERT INTO events (log_id, event_offset, id, stream, version, type, data, meta, time, origin)
+             SELECT $1, o, i, s, v, t, d, m, tm, og
+             FROM UNNEST($2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::text[],
+                         $7::text[], $8::text[], $9::bigint[], $10::text[])
+                  AS u(o, i, s, v, t, d, m, tm, og)",
+            &[
+                &self.log_id, &offsets, &ids, &streams, &versions, &types, &data, &metas, &times,
+                &origins,
+            ],
+        )?;
+        let nb = &self.new_batches;
+        let clients: Vec<&str> = nb.iter().map(|b| b.0.as_str()).collect();
+        let numbers: Vec<i64> = nb.iter().map(|b| b.1 as i64).collect();
+        let firsts: Vec<i64> = nb.iter().map(|b| b.2 as i64).collect();
+        let counts: Vec<i64> = nb.iter().map(|b| b.3 as i64).collect();
+        self.tx.execute(
+            "INSERT INTO batches (log_id, client, batch, first_offset, count)
+             SELECT $1, c, b, f, n FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                  AS u(c, b, f, n)",
+            &[&self.log_id, &clients, &numbers, &firsts, &counts],
+        )?;
+        // One row per key: an upsert may not touch the same row twice in one statement.
+        let epochs: BTreeMap<&str, i64> = self
+            .epochs
+            .iter()
+            .filter(|(c, _)| clients.contains(&c.as_str()))
+            .map(|(c, e)| (c.as_str(), *e as i64))
+            .collect();
+        let (names, values): (Vec<&str>, Vec<i64>) = epochs.into_iter().unzip();
+        self.tx.execute(
+            "INSERT INTO clients (log_id, client, epoch)
+             SELECT $1, c, e FROM UNNEST($2::text[], $3::bigint[]) AS u(c, e)
+             ON CONFLICT (log_id, client) DO UPDATE SET epoch = GREATEST(clients.epoch, EXCLUDED.epoch)",
+            &[&self.log_id, &names, &values],
+        )?;
+        let touched: BTreeSet<&str> = streams.iter().copied().collect();
+        let (names, values): (Vec<&str>, Vec<i64>) = touched
+            .into_iter()
+            .map(|s| (s, self.versions[s] as i64))
+            .unzip();
+        self.tx.execute(
+            "INSERT INTO streams (log_id, stream, version)
+             SELECT $1, s, v FROM UNNEST($2::text[], $3::bigint[]) AS u(s, v)
+             ON CONFLICT (log_id, stream) DO UPDATE SET version = EXCLUDED.version",
+            &[&self.log_id, &names, &values],
+        )?;
+        self.events.clear();
+        self.new_batches.clear();
+        Ok(())
+    }
 }
 
 impl LogStore for PgLog<'_> {
@@ -313,11 +470,7 @@ impl LogStore for PgLog<'_> {
     }
 
     fn client_epoch(&mut self, client: &str) -> Result<u64, StoreError> {
-        let row = self.tx.query_opt(
-            "SELECT epoch FROM clients WHERE log_id = $1 AND client = $2",
-            &[&self.log_id, &client],
-        )?;
-        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+        Ok(self.epochs.get(client).copied().unwrap_or(0))
     }
 
     fn batch_record(
@@ -325,17 +478,19 @@ impl LogStore for PgLog<'_> {
         client: &str,
         batch: u64,
     ) -> Result<Option<BatchRecord>, StoreError> {
-        let row = self.tx.query_opt(
-            "SELECT first_offset, count FROM batches WHERE log_id = $1 AND client = $2 AND batch = $3",
-            &[&self.log_id, &client, &(batch as i64)],
-        )?;
-        Ok(row.map(|r| BatchRecord {
-            first: r.get::<_, i64>(0) as u64,
-            count: r.get::<_, i64>(1) as u64,
-        }))
+        Ok(self.batches.get(&(client.to_owned(), batch)).copied())
     }
 
     fn events_at(&mut self, first: u64, count: u64) -> Result<Vec<(EventId, u64)>, StoreError> {
+        if first > self.start {
+            // Written by this transaction, still in memory.
+            let from = (first - self.start - 1) as usize;
+            let to = (from + count as usize).min(self.events.len());
+            return Ok(self.events[from..to]
+                .iter()
+                .map(|e| (e.id, e.version))
+                .collect());
+        }
         let rows = self.tx.query(
             "SELECT id, version FROM events WHERE log_id = $1 AND event_offset >= $2
              AND event_offset < $3 ORDER BY event_offset",
@@ -343,127 +498,48 @@ impl LogStore for PgLog<'_> {
         )?;
         rows.iter()
             .map(|r| {
-                let id: &[u8] = r.get(0);
-                let id: [u8; 16] = id
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("an event id is not 16 bytes".into()))?;
-                Ok((EventId::from_bytes(id), r.get::<_, i64>(1) as u64))
+                Ok((
+                    EventId::from_bytes(id_of(r.get(0))?),
+                    r.get::<_, i64>(1) as u64,
+                ))
             })
             .collect()
     }
 
     fn find_ids(&mut self, ids: &[EventId]) -> Result<Vec<Option<Placed>>, StoreError> {
-        let keys: Vec<Vec<u8>> = ids.iter().map(|id| id.to_bytes().to_vec()).collect();
-        let rows = self.tx.query(
-            "SELECT id, event_offset, version FROM events WHERE log_id = $1 AND id = ANY($2)",
-            &[&self.log_id, &keys],
-        )?;
-        let mut found = vec![None; ids.len()];
-        if rows.is_empty() {
-            return Ok(found);
-        }
-        let index: std::collections::HashMap<&[u8], usize> = keys
+        Ok(ids
             .iter()
-            .enumerate()
-            .map(|(i, k)| (k.as_slice(), i))
-            .collect();
-        for r in &rows {
-            let id: &[u8] = r.get(0);
-            if let Some(&i) = index.get(id) {
-                found[i] = Some(Placed {
-                    offset: r.get::<_, i64>(1) as u64,
-                    version: r.get::<_, i64>(2) as u64,
-                });
-            }
-        }
-        Ok(found)
-    }
-
-    fn stream_version(&mut self, stream: &str) -> Result<u64, StoreError> {
-        let row = self.tx.query_opt(
-            "SELECT version FROM streams WHERE log_id = $1 AND stream = $2",
-            &[&self.log_id, &stream],
-        )?;
-        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
-    }
-
-    fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<u64>, StoreError> {
-        let rows = self.tx.query(
-            "SELECT stream, version FROM streams WHERE log_id = $1 AND stream = ANY($2)",
-            &[&self.log_id, &streams],
-        )?;
-        let found: std::collections::HashMap<&str, i64> =
-            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        Ok(streams
-            .iter()
-            .map(|s| found.get(s).map_or(0, |v| *v as u64))
+            .map(|id| self.ids.get(&id.to_bytes()).copied())
             .collect())
     }
 
+    fn stream_version(&mut self, stream: &str) -> Result<u64, StoreError> {
+        Ok(self.versions.get(stream).copied().unwrap_or(0))
+    }
+
     fn write(&mut self, c: &Commit<'_>) -> Result<(), StoreError> {
-        let n = c.events.len();
-        let mut offsets = Vec::with_capacity(n);
-        let mut streams = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut data = Vec::with_capacity(n);
-        let mut metas = Vec::with_capacity(n);
-        let mut times = Vec::with_capacity(n);
         for e in &c.events {
-            offsets.push(e.seq as i64);
-            streams.push(e.stream.as_str());
-            versions.push(e.version as i64);
-            types.push(e.event_type.as_str());
-            data.push(e.data.as_str());
-            metas.push(e.meta.as_deref());
-            times.push(e.time as i64);
+            let placed = Placed {
+                offset: e.seq,
+                version: e.version,
+            };
+            self.ids.insert(e.id.to_bytes(), placed);
         }
-        let id_bytes: Vec<[u8; 16]> = c.events.iter().map(|e| e.id.to_bytes()).collect();
-        let ids: Vec<&[u8]> = id_bytes.iter().map(|b| &b[..]).collect();
-        self.tx.execute(
-            "INSERT INTO events (log_id, event_offset, id, stream, version, type, data, meta, time, origin)
-             SELECT $1, o, i, s, v, t, d, m, tm, $10
-             FROM UNNEST($2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::text[],
-                         $7::text[], $8::text[], $9::bigint[]) AS u(o, i, s, v, t, d, m, tm)",
-            &[
-                &self.log_id,
-                &offsets,
-                &ids,
-                &streams,
-                &versions,
-                &types,
-                &data,
-                &metas,
-                &times,
-                &c.client,
-            ],
-        )?;
         if let Some(first) = c.events.first() {
-            self.tx.execute(
-                "INSERT INTO batches (log_id, client, batch, first_offset, count)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &self.log_id,
-                    &c.client,
-                    &(c.batch as i64),
-                    &(first.seq as i64),
-                    &(n as i64),
-                ],
-            )?;
+            let record = BatchRecord {
+                first: first.seq,
+                count: c.events.len() as u64,
+            };
+            self.batches.insert((c.client.to_owned(), c.batch), record);
+            self.new_batches
+                .push((c.client.to_owned(), c.batch, record.first, record.count));
         }
-        self.tx.execute(
-            "INSERT INTO clients (log_id, client, epoch) VALUES ($1, $2, $3)
-             ON CONFLICT (log_id, client) DO UPDATE SET epoch = GREATEST(clients.epoch, EXCLUDED.epoch)",
-            &[&self.log_id, &c.client, &(c.epoch as i64)],
-        )?;
-        let names: Vec<&str> = c.versions.iter().map(|(s, _)| s.as_str()).collect();
-        let stream_versions: Vec<i64> = c.versions.iter().map(|(_, v)| *v as i64).collect();
-        self.tx.execute(
-            "INSERT INTO streams (log_id, stream, version)
-             SELECT $1, s, v FROM UNNEST($2::text[], $3::bigint[]) AS u(s, v)
-             ON CONFLICT (log_id, stream) DO UPDATE SET version = EXCLUDED.version",
-            &[&self.log_id, &names, &stream_versions],
-        )?;
+        let epoch = self.epochs.entry(c.client.to_owned()).or_insert(0);
+        *epoch = (*epoch).max(c.epoch);
+        for (s, v) in &c.versions {
+            self.versions.insert(s.clone(), *v);
+        }
+        self.events.extend(c.events.iter().cloned());
         self.head = c.head;
         Ok(())
     }
