@@ -10,7 +10,7 @@ use logfold_core::commit::{commit, BatchRecord, Commit, LogStore, Placed};
 use logfold_core::protocol::PushBatch;
 use logfold_core::{Event, EventId, Limits};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 
 use super::{Pushed, StoreError};
 use crate::hub::Hub;
@@ -64,11 +64,51 @@ CREATE TABLE IF NOT EXISTS clients (
     )
 }
 
+/// A connection and the statements prepared on it: each query is then one round trip.
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// `sql` prepared on this connection, once.
+fn prepared<C: GenericClient>(
+    client: &mut C,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare(sql)?;
+    cache.insert(sql, s.clone());
+    Ok(s)
+}
+
+fn query(
+    tx: &mut Transaction<'_>,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<postgres::Row>, postgres::Error> {
+    let statement = prepared(tx, cache, sql)?;
+    tx.query(&statement, params)
+}
+
+fn execute(
+    tx: &mut Transaction<'_>,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<u64, postgres::Error> {
+    let statement = prepared(tx, cache, sql)?;
+    tx.execute(&statement, params)
+}
+
 /// A PostgreSQL database (one schema of it) holding any number of logs.
 pub struct PgStore {
     config: postgres::Config,
     schema: String,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -126,35 +166,38 @@ impl PgStore {
             schema: schema.to_owned(),
             idle: Mutex::new(Vec::new()),
         };
-        let mut client = store.connect()?;
+        let mut conn = store.connect()?;
         // Two instances starting together must not race on CREATE ... IF NOT EXISTS.
-        let mut tx = client.transaction()?;
+        let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock(727274)", &[])?;
         tx.batch_execute(&schema_sql(schema))?;
         tx.commit()?;
-        store.give_back(client);
+        store.give_back(conn);
         store.listen(hub);
         Ok(store)
     }
 
-    fn connect(&self) -> Result<Client, StoreError> {
+    fn connect(&self) -> Result<Conn, StoreError> {
         let mut client = self.config.connect(NoTls)?;
         client.batch_execute(&format!("SET search_path TO \"{}\"", self.schema))?;
-        Ok(client)
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
     }
 
-    fn take(&self) -> Result<Client, StoreError> {
+    fn take(&self) -> Result<Conn, StoreError> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match pooled {
-            Some(c) if !c.is_closed() => Ok(c),
+            Some(c) if !c.client.is_closed() => Ok(c),
             _ => self.connect(),
         }
     }
 
-    fn give_back(&self, client: Client) {
+    fn give_back(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < POOL_SIZE && !client.is_closed() {
-            idle.push(client);
+        if idle.len() < POOL_SIZE && !conn.client.is_closed() {
+            idle.push(conn);
         }
     }
 
@@ -192,34 +235,41 @@ impl PgStore {
         requests: &[Vec<PushBatch>],
         limits: &Limits,
     ) -> Result<Vec<Pushed>, StoreError> {
-        let mut client = self.take()?;
-        let out = self.push_with(&mut client, log, requests, limits);
-        self.give_back(client);
+        let mut conn = self.take()?;
+        let out = self.push_with(&mut conn, log, requests, limits);
+        self.give_back(conn);
         out
     }
 
     fn push_with(
         &self,
-        client: &mut Client,
+        conn: &mut Conn,
         log: &str,
         requests: &[Vec<PushBatch>],
         limits: &Limits,
     ) -> Result<Vec<Pushed>, StoreError> {
+        let Conn { client, statements } = conn;
         let mut tx = client.transaction()?;
-        let lock = "SELECT id, head FROM logs WHERE name = $1 FOR UPDATE";
-        let row = match tx.query_opt(lock, &[&log])? {
+        let lock = prepared(
+            &mut tx,
+            statements,
+            "SELECT id, head FROM logs WHERE name = $1 FOR UPDATE",
+        )?;
+        let row = match tx.query_opt(&lock, &[&log])? {
             Some(row) => row,
             None => {
-                tx.execute(
+                execute(
+                    &mut tx,
+                    statements,
                     "INSERT INTO logs (name, head) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
                     &[&log],
                 )?;
-                tx.query_one(lock, &[&log])?
+                tx.query_one(&lock, &[&log])?
             }
         };
         let (log_id, start): (i64, i64) = (row.get(0), row.get(1));
         let start = start as u64;
-        let mut store = PgLog::load(tx, log_id, start, requests)?;
+        let mut store = PgLog::load(tx, statements, log_id, start, requests)?;
         let mut answers = Vec::with_capacity(requests.len());
         for batches in requests {
             let before = store.head;
@@ -234,15 +284,22 @@ impl PgStore {
             });
         }
         store.flush()?;
-        let PgLog { mut tx, head, .. } = store;
+        let PgLog {
+            mut tx,
+            head,
+            statements,
+            ..
+        } = store;
         if head != start {
-            tx.execute(
-                "UPDATE logs SET head = $2 WHERE id = $1",
-                &[&log_id, &(head as i64)],
+            let update = prepared(
+                &mut tx,
+                statements,
+                "WITH moved AS (UPDATE logs SET head = $2 WHERE id = $1) SELECT pg_notify($3, $4)",
             )?;
+            let note = format!("{head} {log}");
             tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&channel(&self.schema), &format!("{head} {log}")],
+                &update,
+                &[&log_id, &(head as i64), &channel(&self.schema), &note],
             )?;
         }
         tx.commit()?;
@@ -256,17 +313,9 @@ impl PgStore {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<Event>, u64), StoreError> {
-        let mut client = self.take()?;
-        let rows = client.query(
-            "SELECT l.head, e.event_offset, e.id, e.stream, e.version, e.type, e.data, e.meta,
-                    e.time, e.origin
-             FROM logs l LEFT JOIN LATERAL (
-                SELECT * FROM events WHERE log_id = l.id AND event_offset > $2
-                ORDER BY event_offset LIMIT $3) e ON true
-             WHERE l.name = $1",
-            &[&log, &(after as i64), &(limit as i64)],
-        );
-        self.give_back(client);
+        let mut conn = self.take()?;
+        let rows = self.read_with(&mut conn, log, after, limit);
+        self.give_back(conn);
         let rows = rows?;
         let mut head = 0;
         let mut events = Vec::with_capacity(rows.len());
@@ -294,6 +343,27 @@ impl PgStore {
         }
         Ok((events, head))
     }
+
+    fn read_with(
+        &self,
+        conn: &mut Conn,
+        log: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let read = prepared(
+            &mut conn.client,
+            &mut conn.statements,
+            "SELECT l.head, e.event_offset, e.id, e.stream, e.version, e.type, e.data, e.meta,
+                    e.time, e.origin
+             FROM logs l LEFT JOIN LATERAL (
+                SELECT * FROM events WHERE log_id = l.id AND event_offset > $2
+                ORDER BY event_offset LIMIT $3) e ON true
+             WHERE l.name = $1",
+        )?;
+        conn.client
+            .query(&read, &[&log, &(after as i64), &(limit as i64)])
+    }
 }
 
 fn id_of(bytes: &[u8]) -> Result<[u8; 16], StoreError> {
@@ -309,6 +379,7 @@ fn id_of(bytes: &[u8]) -> Result<[u8; 16], StoreError> {
 /// statements at the end; in between these maps answer, kept current by each write.
 struct PgLog<'a> {
     tx: Transaction<'a>,
+    statements: &'a mut HashMap<&'static str, Statement>,
     log_id: i64,
     head: u64,
     /// The head when the transaction began: offsets above it are in `events`, not yet written.
@@ -324,6 +395,7 @@ struct PgLog<'a> {
 impl<'a> PgLog<'a> {
     fn load(
         mut tx: Transaction<'a>,
+        statements: &'a mut HashMap<&'static str, Statement>,
         log_id: i64,
         head: u64,
         requests: &[Vec<PushBatch>],
@@ -341,7 +413,9 @@ impl<'a> PgLog<'a> {
         let streams: Vec<&str> = streams.into_iter().collect();
 
         let mut batches = HashMap::new();
-        for r in tx.query(
+        for r in query(
+            &mut tx,
+            statements,
             "SELECT b.client, b.batch, b.first_offset, b.count FROM batches b
              JOIN UNNEST($2::text[], $3::bigint[]) AS k(client, batch)
                ON b.client = k.client AND b.batch = k.batch
@@ -355,7 +429,9 @@ impl<'a> PgLog<'a> {
             batches.insert((r.get(0), r.get::<_, i64>(1) as u64), record);
         }
         let mut found = HashMap::new();
-        for r in tx.query(
+        for r in query(
+            &mut tx,
+            statements,
             "SELECT id, event_offset, version FROM events WHERE log_id = $1 AND id = ANY($2)",
             &[&log_id, &ids],
         )? {
@@ -366,14 +442,18 @@ impl<'a> PgLog<'a> {
             found.insert(id_of(r.get(0))?, placed);
         }
         let mut epochs = HashMap::new();
-        for r in tx.query(
+        for r in query(
+            &mut tx,
+            statements,
             "SELECT client, epoch FROM clients WHERE log_id = $1 AND client = ANY($2)",
             &[&log_id, &clients],
         )? {
             epochs.insert(r.get(0), r.get::<_, i64>(1) as u64);
         }
         let mut versions = HashMap::new();
-        for r in tx.query(
+        for r in query(
+            &mut tx,
+            statements,
             "SELECT stream, version FROM streams WHERE log_id = $1 AND stream = ANY($2)",
             &[&log_id, &streams],
         )? {
@@ -381,6 +461,7 @@ impl<'a> PgLog<'a> {
         }
         Ok(PgLog {
             tx,
+            statements,
             log_id,
             head,
             start: head,
@@ -409,7 +490,9 @@ impl<'a> PgLog<'a> {
         let metas: Vec<Option<&str>> = ev.iter().map(|e| e.meta.as_deref()).collect();
         let times: Vec<i64> = ev.iter().map(|e| e.time as i64).collect();
         let origins: Vec<&str> = ev.iter().map(|e| e.origin.as_str()).collect();
-        self.tx.execute(
+        execute(
+            &mut self.tx,
+            self.statements,
             "INSERT INTO events (log_id, event_offset, id, stream, version, type, data, meta, time, origin)
              SELECT $1, o, i, s, v, t, d, m, tm, og
              FROM UNNEST($2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::text[],
@@ -425,7 +508,9 @@ impl<'a> PgLog<'a> {
         let numbers: Vec<i64> = nb.iter().map(|b| b.1 as i64).collect();
         let firsts: Vec<i64> = nb.iter().map(|b| b.2 as i64).collect();
         let counts: Vec<i64> = nb.iter().map(|b| b.3 as i64).collect();
-        self.tx.execute(
+        execute(
+            &mut self.tx,
+            self.statements,
             "INSERT INTO batches (log_id, client, batch, first_offset, count)
              SELECT $1, c, b, f, n FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
                   AS u(c, b, f, n)",
@@ -439,7 +524,9 @@ impl<'a> PgLog<'a> {
             .map(|(c, e)| (c.as_str(), *e as i64))
             .collect();
         let (names, values): (Vec<&str>, Vec<i64>) = epochs.into_iter().unzip();
-        self.tx.execute(
+        execute(
+            &mut self.tx,
+            self.statements,
             "INSERT INTO clients (log_id, client, epoch)
              SELECT $1, c, e FROM UNNEST($2::text[], $3::bigint[]) AS u(c, e)
              ON CONFLICT (log_id, client) DO UPDATE SET epoch = GREATEST(clients.epoch, EXCLUDED.epoch)",
@@ -450,7 +537,9 @@ impl<'a> PgLog<'a> {
             .into_iter()
             .map(|s| (s, self.versions[s] as i64))
             .unzip();
-        self.tx.execute(
+        execute(
+            &mut self.tx,
+            self.statements,
             "INSERT INTO streams (log_id, stream, version)
              SELECT $1, s, v FROM UNNEST($2::text[], $3::bigint[]) AS u(s, v)
              ON CONFLICT (log_id, stream) DO UPDATE SET version = EXCLUDED.version",
@@ -491,7 +580,9 @@ impl LogStore for PgLog<'_> {
                 .map(|e| (e.id, e.version))
                 .collect());
         }
-        let rows = self.tx.query(
+        let rows = query(
+            &mut self.tx,
+            self.statements,
             "SELECT id, version FROM events WHERE log_id = $1 AND event_offset >= $2
              AND event_offset < $3 ORDER BY event_offset",
             &[&self.log_id, &(first as i64), &((first + count) as i64)],
