@@ -179,7 +179,11 @@ impl PgStore {
 
     fn connect(&self) -> Result<Conn, StoreError> {
         let mut client = self.config.connect(NoTls)?;
-        client.batch_execute(&format!("SET search_path TO \"{}\"", self.schema))?;
+        // Generic plans ignore how many ids a batch brings; plan each execution for its values.
+        client.batch_execute(&format!(
+            "SET search_path TO \"{}\"; SET plan_cache_mode = force_custom_plan",
+            self.schema
+        ))?;
         Ok(Conn {
             client,
             statements: HashMap::new(),
@@ -283,25 +287,9 @@ impl PgStore {
                 appended: store.head - before,
             });
         }
-        store.flush()?;
-        let PgLog {
-            mut tx,
-            head,
-            statements,
-            ..
-        } = store;
-        if head != start {
-            let update = prepared(
-                &mut tx,
-                statements,
-                "WITH moved AS (UPDATE logs SET head = $2 WHERE id = $1) SELECT pg_notify($3, $4)",
-            )?;
-            let note = format!("{head} {log}");
-            tx.execute(
-                &update,
-                &[&log_id, &(head as i64), &channel(&self.schema), &note],
-            )?;
-        }
+        let note = format!("{} {log}", store.head);
+        store.flush((&channel(&self.schema), &note))?;
+        let PgLog { tx, .. } = store;
         tx.commit()?;
         Ok(answers)
     }
@@ -412,52 +400,54 @@ impl<'a> PgLog<'a> {
             .collect();
         let streams: Vec<&str> = streams.into_iter().collect();
 
+        // One round trip for all four lookups; `k` says which one a row answers.
+        let rows = query(
+            &mut tx,
+            statements,
+            "SELECT 1 AS k, b.client AS name, b.batch AS x, b.first_offset AS y, b.count AS z,
+                    NULL::bytea AS id
+               FROM batches b JOIN UNNEST($2::text[], $3::bigint[]) AS q(client, batch)
+                 ON b.client = q.client AND b.batch = q.batch
+              WHERE b.log_id = $1
+             UNION ALL
+             SELECT 2, NULL, event_offset, version, NULL, id FROM events
+              WHERE log_id = $1 AND id = ANY($4)
+             UNION ALL
+             SELECT 3, client, epoch, NULL, NULL, NULL FROM clients
+              WHERE log_id = $1 AND client = ANY($2)
+             UNION ALL
+             SELECT 4, stream, version, NULL, NULL, NULL FROM streams
+              WHERE log_id = $1 AND stream = ANY($5)",
+            &[&log_id, &clients, &numbers, &ids, &streams],
+        )?;
         let mut batches = HashMap::new();
-        for r in query(
-            &mut tx,
-            statements,
-            "SELECT b.client, b.batch, b.first_offset, b.count FROM batches b
-             JOIN UNNEST($2::text[], $3::bigint[]) AS k(client, batch)
-               ON b.client = k.client AND b.batch = k.batch
-             WHERE b.log_id = $1",
-            &[&log_id, &clients, &numbers],
-        )? {
-            let record = BatchRecord {
-                first: r.get::<_, i64>(2) as u64,
-                count: r.get::<_, i64>(3) as u64,
-            };
-            batches.insert((r.get(0), r.get::<_, i64>(1) as u64), record);
-        }
         let mut found = HashMap::new();
-        for r in query(
-            &mut tx,
-            statements,
-            "SELECT id, event_offset, version FROM events WHERE log_id = $1 AND id = ANY($2)",
-            &[&log_id, &ids],
-        )? {
-            let placed = Placed {
-                offset: r.get::<_, i64>(1) as u64,
-                version: r.get::<_, i64>(2) as u64,
-            };
-            found.insert(id_of(r.get(0))?, placed);
-        }
         let mut epochs = HashMap::new();
-        for r in query(
-            &mut tx,
-            statements,
-            "SELECT client, epoch FROM clients WHERE log_id = $1 AND client = ANY($2)",
-            &[&log_id, &clients],
-        )? {
-            epochs.insert(r.get(0), r.get::<_, i64>(1) as u64);
-        }
         let mut versions = HashMap::new();
-        for r in query(
-            &mut tx,
-            statements,
-            "SELECT stream, version FROM streams WHERE log_id = $1 AND stream = ANY($2)",
-            &[&log_id, &streams],
-        )? {
-            versions.insert(r.get(0), r.get::<_, i64>(1) as u64);
+        for r in &rows {
+            let x = r.get::<_, i64>(2) as u64;
+            match r.get::<_, i32>(0) {
+                1 => {
+                    let record = BatchRecord {
+                        first: r.get::<_, i64>(3) as u64,
+                        count: r.get::<_, i64>(4) as u64,
+                    };
+                    batches.insert((r.get(1), x), record);
+                }
+                2 => {
+                    let placed = Placed {
+                        offset: x,
+                        version: r.get::<_, i64>(3) as u64,
+                    };
+                    found.insert(id_of(r.get(5))?, placed);
+                }
+                3 => {
+                    epochs.insert(r.get(1), x);
+                }
+                _ => {
+                    versions.insert(r.get(1), x);
+                }
+            }
         }
         Ok(PgLog {
             tx,
@@ -474,8 +464,9 @@ impl<'a> PgLog<'a> {
         })
     }
 
-    /// Writes the accepted batches of the whole group.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// Writes the accepted batches of the whole group, the new head and the notification for
+    /// other instances, in one statement.
+    fn flush(&mut self, note: (&str, &str)) -> Result<(), StoreError> {
         if self.events.is_empty() {
             return Ok(());
         }
@@ -490,32 +481,11 @@ impl<'a> PgLog<'a> {
         let metas: Vec<Option<&str>> = ev.iter().map(|e| e.meta.as_deref()).collect();
         let times: Vec<i64> = ev.iter().map(|e| e.time as i64).collect();
         let origins: Vec<&str> = ev.iter().map(|e| e.origin.as_str()).collect();
-        execute(
-            &mut self.tx,
-            self.statements,
-            "INSERT INTO events (log_id, event_offset, id, stream, version, type, data, meta, time, origin)
-             SELECT $1, o, i, s, v, t, d, m, tm, og
-             FROM UNNEST($2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::text[],
-                         $7::text[], $8::text[], $9::bigint[], $10::text[])
-                  AS u(o, i, s, v, t, d, m, tm, og)",
-            &[
-                &self.log_id, &offsets, &ids, &streams, &versions, &types, &data, &metas, &times,
-                &origins,
-            ],
-        )?;
         let nb = &self.new_batches;
         let clients: Vec<&str> = nb.iter().map(|b| b.0.as_str()).collect();
         let numbers: Vec<i64> = nb.iter().map(|b| b.1 as i64).collect();
         let firsts: Vec<i64> = nb.iter().map(|b| b.2 as i64).collect();
         let counts: Vec<i64> = nb.iter().map(|b| b.3 as i64).collect();
-        execute(
-            &mut self.tx,
-            self.statements,
-            "INSERT INTO batches (log_id, client, batch, first_offset, count)
-             SELECT $1, c, b, f, n FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-                  AS u(c, b, f, n)",
-            &[&self.log_id, &clients, &numbers, &firsts, &counts],
-        )?;
         // One row per key: an upsert may not touch the same row twice in one statement.
         let epochs: BTreeMap<&str, i64> = self
             .epochs
@@ -523,27 +493,41 @@ impl<'a> PgLog<'a> {
             .filter(|(c, _)| clients.contains(&c.as_str()))
             .map(|(c, e)| (c.as_str(), *e as i64))
             .collect();
-        let (names, values): (Vec<&str>, Vec<i64>) = epochs.into_iter().unzip();
-        execute(
-            &mut self.tx,
-            self.statements,
-            "INSERT INTO clients (log_id, client, epoch)
-             SELECT $1, c, e FROM UNNEST($2::text[], $3::bigint[]) AS u(c, e)
-             ON CONFLICT (log_id, client) DO UPDATE SET epoch = GREATEST(clients.epoch, EXCLUDED.epoch)",
-            &[&self.log_id, &names, &values],
-        )?;
+        let (epoch_clients, epoch_values): (Vec<&str>, Vec<i64>) = epochs.into_iter().unzip();
         let touched: BTreeSet<&str> = streams.iter().copied().collect();
-        let (names, values): (Vec<&str>, Vec<i64>) = touched
+        let (stream_names, stream_versions): (Vec<&str>, Vec<i64>) = touched
             .into_iter()
             .map(|s| (s, self.versions[s] as i64))
             .unzip();
+        let head = self.head as i64;
         execute(
             &mut self.tx,
             self.statements,
-            "INSERT INTO streams (log_id, stream, version)
-             SELECT $1, s, v FROM UNNEST($2::text[], $3::bigint[]) AS u(s, v)
-             ON CONFLICT (log_id, stream) DO UPDATE SET version = EXCLUDED.version",
-            &[&self.log_id, &names, &values],
+            "WITH e AS (
+               INSERT INTO events (log_id, event_offset, id, stream, version, type, data, meta, time, origin)
+               SELECT $1, o, i, s, v, t, d, m, tm, og
+                 FROM UNNEST($2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::text[],
+                             $7::text[], $8::text[], $9::bigint[], $10::text[])
+                      AS u(o, i, s, v, t, d, m, tm, og)),
+             b AS (
+               INSERT INTO batches (log_id, client, batch, first_offset, count)
+               SELECT $1, c, n, f, k FROM UNNEST($11::text[], $12::bigint[], $13::bigint[], $14::bigint[])
+                      AS u(c, n, f, k)),
+             c AS (
+               INSERT INTO clients (log_id, client, epoch)
+               SELECT $1, c, e FROM UNNEST($15::text[], $16::bigint[]) AS u(c, e)
+               ON CONFLICT (log_id, client) DO UPDATE SET epoch = GREATEST(clients.epoch, EXCLUDED.epoch)),
+             s AS (
+               INSERT INTO streams (log_id, stream, version)
+               SELECT $1, s, v FROM UNNEST($17::text[], $18::bigint[]) AS u(s, v)
+               ON CONFLICT (log_id, stream) DO UPDATE SET version = EXCLUDED.version),
+             h AS (UPDATE logs SET head = $19 WHERE id = $1)
+             SELECT pg_notify($20, $21)",
+            &[
+                &self.log_id, &offsets, &ids, &streams, &versions, &types, &data, &metas, &times,
+                &origins, &clients, &numbers, &firsts, &counts, &epoch_clients, &epoch_values,
+                &stream_names, &stream_versions, &head, &note.0, &note.1,
+            ],
         )?;
         self.events.clear();
         self.new_batches.clear();
