@@ -3,7 +3,8 @@
 //! wakes live tails on every server instance once the commit is durable.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use logfold_core::commit::{commit, BatchRecord, Commit, LogStore, Placed};
@@ -109,6 +110,8 @@ pub struct PgStore {
     config: postgres::Config,
     schema: String,
     idle: Mutex<Vec<Conn>>,
+    /// Tells the LISTEN thread to end when the store is dropped.
+    stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -134,6 +137,7 @@ pub fn valid_schema(schema: &str) -> bool {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         // A sync client blocks on its own runtime when closed, which panics on an async
         // thread; close the idle ones on a plain thread instead.
         let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
@@ -165,6 +169,7 @@ impl PgStore {
             config,
             schema: schema.to_owned(),
             idle: Mutex::new(Vec::new()),
+            stop: Arc::default(),
         };
         let mut conn = store.connect()?;
         // Two instances starting together must not race on CREATE ... IF NOT EXISTS.
@@ -210,24 +215,30 @@ impl PgStore {
     fn listen(&self, hub: Hub) {
         let config = self.config.clone();
         let channel = channel(&self.schema);
-        std::thread::spawn(move || loop {
-            let run = || -> Result<(), postgres::Error> {
-                let mut client = config.connect(NoTls)?;
-                client.batch_execute(&format!("LISTEN \"{channel}\""))?;
-                hub.wake_all();
-                let mut notes = client.notifications();
-                let mut it = notes.blocking_iter();
-                while let Some(n) = it.next()? {
-                    if let Some((head, log)) = n.payload().split_once(' ') {
-                        hub.advance(log, head.parse().unwrap_or(0));
+        let stop = self.stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let run = || -> Result<(), postgres::Error> {
+                    let mut client = config.connect(NoTls)?;
+                    client.batch_execute(&format!("LISTEN \"{channel}\""))?;
+                    hub.wake_all();
+                    // Wake up now and then to notice that the store is gone.
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut notes = client.notifications();
+                        let mut it = notes.timeout_iter(Duration::from_millis(500));
+                        while let Some(n) = it.next()? {
+                            if let Some((head, log)) = n.payload().split_once(' ') {
+                                hub.advance(log, head.parse().unwrap_or(0));
+                            }
+                        }
                     }
+                    Ok(())
+                };
+                if let Err(e) = run() {
+                    eprintln!("logfold-server: postgres LISTEN connection lost: {e}");
+                    std::thread::sleep(Duration::from_millis(500));
                 }
-                Ok(())
-            };
-            if let Err(e) = run() {
-                eprintln!("logfold-server: postgres LISTEN connection lost: {e}");
             }
-            std::thread::sleep(Duration::from_millis(500));
         });
     }
 
