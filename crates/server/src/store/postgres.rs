@@ -411,9 +411,7 @@ impl<'a> PgLog<'a> {
             .collect();
         let streams: Vec<&str> = streams.into_iter().collect();
 
-        // One round trip for all four lookups; `k` says which one a row answers. The ids are
-        // probed one by one through the index (LATERAL): for a large group the planner would
-        // otherwise estimate a full scan of the log as cheaper.
+        // One round trip for all four lookups; `k` says which one a row answers.
         let rows = query(
             &mut tx,
             statements,
@@ -423,10 +421,8 @@ impl<'a> PgLog<'a> {
                  ON b.client = q.client AND b.batch = q.batch
               WHERE b.log_id = $1
              UNION ALL
-             SELECT 2, NULL, e.event_offset, e.version, NULL, e.id
-               FROM UNNEST($4::bytea[]) AS q(id),
-                    LATERAL (SELECT event_offset, version, id FROM events
-                              WHERE log_id = $1 AND id = q.id) e
+             SELECT 2, NULL, event_offset, version, NULL, id FROM events
+              WHERE log_id = $1 AND id = ANY($4)
              UNION ALL
              SELECT 3, client, epoch, NULL, NULL, NULL FROM clients
               WHERE log_id = $1 AND client = ANY($2)
