@@ -8,20 +8,24 @@
 
 pub mod append;
 mod codec;
+pub mod commit;
 pub mod crc32;
 pub mod event;
 pub mod id;
 pub mod json;
 pub mod memory;
+pub mod protocol;
 pub mod segment;
 pub mod table;
 pub mod validate;
 pub mod version;
 
 pub use append::{assign, place, AppendError, Batch, Placed, Stamp};
+pub use commit::{commit, LogStore, MemoryStore};
 pub use event::{Event, EventRef, NewEvent};
 pub use id::{EventId, IdGenerator};
 pub use memory::MemoryLog;
+pub use protocol::PROTOCOL_VERSION;
 pub use segment::{Segment, SegmentError, SegmentWriter};
 pub use validate::{InvalidEvent, Limits};
 pub use version::{ConflictError, ExpectedVersion};

@@ -1,0 +1,519 @@
+//! The sync server's commit rules, written once over a storage trait.
+//!
+//! A pushed batch is, in this order: checked by the validation rules; answered `duplicate` when
+//! its `(client, batch number)` or all of its event ids are already stored, `partly_known` when
+//! only some are; refused when its leader epoch is stale or an expected version does not hold;
+//! otherwise given the next dense offsets and its streams' next versions and written.
+//! The in-memory store here drives simulations; the server's SQLite and PostgreSQL stores run
+//! the same [`commit`] inside one database transaction per push.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::json;
+
+use crate::append::{assign, AppendError, Batch, Stamp};
+use crate::event::Event;
+use crate::id::{EventId, IdGenerator};
+use crate::protocol::{BatchResult, PushBatch, RejectReason};
+use crate::validate::Limits;
+
+/// The most events one batch may hold.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+
+/// Where an accepted batch went: its offsets are `first..first + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// The offset of its first event.
+    pub first: u64,
+    /// How many events it has.
+    pub count: u64,
+}
+
+/// A stored event's place: its offset and final stream version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    /// The event's log offset.
+    pub offset: u64,
+    /// The event's version in its stream.
+    pub version: u64,
+}
+
+/// One accepted batch, ready to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit<'a> {
+    /// The appending client.
+    pub client: &'a str,
+    /// The batch's leader epoch, now the client's current one.
+    pub epoch: u64,
+    /// The client's batch number.
+    pub batch: u64,
+    /// The events with `offset` (and `seq`, equal to it) and final `version` set.
+    pub events: Vec<Event>,
+    /// The log's head after the batch.
+    pub head: u64,
+    /// The new version of each stream of the batch.
+    pub versions: Vec<(String, u64)>,
+}
+
+/// One log's storage as seen from inside a write transaction. Every read sees the writes of
+/// earlier calls to [`LogStore::write`] in the same transaction, and no one else appends to
+/// the log until it ends.
+pub trait LogStore {
+    /// A storage failure: the whole push fails and nothing of it is kept.
+    type Error;
+
+    /// The last offset, 0 for an empty log.
+    fn head(&mut self) -> Result<u64, Self::Error>;
+    /// The highest leader epoch seen from `client`, 0 if none.
+    fn client_epoch(&mut self, client: &str) -> Result<u64, Self::Error>;
+    /// Where the client's batch `batch` went, if it was accepted.
+    fn batch_record(
+        &mut self,
+        client: &str,
+        batch: u64,
+    ) -> Result<Option<BatchRecord>, Self::Error>;
+    /// The ids and versions of the events at offsets `first..first + count`, in order.
+    fn events_at(&mut self, first: u64, count: u64) -> Result<Vec<(EventId, u64)>, Self::Error>;
+    /// For each id, where it is stored, if it is.
+    fn find_ids(&mut self, ids: &[EventId]) -> Result<Vec<Option<Placed>>, Self::Error>;
+    /// The stream's version, 0 if it has no events.
+    fn stream_version(&mut self, stream: &str) -> Result<u64, Self::Error>;
+    /// The versions of several streams, in order; stores override this to ask once.
+    fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<u64>, Self::Error> {
+        streams.iter().map(|s| self.stream_version(s)).collect()
+    }
+    /// Writes an accepted batch.
+    fn write(&mut self, commit: &Commit<'_>) -> Result<(), Self::Error>;
+}
+
+fn rejected(
+    reason: RejectReason,
+    message: impl Into<String>,
+    details: serde_json::Value,
+) -> BatchResult {
+    BatchResult::Rejected {
+        reason,
+        message: message.into(),
+        details,
+    }
+}
+
+/// Checks what needs no storage: the validation rules, the batch's size and repeated ids.
+fn check_shape(batch: &PushBatch, limits: &Limits) -> Result<Batch, BatchResult> {
+    let invalid_batch = |m: String| rejected(RejectReason::InvalidBatch, m, json!({}));
+    if batch.events.is_empty() {
+        return Err(invalid_batch("the batch has no events".into()));
+    }
+    if batch.events.len() > MAX_BATCH_EVENTS {
+        return Err(invalid_batch(format!(
+            "the batch has {} events, over the limit of {MAX_BATCH_EVENTS}",
+            batch.events.len()
+        )));
+    }
+    let mut seen = HashSet::with_capacity(batch.events.len());
+    if let Some(e) = batch.events.iter().find(|e| !seen.insert(e.id)) {
+        return Err(invalid_batch(format!("event id {} appears twice", e.id)));
+    }
+    let core = Batch {
+        events: batch.events.iter().map(|e| e.to_new_event()).collect(),
+        expected: batch
+            .expected
+            .iter()
+            .map(|(s, v)| (s.clone(), *v))
+            .collect(),
+    };
+    match core.validate(limits) {
+        Ok(()) => Ok(core),
+        Err(AppendError::Invalid(e)) => Err(rejected(
+            RejectReason::InvalidEvent,
+            e.to_string(),
+            json!({"index": e.index, "field": e.field, "reason": e.reason}),
+        )),
+        Err(e) => Err(invalid_batch(e.to_string())),
+    }
+}
+
+/// Commits one batch into `store` by the rules above and says what became of it.
+pub fn commit<S: LogStore>(
+    store: &mut S,
+    batch: &PushBatch,
+    limits: &Limits,
+) -> Result<BatchResult, S::Error> {
+    let core = match check_shape(batch, limits) {
+        Ok(core) => core,
+        Err(result) => return Ok(result),
+    };
+    let ids: Vec<EventId> = batch.events.iter().map(|e| e.id).collect();
+
+    if let Some(record) = store.batch_record(&batch.client, batch.batch)? {
+        let stored = store.events_at(record.first, record.count)?;
+        if stored.iter().map(|(id, _)| *id).eq(ids.iter().copied()) {
+            return Ok(BatchResult::Duplicate {
+                offsets: (record.first..record.first + record.count).collect(),
+                versions: stored.iter().map(|(_, v)| *v).collect(),
+            });
+        }
+        return Ok(rejected(
+            RejectReason::PartlyKnown,
+            format!(
+                "batch {} of client {:?} is already stored with other events",
+                batch.batch, batch.client
+            ),
+            json!({"first_offset": record.first, "count": record.count}),
+        ));
+    }
+
+    let found = store.find_ids(&ids)?;
+    let known = found.iter().filter(|p| p.is_some()).count();
+    if known == ids.len() {
+        let placed = found.into_iter().flatten();
+        let (offsets, versions) = placed.map(|p| (p.offset, p.version)).unzip();
+        return Ok(BatchResult::Duplicate { offsets, versions });
+    }
+    if known > 0 {
+        let index = found.iter().position(Option::is_some).unwrap_or(0);
+        return Ok(rejected(
+            RejectReason::PartlyKnown,
+            format!(
+                "{known} of the batch's {} events are already stored (the first is event {index})",
+                ids.len()
+            ),
+            json!({"known": known, "index": index}),
+        ));
+    }
+
+    let current = store.client_epoch(&batch.client)?;
+    if batch.epoch < current {
+        return Ok(rejected(
+            RejectReason::StaleEpoch,
+            format!(
+                "epoch {} is older than epoch {current} already seen from client {:?}",
+                batch.epoch, batch.client
+            ),
+            json!({"epoch": current}),
+        ));
+    }
+
+    let streams = core.streams();
+    let current = store.stream_versions(&streams)?;
+    let mut versions: HashMap<String, u64> =
+        streams.iter().map(|s| s.to_string()).zip(current).collect();
+    let mut head = store.head()?;
+    // `assign` is the one place versions and positions are given; the ids it would make are
+    // replaced by the client's, which are the events' identity.
+    let mut unused_ids = IdGenerator::new(0);
+    let mut stamp = Stamp {
+        time: 0,
+        origin: &batch.client,
+        ids: &mut unused_ids,
+    };
+    let mut events = match assign(&core, &mut head, &mut versions, &mut stamp) {
+        Ok(events) => events,
+        Err(c) => {
+            return Ok(rejected(
+                RejectReason::Conflict,
+                c.to_string(),
+                json!({"stream": c.stream, "expected": c.expected, "actual": c.actual}),
+            ))
+        }
+    };
+    for (e, sent) in events.iter_mut().zip(&batch.events) {
+        e.id = sent.id;
+        e.time = sent.time;
+        e.offset = Some(e.seq);
+    }
+    let new_versions = streams
+        .iter()
+        .map(|s| (s.to_string(), versions[*s]))
+        .collect();
+    let commit = Commit {
+        client: &batch.client,
+        epoch: batch.epoch,
+        batch: batch.batch,
+        events,
+        head,
+        versions: new_versions,
+    };
+    store.write(&commit)?;
+    Ok(BatchResult::Accepted {
+        offsets: commit.events.iter().map(|e| e.seq).collect(),
+        versions: commit.events.iter().map(|e| e.version).collect(),
+    })
+}
+
+/// A server log in memory: the same rules as the databases, deterministic and synchronous.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    events: Vec<Event>,
+    ids: HashMap<EventId, u64>,
+    batches: HashMap<(String, u64), BatchRecord>,
+    epochs: HashMap<String, u64>,
+    versions: HashMap<String, u64>,
+}
+
+impl MemoryStore {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Commits each batch in order, as one push does.
+    pub fn push(&mut self, batches: &[PushBatch], limits: &Limits) -> Vec<BatchResult> {
+        batches
+            .iter()
+            .map(|b| match commit(self, b, limits) {
+                Ok(r) => r,
+                Err(never) => match never {},
+            })
+            .collect()
+    }
+
+    /// Up to `limit` events after offset `after`.
+    pub fn read(&self, after: u64, limit: usize) -> &[Event] {
+        let start = (after as usize).min(self.events.len());
+        let end = start.saturating_add(limit).min(self.events.len());
+        &self.events[start..end]
+    }
+
+    /// The last offset, 0 when empty.
+    pub fn last_offset(&self) -> u64 {
+        self.events.len() as u64
+    }
+}
+
+impl LogStore for MemoryStore {
+    type Error = std::convert::Infallible;
+
+    fn head(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.events.len() as u64)
+    }
+
+    fn client_epoch(&mut self, client: &str) -> Result<u64, Self::Error> {
+        Ok(self.epochs.get(client).copied().unwrap_or(0))
+    }
+
+    fn batch_record(
+        &mut self,
+        client: &str,
+        batch: u64,
+    ) -> Result<Option<BatchRecord>, Self::Error> {
+        Ok(self.batches.get(&(client.to_owned(), batch)).copied())
+    }
+
+    fn events_at(&mut self, first: u64, count: u64) -> Result<Vec<(EventId, u64)>, Self::Error> {
+        Ok(self
+            .read(first.saturating_sub(1), count as usize)
+            .iter()
+            .map(|e| (e.id, e.version))
+            .collect())
+    }
+
+    fn find_ids(&mut self, ids: &[EventId]) -> Result<Vec<Option<Placed>>, Self::Error> {
+        Ok(ids
+            .iter()
+            .map(|id| {
+                self.ids.get(id).map(|&offset| Placed {
+                    offset,
+                    version: self.events[offset as usize - 1].version,
+                })
+            })
+            .collect())
+    }
+
+    fn stream_version(&mut self, stream: &str) -> Result<u64, Self::Error> {
+        Ok(self.versions.get(stream).copied().unwrap_or(0))
+    }
+
+    fn write(&mut self, c: &Commit<'_>) -> Result<(), Self::Error> {
+        for e in &c.events {
+            self.ids.insert(e.id, e.seq);
+        }
+        self.events.extend(c.events.iter().cloned());
+        if let (Some(first), count) = (c.events.first(), c.events.len() as u64) {
+            self.batches.insert(
+                (c.client.to_owned(), c.batch),
+                BatchRecord {
+                    first: first.seq,
+                    count,
+                },
+            );
+        }
+        let epoch = self.epochs.entry(c.client.to_owned()).or_insert(0);
+        *epoch = (*epoch).max(c.epoch);
+        for (s, v) in &c.versions {
+            self.versions.insert(s.clone(), *v);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use crate::protocol::PushEvent;
+    use crate::version::ExpectedVersion;
+
+    fn event(n: u128, stream: &str) -> PushEvent {
+        PushEvent {
+            id: EventId(n),
+            stream: stream.into(),
+            event_type: "Deposited".into(),
+            data: format!("{{\"n\":{n}}}"),
+            meta: None,
+            time: 1_000 + n as u64,
+            version: None,
+        }
+    }
+
+    fn batch(client: &str, number: u64, events: Vec<PushEvent>) -> PushBatch {
+        PushBatch {
+            client: client.into(),
+            epoch: 1,
+            batch: number,
+            events,
+            expected: BTreeMap::new(),
+        }
+    }
+
+    fn push(log: &mut MemoryStore, b: PushBatch) -> BatchResult {
+        log.push(&[b], &Limits::default()).remove(0)
+    }
+
+    fn reason(r: &BatchResult) -> Option<RejectReason> {
+        match r {
+            BatchResult::Rejected { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn given_an_empty_log_when_batches_arrive_then_offsets_are_dense_and_versions_final() {
+        let mut log = MemoryStore::new();
+        let a = push(&mut log, batch("c1", 1, vec![event(1, "a"), event(2, "b")]));
+        let b = push(&mut log, batch("c2", 1, vec![event(3, "a")]));
+        assert_eq!(
+            a,
+            BatchResult::Accepted {
+                offsets: vec![1, 2],
+                versions: vec![1, 1]
+            }
+        );
+        assert_eq!(
+            b,
+            BatchResult::Accepted {
+                offsets: vec![3],
+                versions: vec![2]
+            }
+        );
+        let e = &log.read(2, 10)[0];
+        assert_eq!(
+            (e.origin.as_str(), e.time, e.offset, e.id),
+            ("c2", 1_003, Some(3), EventId(3))
+        );
+    }
+
+    #[test]
+    fn a_retried_batch_is_a_duplicate_with_its_first_offsets() {
+        let mut log = MemoryStore::new();
+        push(&mut log, batch("c", 1, vec![event(1, "a"), event(2, "a")]));
+        push(&mut log, batch("d", 1, vec![event(3, "a")]));
+        let again = push(&mut log, batch("c", 1, vec![event(1, "a"), event(2, "a")]));
+        assert_eq!(
+            again,
+            BatchResult::Duplicate {
+                offsets: vec![1, 2],
+                versions: vec![1, 2]
+            }
+        );
+        // Known by ids under another batch number: still a duplicate, nothing written.
+        let rebatched = push(&mut log, batch("c", 9, vec![event(3, "a")]));
+        assert_eq!(rebatched.offsets(), [3]);
+        assert_eq!(log.last_offset(), 3);
+    }
+
+    #[test]
+    fn a_partly_known_batch_is_rejected_and_later_batches_still_commit() {
+        let mut log = MemoryStore::new();
+        push(&mut log, batch("c", 1, vec![event(1, "a")]));
+        let results = log.push(
+            &[
+                batch("c", 1, vec![event(2, "a")]),
+                batch("c", 2, vec![event(1, "a"), event(5, "a")]),
+                batch("c", 3, vec![event(6, "a")]),
+            ],
+            &Limits::default(),
+        );
+        assert_eq!(reason(&results[0]), Some(RejectReason::PartlyKnown));
+        assert_eq!(reason(&results[1]), Some(RejectReason::PartlyKnown));
+        assert_eq!(results[2].offsets(), [2]);
+        assert_eq!(log.last_offset(), 2);
+    }
+
+    #[test]
+    fn a_conflict_names_the_current_version_and_writes_nothing() {
+        let mut log = MemoryStore::new();
+        push(&mut log, batch("c", 1, vec![event(1, "a"), event(2, "a")]));
+        let mut b = batch("c", 2, vec![event(3, "a"), event(4, "b")]);
+        b.expected.insert("a".into(), ExpectedVersion::Exact(1));
+        match push(&mut log, b) {
+            BatchResult::Rejected {
+                reason: RejectReason::Conflict,
+                details,
+                ..
+            } => assert_eq!(details["actual"], 2),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(log.last_offset(), 2);
+        let mut b = batch("c", 3, vec![event(3, "a")]);
+        b.expected.insert("a".into(), ExpectedVersion::Exact(2));
+        assert_eq!(push(&mut log, b).offsets(), [3]);
+    }
+
+    #[test]
+    fn invalid_events_and_malformed_batches_are_rejected_whole() {
+        let mut log = MemoryStore::new();
+        let mut bad = event(2, "a");
+        bad.event_type = String::new();
+        let r = push(&mut log, batch("c", 1, vec![event(1, "a"), bad]));
+        match r {
+            BatchResult::Rejected {
+                reason: RejectReason::InvalidEvent,
+                details,
+                ..
+            } => assert_eq!(
+                (details["index"].as_u64(), details["field"].as_str()),
+                (Some(1), Some("type"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        let r = push(&mut log, batch("c", 2, vec![event(1, "a"), event(1, "a")]));
+        assert_eq!(reason(&r), Some(RejectReason::InvalidBatch));
+        assert_eq!(
+            reason(&push(&mut log, batch("c", 3, vec![]))),
+            Some(RejectReason::InvalidBatch)
+        );
+        let mut big = event(3, "a");
+        big.data = format!("\"{}\"", "x".repeat(1024 * 1024));
+        assert_eq!(
+            reason(&push(&mut log, batch("c", 4, vec![big]))),
+            Some(RejectReason::InvalidEvent)
+        );
+        assert_eq!(log.last_offset(), 0);
+    }
+
+    #[test]
+    fn a_stale_leader_epoch_is_refused() {
+        let mut log = MemoryStore::new();
+        let mut b = batch("c", 1, vec![event(1, "a")]);
+        b.epoch = 3;
+        push(&mut log, b);
+        let mut old = batch("c", 2, vec![event(2, "a")]);
+        old.epoch = 2;
+        assert_eq!(reason(&push(&mut log, old)), Some(RejectReason::StaleEpoch));
+        let mut other_client = batch("d", 1, vec![event(3, "a")]);
+        other_client.epoch = 1;
+        assert_eq!(push(&mut log, other_client).offsets(), [2]);
+    }
+}

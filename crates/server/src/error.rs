@@ -1,0 +1,66 @@
+//! The one error type of the HTTP layer and how each kind answers.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use logfold_core::protocol::ErrorBody;
+use logfold_core::PROTOCOL_VERSION;
+
+use crate::store::StoreError;
+
+/// Why a request was refused whole. Nothing was written for any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No token, or one the server does not know: 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A known token used outside its scope: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Malformed JSON, query or log name: 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is over the request limit; the client should split it: 413.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The client speaks another protocol version: 426.
+    #[error("{0}")]
+    UpgradeRequired(String),
+    /// The database failed: 500, and the push is not acknowledged.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            AppError::UpgradeRequired(_) => (StatusCode::UPGRADE_REQUIRED, "UPGRADE_REQUIRED"),
+            AppError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "SERVER"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let AppError::Store(e) = &self {
+            eprintln!("logfold-server: storage error: {e}");
+        }
+        let body = ErrorBody {
+            code: code.to_owned(),
+            message: self.to_string(),
+            protocol: PROTOCOL_VERSION,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,377 @@
+//! logfold-server: the sync server. It gives every pushed event a global offset in its log and
+//! serves the tail after any offset, over SQLite (one file) or PostgreSQL (several instances).
+//!
+//! [`app`] builds the whole HTTP API as an axum `Router`, so tests drive it without a socket.
+
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::stream::{self, Stream};
+use logfold_core::protocol::{PushRequest, PushResponse, HEAD_HEADER, SEGMENT_CONTENT_TYPE};
+use logfold_core::{Limits, PROTOCOL_VERSION};
+use serde::Deserialize;
+
+pub mod auth;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod store;
+
+pub use auth::{Access, Tokens};
+pub use error::AppError;
+pub use hub::Hub;
+pub use metrics::Metrics;
+pub use store::Store;
+
+/// The default largest push body: 16 MiB (a client splits bigger outboxes).
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// The default and the largest `limit` of a pull.
+pub const DEFAULT_PULL_LIMIT: usize = 1_000;
+/// The largest `limit` of a pull.
+pub const MAX_PULL_LIMIT: usize = 10_000;
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None`: anonymous requests may do anything (only allowed on loopback by the binary).
+    pub tokens: Option<Tokens>,
+    /// The largest request body in bytes.
+    pub max_body: usize,
+    /// Event size and name limits.
+    pub limits: Limits,
+    /// Origins allowed by CORS; none means no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// A directory served at `/` (e.g. the demo page), from the API's origin.
+    pub static_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tokens: None,
+            max_body: DEFAULT_MAX_BODY,
+            limits: Limits::default(),
+            cors_origins: Vec::new(),
+            static_dir: None,
+        }
+    }
+}
+
+/// Everything a request handler needs, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    hub: Hub,
+    config: Config,
+    metrics: Metrics,
+}
+
+impl AppState {
+    /// State over `store`; `hub` must be the one the store was opened with.
+    pub fn new(store: Store, hub: Hub, config: Config) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                hub,
+                config,
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    fn authorize(&self, headers: &HeaderMap, log: &str, access: Access) -> Result<(), AppError> {
+        if !valid_log_name(log) {
+            return Err(AppError::BadRequest(format!(
+                "log name {log:?} is invalid: use 1 to 128 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+            )));
+        }
+        match &self.inner.config.tokens {
+            None => Ok(()),
+            Some(tokens) => {
+                let auth = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                tokens.authorize(auth, log, access)
+            }
+        }
+    }
+}
+
+/// Log names: 1–128 ASCII letters, digits, `_`, `.` or `-`, starting with a letter or digit.
+pub fn valid_log_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The HTTP API: push, pull, live, health and metrics, plus CORS and static files if configured.
+pub fn app(state: AppState) -> Router {
+    let config = state.inner.config.clone();
+    let mut router = Router::new()
+        .route("/v1/logs/{log}/push", post(push))
+        .route("/v1/logs/{log}/events", get(pull))
+        .route("/v1/logs/{log}/live", get(live))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state);
+    if let Some(dir) = &config.static_dir {
+        router = router.fallback_service(tower_http::services::ServeDir::new(dir));
+    }
+    if !config.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::ACCEPT,
+                    header::HeaderName::from_static("last-event-id"),
+                ])
+                .expose_headers([header::HeaderName::from_static(HEAD_HEADER)]),
+        );
+    }
+    router
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", |m| m.as_str())
+        .to_owned();
+    let response = next.run(req).await;
+    state.metrics().request(&route, response.status().as_u16());
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    )
+}
+
+/// Only the protocol field, read when a push does not parse, to tell a version mismatch apart.
+#[derive(Deserialize)]
+struct ProtocolOnly {
+    protocol: u32,
+}
+
+fn upgrade_required(got: u32) -> AppError {
+    AppError::UpgradeRequired(format!(
+        "this server speaks sync protocol {PROTOCOL_VERSION}, the request uses {got}: upgrade the client or the server"
+    ))
+}
+
+async fn push(
+    State(state): State<AppState>,
+    Path(log): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, AppError> {
+    state.authorize(&headers, &log, Access::Write)?;
+    let max = state.inner.config.max_body;
+    let too_large = || {
+        AppError::PayloadTooLarge(format!(
+            "the request body is over the limit of {max} bytes: split the batches over several requests"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_large())?;
+    let request: PushRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Ok(p) = serde_json::from_slice::<ProtocolOnly>(&bytes) {
+                if p.protocol != PROTOCOL_VERSION {
+                    return Err(upgrade_required(p.protocol));
+                }
+            }
+            return Err(AppError::BadRequest(format!(
+                "the push body is not valid: {e}"
+            )));
+        }
+    };
+    if request.protocol != PROTOCOL_VERSION {
+        return Err(upgrade_required(request.protocol));
+    }
+    let started = Instant::now();
+    let pushed = state
+        .store()
+        .push(&log, request.batches, state.inner.config.limits)
+        .await?;
+    state.metrics().push(started.elapsed(), pushed.appended);
+    if pushed.appended > 0 {
+        state.inner.hub.advance(&log, pushed.head);
+    }
+    Ok(axum::Json(PushResponse {
+        protocol: PROTOCOL_VERSION,
+        head: pushed.head,
+        results: pushed.results,
+    })
+    .into_response())
+}
+
+/// `?after=&limit=` of a pull.
+#[derive(Debug, Deserialize)]
+struct PullQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+fn pull_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_PULL_LIMIT).clamp(1, MAX_PULL_LIMIT)
+}
+
+fn wants_segment(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(SEGMENT_CONTENT_TYPE))
+}
+
+async fn pull(
+    State(state): State<AppState>,
+    Path(log): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    state.authorize(&headers, &log, Access::Read)?;
+    let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let (events, head) = state
+        .store()
+        .read(&log, q.after, pull_limit(q.limit))
+        .await?;
+    if wants_segment(&headers) {
+        // A segment holds at least one event, so "nothing new" is an empty body.
+        let body = if events.is_empty() {
+            Vec::new()
+        } else {
+            logfold_core::segment::encode(events.iter().map(|e| e.as_ref()))
+        };
+        return Ok((
+            [
+                (header::CONTENT_TYPE, SEGMENT_CONTENT_TYPE.to_owned()),
+                (
+                    header::HeaderName::from_static(HEAD_HEADER),
+                    head.to_string(),
+                ),
+            ],
+            body,
+        )
+            .into_response());
+    }
+    let mut body =
+        String::with_capacity(64 + events.iter().map(|e| e.data.len() + 160).sum::<usize>());
+    logfold_core::protocol::write_pull_json(&mut body, head, &events);
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// `?after=` of a live tail.
+#[derive(Debug, Deserialize)]
+struct LiveQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+async fn live(
+    State(state): State<AppState>,
+    Path(log): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<LiveQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, AppError>>>, AppError> {
+    state.authorize(&headers, &log, Access::Read)?;
+    let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    // On reconnect the browser sends the last SSE id it saw, which is an offset.
+    let after = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| AppError::BadRequest("Last-Event-ID must be an offset".into()))?,
+        None => q.after,
+    };
+    let rx = state.inner.hub.watch(&log);
+    let events = stream::unfold(
+        (state, log, after, rx, false),
+        |(state, log, cursor, mut rx, failed)| async move {
+            if failed {
+                return None;
+            }
+            loop {
+                rx.borrow_and_update();
+                let (events, head) =
+                    match state.store().read(&log, cursor, DEFAULT_PULL_LIMIT).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return Some((Err(AppError::from(e)), (state, log, cursor, rx, true)))
+                        }
+                    };
+                if let Some(last) = events.last() {
+                    let next = last.seq;
+                    let mut data = String::new();
+                    logfold_core::protocol::write_pull_json(&mut data, head, &events);
+                    let message = SseEvent::default()
+                        .event("events")
+                        .id(next.to_string())
+                        .data(data);
+                    return Some((Ok(message), (state, log, next, rx, false)));
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

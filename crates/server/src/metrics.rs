@@ -1,0 +1,110 @@
+//! Counters for `GET /metrics`, in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the push latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    events_appended: AtomicU64,
+    push_buckets: [AtomicU64; BUCKETS.len()],
+    push_count: AtomicU64,
+    push_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a finished request by route pattern and status.
+    pub fn request(&self, route: &str, status: u16) {
+        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((route.to_owned(), status)).or_insert(0) += 1;
+    }
+
+    /// Counts a committed push: how long it took and how many events it appended.
+    pub fn push(&self, took: Duration, appended: u64) {
+        self.events_appended.fetch_add(appended, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(&self.push_buckets) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.push_count.fetch_add(1, Ordering::Relaxed);
+        self.push_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Events appended since start.
+    pub fn events_appended(&self) -> u64 {
+        self.events_appended.load(Ordering::Relaxed)
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP logfold_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE logfold_requests_total counter\n");
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "logfold_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP logfold_events_appended_total Events written by accepted batches.\n");
+        out.push_str("# TYPE logfold_events_appended_total counter\n");
+        let _ = writeln!(
+            out,
+            "logfold_events_appended_total {}",
+            self.events_appended()
+        );
+        out.push_str("# HELP logfold_push_seconds Time to commit a push request.\n");
+        out.push_str("# TYPE logfold_push_seconds histogram\n");
+        for (bound, count) in BUCKETS.iter().zip(&self.push_buckets) {
+            let _ = writeln!(
+                out,
+                "logfold_push_seconds_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.push_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "logfold_push_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.push_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "logfold_push_seconds_sum {sum}");
+        let _ = writeln!(out, "logfold_push_seconds_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.request("/v1/logs/{log}/push", 200);
+        m.request("/v1/logs/{log}/push", 200);
+        m.push(Duration::from_millis(3), 10);
+        let text = m.render();
+        assert!(
+            text.contains("logfold_requests_total{route=\"/v1/logs/{log}/push\",status=\"200\"} 2")
+        );
+        assert!(text.contains("logfold_events_appended_total 10"));
+        assert!(text.contains("logfold_push_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(text.contains("logfold_push_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("logfold_push_seconds_count 1"));
+    }
+}

@@ -1,0 +1,246 @@
+//! The server's storage: the same commit rules (`logfold_core::commit`) over memory, SQLite or
+//! PostgreSQL, each push in one transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use logfold_core::protocol::{BatchResult, PushBatch};
+use logfold_core::{Event, Limits, MemoryStore};
+
+use crate::hub::Hub;
+
+pub mod postgres;
+pub mod sqlite;
+
+pub use self::postgres::PgStore;
+pub use self::sqlite::SqliteStore;
+
+/// A storage failure; the push or read it happened in had no effect.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// From SQLite.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// From PostgreSQL.
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// A stored value is not what this server writes.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Task(String),
+    /// The shared transaction this push was part of failed; nothing of it was written.
+    #[error("the commit failed: {0}")]
+    Group(String),
+}
+
+/// The log's state after a push.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pushed {
+    /// One per batch.
+    pub results: Vec<BatchResult>,
+    /// The log's last offset.
+    pub head: u64,
+    /// Events written by this push.
+    pub appended: u64,
+}
+
+/// One of the three stores, with group commit in front of the databases.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    queues: Arc<Mutex<HashMap<String, LogQueue>>>,
+}
+
+/// Where the logs are.
+#[derive(Clone)]
+enum Backend {
+    /// Logs in memory: for tests and simulations, lost on exit.
+    Memory(Arc<Mutex<HashMap<String, MemoryStore>>>),
+    /// A SQLite file.
+    Sqlite(Arc<SqliteStore>),
+    /// A PostgreSQL database, shareable by several server instances.
+    Postgres(Arc<PgStore>),
+}
+
+/// Pushes to one log waiting for the transaction after the one in progress.
+#[derive(Default)]
+struct LogQueue {
+    pending: Vec<Pending>,
+    committing: bool,
+}
+
+struct Pending {
+    batches: Vec<PushBatch>,
+    reply: tokio::sync::oneshot::Sender<Result<Pushed, StoreError>>,
+}
+
+/// At most this many pushes share one transaction, so one commit's latency stays bounded.
+const MAX_GROUP: usize = 64;
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+impl Store {
+    /// Opens what `--database` names: `postgres://…` (or `host=…` key-value settings) for
+    /// PostgreSQL, `:memory:` for memory, otherwise a SQLite file path. `pg_schema` names the
+    /// PostgreSQL schema to use; `hub` hears other instances' appends (PostgreSQL only).
+    pub fn open(database: &str, pg_schema: &str, hub: &Hub) -> Result<Store, StoreError> {
+        if database.starts_with("postgres://")
+            || database.starts_with("postgresql://")
+            || database.contains("host=")
+        {
+            Ok(Store::new(Backend::Postgres(Arc::new(PgStore::open(
+                database,
+                pg_schema,
+                hub.clone(),
+            )?))))
+        } else if database == ":memory:" {
+            Ok(Store::memory())
+        } else {
+            Ok(Store::new(Backend::Sqlite(Arc::new(SqliteStore::open(
+                database,
+            )?))))
+        }
+    }
+
+    fn new(backend: Backend) -> Store {
+        Store {
+            backend,
+            queues: Arc::default(),
+        }
+    }
+
+    /// An empty in-memory store.
+    pub fn memory() -> Store {
+        Store::new(Backend::Memory(Arc::default()))
+    }
+
+    /// `memory`, `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match &self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Commits `batches` in order into `log`, atomically per batch, and answers once the
+    /// transaction holding them is durable. Pushes to one log that arrive while a transaction
+    /// is in progress share the next one (group commit): one fsync for many pushes.
+    pub async fn push(
+        &self,
+        log: &str,
+        batches: Vec<PushBatch>,
+        limits: Limits,
+    ) -> Result<Pushed, StoreError> {
+        if let Backend::Memory(logs) = &self.backend {
+            let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+            let store = logs.entry(log.to_owned()).or_default();
+            let before = store.last_offset();
+            let results = store.push(&batches, &limits);
+            let head = store.last_offset();
+            return Ok(Pushed {
+                results,
+                head,
+                appended: head - before,
+            });
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            let queue = queues.entry(log.to_owned()).or_default();
+            queue.pending.push(Pending { batches, reply });
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if lead {
+            // A task of its own, so a client hanging up cannot stop others' commits.
+            tokio::spawn(self.clone().commit_queue(log.to_owned(), limits));
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Task("the commit task ended".into()))?
+    }
+
+    /// Commits the log's queued pushes, a group per transaction, until none are left.
+    async fn commit_queue(self, log: String, limits: Limits) {
+        loop {
+            let group: Vec<Pending> = {
+                let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(queue) = queues.get_mut(&log) else {
+                    return;
+                };
+                if queue.pending.is_empty() {
+                    queues.remove(&log);
+                    return;
+                }
+                let n = queue.pending.len().min(MAX_GROUP);
+                queue.pending.drain(..n).collect()
+            };
+            let (requests, replies): (Vec<_>, Vec<_>) =
+                group.into_iter().map(|p| (p.batches, p.reply)).unzip();
+            let log_name = log.clone();
+            let outcome = match &self.backend {
+                Backend::Sqlite(s) => {
+                    let s = s.clone();
+                    blocking(move || s.push(&log_name, &requests, &limits)).await
+                }
+                Backend::Postgres(s) => {
+                    let s = s.clone();
+                    blocking(move || s.push(&log_name, &requests, &limits)).await
+                }
+                Backend::Memory(_) => unreachable!("memory pushes are not queued"),
+            };
+            match outcome {
+                Ok(pushed) => {
+                    for (reply, p) in replies.into_iter().zip(pushed) {
+                        let _ = reply.send(Ok(p));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Group(message.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` events after offset `after`, and the head they were read at.
+    pub async fn read(
+        &self,
+        log: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Event>, u64), StoreError> {
+        match &self.backend {
+            Backend::Memory(logs) => {
+                let logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(logs.get(log).map_or((Vec::new(), 0), |s| {
+                    (s.read(after, limit).to_vec(), s.last_offset())
+                }))
+            }
+            Backend::Sqlite(s) => {
+                let (s, log) = (s.clone(), log.to_owned());
+                blocking(move || s.read(&log, after, limit)).await
+            }
+            Backend::Postgres(s) => {
+                let (s, log) = (s.clone(), log.to_owned());
+                blocking(move || s.read(&log, after, limit)).await
+            }
+        }
+    }
+}

@@ -1,0 +1,632 @@
+//! PostgreSQL: appends to one log are serialized by a row lock on its `logs` row, held until
+//! commit, so offsets are dense and become visible in order; `pg_notify` in the same transaction
+//! wakes live tails on every server instance once the commit is durable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use logfold_core::commit::{commit, BatchRecord, Commit, LogStore, Placed};
+use logfold_core::protocol::PushBatch;
+use logfold_core::{Event, EventId, Limits};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
+
+use super::{Pushed, StoreError};
+use crate::hub::Hub;
+
+/// The most idle connections kept for reuse.
+const POOL_SIZE: usize = 16;
+
+fn schema_sql(schema: &str) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+SET search_path TO \"{schema}\";
+CREATE TABLE IF NOT EXISTS logs (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    head BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    log_id BIGINT NOT NULL,
+    event_offset BIGINT NOT NULL,
+    id BYTEA NOT NULL,
+    stream TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    meta TEXT,
+    time BIGINT NOT NULL,
+    origin TEXT NOT NULL,
+    PRIMARY KEY (log_id, event_offset)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (log_id, id);
+CREATE TABLE IF NOT EXISTS streams (
+    log_id BIGINT NOT NULL,
+    stream TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (log_id, stream)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    log_id BIGINT NOT NULL,
+    client TEXT NOT NULL,
+    batch BIGINT NOT NULL,
+    first_offset BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (log_id, client, batch)
+);
+CREATE TABLE IF NOT EXISTS clients (
+    log_id BIGINT NOT NULL,
+    client TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    PRIMARY KEY (log_id, client)
+);"
+    )
+}
+
+/// A connection and the statements prepared on it: each query is then one round trip.
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// `sql` prepared on this connection, once.
+fn prepared<C: GenericClient>(
+    client: &mut C,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare(sql)?;
+    cache.insert(sql, s.clone());
+    Ok(s)
+}
+
+fn query(
+    tx: &mut Transaction<'_>,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<postgres::Row>, postgres::Error> {
+    let statement = prepared(tx, cache, sql)?;
+    tx.query(&statement, params)
+}
+
+fn execute(
+    tx: &mut Transaction<'_>,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<u64, postgres::Error> {
+    let statement = prepared(tx, cache, sql)?;
+    tx.execute(&statement, params)
+}
+
+/// A PostgreSQL database (one schema of it) holding any number of logs.
+pub struct PgStore {
+    config: postgres::Config,
+    schema: String,
+    idle: Mutex<Vec<Conn>>,
+    /// Tells the LISTEN thread to end when the store is dropped.
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgStore({})", self.schema)
+    }
+}
+
+/// The NOTIFY channel of a schema: each schema is its own set of logs.
+fn channel(schema: &str) -> String {
+    format!("logfold_{schema}")
+}
+
+/// Schema names go into SQL text, so only plain identifiers are allowed.
+pub fn valid_schema(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema.len() <= 48
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // A sync client blocks on its own runtime when closed, which panics on an async
+        // thread; close the idle ones on a plain thread instead.
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if !idle.is_empty() {
+            std::thread::spawn(move || drop(idle));
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects, creates the schema's tables if needed and starts listening for other
+    /// instances' appends, which wake `hub`.
+    /// Safe to call from async code: the blocking work runs on its own thread.
+    pub fn open(url: &str, schema: &str, hub: Hub) -> Result<PgStore, StoreError> {
+        let (url, schema) = (url.to_owned(), schema.to_owned());
+        std::thread::spawn(move || PgStore::open_blocking(&url, &schema, hub))
+            .join()
+            .map_err(|_| StoreError::Task("opening the PostgreSQL store panicked".into()))?
+    }
+
+    fn open_blocking(url: &str, schema: &str, hub: Hub) -> Result<PgStore, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::Corrupt(format!(
+                "schema {schema:?} must be lowercase letters, digits and _"
+            )));
+        }
+        let config: postgres::Config = url.parse()?;
+        let store = PgStore {
+            config,
+            schema: schema.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            stop: Arc::default(),
+        };
+        let mut conn = store.connect()?;
+        // Two instances starting together must not race on CREATE ... IF NOT EXISTS.
+        let mut tx = conn.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock(727274)", &[])?;
+        tx.batch_execute(&schema_sql(schema))?;
+        tx.commit()?;
+        store.give_back(conn);
+        store.listen(hub);
+        Ok(store)
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let mut client = self.config.connect(NoTls)?;
+        // Generic plans ignore how many ids a batch brings; plan each execution for its values.
+        client.batch_execute(&format!(
+            "SET search_path TO \"{}\"; SET plan_cache_mode = force_custom_plan",
+            self.schema
+        ))?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn take(&self) -> Result<Conn, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(c) if !c.client.is_closed() => Ok(c),
+            _ => self.connect(),
+        }
+    }
+
+    fn give_back(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < POOL_SIZE && !conn.client.is_closed() {
+            idle.push(conn);
+        }
+    }
+
+    /// A thread holding one connection in LISTEN; it reconnects after failures and then wakes
+    /// every tail, since notifications may have been missed meanwhile.
+    fn listen(&self, hub: Hub) {
+        let config = self.config.clone();
+        let channel = channel(&self.schema);
+        let stop = self.stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let run = || -> Result<(), postgres::Error> {
+                    let mut client = config.connect(NoTls)?;
+                    client.batch_execute(&format!("LISTEN \"{channel}\""))?;
+                    hub.wake_all();
+                    // Wake up now and then to notice that the store is gone.
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut notes = client.notifications();
+                        let mut it = notes.timeout_iter(Duration::from_millis(500));
+                        while let Some(n) = it.next()? {
+                            if let Some((head, log)) = n.payload().split_once(' ') {
+                                hub.advance(log, head.parse().unwrap_or(0));
+                            }
+                        }
+                    }
+                    Ok(())
+                };
+                if let Err(e) = run() {
+                    eprintln!("logfold-server: postgres LISTEN connection lost: {e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        });
+    }
+
+    /// Commits the batches of several push requests into `log`, in order, in one transaction
+    /// holding the log's row lock; one answer per request.
+    pub fn push(
+        &self,
+        log: &str,
+        requests: &[Vec<PushBatch>],
+        limits: &Limits,
+    ) -> Result<Vec<Pushed>, StoreError> {
+        let mut conn = self.take()?;
+        let out = self.push_with(&mut conn, log, requests, limits);
+        self.give_back(conn);
+        out
+    }
+
+    fn push_with(
+        &self,
+        conn: &mut Conn,
+        log: &str,
+        requests: &[Vec<PushBatch>],
+        limits: &Limits,
+    ) -> Result<Vec<Pushed>, StoreError> {
+        let Conn { client, statements } = conn;
+        let mut tx = client.transaction()?;
+        let lock = prepared(
+            &mut tx,
+            statements,
+            "SELECT id, head FROM logs WHERE name = $1 FOR UPDATE",
+        )?;
+        let row = match tx.query_opt(&lock, &[&log])? {
+            Some(row) => row,
+            None => {
+                execute(
+                    &mut tx,
+                    statements,
+                    "INSERT INTO logs (name, head) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+                    &[&log],
+                )?;
+                tx.query_one(&lock, &[&log])?
+            }
+        };
+        let (log_id, start): (i64, i64) = (row.get(0), row.get(1));
+        let start = start as u64;
+        let mut store = PgLog::load(tx, statements, log_id, start, requests)?;
+        let mut answers = Vec::with_capacity(requests.len());
+        for batches in requests {
+            let before = store.head;
+            let results = batches
+                .iter()
+                .map(|b| commit(&mut store, b, limits))
+                .collect::<Result<Vec<_>, _>>()?;
+            answers.push(Pushed {
+                results,
+                head: store.head,
+                appended: store.head - before,
+            });
+        }
+        let note = format!("{} {log}", store.head);
+        store.flush((&channel(&self.schema), &note))?;
+        let PgLog { tx, .. } = store;
+        tx.commit()?;
+        Ok(answers)
+    }
+
+    /// Up to `limit` events after `after`, with the head, from one snapshot (one statement).
+    pub fn read(
+        &self,
+        log: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Event>, u64), StoreError> {
+        let mut conn = self.take()?;
+        let rows = self.read_with(&mut conn, log, after, limit);
+        self.give_back(conn);
+        let rows = rows?;
+        let mut head = 0;
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            head = r.get::<_, i64>(0) as u64;
+            let Some(offset) = r.get::<_, Option<i64>>(1) else {
+                continue;
+            };
+            let id: &[u8] = r.get(2);
+            let id: [u8; 16] = id
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("an event id is not 16 bytes".into()))?;
+            events.push(Event {
+                id: EventId::from_bytes(id),
+                stream: r.get(3),
+                version: r.get::<_, i64>(4) as u64,
+                event_type: r.get(5),
+                data: r.get(6),
+                meta: r.get(7),
+                time: r.get::<_, i64>(8) as u64,
+                origin: r.get(9),
+                seq: offset as u64,
+                offset: Some(offset as u64),
+            });
+        }
+        Ok((events, head))
+    }
+
+    fn read_with(
+        &self,
+        conn: &mut Conn,
+        log: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let read = prepared(
+            &mut conn.client,
+            &mut conn.statements,
+            "SELECT l.head, e.event_offset, e.id, e.stream, e.version, e.type, e.data, e.meta,
+                    e.time, e.origin
+             FROM logs l LEFT JOIN LATERAL (
+                SELECT * FROM events WHERE log_id = l.id AND event_offset > $2
+                ORDER BY event_offset LIMIT $3) e ON true
+             WHERE l.name = $1",
+        )?;
+        conn.client
+            .query(&read, &[&log, &(after as i64), &(limit as i64)])
+    }
+}
+
+fn id_of(bytes: &[u8]) -> Result<[u8; 16], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("an event id is not 16 bytes".into()))
+}
+
+/// One log inside an open transaction that holds its row lock.
+///
+/// Round trips dominate small pushes, so everything the commit rules may ask about a group of
+/// requests is loaded in four queries up front, and accepted batches are written in four
+/// statements at the end; in between these maps answer, kept current by each write.
+struct PgLog<'a> {
+    tx: Transaction<'a>,
+    statements: &'a mut HashMap<&'static str, Statement>,
+    log_id: i64,
+    head: u64,
+    /// The head when the transaction began: offsets above it are in `events`, not yet written.
+    start: u64,
+    batches: HashMap<(String, u64), BatchRecord>,
+    ids: HashMap<[u8; 16], Placed>,
+    epochs: HashMap<String, u64>,
+    versions: HashMap<String, u64>,
+    events: Vec<Event>,
+    new_batches: Vec<(String, u64, u64, u64)>,
+}
+
+impl<'a> PgLog<'a> {
+    fn load(
+        mut tx: Transaction<'a>,
+        statements: &'a mut HashMap<&'static str, Statement>,
+        log_id: i64,
+        head: u64,
+        requests: &[Vec<PushBatch>],
+    ) -> Result<PgLog<'a>, StoreError> {
+        let all = || requests.iter().flatten();
+        let clients: Vec<&str> = all().map(|b| b.client.as_str()).collect();
+        let numbers: Vec<i64> = all().map(|b| b.batch as i64).collect();
+        let id_bytes: Vec<[u8; 16]> = all()
+            .flat_map(|b| b.events.iter().map(|e| e.id.to_bytes()))
+            .collect();
+        let ids: Vec<&[u8]> = id_bytes.iter().map(|b| &b[..]).collect();
+        let streams: BTreeSet<&str> = all()
+            .flat_map(|b| b.events.iter().map(|e| e.stream.as_str()))
+            .collect();
+        let streams: Vec<&str> = streams.into_iter().collect();
+
+        // One round trip for all four lookups; `k` says which one a row answers.
+        let rows = query(
+            &mut tx,
+            statements,
+            "SELECT 1 AS k, b.client AS name, b.batch AS x, b.first_offset AS y, b.count AS z,
+                    NULL::bytea AS id
+               FROM batches b JOIN UNNEST($2::text[], $3::bigint[]) AS q(client, batch)
+                 ON b.client = q.client AND b.batch = q.batch
+              WHERE b.log_id = $1
+             UNION ALL
+             SELECT 2, NULL, event_offset, version, NULL, id FROM events
+              WHERE log_id = $1 AND id = ANY($4)
+             UNION ALL
+             SELECT 3, client, epoch, NULL, NULL, NULL FROM clients
+              WHERE log_id = $1 AND client = ANY($2)
+             UNION ALL
+             SELECT 4, stream, version, NULL, NULL, NULL FROM streams
+              WHERE log_id = $1 AND stream = ANY($5)",
+            &[&log_id, &clients, &numbers, &ids, &streams],
+        )?;
+        let mut batches = HashMap::new();
+        let mut found = HashMap::new();
+        let mut epochs = HashMap::new();
+        let mut versions = HashMap::new();
+        for r in &rows {
+            let x = r.get::<_, i64>(2) as u64;
+            match r.get::<_, i32>(0) {
+                1 => {
+                    let record = BatchRecord {
+                        first: r.get::<_, i64>(3) as u64,
+                        count: r.get::<_, i64>(4) as u64,
+                    };
+                    batches.insert((r.get(1), x), record);
+                }
+                2 => {
+                    let placed = Placed {
+                        offset: x,
+                        version: r.get::<_, i64>(3) as u64,
+                    };
+                    found.insert(id_of(r.get(5))?, placed);
+                }
+                3 => {
+                    epochs.insert(r.get(1), x);
+                }
+                _ => {
+                    versions.insert(r.get(1), x);
+                }
+            }
+        }
+        Ok(PgLog {
+            tx,
+            statements,
+            log_id,
+            head,
+            start: head,
+            batches,
+            ids: found,
+            epochs,
+            versions,
+            events: Vec::new(),
+            new_batches: Vec::new(),
+        })
+    }
+
+    /// Writes the accepted batches of the whole group, the new head and the notification for
+    /// other instances, in one statement.
+    fn flush(&mut self, note: (&str, &str)) -> Result<(), StoreError> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let ev = &self.events;
+        let offsets: Vec<i64> = ev.iter().map(|e| e.seq as i64).collect();
+        let id_bytes: Vec<[u8; 16]> = ev.iter().map(|e| e.id.to_bytes()).collect();
+        let ids: Vec<&[u8]> = id_bytes.iter().map(|b| &b[..]).collect();
+        let streams: Vec<&str> = ev.iter().map(|e| e.stream.as_str()).collect();
+        let versions: Vec<i64> = ev.iter().map(|e| e.version as i64).collect();
+        let types: Vec<&str> = ev.iter().map(|e| e.event_type.as_str()).collect();
+        let data: Vec<&str> = ev.iter().map(|e| e.data.as_str()).collect();
+        let metas: Vec<Option<&str>> = ev.iter().map(|e| e.meta.as_deref()).collect();
+        let times: Vec<i64> = ev.iter().map(|e| e.time as i64).collect();
+        let origins: Vec<&str> = ev.iter().map(|e| e.origin.as_str()).collect();
+        let nb = &self.new_batches;
+        let clients: Vec<&str> = nb.iter().map(|b| b.0.as_str()).collect();
+        let numbers: Vec<i64> = nb.iter().map(|b| b.1 as i64).collect();
+        let firsts: Vec<i64> = nb.iter().map(|b| b.2 as i64).collect();
+        let counts: Vec<i64> = nb.iter().map(|b| b.3 as i64).collect();
+        // One row per key: an upsert may not touch the same row twice in one statement.
+        let epochs: BTreeMap<&str, i64> = self
+            .epochs
+            .iter()
+            .filter(|(c, _)| clients.contains(&c.as_str()))
+            .map(|(c, e)| (c.as_str(), *e as i64))
+            .collect();
+        let (epoch_clients, epoch_values): (Vec<&str>, Vec<i64>) = epochs.into_iter().unzip();
+        let touched: BTreeSet<&str> = streams.iter().copied().collect();
+        let (stream_names, stream_versions): (Vec<&str>, Vec<i64>) = touched
+            .into_iter()
+            .map(|s| (s, self.versions[s] as i64))
+            .unzip();
+        let head = self.head as i64;
+        execute(
+            &mut self.tx,
+            self.statements,
+            "WITH e AS (
+               INSERT INTO events (log_id, event_offset, id, stream, version, type, data, meta, time, origin)
+               SELECT $1, o, i, s, v, t, d, m, tm, og
+                 FROM UNNEST($2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::text[],
+                             $7::text[], $8::text[], $9::bigint[], $10::text[])
+                      AS u(o, i, s, v, t, d, m, tm, og)),
+             b AS (
+               INSERT INTO batches (log_id, client, batch, first_offset, count)
+               SELECT $1, c, n, f, k FROM UNNEST($11::text[], $12::bigint[], $13::bigint[], $14::bigint[])
+                      AS u(c, n, f, k)),
+             c AS (
+               INSERT INTO clients (log_id, client, epoch)
+               SELECT $1, c, e FROM UNNEST($15::text[], $16::bigint[]) AS u(c, e)
+               ON CONFLICT (log_id, client) DO UPDATE SET epoch = GREATEST(clients.epoch, EXCLUDED.epoch)),
+             s AS (
+               INSERT INTO streams (log_id, stream, version)
+               SELECT $1, s, v FROM UNNEST($17::text[], $18::bigint[]) AS u(s, v)
+               ON CONFLICT (log_id, stream) DO UPDATE SET version = EXCLUDED.version),
+             h AS (UPDATE logs SET head = $19 WHERE id = $1)
+             SELECT pg_notify($20, $21)",
+            &[
+                &self.log_id, &offsets, &ids, &streams, &versions, &types, &data, &metas, &times,
+                &origins, &clients, &numbers, &firsts, &counts, &epoch_clients, &epoch_values,
+                &stream_names, &stream_versions, &head, &note.0, &note.1,
+            ],
+        )?;
+        self.events.clear();
+        self.new_batches.clear();
+        Ok(())
+    }
+}
+
+impl LogStore for PgLog<'_> {
+    type Error = StoreError;
+
+    fn head(&mut self) -> Result<u64, StoreError> {
+        Ok(self.head)
+    }
+
+    fn client_epoch(&mut self, client: &str) -> Result<u64, StoreError> {
+        Ok(self.epochs.get(client).copied().unwrap_or(0))
+    }
+
+    fn batch_record(
+        &mut self,
+        client: &str,
+        batch: u64,
+    ) -> Result<Option<BatchRecord>, StoreError> {
+        Ok(self.batches.get(&(client.to_owned(), batch)).copied())
+    }
+
+    fn events_at(&mut self, first: u64, count: u64) -> Result<Vec<(EventId, u64)>, StoreError> {
+        if first > self.start {
+            // Written by this transaction, still in memory.
+            let from = (first - self.start - 1) as usize;
+            let to = (from + count as usize).min(self.events.len());
+            return Ok(self.events[from..to]
+                .iter()
+                .map(|e| (e.id, e.version))
+                .collect());
+        }
+        let rows = query(
+            &mut self.tx,
+            self.statements,
+            "SELECT id, version FROM events WHERE log_id = $1 AND event_offset >= $2
+             AND event_offset < $3 ORDER BY event_offset",
+            &[&self.log_id, &(first as i64), &((first + count) as i64)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    EventId::from_bytes(id_of(r.get(0))?),
+                    r.get::<_, i64>(1) as u64,
+                ))
+            })
+            .collect()
+    }
+
+    fn find_ids(&mut self, ids: &[EventId]) -> Result<Vec<Option<Placed>>, StoreError> {
+        Ok(ids
+            .iter()
+            .map(|id| self.ids.get(&id.to_bytes()).copied())
+            .collect())
+    }
+
+    fn stream_version(&mut self, stream: &str) -> Result<u64, StoreError> {
+        Ok(self.versions.get(stream).copied().unwrap_or(0))
+    }
+
+    fn write(&mut self, c: &Commit<'_>) -> Result<(), StoreError> {
+        for e in &c.events {
+            let placed = Placed {
+                offset: e.seq,
+                version: e.version,
+            };
+            self.ids.insert(e.id.to_bytes(), placed);
+        }
+        if let Some(first) = c.events.first() {
+            let record = BatchRecord {
+                first: first.seq,
+                count: c.events.len() as u64,
+            };
+            self.batches.insert((c.client.to_owned(), c.batch), record);
+            self.new_batches
+                .push((c.client.to_owned(), c.batch, record.first, record.count));
+        }
+        let epoch = self.epochs.entry(c.client.to_owned()).or_insert(0);
+        *epoch = (*epoch).max(c.epoch);
+        for (s, v) in &c.versions {
+            self.versions.insert(s.clone(), *v);
+        }
+        self.events.extend(c.events.iter().cloned());
+        self.head = c.head;
+        Ok(())
+    }
+}

@@ -1,0 +1,342 @@
+//! SQLite: one writer connection (appends are serialized anyway), a few reader connections.
+//!
+//! WAL with `synchronous=FULL`: a push is acknowledged only after its commit is fsynced, so an
+//! acknowledged batch survives a SIGKILL of the server and also a power loss. (`NORMAL` would
+//! survive the process crash but could lose the last commits on power loss.)
+
+use std::sync::Mutex;
+
+use logfold_core::commit::{commit, BatchRecord, Commit, LogStore, Placed};
+use logfold_core::protocol::PushBatch;
+use logfold_core::{Event, EventId, Limits};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{Pushed, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    head INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    log_id INTEGER NOT NULL,
+    event_offset INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    meta TEXT,
+    time INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    PRIMARY KEY (log_id, event_offset)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (log_id, id);
+CREATE TABLE IF NOT EXISTS streams (
+    log_id INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (log_id, stream)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (
+    log_id INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    batch INTEGER NOT NULL,
+    first_offset INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (log_id, client, batch)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS clients (
+    log_id INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    PRIMARY KEY (log_id, client)
+) WITHOUT ROWID;
+";
+
+/// A SQLite database file holding any number of logs.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: String,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn connect(path: &str) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn to_i64(v: u64) -> i64 {
+    v as i64
+}
+
+fn id_bytes(row: &rusqlite::Row<'_>, ix: usize) -> Result<EventId, rusqlite::Error> {
+    let bytes: [u8; 16] = row.get(ix)?;
+    Ok(EventId::from_bytes(bytes))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        let writer = connect(path)?;
+        writer.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Commits the batches of several push requests into `log`, in order, in one
+    /// `BEGIN IMMEDIATE` transaction; one answer per request.
+    pub fn push(
+        &self,
+        log: &str,
+        requests: &[Vec<PushBatch>],
+        limits: &Limits,
+    ) -> Result<Vec<Pushed>, StoreError> {
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<(i64, i64)> = tx
+            .query_row("SELECT id, head FROM logs WHERE name = ?1", [log], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (log_id, head) = match found {
+            Some(f) => f,
+            None => {
+                tx.execute("INSERT INTO logs (name, head) VALUES (?1, 0)", [log])?;
+                (tx.last_insert_rowid(), 0)
+            }
+        };
+        let start = head as u64;
+        let mut store = SqliteLog {
+            tx: &tx,
+            log_id,
+            head: start,
+        };
+        let mut answers = Vec::with_capacity(requests.len());
+        for batches in requests {
+            let before = store.head;
+            let results = batches
+                .iter()
+                .map(|b| commit(&mut store, b, limits))
+                .collect::<Result<Vec<_>, _>>()?;
+            answers.push(Pushed {
+                results,
+                head: store.head,
+                appended: store.head - before,
+            });
+        }
+        let head = store.head;
+        if head != start {
+            tx.execute(
+                "UPDATE logs SET head = ?2 WHERE id = ?1",
+                params![log_id, to_i64(head)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(answers)
+    }
+
+    /// Up to `limit` events after `after`, with the head, from one snapshot.
+    pub fn read(
+        &self,
+        log: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Event>, u64), StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => connect(&self.path)?,
+        };
+        let out = read_in(&mut conn, log, after, limit);
+        if out.is_ok() {
+            let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+        }
+        out
+    }
+}
+
+fn read_in(
+    conn: &mut Connection,
+    log: &str,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<Event>, u64), StoreError> {
+    let tx = conn.transaction()?;
+    let found: Option<(i64, i64)> = tx
+        .query_row("SELECT id, head FROM logs WHERE name = ?1", [log], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((log_id, head)) = found else {
+        return Ok((Vec::new(), 0));
+    };
+    let mut events = Vec::with_capacity(limit.min(10_000));
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT event_offset, id, stream, version, type, data, meta, time, origin
+             FROM events WHERE log_id = ?1 AND event_offset > ?2
+             ORDER BY event_offset LIMIT ?3",
+        )?;
+        let mut rows = stmt.query(params![log_id, to_i64(after), limit as i64])?;
+        while let Some(r) = rows.next()? {
+            let offset = r.get::<_, i64>(0)? as u64;
+            events.push(Event {
+                id: id_bytes(r, 1)?,
+                stream: r.get(2)?,
+                version: r.get::<_, i64>(3)? as u64,
+                event_type: r.get(4)?,
+                data: r.get(5)?,
+                meta: r.get(6)?,
+                time: r.get::<_, i64>(7)? as u64,
+                origin: r.get(8)?,
+                seq: offset,
+                offset: Some(offset),
+            });
+        }
+    }
+    tx.commit()?;
+    Ok((events, head as u64))
+}
+
+/// One log inside an open write transaction.
+struct SqliteLog<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    log_id: i64,
+    head: u64,
+}
+
+impl LogStore for SqliteLog<'_> {
+    type Error = rusqlite::Error;
+
+    fn head(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.head)
+    }
+
+    fn client_epoch(&mut self, client: &str) -> Result<u64, Self::Error> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT epoch FROM clients WHERE log_id = ?1 AND client = ?2")?;
+        let epoch: Option<i64> = stmt
+            .query_row(params![self.log_id, client], |r| r.get(0))
+            .optional()?;
+        Ok(epoch.unwrap_or(0) as u64)
+    }
+
+    fn batch_record(
+        &mut self,
+        client: &str,
+        batch: u64,
+    ) -> Result<Option<BatchRecord>, Self::Error> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT first_offset, count FROM batches WHERE log_id = ?1 AND client = ?2 AND batch = ?3",
+        )?;
+        stmt.query_row(params![self.log_id, client, to_i64(batch)], |r| {
+            Ok(BatchRecord {
+                first: r.get::<_, i64>(0)? as u64,
+                count: r.get::<_, i64>(1)? as u64,
+            })
+        })
+        .optional()
+    }
+
+    fn events_at(&mut self, first: u64, count: u64) -> Result<Vec<(EventId, u64)>, Self::Error> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id, version FROM events WHERE log_id = ?1 AND event_offset >= ?2
+             AND event_offset < ?3 ORDER BY event_offset",
+        )?;
+        let rows = stmt.query_map(
+            params![self.log_id, to_i64(first), to_i64(first + count)],
+            |r| Ok((id_bytes(r, 0)?, r.get::<_, i64>(1)? as u64)),
+        )?;
+        rows.collect()
+    }
+
+    fn find_ids(&mut self, ids: &[EventId]) -> Result<Vec<Option<Placed>>, Self::Error> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT event_offset, version FROM events WHERE log_id = ?1 AND id = ?2",
+        )?;
+        ids.iter()
+            .map(|id| {
+                stmt.query_row(params![self.log_id, &id.to_bytes()[..]], |r| {
+                    Ok(Placed {
+                        offset: r.get::<_, i64>(0)? as u64,
+                        version: r.get::<_, i64>(1)? as u64,
+                    })
+                })
+                .optional()
+            })
+            .collect()
+    }
+
+    fn stream_version(&mut self, stream: &str) -> Result<u64, Self::Error> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT version FROM streams WHERE log_id = ?1 AND stream = ?2")?;
+        let v: Option<i64> = stmt
+            .query_row(params![self.log_id, stream], |r| r.get(0))
+            .optional()?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    fn write(&mut self, c: &Commit<'_>) -> Result<(), Self::Error> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO events (log_id, event_offset, id, stream, version, type, data, meta, time, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for e in &c.events {
+            insert.execute(params![
+                self.log_id,
+                to_i64(e.seq),
+                &e.id.to_bytes()[..],
+                e.stream,
+                to_i64(e.version),
+                e.event_type,
+                e.data,
+                e.meta,
+                to_i64(e.time),
+                e.origin,
+            ])?;
+        }
+        if let Some(first) = c.events.first() {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO batches (log_id, client, batch, first_offset, count)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    self.log_id,
+                    c.client,
+                    to_i64(c.batch),
+                    to_i64(first.seq),
+                    c.events.len() as i64
+                ])?;
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO clients (log_id, client, epoch) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (log_id, client) DO UPDATE SET epoch = max(epoch, excluded.epoch)",
+            )?
+            .execute(params![self.log_id, c.client, to_i64(c.epoch)])?;
+        let mut upsert = self.tx.prepare_cached(
+            "INSERT INTO streams (log_id, stream, version) VALUES (?1, ?2, ?3)
+             ON CONFLICT (log_id, stream) DO UPDATE SET version = excluded.version",
+        )?;
+        for (stream, version) in &c.versions {
+            upsert.execute(params![self.log_id, stream, to_i64(*version)])?;
+        }
+        self.head = c.head;
+        Ok(())
+    }
+}
