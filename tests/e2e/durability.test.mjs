@@ -155,7 +155,7 @@ function verify(state, got, label) {
 }
 
 /** Runs `check`; if it throws, keeps a copy of the profile and adds IndexedDB's LevelDB log lines. */
-async function keepEvidence(profile, round, check, browser) {
+async function keepEvidence(profile, round, check, browser, report) {
   try {
     return await check();
   } catch (e) {
@@ -175,7 +175,7 @@ async function keepEvidence(profile, round, check, browser) {
       e.message += "\n  DIAGNOSIS: after the kill, Chromium found the origin's IndexedDB (LevelDB) corrupt and deleted it; " +
         "logfold then opened an empty log without a word.";
     }
-    e.message += `\n  profile kept at ${copy}\n  ${lines.slice(-20).join("\n  ") || "(no LevelDB log lines about corruption or recovery)"}` +
+    e.message += `\n  rounds so far: ${JSON.stringify(report)}\n  profile kept at ${copy}\n  ${lines.slice(-20).join("\n  ") || "(no LevelDB log lines about corruption or recovery)"}` +
       `\n  chromium stderr: ${stderr.slice(-20).join("\n  ") || "(nothing about storage)"}`;
     throw e;
   }
@@ -211,7 +211,7 @@ async function crashLoop(durability) {
 
       // After the previous crash: everything acknowledged is there, no batch is half present.
       const got = await readLog(page, name, durability, state.streams);
-      const seen = await keepEvidence(profile, round, () => verify(state, got, `${durability} round ${round}`), b);
+      const seen = await keepEvidence(profile, round, () => verify(state, got, `${durability} round ${round}`), b, report);
       report.push({ round, ...seen, acked: state.acked.size });
       if (round > ROUNDS) break;
 
@@ -240,7 +240,7 @@ async function crashLoop(durability) {
         return log.head;
       }, { name, durability, round, streams });
       await keepEvidence(profile, round, () =>
-        assert.equal(writerHead, got.head, `round ${round}: the log's head went from ${got.head} to ${writerHead} between closing it and opening it again in the same page`), b);
+        assert.equal(writerHead, got.head, `round ${round}: the log's head went from ${got.head} to ${writerHead} between closing it and opening it again in the same page`), b, report);
       const delay = rand(200, 1500);
       const mode = round % 2 ? "browser" : "group";
       await sleep(delay);
