@@ -32,12 +32,21 @@ export interface ErrorDetails {
   STORAGE: { name: string };
 }
 
-/** Every error logfold throws. `code` is stable; `message` is for people. */
-export class LogfoldError<C extends ErrorCode = ErrorCode> extends Error {
+/**
+ * Every error logfold throws. `code` is stable; `message` is for people. Declared as an
+ * interface plus a constructor (not a generic class) so that `err instanceof LogfoldError`
+ * narrows to a typed error instead of `LogfoldError<any>`.
+ */
+export interface LogfoldError<C extends ErrorCode = ErrorCode> extends Error {
   readonly name: "LogfoldError";
   readonly code: C;
   readonly details: ErrorDetails[C];
 }
+
+export declare const LogfoldError: {
+  new <C extends ErrorCode>(code: C, message: string, details: ErrorDetails[C]): LogfoldError<C>;
+  readonly prototype: LogfoldError;
+};
 
 /** An event as the app appends it. */
 export interface NewEvent<D extends Json = Json> {

@@ -128,6 +128,38 @@ function expectations(wire, options) {
   return [pairs.map(([s]) => s), Float64Array.from(pairs, ([, v]) => (v === "none" ? -1 : v))];
 }
 
+// A copy of each log's head kept outside IndexedDB. After a crash Chromium sometimes finds an
+// origin's IndexedDB damaged and deletes it whole; the log would then open empty without a word.
+// With the mark, open sees that positions it once stored are gone and says so (CORRUPT).
+// Best effort: localStorage is not in workers, and a crash can lose its last writes too.
+const markKey = (name) => `logfold:head:${name}`;
+
+function readMark(name) {
+  try {
+    return Number(globalThis.localStorage?.getItem(markKey(name)) ?? 0) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+function writeMark(name, head) {
+  try {
+    if (head === null) globalThis.localStorage?.removeItem(markKey(name));
+    else if (head > readMark(name) || head === 0) globalThis.localStorage?.setItem(markKey(name), String(head));
+  } catch {
+    // No storage (workers, private modes): no mark.
+  }
+}
+
+function lostError(head, mark) {
+  const reason = "positions the log once stored are gone: the browser discarded or reset this origin's IndexedDB (Chromium deletes it when it finds it damaged after a crash)";
+  return new LogfoldError(
+    "CORRUPT",
+    `the log's head is ${head} but it had stored events up to ${mark}: ${reason}; see Logfold.repair`,
+    { from: head + 1, to: mark, reason },
+  );
+}
+
 function position(value, argument, fallback) {
   if (value === undefined) return fallback;
   if (Number.isSafeInteger(value) && value >= 0) return value;
@@ -190,11 +222,13 @@ class Log {
       return;
     }
     const origin = this.#core.clientId;
+    let stored = false;
     JSON.parse(answers).forEach((answer, i) => {
       const c = calls[i];
       if (answer === null) return c.reject(errors[i]);
+      stored = true;
       // The stored events share `data` and `meta` with the input objects.
-      const stored = answer.events.map(([id, version, seq], j) => ({
+      const events = answer.events.map(([id, version, seq], j) => ({
         id,
         stream: c.wire[j].stream,
         version,
@@ -206,8 +240,9 @@ class Log {
         seq,
         offset: null,
       }));
-      c.resolve(c.single ? stored[0] : stored);
+      c.resolve(c.single ? events[0] : events);
     });
+    if (stored) writeMark(this.name, this.#core.head);
   }
 
   async read(options) {
@@ -253,18 +288,33 @@ export const Logfold = {
     const { name, durability = "strict", onClose } = options ?? {};
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
     if (onClose !== undefined && typeof onClose !== "function") throw invalidArgument("onClose", "must be a function");
-    return new Log(await LogCore.open(name, durability, onClose));
+    // Read before the log's head: marks are written after commits, so every position up to
+    // this mark was stored before open looks, however many tabs append meanwhile.
+    const mark = readMark(name);
+    const core = await LogCore.open(name, durability, onClose);
+    if (mark > core.head) {
+      await core.close();
+      throw lostError(core.head, mark);
+    }
+    writeMark(name, core.head);
+    return new Log(core);
   },
 
   async destroy(name) {
     await load();
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
-    return destroyLog(name);
+    await destroyLog(name);
+    writeMark(name, null);
   },
 
   async repair(name) {
     await load();
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
-    return repairLog(name);
+    const report = await repairLog(name);
+    const mark = readMark(name);
+    if (report.dropped === null && mark > report.head) report.dropped = { from: report.head + 1, to: mark };
+    writeMark(name, null);
+    writeMark(name, report.head);
+    return report;
   },
 };
