@@ -179,7 +179,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument { argument, message } => {
                 write!(f, "invalid {argument}: {message}")
             }
-            Error::Conflict(c) => write!(f, "conflict: {c}"),
+            Error::Conflict(c) => write!(f, "{c}"),
             Error::QuotaExceeded => f.write_str(
                 "the browser's storage quota for this origin is exhausted; nothing was written",
             ),
