@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use logfold_core::protocol::{BatchResult, PushBatch};
-use logfold_core::{Event, Limits, MemoryStore};
+use logfold_core::{commit, Event, Limits, LogStore, MemoryStore};
 
 use crate::hub::Hub;
 
@@ -44,6 +44,30 @@ pub struct Pushed {
     pub head: u64,
     /// Events written by this push.
     pub appended: u64,
+}
+
+/// Commits each grouped push's batches in order into one open store transaction: the loop the
+/// SQLite and PostgreSQL stores share.
+fn commit_pushes<S: LogStore>(
+    store: &mut S,
+    requests: &[Vec<PushBatch>],
+    limits: &Limits,
+) -> Result<Vec<Pushed>, S::Error> {
+    let mut answers = Vec::with_capacity(requests.len());
+    for batches in requests {
+        let before = store.head()?;
+        let results = batches
+            .iter()
+            .map(|b| commit(store, b, limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let head = store.head()?;
+        answers.push(Pushed {
+            results,
+            head,
+            appended: head - before,
+        });
+    }
+    Ok(answers)
 }
 
 /// One of the three stores, with group commit in front of the databases.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use logfold_core::commit::{commit, BatchRecord, Commit, LogStore, Placed};
+use logfold_core::commit::{BatchRecord, Commit, LogStore, Placed};
 use logfold_core::protocol::PushBatch;
 use logfold_core::{Event, EventId, Limits};
 use postgres::fallible_iterator::FallibleIterator;
@@ -285,19 +285,7 @@ impl PgStore {
         let (log_id, start): (i64, i64) = (row.get(0), row.get(1));
         let start = start as u64;
         let mut store = PgLog::load(tx, statements, log_id, start, requests)?;
-        let mut answers = Vec::with_capacity(requests.len());
-        for batches in requests {
-            let before = store.head;
-            let results = batches
-                .iter()
-                .map(|b| commit(&mut store, b, limits))
-                .collect::<Result<Vec<_>, _>>()?;
-            answers.push(Pushed {
-                results,
-                head: store.head,
-                appended: store.head - before,
-            });
-        }
+        let answers = super::commit_pushes(&mut store, requests, limits)?;
         let note = format!("{} {log}", store.head);
         store.flush((&channel(&self.schema), &note))?;
         let PgLog { tx, .. } = store;

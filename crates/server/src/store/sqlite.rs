@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use logfold_core::commit::{commit, BatchRecord, Commit, LogStore, Placed};
+use logfold_core::commit::{BatchRecord, Commit, LogStore, Placed};
 use logfold_core::protocol::PushBatch;
 use logfold_core::{Event, EventId, Limits};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -120,19 +120,7 @@ impl SqliteStore {
             log_id,
             head: start,
         };
-        let mut answers = Vec::with_capacity(requests.len());
-        for batches in requests {
-            let before = store.head;
-            let results = batches
-                .iter()
-                .map(|b| commit(&mut store, b, limits))
-                .collect::<Result<Vec<_>, _>>()?;
-            answers.push(Pushed {
-                results,
-                head: store.head,
-                appended: store.head - before,
-            });
-        }
+        let answers = super::commit_pushes(&mut store, requests, limits)?;
         let head = store.head;
         if head != start {
             tx.execute(
