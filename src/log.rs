@@ -201,18 +201,17 @@ impl Log {
         }
         let db = connect(name).await?;
         let (seed, random) = random_seed();
-        let opened = Self::init_meta(&db, durability, new_client_id(random)).await;
-        let (client_id, head) = match opened {
+        let opened = async {
+            let client_id = Self::init_meta(&db, durability, new_client_id(random)).await?;
+            Ok::<_, Error>((client_id, verify(&db).await?))
+        };
+        let (client_id, head) = match opened.await {
             Ok(v) => v,
             Err(e) => {
                 db.close();
                 return Err(e);
             }
         };
-        if let Err(e) = verify(&db).await {
-            db.close();
-            return Err(e);
-        }
         let log = Log(Rc::new(Inner {
             name: name.to_owned(),
             db,
@@ -237,12 +236,12 @@ impl Log {
         Ok(log)
     }
 
-    /// Reads (and on first open writes) the format and client id; returns the client id and head.
+    /// Reads (and on first open writes) the format and client id; returns the client id.
     async fn init_meta(
         db: &IdbDatabase,
         durability: Durability,
         fresh_id: String,
-    ) -> Result<(String, u64), Error> {
+    ) -> Result<String, Error> {
         let tx = idb::transaction(db, &["meta"], true, durability.as_str()).map_err(storage)?;
         let done = idb::done(&tx);
         let meta = tx.object_store("meta").map_err(storage)?;
@@ -250,9 +249,6 @@ impl Log {
             .await
             .map_err(storage)?;
         let client = idb::request(&meta.get(&"clientId".into()).map_err(storage)?)
-            .await
-            .map_err(storage)?;
-        let head = idb::request(&meta.get(&"head".into()).map_err(storage)?)
             .await
             .map_err(storage)?;
         let client_id = match client.as_string() {
@@ -273,7 +269,7 @@ impl Log {
             Some(f) if f as u32 == FORMAT => {}
             other => return Err(Error::UnsupportedFormat(other.unwrap_or(0.0) as u32)),
         }
-        Ok((client_id, as_u64(&head)))
+        Ok(client_id)
     }
 
     fn watch_versionchange(&self) {
@@ -818,10 +814,11 @@ async fn read_segments(
     Ok((keys, values))
 }
 
-/// Checks every segment's checksum and that the segments tile positions `1..=head` exactly.
-async fn verify(db: &IdbDatabase) -> Result<(), Error> {
+/// Checks every segment's checksum and that the segments tile positions `1..=head` exactly;
+/// returns the head.
+async fn verify(db: &IdbDatabase) -> Result<u64, Error> {
     match first_damage(db).await? {
-        (_, None) => Ok(()),
+        (head, None) => Ok(head),
         (_, Some(e)) => Err(e),
     }
 }
