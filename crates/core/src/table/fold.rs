@@ -45,6 +45,8 @@ struct State {
     /// Keyed by the f64's bits (with -0 folded into 0).
     by_num: HashMap<u64, Row, FxBuild>,
     seq: u64,
+    /// Bumped whenever a row is inserted or removed, so ordered key caches know when to rebuild.
+    shape: u64,
     errors: Vec<FoldError>,
     error_count: u64,
     scratch: Scratch,
@@ -108,6 +110,11 @@ impl Table {
     /// The position of the last event folded in.
     pub fn seq(&self) -> u64 {
         self.state.seq
+    }
+
+    /// A counter that changes whenever a row is inserted or removed (not when one is updated).
+    pub fn shape(&self) -> u64 {
+        self.state.shape
     }
 
     /// Number of rows.
@@ -207,8 +214,11 @@ impl State {
                 KeyRef::Num(n) => self.by_num.remove(&num_bits(*n)).is_some(),
                 KeyRef::Str(s) => self.by_str.remove(s.as_ref()).is_some(),
             };
-            if let (true, Some(changes)) = (gone, changes) {
-                changes.push(owned(key));
+            if gone {
+                self.shape += 1;
+                if let Some(changes) = changes {
+                    changes.push(owned(key));
+                }
             }
             return Ok(());
         }
@@ -251,16 +261,19 @@ impl State {
         check(def, op, s, existing.as_deref())?;
         let row = match existing {
             Some(row) => row,
-            None => match key {
-                KeyRef::Num(x) => self
-                    .by_num
-                    .entry(num_bits(*x))
-                    .or_insert_with(|| vec![None; n]),
-                KeyRef::Str(k) => self
-                    .by_str
-                    .entry(k.to_string())
-                    .or_insert_with(|| vec![None; n]),
-            },
+            None => {
+                self.shape += 1;
+                match key {
+                    KeyRef::Num(x) => self
+                        .by_num
+                        .entry(num_bits(*x))
+                        .or_insert_with(|| vec![None; n]),
+                    KeyRef::Str(k) => self
+                        .by_str
+                        .entry(k.to_string())
+                        .or_insert_with(|| vec![None; n]),
+                }
+            }
         };
         row.resize(n, None);
         for (i, v) in s.sets.drain(..) {
