@@ -18,7 +18,9 @@ export type ErrorCode =
   | "CORRUPT"
   | "UNSUPPORTED_FORMAT"
   | "CLOSED"
-  | "STORAGE";
+  | "STORAGE"
+  | "INVALID_PROJECTION"
+  | "PROJECTION_FAILED";
 
 /** Details carried by each error code. */
 export interface ErrorDetails {
@@ -30,6 +32,8 @@ export interface ErrorDetails {
   UNSUPPORTED_FORMAT: { format: number };
   CLOSED: { reason: "closed" | "versionchange" };
   STORAGE: { name: string };
+  INVALID_PROJECTION: { projection: string; path: string };
+  PROJECTION_FAILED: { projection: string; seq: number; type: string; error: unknown };
 }
 
 /**
@@ -90,6 +94,105 @@ export interface AppendOptions {
   expectedVersions?: Record<string, ExpectedVersion>;
 }
 
+/**
+ * Where an operation takes a value: an event field (`"stream"`, `"type"`, `"id"`, `"seq"`,
+ * `"version"`, `"time"`, `"origin"`, `"data"`, `"data.a.b"`, `"meta"`, `"meta.a"`), or a
+ * constant: any other string, a number, boolean or null, or `{ value: anything }`.
+ */
+export type Source = string | number | boolean | null | { value: Json };
+
+/** One change to one row. `delete: true` excludes the others. */
+export interface Operation {
+  /** The row's key (default: the table's `key`). */
+  row?: Source;
+  /** Fields set from sources. */
+  set?: Record<string, Source>;
+  /** Numbers added to fields; a missing row or field starts from 0. */
+  add?: Record<string, Source>;
+  /** Numbers subtracted from fields. */
+  subtract?: Record<string, Source>;
+  /** Values appended to list fields. */
+  append?: Record<string, Source>;
+  /** Fields increased by one. */
+  count?: string | string[];
+  /** Removes the row. */
+  delete?: true;
+}
+
+/** A declarative table, folded in wasm: per event type, the operations on its rows. */
+export interface TableDefinition {
+  /** The row key when an operation names no `row` (default `"stream"`). */
+  key?: Source;
+  on: Record<string, Operation | Operation[]>;
+}
+
+/** A JS reducer: `apply` returns the new state and must not change `state` in place. */
+export interface ReducerDefinition<S = unknown> {
+  /** Your number for this reducer's logic: change it to rebuild from the log. */
+  version: number;
+  /** The state before any event, or a function returning it. */
+  init: S | (() => S);
+  apply(state: S, event: StoredEvent): S;
+}
+
+export type ProjectionDefinition = TableDefinition | ReducerDefinition<any>;
+
+/** A row of a table: its fields as set by the operations. */
+export type Row = { [field: string]: Json };
+export type Key = string | number;
+
+export interface ScanOptions {
+  /** The first key (inclusive). */
+  from?: Key;
+  /** The key to stop before (exclusive). */
+  to?: Key;
+  /** Only string keys starting with this. */
+  prefix?: string;
+  limit?: number;
+  /** Highest key first. */
+  reverse?: boolean;
+  /** Only rows whose fields equal these values. */
+  where?: Row;
+}
+
+/** A declarative table's rows, kept up to date in memory. Keys order numbers before strings. */
+export interface Table {
+  readonly name: string;
+  get(key: Key): Row | undefined;
+  scan(options?: ScanOptions): { key: Key; row: Row }[];
+  filter(where: Row, options?: Omit<ScanOptions, "where">): { key: Key; row: Row }[];
+  count(): number;
+  /** Events an operation could not apply (missing field, wrong type): the row was left as it was. */
+  errors(): ProjectionErrors;
+}
+
+export interface ProjectionErrors {
+  /** How many in all (the list keeps the latest 100). */
+  count: number;
+  errors: { seq: number; type: string; message: string }[];
+  /** For reducers: whether it stopped at an event that threw. */
+  failed?: boolean;
+}
+
+/** What a subscriber of a table hears: the rows that changed (`row` undefined when deleted). */
+export interface TableChange {
+  seq: number;
+  changes: { key: Key; row: Row | undefined }[];
+}
+
+/** What a subscriber of a reducer hears: its new state. */
+export interface StateChange<S = unknown> {
+  seq: number;
+  state: S;
+}
+
+/** Read-only projections as of a past position. */
+export interface PastTables {
+  readonly seq: number;
+  table(name: string): Table;
+  state<S = unknown>(name: string): S;
+}
+
 export interface OpenOptions {
   /** The log's name; one IndexedDB database per name and origin. */
   name: string;
@@ -97,6 +200,12 @@ export interface OpenOptions {
   durability?: Durability;
   /** Called once when the log closes by itself (another tab upgraded or destroyed it). */
   onClose?: (reason: "versionchange") => void;
+  /** Tables and reducers folded from the log, by name. */
+  projections?: Record<string, ProjectionDefinition>;
+  /** Progress of folding the log at open (a rebuild without a snapshot reports many). */
+  onProgress?: (progress: { done: number; total: number }) => void;
+  /** Write projection snapshots every this many events (default 10,000), and at close. */
+  snapshotEvery?: number;
 }
 
 export interface ReadOptions {
@@ -113,6 +222,14 @@ export interface LogStats {
   segmentsMerged: number;
   compactions: number;
   eventsAppended: number;
+  /** Events folded into the projections from IndexedDB (at open, and from other tabs). */
+  eventsReplayed: number;
+  snapshotsLoaded: number;
+  /** Snapshots found damaged or ahead of the log, and not used. */
+  snapshotsDiscarded: number;
+  snapshotsWritten: number;
+  /** Projections that had no usable snapshot at open and were folded from the start. */
+  projectionsRebuilt: number;
 }
 
 /** What {@link Logfold.repair} did. */
@@ -144,6 +261,19 @@ export interface Log {
   /** Merges small segments now (it also happens on its own). */
   compact(): Promise<void>;
   stats(): LogStats;
+  /** A declarative table. Up to date when `append` resolves. */
+  table(name: string): Table;
+  /** A reducer's state. Throws `PROJECTION_FAILED` once its `apply` threw. */
+  state<S = unknown>(name: string): S;
+  projectionErrors(name: string): ProjectionErrors;
+  /** Calls back once per committed append or received batch that changes it; returns unsubscribe. */
+  subscribe(name: string, callback: (change: TableChange & StateChange) => void): () => void;
+  /** Read-only projections as of position `seq`. */
+  tablesAt(seq: number): Promise<PastTables>;
+  /** Writes projection snapshots now. */
+  snapshot(): Promise<void>;
+  /** Folds other tabs' appends now (they also signal them). */
+  refresh(): Promise<void>;
   /** Waits for pending appends, then closes. Later calls throw `CLOSED`. */
   close(): Promise<void>;
 }

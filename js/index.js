@@ -160,6 +160,255 @@ function lostError(head, mark) {
   );
 }
 
+function invalidProjection(projection, path, message) {
+  return new LogfoldError("INVALID_PROJECTION", `invalid projection: ${path}: ${message}`, { projection, path });
+}
+
+const REDUCER_KEYS = new Set(["version", "init", "apply"]);
+
+// Splits `projections` into declarative tables (JSON text for wasm) and JS reducers.
+function splitProjections(projections) {
+  const tables = {};
+  const reducers = [];
+  if (projections === undefined) return { tables, reducers };
+  if (projections === null || typeof projections !== "object" || Array.isArray(projections)) {
+    throw invalidProjection("", "projections", "must be an object of name → definition");
+  }
+  for (const [name, def] of Object.entries(projections)) {
+    const path = `projections.${name}`;
+    if (def === null || typeof def !== "object" || Array.isArray(def)) {
+      throw invalidProjection(name, path, "a definition is an object: a table { key, on } or a reducer { version, init, apply }");
+    }
+    if ("apply" in def) {
+      for (const k of Object.keys(def)) {
+        if (!REDUCER_KEYS.has(k)) throw invalidProjection(name, `${path}.${k}`, "unknown option of a reducer (expected version, init, apply)");
+      }
+      if (typeof def.apply !== "function") throw invalidProjection(name, `${path}.apply`, "must be a function (state, event) => new state");
+      if (!Number.isSafeInteger(def.version) || def.version < 0 || def.version > 0xffffffff) {
+        throw invalidProjection(name, `${path}.version`, "must be a non-negative integer: your number for when to rebuild");
+      }
+      reducers.push(new Reducer(name, def));
+      continue;
+    }
+    const fault = jsonFault(def, [], { undefined: false });
+    if (fault) throw invalidProjection(name, path + fault.path.reverse().join(""), fault.reason);
+    tables[name] = def;
+  }
+  return { tables, reducers };
+}
+
+// Folds `events` into `state` with `apply`, skipping those at or before `seq`. Stops at the
+// first event `apply` throws on and reports it, keeping the state from before that event.
+function foldEvents(apply, state, seq, events) {
+  for (const e of events) {
+    if (e.seq <= seq) continue;
+    try {
+      state = apply(state, e);
+    } catch (error) {
+      return { state, seq, failure: { seq: e.seq, type: e.type, error, message: String(error?.message ?? error) } };
+    }
+    seq = e.seq;
+  }
+  return { state, seq, failure: null };
+}
+
+// A JS reducer projection: `apply(state, event)` returns the new state and must not change its
+// input (the sync overlay keeps old states around).
+class Reducer {
+  constructor(name, def) {
+    this.name = name;
+    this.version = def.version;
+    this.apply = def.apply;
+    this.init = def.init;
+    this.state = undefined;
+    this.seq = 0;
+    this.failure = null;
+  }
+
+  initial() {
+    return typeof this.init === "function" ? this.init() : this.init;
+  }
+
+  reset(snapshot) {
+    this.failure = null;
+    if (snapshot === undefined) {
+      this.state = this.initial();
+      this.seq = 0;
+    } else {
+      this.state = snapshot.state;
+      this.seq = snapshot.seq;
+    }
+  }
+
+  // Returns whether the state changed.
+  fold(events) {
+    if (this.failure) return false;
+    const before = this.state;
+    const out = foldEvents(this.apply, this.state, this.seq, events);
+    this.state = out.state;
+    this.seq = out.seq;
+    if (out.failure) {
+      this.failure = out.failure;
+      console.error(`logfold: projection ${this.name} failed at position ${out.failure.seq}:`, out.failure.error);
+    }
+    return this.state !== before;
+  }
+}
+
+function failedError(name, failure) {
+  return new LogfoldError(
+    "PROJECTION_FAILED",
+    `projection ${name} failed at position ${failure.seq} (${failure.type}): ${failure.message}`,
+    { projection: name, seq: failure.seq, type: failure.type, error: failure.error },
+  );
+}
+
+// The JS side of the projections: wasm calls its hooks as it folds.
+class Projector {
+  constructor(tableNames, reducers) {
+    this.tableNames = new Set(tableNames);
+    this.reducers = new Map(reducers.map((r) => [r.name, r]));
+    this.subscribers = new Map();
+    this.seq = 0;
+    this.onProgress = undefined;
+    this.afterFold = undefined;
+    this.view = undefined;
+  }
+
+  hooks() {
+    return {
+      start: (snapshots) => [...this.reducers.values()].forEach((r, i) => r.reset(snapshots[i])),
+      fold: (events, changes, seq) => this.fold(events, changes, seq),
+      progress: (done, total) => {
+        try {
+          this.onProgress?.({ done, total });
+        } catch (e) {
+          console.error("logfold: onProgress threw:", e);
+        }
+      },
+      warn: (message) => console.warn(`logfold: ${message}`),
+    };
+  }
+
+  fold(eventsText, changesText, seq) {
+    this.seq = seq;
+    const notes = [];
+    if (eventsText !== null) {
+      const events = JSON.parse(eventsText);
+      for (const r of this.reducers.values()) {
+        if (r.fold(events) && this.subscribers.has(r.name)) notes.push([r.name, { seq, state: r.state }]);
+      }
+    }
+    if (changesText !== null) {
+      for (const [name, rows] of Object.entries(JSON.parse(changesText))) {
+        notes.push([name, { seq, changes: rows.map(([key, row]) => ({ key, row: row ?? undefined })) }]);
+      }
+    }
+    if (notes.length > 0) queueMicrotask(() => this.#deliver(notes));
+    this.afterFold?.(seq);
+  }
+
+  #deliver(notes) {
+    for (const [name, change] of notes) {
+      for (const cb of this.subscribers.get(name) ?? []) {
+        try {
+          cb(change);
+        } catch (e) {
+          console.error(`logfold: a subscriber of ${name} threw:`, e);
+        }
+      }
+    }
+  }
+
+  kind(name) {
+    if (this.tableNames.has(name)) return "table";
+    if (this.reducers.has(name)) return "reducer";
+    throw invalidArgument("projection", `there is no projection ${JSON.stringify(name)}`);
+  }
+}
+
+// Reads of declarative tables; rows cross from wasm as JSON text.
+class Table {
+  #view;
+  #name;
+
+  constructor(view, name) {
+    this.#view = view;
+    this.#name = name;
+  }
+
+  get name() {
+    return this.#name;
+  }
+
+  /** The row with `key` (a string or number), or undefined. */
+  get(key) {
+    const text = this.#view.get(this.#name, key);
+    return text === undefined ? undefined : JSON.parse(text);
+  }
+
+  /** Rows in key order: numbers first, then strings; `from` inclusive, `to` exclusive. */
+  scan(options) {
+    const { from, to, prefix, limit, reverse = false, where } = options ?? {};
+    if (prefix !== undefined && typeof prefix !== "string") throw invalidArgument("prefix", "must be a string");
+    if (where !== undefined && (where === null || typeof where !== "object" || Array.isArray(where))) {
+      throw invalidArgument("where", "must be an object of field → value");
+    }
+    const text = this.#view.scan(
+      this.#name,
+      from,
+      to,
+      prefix,
+      position(limit, "limit", -1),
+      Boolean(reverse),
+      where === undefined ? undefined : JSON.stringify(where),
+    );
+    return JSON.parse(text).map(([key, row]) => ({ key, row }));
+  }
+
+  /** Rows whose fields equal those of `where`, in key order. */
+  filter(where, options) {
+    return this.scan({ ...options, where });
+  }
+
+  count() {
+    return this.#view.count(this.#name);
+  }
+
+  errors() {
+    return JSON.parse(this.#view.errors(this.#name));
+  }
+}
+
+// Tables and reducer states as of a past position (log.tablesAt).
+class PastView {
+  #view;
+  #p;
+  #states;
+
+  constructor(view, projector, states) {
+    this.#view = view;
+    this.#p = projector;
+    this.#states = states;
+  }
+
+  get seq() {
+    return this.#view.seq;
+  }
+
+  table(name) {
+    if (this.#p.kind(name) !== "table") throw invalidArgument("projection", `${name} is a reducer; use state(name)`);
+    return new Table(this.#view, name);
+  }
+
+  state(name) {
+    if (this.#p.kind(name) !== "reducer") throw invalidArgument("projection", `${name} is a table; use table(name)`);
+    const s = this.#states.get(name);
+    if (s.failure) throw failedError(name, s.failure);
+    return s.state;
+  }
+}
+
 function position(value, argument, fallback) {
   if (value === undefined) return fallback;
   if (Number.isSafeInteger(value) && value >= 0) return value;
@@ -170,9 +419,36 @@ class Log {
   #core;
   // Appends made in the same tick, sent to wasm together (see #flush).
   #pending = [];
+  #p;
+  #view;
+  #tables = new Map();
+  #snapshotEvery;
+  #snapshotAt;
+  #snapshotting = null;
+  #snapshotDue = false;
+  #channel = null;
+  #catching = null;
+  #again = false;
+  #onVisible = () => {
+    if (globalThis.document?.visibilityState === "visible") this.refresh();
+  };
 
-  constructor(core) {
+  constructor(core, projector, snapshotEvery) {
     this.#core = core;
+    this.#p = projector;
+    this.#view = core.tables();
+    this.#snapshotEvery = snapshotEvery;
+    // A rebuild at open is worth keeping at once; otherwise count from where open started.
+    this.#snapshotAt = core.head - core.stats().eventsReplayed;
+    projector.afterFold = (seq) => this.#maybeSnapshot(seq);
+    this.#maybeSnapshot(core.head);
+    // Other tabs append to the same log: they say so on this channel, and a page coming back
+    // from the background re-checks, since a frozen page misses messages.
+    if (typeof BroadcastChannel === "function") {
+      this.#channel = new BroadcastChannel(`logfold:${core.name}`);
+      this.#channel.onmessage = () => this.refresh();
+    }
+    globalThis.document?.addEventListener("visibilitychange", this.#onVisible);
   }
 
   get name() {
@@ -242,7 +518,134 @@ class Log {
       }));
       c.resolve(c.single ? events[0] : events);
     });
-    if (stored) writeMark(this.name, this.#core.head);
+    if (stored) {
+      writeMark(this.name, this.#core.head);
+      this.#channel?.postMessage({ head: this.#core.head });
+    }
+  }
+
+  /** Folds what other tabs appended (they signal it; this is for when a signal was missed). */
+  refresh() {
+    if (this.#catching) {
+      this.#again = true;
+      return this.#catching;
+    }
+    this.#catching = (async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#core.catchUp();
+        } while (this.#again);
+      } catch (e) {
+        if (!this.closed) console.warn("logfold: could not read other tabs' appends:", e);
+      } finally {
+        this.#catching = null;
+      }
+    })();
+    return this.#catching;
+  }
+
+  /** A declarative table. */
+  table(name) {
+    if (this.#p.kind(name) !== "table") throw invalidArgument("projection", `${name} is a reducer; use log.state(name)`);
+    let t = this.#tables.get(name);
+    if (!t) this.#tables.set(name, (t = new Table(this.#view, name)));
+    return t;
+  }
+
+  /** A reducer's current state. */
+  state(name) {
+    if (this.#p.kind(name) !== "reducer") throw invalidArgument("projection", `${name} is a table; use log.table(name)`);
+    const r = this.#p.reducers.get(name);
+    if (r.failure) throw failedError(name, r.failure);
+    return r.state;
+  }
+
+  /** What a projection could not apply: `{ count, errors: [{ seq, type, message }] }`. */
+  projectionErrors(name) {
+    if (this.#p.kind(name) === "table") return this.table(name).errors();
+    const f = this.#p.reducers.get(name).failure;
+    return { count: f ? 1 : 0, errors: f ? [{ seq: f.seq, type: f.type, message: f.message }] : [], failed: Boolean(f) };
+  }
+
+  /**
+   * Calls `callback` once per committed append or received batch that changes the projection:
+   * with `{ seq, changes: [{ key, row }] }` for a table (`row` undefined when deleted), or
+   * `{ seq, state }` for a reducer. Returns the function that unsubscribes.
+   */
+  subscribe(name, callback) {
+    const kind = this.#p.kind(name);
+    if (typeof callback !== "function") throw invalidArgument("callback", "must be a function");
+    let set = this.#p.subscribers.get(name);
+    if (!set) {
+      this.#p.subscribers.set(name, (set = new Set()));
+      if (kind === "table") this.#view.watch(name, true);
+    }
+    const entry = (change) => callback(change);
+    set.add(entry);
+    return () => {
+      set.delete(entry);
+      if (set.size === 0 && this.#p.subscribers.get(name) === set) {
+        this.#p.subscribers.delete(name);
+        if (kind === "table") this.#view.watch(name, false);
+      }
+    };
+  }
+
+  /** Read-only tables and reducer states as of position `seq`, folded from the log. */
+  async tablesAt(seq) {
+    if (!(Number.isSafeInteger(seq) && seq >= 0)) throw invalidArgument("seq", "must be a non-negative integer");
+    const reducers = [...this.#p.reducers.values()];
+    const stored = reducers.length > 0 ? await this.#core.reducerSnapshots(reducers.map((r) => r.name), Uint32Array.from(reducers, (r) => r.version)) : [];
+    const states = new Map();
+    reducers.forEach((r, i) => {
+      const s = stored[i];
+      const usable = s !== null && typeof s === "object" && typeof s.seq === "number" && s.seq <= seq && "state" in s;
+      states.set(r.name, usable ? { state: s.state, seq: s.seq, failure: null } : { state: r.initial(), seq: 0, failure: null });
+    });
+    const from = Math.min(seq, ...[...states.values()].map((s) => s.seq));
+    const view = await this.#core.tablesAt(seq, from, reducers.length > 0, {
+      fold: (text) => {
+        if (text === null) return;
+        const events = JSON.parse(text);
+        for (const r of reducers) {
+          const s = states.get(r.name);
+          if (s.failure) continue;
+          Object.assign(s, foldEvents(r.apply, s.state, s.seq, events));
+        }
+      },
+    });
+    return new PastView(view, this.#p, states);
+  }
+
+  /** Writes snapshots of every projection now (they are also written as the log grows). */
+  async snapshot() {
+    if (this.#p.tableNames.size === 0 && this.#p.reducers.size === 0) return;
+    while (this.#snapshotting) await this.#snapshotting;
+    const reducers = [...this.#p.reducers.values()].filter((r) => !r.failure);
+    this.#snapshotting = this.#core
+      .writeSnapshots(
+        reducers.map((r) => r.name),
+        Uint32Array.from(reducers, (r) => r.version),
+        reducers.map((r) => ({ seq: r.seq, state: r.state })),
+      )
+      .then((seq) => {
+        this.#snapshotAt = seq;
+      })
+      .finally(() => {
+        this.#snapshotting = null;
+      });
+    return this.#snapshotting;
+  }
+
+  #maybeSnapshot(seq) {
+    if (this.#snapshotDue || this.#snapshotting || seq - this.#snapshotAt < this.#snapshotEvery) return;
+    // Right after the fold that crossed the mark, not inside it.
+    this.#snapshotDue = true;
+    setTimeout(() => {
+      this.#snapshotDue = false;
+      if (!this.closed) this.snapshot().catch((e) => this.closed || console.warn("logfold: snapshot failed:", e));
+    }, 0);
   }
 
   async read(options) {
@@ -275,8 +678,13 @@ class Log {
   }
 
   async close() {
+    if (this.closed) return;
     // Appends of this tick are not in wasm yet: send them, so close() waits for them too.
     const flushed = this.#flush();
+    this.#channel?.close();
+    globalThis.document?.removeEventListener("visibilitychange", this.#onVisible);
+    await flushed.catch(() => {});
+    if (this.#p.seq > this.#snapshotAt) await this.snapshot().catch((e) => console.warn("logfold: snapshot at close failed:", e));
     await this.#core.close();
     await flushed;
   }
@@ -285,19 +693,34 @@ class Log {
 export const Logfold = {
   async open(options) {
     await load();
-    const { name, durability = "strict", onClose } = options ?? {};
+    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000 } = options ?? {};
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
     if (onClose !== undefined && typeof onClose !== "function") throw invalidArgument("onClose", "must be a function");
+    if (onProgress !== undefined && typeof onProgress !== "function") throw invalidArgument("onProgress", "must be a function");
+    if (!(snapshotEvery === Infinity || (Number.isSafeInteger(snapshotEvery) && snapshotEvery > 0))) {
+      throw invalidArgument("snapshotEvery", "must be a positive integer (events) or Infinity");
+    }
+    const { tables, reducers } = splitProjections(projections);
+    const projector = new Projector(Object.keys(tables), reducers);
+    projector.onProgress = onProgress;
     // Read before the log's head: marks are written after commits, so every position up to
     // this mark was stored before open looks, however many tabs append meanwhile.
     const mark = readMark(name);
-    const core = await LogCore.open(name, durability, onClose);
+    const core = await LogCore.open(
+      name,
+      durability,
+      onClose,
+      JSON.stringify(tables),
+      reducers.map((r) => r.name),
+      Uint32Array.from(reducers, (r) => r.version),
+      projector.hooks(),
+    );
     if (mark > core.head) {
       await core.close();
       throw lostError(core.head, mark);
     }
     writeMark(name, core.head);
-    return new Log(core);
+    return new Log(core, projector, snapshotEvery);
   },
 
   async destroy(name) {

@@ -61,6 +61,15 @@ pub enum Error {
         /// Its message.
         message: String,
     },
+    /// A projection definition was refused; `path` points at the problem.
+    InvalidProjection {
+        /// The projection's name.
+        projection: String,
+        /// Where in `projections`, e.g. `projections.accounts.on.Deposited.add.balance`.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Error {
@@ -75,6 +84,7 @@ impl Error {
             Error::UnsupportedFormat(_) => "UNSUPPORTED_FORMAT",
             Error::Closed(_) => "CLOSED",
             Error::Storage { .. } => "STORAGE",
+            Error::InvalidProjection { .. } => "INVALID_PROJECTION",
         }
     }
 
@@ -139,6 +149,12 @@ impl Error {
             Error::UnsupportedFormat(f) => set("format", (*f).into()),
             Error::Closed(r) => set("reason", r.as_str().into()),
             Error::Storage { name, .. } => set("name", name.as_str().into()),
+            Error::InvalidProjection {
+                projection, path, ..
+            } => {
+                set("projection", projection.as_str().into());
+                set("path", path.as_str().into());
+            }
         }
         o
     }
@@ -192,6 +208,9 @@ impl fmt::Display for Error {
             ),
             Error::Closed(r) => write!(f, "the log is closed ({})", r.as_str()),
             Error::Storage { name, message } => write!(f, "IndexedDB failed: {name}: {message}"),
+            Error::InvalidProjection { path, message, .. } => {
+                write!(f, "invalid projection: {path}: {message}")
+            }
         }
     }
 }

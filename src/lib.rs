@@ -10,6 +10,7 @@
 pub mod error;
 mod idb;
 pub mod log;
+pub mod tables;
 
 use js_sys::{Function, Promise};
 use logfold_core::json::push_u64;
@@ -20,7 +21,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
-use crate::log::{Appended, Durability, Log};
+use crate::log::{Appended, Durability, Log, Projections};
+use crate::tables::{parse_definitions, reducer_snapshot_key, TablesView};
 
 pub use error::set_error_class;
 
@@ -106,9 +108,25 @@ pub struct LogCore(Log);
 
 #[wasm_bindgen]
 impl LogCore {
-    /// Opens log `name`. `durability` is `"strict"` or `"relaxed"`.
+    /// Opens log `name`. `durability` is `"strict"` or `"relaxed"`. `tables` is JSON text of
+    /// the declarative tables (`{name: definition}`); `reducers` and `reducer_versions` name
+    /// the JS reducers, which `hooks` folds (see [`Projections`]).
     #[wasm_bindgen(unchecked_return_type = "Promise<LogCore>")]
-    pub fn open(name: String, durability: String, on_close: Option<Function>) -> Promise {
+    pub fn open(
+        name: String,
+        durability: String,
+        on_close: Option<Function>,
+        tables: &str,
+        reducers: Vec<String>,
+        reducer_versions: Vec<u32>,
+        hooks: JsValue,
+    ) -> Promise {
+        let tables = parse_definitions(tables);
+        let reducers: Vec<String> = reducers
+            .iter()
+            .zip(&reducer_versions)
+            .map(|(n, v)| reducer_snapshot_key(n, *v))
+            .collect();
         future_to_promise(async move {
             let durability = match durability.as_str() {
                 "strict" => Durability::Strict,
@@ -121,7 +139,12 @@ impl LogCore {
                     .into())
                 }
             };
-            let log = Log::open(&name, durability, on_close).await?;
+            let projections = Projections {
+                tables: tables?,
+                reducers,
+                hooks: (!hooks.is_undefined()).then_some(hooks),
+            };
+            let log = Log::open(&name, durability, on_close, projections).await?;
             Ok(LogCore(log).into())
         })
     }
@@ -216,6 +239,83 @@ impl LogCore {
         future_to_promise(async move { Ok((log.version(&stream).await? as f64).into()) })
     }
 
+    /// The live tables (shared: they change as the log grows).
+    pub fn tables(&self) -> TablesView {
+        TablesView(self.0.tables())
+    }
+
+    /// Folds what other tabs appended; resolves to the new position.
+    #[wasm_bindgen(js_name = catchUp, unchecked_return_type = "Promise<number>")]
+    pub fn catch_up(&self) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move { Ok((log.catch_up().await? as f64).into()) })
+    }
+
+    /// Writes snapshots of the tables and of the given reducers (`values[i]` under reducer
+    /// `names[i]` at `versions[i]`); resolves to their position.
+    #[wasm_bindgen(js_name = writeSnapshots, unchecked_return_type = "Promise<number>")]
+    pub fn write_snapshots(
+        &self,
+        names: Vec<String>,
+        versions: Vec<u32>,
+        values: Vec<JsValue>,
+    ) -> Promise {
+        let log = self.0.clone();
+        let reducers = names
+            .iter()
+            .zip(&versions)
+            .map(|(n, v)| reducer_snapshot_key(n, *v))
+            .zip(values)
+            .collect();
+        future_to_promise(async move { Ok((log.write_snapshots(reducers).await? as f64).into()) })
+    }
+
+    /// The stored snapshots of the given reducers (`undefined` where none).
+    #[wasm_bindgen(js_name = reducerSnapshots, unchecked_return_type = "Promise<Array<any>>")]
+    pub fn reducer_snapshots(&self, names: Vec<String>, versions: Vec<u32>) -> Promise {
+        let log = self.0.clone();
+        let keys: Vec<String> = names
+            .iter()
+            .zip(&versions)
+            .map(|(n, v)| reducer_snapshot_key(n, *v))
+            .collect();
+        future_to_promise(async move {
+            let values = log.read_snapshots(&keys).await?;
+            Ok(values.into_iter().collect::<js_sys::Array>().into())
+        })
+    }
+
+    /// Read-only tables as of position `seq`; `hooks.fold` gets the events after
+    /// `reducers_from` for the JS reducers (when `reducers` is true).
+    #[wasm_bindgen(js_name = tablesAt, unchecked_return_type = "Promise<TablesView>")]
+    pub fn tables_at(
+        &self,
+        seq: f64,
+        reducers_from: f64,
+        reducers: bool,
+        hooks: JsValue,
+    ) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move {
+            if !(seq >= 0.0 && seq.fract() == 0.0) {
+                return Err(Error::argument("seq", "must be a non-negative integer").into());
+            }
+            let hooks = Projections {
+                tables: Vec::new(),
+                reducers: if reducers {
+                    vec![String::new()]
+                } else {
+                    Vec::new()
+                },
+                hooks: Some(hooks),
+            };
+            let tables = log
+                .tables_at(seq as u64, reducers_from as u64, hooks)
+                .await?;
+            Ok(TablesView(std::rc::Rc::new(std::cell::RefCell::new(tables))).into())
+        })
+    }
+
     /// Merges small segments now.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn compact(&self) -> Promise {
@@ -228,7 +328,7 @@ impl LogCore {
 
     /// Counters since open.
     #[wasm_bindgen(
-        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number }"
+        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number, eventsReplayed: number, snapshotsLoaded: number, snapshotsDiscarded: number, snapshotsWritten: number, projectionsRebuilt: number }"
     )]
     pub fn stats(&self) -> JsValue {
         let ser = serde_wasm_bindgen::Serializer::json_compatible();

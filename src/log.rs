@@ -9,10 +9,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_channel::oneshot;
 use js_sys::{Array, Function, Uint8Array};
-use logfold_core::segment::{Segment, SegmentWriter, TARGET_BYTES};
+use logfold_core::segment::{Segment, SegmentError, SegmentWriter, TARGET_BYTES};
+use logfold_core::table::{snapshot, Table, TableDef};
 use logfold_core::{place, Batch, EventRef, IdGenerator, Limits, Placed};
 use rexie::{ObjectStore, Rexie};
 use wasm_bindgen::prelude::*;
@@ -21,6 +23,7 @@ use web_sys::{IdbDatabase, IdbKeyRange, IdbObjectStore};
 
 use crate::error::{CloseReason, Error};
 use crate::idb;
+use crate::tables::{table_snapshot_key, Tables};
 
 /// The log format this code writes; stored in `meta` and in every segment.
 pub const FORMAT: u32 = 1;
@@ -43,6 +46,8 @@ const IDLE_MS: i32 = 250;
 const COMPACT_BATCH: u32 = 1024;
 /// Stream versions kept in memory; past this many the cache starts over.
 const VERSION_CACHE: usize = 100_000;
+/// Segments per `getAll` when reading the log through (about 3 MiB when compacted).
+const PAGE: u32 = 64;
 
 /// Counters since this handle opened.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -58,6 +63,16 @@ pub struct Stats {
     pub compactions: u64,
     /// Events appended through this handle.
     pub events_appended: u64,
+    /// Events folded into the projections from IndexedDB (at open, and from other tabs).
+    pub events_replayed: u64,
+    /// Projection snapshots used at open.
+    pub snapshots_loaded: u64,
+    /// Snapshots found damaged or ahead of the log, and not used.
+    pub snapshots_discarded: u64,
+    /// Snapshots written.
+    pub snapshots_written: u64,
+    /// Projections that had no usable snapshot at open and were folded from the start.
+    pub projections_rebuilt: u64,
 }
 
 /// How hard a commit works before it is acknowledged.
@@ -89,6 +104,41 @@ pub struct Appended {
 
 type Reply = oneshot::Sender<Result<Appended, Error>>;
 
+/// What `Logfold.open({ projections })` asks the log to keep up to date.
+#[derive(Default)]
+pub struct Projections {
+    /// Declarative tables, folded here.
+    pub tables: Vec<(String, Arc<TableDef>)>,
+    /// The snapshot keys of the JS reducers, which JS folds from the events it is given.
+    pub reducers: Vec<String>,
+    /// The JS side: `start(reducerSnapshots)`, `fold(eventsJson, changesJson, seq)`,
+    /// `progress(done, total)` and `warn(message)`.
+    pub hooks: Option<JsValue>,
+}
+
+impl Projections {
+    fn call(&self, method: &str, args: &[JsValue]) {
+        let Some(hooks) = &self.hooks else { return };
+        let Ok(f) = js_sys::Reflect::get(hooks, &method.into()) else {
+            return;
+        };
+        let Some(f) = f.dyn_ref::<Function>() else {
+            return;
+        };
+        // The JS side catches its own failures; a throw here would only lose the message.
+        let _ = f.apply(hooks, &args.iter().collect::<Array>());
+    }
+
+    fn fold(&self, events: Option<String>, changes: Option<String>, seq: u64) {
+        let text = |t: Option<String>| t.map_or(JsValue::NULL, |t| t.into());
+        self.call("fold", &[text(events), text(changes), key(seq)]);
+    }
+
+    fn warn(&self, message: &str) {
+        self.call("warn", &[message.into()]);
+    }
+}
+
 /// An open log. Cheap to clone (shared handle).
 #[derive(Clone)]
 pub struct Log(Rc<Inner>);
@@ -113,6 +163,8 @@ struct Inner {
     versions_at: Cell<u64>,
     on_close: RefCell<Option<Function>>,
     on_versionchange: RefCell<Option<Closure<dyn FnMut()>>>,
+    projections: Projections,
+    tables: Rc<RefCell<Tables>>,
 }
 
 /// The IndexedDB database name of log `name`.
@@ -190,22 +242,27 @@ fn new_client_id(random: [u8; 16]) -> String {
 }
 
 impl Log {
-    /// Opens (creating if needed) log `name` and verifies every stored segment.
+    /// Opens (creating if needed) log `name`, verifies every stored segment, and brings the
+    /// projections up to date: each from its snapshot when one matches, else from the start.
     pub async fn open(
         name: &str,
         durability: Durability,
         on_close: Option<Function>,
+        projections: Projections,
     ) -> Result<Log, Error> {
         if name.is_empty() {
             return Err(Error::argument("name", "must be a non-empty string"));
         }
         let db = connect(name).await?;
         let (seed, random) = random_seed();
+        let mut stats = Stats::default();
         let opened = async {
             let client_id = Self::init_meta(&db, durability, new_client_id(random)).await?;
-            Ok::<_, Error>((client_id, verify(&db).await?))
+            let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
+            let head = verify_and_fold(&db, &mut tables, &projections, &mut stats).await?;
+            Ok::<_, Error>((client_id, head, tables))
         };
-        let (client_id, head) = match opened.await {
+        let (client_id, head, tables) = match opened.await {
             Ok(v) => v,
             Err(e) => {
                 db.close();
@@ -224,13 +281,15 @@ impl Log {
             queue: RefCell::new(Vec::new()),
             writing: Cell::new(false),
             idle: RefCell::new(Vec::new()),
-            stats: Cell::new(Stats::default()),
+            stats: Cell::new(stats),
             small_segments: Cell::new(0),
             compaction_scheduled: Cell::new(false),
             versions: RefCell::new(HashMap::new()),
             versions_at: Cell::new(u64::MAX),
             on_close: RefCell::new(on_close),
             on_versionchange: RefCell::new(None),
+            projections,
+            tables: Rc::new(RefCell::new(tables)),
         }));
         log.watch_versionchange();
         Ok(log)
@@ -492,6 +551,7 @@ impl Log {
         };
         let mut reqs = get_versions(&streams, &missing)?;
         let mut head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        let head_before = head;
         if head != inner.versions_at.get() {
             inner.versions.borrow_mut().clear();
             reqs.extend(get_versions(&streams, &known)?);
@@ -588,7 +648,236 @@ impl Log {
         s.segments_written += written;
         s.events_appended += count;
         inner.stats.set(s);
+        if count > 0 {
+            self.fold_committed(head_before, head, batches, &results, time)
+                .await;
+        }
         Ok(results)
+    }
+
+    fn has_projections(&self) -> bool {
+        !self.0.tables.borrow().is_empty() || !self.0.projections.reducers.is_empty()
+    }
+
+    /// Folds a commit's events into the projections before its appends resolve: from memory
+    /// when the projections were at the position it started from, else (another tab appended
+    /// in between) by catching up from IndexedDB.
+    async fn fold_committed(
+        &self,
+        head_before: u64,
+        head: u64,
+        batches: &[&Batch],
+        results: &[Result<Appended, Error>],
+        time: u64,
+    ) {
+        if !self.has_projections() {
+            self.0.tables.borrow_mut().set_seq(head);
+            return;
+        }
+        if self.0.tables.borrow().seq() != head_before {
+            // The commit stands either way; a failed read leaves the tables for the next one.
+            let _ = self.catch_up().await;
+            return;
+        }
+        let mut text = self.events_text();
+        {
+            let mut tables = self.0.tables.borrow_mut();
+            for (batch, result) in batches.iter().zip(results) {
+                let Ok(appended) = result else { continue };
+                for (e, p) in batch.events.iter().zip(&appended.events) {
+                    let e = e.placed(p, time, &self.0.client_id);
+                    tables.fold(&e);
+                    if let Some(text) = text.as_mut() {
+                        if text.len() > 1 {
+                            text.push(',');
+                        }
+                        logfold_core::json::write_event(text, &e);
+                    }
+                }
+            }
+        }
+        self.emit(text);
+    }
+
+    /// A JSON list to collect events in for the JS reducers, if there are any.
+    fn events_text(&self) -> Option<String> {
+        (!self.0.projections.reducers.is_empty()).then(|| String::from("["))
+    }
+
+    /// Tells JS what the last fold step did: the events (for reducers) and the changed rows.
+    /// No borrow of the tables is held, so JS may read them.
+    fn emit(&self, events: Option<String>) {
+        let (changes, seq) = {
+            let mut t = self.0.tables.borrow_mut();
+            (t.take_changes(), t.seq())
+        };
+        let events = events.filter(|t| t.len() > 1).map(|mut t| {
+            t.push(']');
+            t
+        });
+        self.0.projections.fold(events, changes, seq);
+    }
+
+    /// Folds what other tabs appended since the projections' position (and moves the head).
+    /// Returns the new position.
+    pub async fn catch_up(&self) -> Result<u64, Error> {
+        self.check_open()?;
+        if !self.has_projections() {
+            let tx = idb::transaction(&self.0.db, &["meta"], false, "default")
+                .map_err(|e| self.closed_or(e))?;
+            let meta = tx.object_store("meta").map_err(storage)?;
+            let head = as_u64(
+                &idb::request(&meta.get(&"head".into()).map_err(storage)?)
+                    .await
+                    .map_err(storage)?,
+            );
+            self.0.head.set(self.0.head.get().max(head));
+            self.0.tables.borrow_mut().set_seq(self.0.head.get());
+            return Ok(head);
+        }
+        loop {
+            let after = self.0.tables.borrow().seq();
+            let (keys, values) = self.segments_after(after, PAGE).await?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut text = self.events_text();
+            let mut folded = 0;
+            for (k, bytes) in keys.iter().zip(&values) {
+                let from = self.0.tables.borrow().seq() + 1;
+                let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(from, *k, e))?;
+                folded += fold_segment(
+                    &mut self.0.tables.borrow_mut(),
+                    &seg,
+                    u64::MAX,
+                    text.as_mut(),
+                )
+                .map_err(|e| Error::corrupt(from, *k, e))?;
+            }
+            let seq = self.0.tables.borrow().seq();
+            self.0.head.set(self.0.head.get().max(seq));
+            let mut s = self.0.stats.get();
+            s.events_replayed += folded;
+            self.0.stats.set(s);
+            self.emit(text);
+        }
+        Ok(self.0.tables.borrow().seq())
+    }
+
+    /// The live tables, shared with JS readers.
+    pub fn tables(&self) -> Rc<RefCell<Tables>> {
+        Rc::clone(&self.0.tables)
+    }
+
+    /// Writes a snapshot of every table, and the given reducer snapshots, in one transaction.
+    /// Returns the position they are of. Snapshots can be rebuilt, so the write is relaxed.
+    pub async fn write_snapshots(&self, reducers: Vec<(String, JsValue)>) -> Result<u64, Error> {
+        self.check_open()?;
+        let (tables, seq) = {
+            let t = self.0.tables.borrow();
+            (t.snapshots(), t.seq())
+        };
+        let tx = idb::transaction(&self.0.db, &["snapshots"], true, "relaxed")
+            .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let store = tx.object_store("snapshots").map_err(storage)?;
+        let mut written = 0;
+        for (k, bytes) in &tables {
+            store
+                .put_with_key(&Uint8Array::from(&bytes[..]).buffer(), &k.as_str().into())
+                .map_err(storage)?;
+            written += 1;
+        }
+        for (k, value) in &reducers {
+            // A state the browser cannot clone is left without a snapshot, not an error.
+            match store.put_with_key(value, &k.as_str().into()) {
+                Ok(_) => written += 1,
+                Err(e) => self
+                    .0
+                    .projections
+                    .warn(&format!("no snapshot of {k}: {}", Error::from_dom(&e))),
+            }
+        }
+        done.await.map_err(|e| self.closed_or(e))?;
+        let mut s = self.0.stats.get();
+        s.snapshots_written += written;
+        self.0.stats.set(s);
+        Ok(seq)
+    }
+
+    /// The stored values of the given snapshot keys (`undefined` where none).
+    pub async fn read_snapshots(&self, keys: &[String]) -> Result<Vec<JsValue>, Error> {
+        self.check_open()?;
+        let tx = idb::transaction(&self.0.db, &["snapshots"], false, "default")
+            .map_err(|e| self.closed_or(e))?;
+        let store = tx.object_store("snapshots").map_err(storage)?;
+        let reqs = keys
+            .iter()
+            .map(|k| store.get(&k.as_str().into()).map_err(storage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(idb::request(&r).await.map_err(storage)?);
+        }
+        Ok(out)
+    }
+
+    /// Read-only tables as of position `seq`: each from its snapshot when that is not past
+    /// `seq`, then folded up to `seq`. JS reducers get the events after `reducers_from`
+    /// through `hooks`.
+    pub async fn tables_at(
+        &self,
+        seq: u64,
+        reducers_from: u64,
+        hooks: Projections,
+    ) -> Result<Tables, Error> {
+        self.check_open()?;
+        let keys: Vec<String> = self
+            .0
+            .projections
+            .tables
+            .iter()
+            .map(|(name, def)| table_snapshot_key(name, def))
+            .collect();
+        let stored = self.read_snapshots(&keys).await?;
+        let mut start = reducers_from;
+        let mut entries = Vec::new();
+        for ((name, def), value) in self.0.projections.tables.iter().zip(stored) {
+            let table = value
+                .dyn_ref::<js_sys::ArrayBuffer>()
+                .and_then(|b| snapshot::decode(&Uint8Array::new(b).to_vec(), Arc::clone(def)).ok())
+                .filter(|t| t.seq() <= seq)
+                .unwrap_or_else(|| Table::new(Arc::clone(def)));
+            start = start.min(table.seq());
+            entries.push((name.clone(), table));
+        }
+        let mut tables = Tables::new(entries, start);
+        while tables.seq() < seq {
+            let after = tables.seq();
+            let (keys, values) = self.segments_after(after, PAGE).await?;
+            if keys.is_empty() {
+                return Err(Error::argument(
+                    "seq",
+                    format!("position {seq} is past the log's head {after}"),
+                ));
+            }
+            let mut text = (!hooks.reducers.is_empty()).then(|| String::from("["));
+            for (k, bytes) in keys.iter().zip(&values) {
+                let from = tables.seq() + 1;
+                let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(from, *k, e))?;
+                fold_segment(&mut tables, &seg, seq, text.as_mut())
+                    .map_err(|e| Error::corrupt(from, *k, e))?;
+                if tables.seq() >= seq {
+                    break;
+                }
+            }
+            let events = text.filter(|t| t.len() > 1).map(|mut t| {
+                t.push(']');
+                t
+            });
+            hooks.fold(events, None, tables.seq());
+        }
+        Ok(tables)
     }
 
     /// A failure after `versionchange` closed the connection reads as `CLOSED`.
@@ -780,14 +1069,20 @@ fn get_versions<'a>(
         .collect()
 }
 
-/// Reads up to `count` segments with keys above `after`.
-async fn read_segments(
+/// A pending read of segments: their keys and their bytes.
+struct SegmentsRequest {
+    keys: web_sys::IdbRequest,
+    values: web_sys::IdbRequest,
+}
+
+/// Asks for up to `count` segments with keys above `after`.
+fn request_segments(
     store: &IdbObjectStore,
     after: u64,
     count: u32,
-) -> Result<(Vec<u64>, Vec<Vec<u8>>), Error> {
+) -> Result<SegmentsRequest, Error> {
     let range = IdbKeyRange::lower_bound_with_open(&key(after), true).map_err(storage)?;
-    let (keys_req, values_req) = if count == u32::MAX {
+    let (keys, values) = if count == u32::MAX {
         (
             store.get_all_keys_with_key(&range),
             store.get_all_with_key(&range),
@@ -798,49 +1093,236 @@ async fn read_segments(
             store.get_all_with_key_and_limit(&range, count),
         )
     };
-    let keys: Array = idb::request(&keys_req.map_err(storage)?)
-        .await
-        .map_err(storage)?
-        .unchecked_into();
-    let values: Array = idb::request(&values_req.map_err(storage)?)
-        .await
-        .map_err(storage)?
-        .unchecked_into();
-    let keys: Vec<u64> = keys.iter().map(|k| as_u64(&k)).collect();
-    let values = values
-        .iter()
-        .map(|v| Uint8Array::new(&v).to_vec())
-        .collect();
-    Ok((keys, values))
+    Ok(SegmentsRequest {
+        keys: keys.map_err(storage)?,
+        values: values.map_err(storage)?,
+    })
 }
 
-/// Checks every segment's checksum and that the segments tile positions `1..=head` exactly;
-/// returns the head.
-async fn verify(db: &IdbDatabase) -> Result<u64, Error> {
-    match first_damage(db).await? {
-        (head, None) => Ok(head),
+impl SegmentsRequest {
+    async fn get(self) -> Result<(Vec<u64>, Vec<Vec<u8>>), Error> {
+        let keys: Array = idb::request(&self.keys)
+            .await
+            .map_err(storage)?
+            .unchecked_into();
+        let values: Array = idb::request(&self.values)
+            .await
+            .map_err(storage)?
+            .unchecked_into();
+        let keys: Vec<u64> = keys.iter().map(|k| as_u64(&k)).collect();
+        let values = values
+            .iter()
+            .map(|v| Uint8Array::new(&v).to_vec())
+            .collect();
+        Ok((keys, values))
+    }
+}
+
+/// Reads up to `count` segments with keys above `after`.
+async fn read_segments(
+    store: &IdbObjectStore,
+    after: u64,
+    count: u32,
+) -> Result<(Vec<u64>, Vec<Vec<u8>>), Error> {
+    request_segments(store, after, count)?.get().await
+}
+
+/// Reads the snapshots the projections can start from (those that are intact and not past the
+/// stored head), tells JS which reducer snapshots it may use, and returns the tables, set to
+/// fold on from the lowest position any projection is at.
+async fn load_snapshots(
+    db: &IdbDatabase,
+    p: &Projections,
+    stats: &mut Stats,
+) -> Result<Tables, Error> {
+    if p.tables.is_empty() && p.reducers.is_empty() {
+        return Ok(Tables::new(Vec::new(), u64::MAX));
+    }
+    let tx = idb::transaction(db, &["snapshots", "meta"], false, "default").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let store = tx.object_store("snapshots").map_err(storage)?;
+    let head_req = meta.get(&"head".into()).map_err(storage)?;
+    let table_keys: Vec<String> = p
+        .tables
+        .iter()
+        .map(|(name, def)| table_snapshot_key(name, def))
+        .collect();
+    let reqs = table_keys
+        .iter()
+        .chain(&p.reducers)
+        .map(|k| store.get(&k.as_str().into()).map_err(storage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+    let mut values = Vec::with_capacity(reqs.len());
+    for r in &reqs {
+        values.push(idb::request(r).await.map_err(storage)?);
+    }
+    let (table_values, reducer_values) = values.split_at(p.tables.len());
+
+    let mut start = u64::MAX;
+    let discard = |stats: &mut Stats, key: &str, why: String| {
+        stats.snapshots_discarded += 1;
+        p.warn(&format!(
+            "snapshot {key} not used: {why}; rebuilding from the log"
+        ));
+    };
+    let mut entries = Vec::with_capacity(p.tables.len());
+    for (((name, def), value), k) in p.tables.iter().zip(table_values).zip(&table_keys) {
+        let mut table = None;
+        if !value.is_undefined() {
+            let decoded = match value.dyn_ref::<js_sys::ArrayBuffer>() {
+                Some(b) => snapshot::decode(&Uint8Array::new(b).to_vec(), Arc::clone(def))
+                    .map_err(|e| e.to_string()),
+                None => Err("not a snapshot".to_owned()),
+            };
+            match decoded {
+                Ok(t) if t.seq() <= head => table = Some(t),
+                Ok(t) => discard(stats, k, ahead(t.seq(), head)),
+                Err(why) => discard(stats, k, why),
+            }
+        }
+        let table = match table {
+            Some(t) => {
+                stats.snapshots_loaded += 1;
+                t
+            }
+            None => {
+                stats.projections_rebuilt += 1;
+                Table::new(Arc::clone(def))
+            }
+        };
+        start = start.min(table.seq());
+        entries.push((name.clone(), table));
+    }
+    let usable = Array::new();
+    for (value, k) in reducer_values.iter().zip(&p.reducers) {
+        let seq = js_sys::Reflect::get(value, &"seq".into())
+            .ok()
+            .and_then(|s| s.as_f64());
+        let has_state = js_sys::Reflect::has(value, &"state".into()).unwrap_or(false);
+        match seq {
+            _ if value.is_undefined() => {}
+            Some(seq) if has_state && seq >= 0.0 && seq as u64 <= head => {
+                stats.snapshots_loaded += 1;
+                start = start.min(seq as u64);
+                usable.push(value);
+                continue;
+            }
+            Some(seq) if has_state && seq >= 0.0 => discard(stats, k, ahead(seq as u64, head)),
+            _ => discard(stats, k, "not a snapshot".into()),
+        }
+        stats.projections_rebuilt += 1;
+        start = 0;
+        usable.push(&JsValue::UNDEFINED);
+    }
+    p.call("start", &[usable.into()]);
+    Ok(Tables::new(entries, start))
+}
+
+fn ahead(seq: u64, head: u64) -> String {
+    format!("it is of position {seq}, past the log's head {head} (the log was repaired or reset)")
+}
+
+/// Folds the events of `seg` after the tables' position and up to `upto`, writing them as
+/// JSON to `text` for the JS reducers. Returns how many it folded.
+fn fold_segment(
+    tables: &mut Tables,
+    seg: &Segment<'_>,
+    upto: u64,
+    text: Option<&mut String>,
+) -> Result<u64, SegmentError> {
+    let after = tables.seq();
+    let last = seg.last_seq().min(upto);
+    if last <= after {
+        return Ok(0);
+    }
+    if let Some(text) = text {
+        logfold_core::json::write_segment(text, seg, after, upto)?;
+    }
+    if tables.is_empty() {
+        tables.set_seq(last);
+    } else {
+        for e in seg.events() {
+            let e = e?;
+            if e.seq > upto {
+                break;
+            }
+            if e.seq > after {
+                tables.fold(&e);
+            }
+        }
+    }
+    Ok(last - after)
+}
+
+/// Verifies the log (see [`first_damage`]) and folds it into the projections on the way, so
+/// open reads the log once. Returns the head.
+async fn verify_and_fold(
+    db: &IdbDatabase,
+    tables: &mut Tables,
+    p: &Projections,
+    stats: &mut Stats,
+) -> Result<u64, Error> {
+    let mut text = None;
+    let mut replayed = 0;
+    let mut visit = |seg: Option<&Segment<'_>>, head: u64| -> Result<(), Error> {
+        let Some(seg) = seg else {
+            // A page ended: hand its events to JS and report progress.
+            let events = text.take().filter(|t: &String| t.len() > 1).map(|mut t| {
+                t.push(']');
+                t
+            });
+            if events.is_some() {
+                p.fold(events, None, tables.seq());
+            }
+            p.call("progress", &[key(tables.seq().min(head)), key(head)]);
+            return Ok(());
+        };
+        if tables.seq() == u64::MAX {
+            return Ok(()); // nothing to fold
+        }
+        if text.is_none() && !p.reducers.is_empty() {
+            text = Some(String::from("["));
+        }
+        let from = seg.first_seq();
+        replayed += fold_segment(tables, seg, u64::MAX, text.as_mut())
+            .map_err(|e| Error::corrupt(from, seg.last_seq(), e))?;
+        Ok(())
+    };
+    let result = first_damage(db, &mut visit).await?;
+    stats.events_replayed += replayed;
+    match result {
+        (head, None) => {
+            // Also when the log is empty, or nothing needed folding.
+            tables.set_seq(head);
+            Ok(head)
+        }
         (_, Some(e)) => Err(e),
     }
 }
 
+/// Sees each intact segment, then `None` at the end of each page; the `u64` is the head.
+type Visit<'v> = dyn FnMut(Option<&Segment<'_>>, u64) -> Result<(), Error> + 'v;
+
 /// The head, and the first damaged segment as a `Corrupt` (or `UnsupportedFormat`) error.
 /// One readonly transaction, so appends and compaction in other tabs cannot make an intact
-/// log look damaged halfway through.
-async fn first_damage(db: &IdbDatabase) -> Result<(u64, Option<Error>), Error> {
+/// log look damaged halfway through. `visit` sees each intact segment in order, and `None`
+/// after each page; the next page is already being read meanwhile.
+async fn first_damage(
+    db: &IdbDatabase,
+    visit: &mut Visit<'_>,
+) -> Result<(u64, Option<Error>), Error> {
     let tx = idb::transaction(db, &["segments", "meta"], false, "default").map_err(storage)?;
     let meta = tx.object_store("meta").map_err(storage)?;
     let store = tx.object_store("segments").map_err(storage)?;
-    let head = as_u64(
-        &idb::request(&meta.get(&"head".into()).map_err(storage)?)
-            .await
-            .map_err(storage)?,
-    );
+    let head_req = meta.get(&"head".into()).map_err(storage)?;
+    let mut next = request_segments(&store, 0, PAGE)?;
+    let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
     let mut prev = 0u64;
     loop {
-        let (keys, values) = read_segments(&store, prev, 256).await?;
-        if keys.is_empty() {
-            break;
-        }
+        let (keys, values) = next.get().await?;
+        let Some(last) = keys.last() else { break };
+        next = request_segments(&store, *last, PAGE)?;
         for (k, bytes) in keys.iter().zip(&values) {
             let seg = match Segment::parse(bytes) {
                 Ok(seg) => seg,
@@ -862,8 +1344,12 @@ async fn first_damage(db: &IdbDatabase) -> Result<(u64, Option<Error>), Error> {
                     }),
                 ));
             }
+            if let Err(e) = visit(Some(&seg), head) {
+                return Ok((head, Some(e)));
+            }
             prev = *k;
         }
+        visit(None, head)?;
     }
     if prev != head {
         let reason = format!("the log's head is {head} but its segments end at {prev}");
@@ -898,7 +1384,7 @@ pub async fn repair(name: &str) -> Result<RepairReport, Error> {
 }
 
 async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
-    let (head, damage) = first_damage(db).await?;
+    let (head, damage) = first_damage(db, &mut |_, _| Ok(())).await?;
     let damage = match damage {
         None => {
             return Ok(RepairReport {

@@ -196,6 +196,121 @@ const T = (window.T = {
     }
   },
 
+  /** The bank ledger of the project's examples: a declarative table and a JS reducer. */
+  ledger({ totalVersion = 1 } = {}) {
+    return {
+      accounts: {
+        key: "data.account",
+        on: {
+          Opened: { set: { owner: "data.owner", balance: 0, movements: 0 } },
+          Deposited: { add: { balance: "data.amount" }, count: "movements" },
+          Withdrawn: { subtract: { balance: "data.amount" }, count: "movements" },
+          Transferred: [
+            { row: "data.from", subtract: { balance: "data.amount" }, count: "movements" },
+            { row: "data.to", add: { balance: "data.amount" }, count: "movements" },
+          ],
+        },
+      },
+      total: {
+        version: totalVersion,
+        init: 0,
+        apply: (total, e) => (e.type === "Deposited" ? total + e.data.amount : e.type === "Withdrawn" ? total - e.data.amount : total),
+      },
+    };
+  },
+
+  /** `n` random ledger events over `accounts` accounts (opened first), from a seeded generator. */
+  ledgerEvents(n, seed = 1, accounts = 20) {
+    let x = seed >>> 0 || 1;
+    const rnd = (k) => {
+      x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+      return x % k;
+    };
+    const acct = (i) => `acct-${i}`;
+    const out = [];
+    for (let i = 0; i < Math.min(n, accounts); i++) out.push({ stream: acct(i), type: "Opened", data: { account: acct(i), owner: `owner ${i}` } });
+    while (out.length < n) {
+      const a = acct(rnd(accounts));
+      const amount = 1 + rnd(10_000);
+      switch (rnd(3)) {
+        case 0: out.push({ stream: a, type: "Deposited", data: { account: a, amount } }); break;
+        case 1: out.push({ stream: a, type: "Withdrawn", data: { account: a, amount } }); break;
+        default: {
+          const b = acct(rnd(accounts));
+          out.push({ stream: a, type: "Transferred", data: { from: a, to: b, amount } });
+        }
+      }
+    }
+    return out;
+  },
+
+  /** The ledger folded by plain JS, independently of logfold: { accounts: {key: row}, total }. */
+  model(events) {
+    const accounts = {};
+    let total = 0;
+    const row = (k) => (accounts[k] ??= {});
+    for (const e of events) {
+      const d = e.data;
+      if (e.type === "Opened") Object.assign(row(d.account), { owner: d.owner, balance: 0, movements: 0 });
+      if (e.type === "Deposited") { const r = row(d.account); r.balance = (r.balance ?? 0) + d.amount; r.movements = (r.movements ?? 0) + 1; total += d.amount; }
+      if (e.type === "Withdrawn") { const r = row(d.account); r.balance = (r.balance ?? 0) - d.amount; r.movements = (r.movements ?? 0) + 1; total -= d.amount; }
+      if (e.type === "Transferred") {
+        const f = row(d.from); f.balance = (f.balance ?? 0) - d.amount; f.movements = (f.movements ?? 0) + 1;
+        const t = row(d.to); t.balance = (t.balance ?? 0) + d.amount; t.movements = (t.movements ?? 0) + 1;
+      }
+    }
+    return { accounts, total };
+  },
+
+  /** What a log's ledger projections hold: { accounts: {key: row}, total }. */
+  tables(log) {
+    const accounts = {};
+    for (const { key, row } of log.table("accounts").scan()) accounts[key] = row;
+    return { accounts, total: log.state("total") };
+  },
+
+  /** JSON with object keys sorted, to compare values whatever their key order. */
+  canon(v) {
+    const sort = (x) => (Array.isArray(x) ? x.map(sort) : x && typeof x === "object" ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort(x[k])])) : x);
+    return JSON.stringify(sort(v));
+  },
+
+  /** The keys of the snapshots store. */
+  async snapshotKeys(name) {
+    const db = await T.rawOpen(name);
+    try {
+      return await T.req(db.transaction(["snapshots"], "readonly").objectStore("snapshots").getAllKeys());
+    } finally {
+      db.close();
+    }
+  },
+
+  /** Flips a byte in the middle of the snapshot stored under `key`. */
+  async flipSnapshot(name, key) {
+    const db = await T.rawOpen(name);
+    try {
+      const tx = db.transaction(["snapshots"], "readwrite");
+      const store = tx.objectStore("snapshots");
+      const bytes = new Uint8Array((await T.req(store.get(key))).slice(0));
+      bytes[bytes.length >> 1] ^= 0xff;
+      store.put(bytes.buffer, key);
+      await new Promise((ok, fail) => { tx.oncomplete = ok; tx.onabort = () => fail(tx.error); });
+    } finally {
+      db.close();
+    }
+  },
+
+  /** Waits until `check()` is truthy (polling), or throws after `ms`. */
+  async until(check, ms = 20_000, what = "condition") {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = await check();
+      if (v) return v;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  },
+
   /** Flips one byte (XOR 0xff) of the segment stored under `key`, keeping its value type. */
   async flip(name, key, offset) {
     const db = await T.rawOpen(name);
