@@ -5,7 +5,9 @@
 use futures::future::join_all;
 use js_sys::{Function, Reflect, Uint8Array};
 use logfold::error::{CloseReason, Error};
-use logfold::log::{database_name, destroy, repair, Durability, Log};
+use logfold::log::{database_name, destroy, repair, Durability, Log, Projections};
+use logfold::tables::parse_definitions;
+use logfold_core::table::Key;
 use logfold_core::{Batch, ExpectedVersion, NewEvent};
 use rexie::{Rexie, TransactionMode};
 use wasm_bindgen::JsValue;
@@ -15,7 +17,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 async fn fresh(name: &str) -> Log {
     destroy(name).await.unwrap();
-    Log::open(name, Durability::Strict, None).await.unwrap()
+    Log::open(name, Durability::Strict, None, Projections::default())
+        .await
+        .unwrap()
 }
 
 fn deposit(account: &str, amount: u32) -> NewEvent {
@@ -145,9 +149,14 @@ async fn compaction_merges_small_segments_and_keeps_every_event() {
     drop(tx);
     db.close();
     log.close().await;
-    let reopened = Log::open("t-compact", Durability::Strict, None)
-        .await
-        .unwrap();
+    let reopened = Log::open(
+        "t-compact",
+        Durability::Strict,
+        None,
+        Projections::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(all(&reopened).await, before);
     reopened.close().await;
 }
@@ -180,16 +189,28 @@ async fn a_damaged_segment_fails_open_with_its_positions_and_repair_keeps_the_pr
     tx.done().await.unwrap();
     db.close();
 
-    match Log::open("t-corrupt", Durability::Strict, None).await {
+    match Log::open(
+        "t-corrupt",
+        Durability::Strict,
+        None,
+        Projections::default(),
+    )
+    .await
+    {
         Err(Error::Corrupt { from, to, .. }) => assert_eq!((from, to), (3, 4)),
         Err(other) => panic!("expected corrupt, got {other:?}"),
         Ok(_) => panic!("a damaged log opened"),
     }
     let report = repair("t-corrupt").await.unwrap();
     assert_eq!((report.head, report.dropped), (2, Some((3, 5))));
-    let log = Log::open("t-corrupt", Durability::Strict, None)
-        .await
-        .unwrap();
+    let log = Log::open(
+        "t-corrupt",
+        Durability::Strict,
+        None,
+        Projections::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(all(&log).await.len(), 2);
     assert_eq!(
         (
@@ -223,7 +244,7 @@ async fn a_log_written_by_an_unknown_format_is_unsupported_not_corrupt() {
         .unwrap();
     tx.done().await.unwrap();
     db.close();
-    match Log::open("t-format", Durability::Strict, None).await {
+    match Log::open("t-format", Durability::Strict, None, Projections::default()).await {
         Err(Error::UnsupportedFormat(v)) => assert_eq!(v, 99),
         Err(other) => panic!("expected unsupported format, got {other:?}"),
         Ok(_) => panic!("an unknown format opened"),
@@ -234,9 +255,14 @@ async fn a_log_written_by_an_unknown_format_is_unsupported_not_corrupt() {
 async fn destroying_an_open_log_closes_it_instead_of_hanging() {
     destroy("t-versionchange").await.unwrap();
     let on_close = Function::new_with_args("reason", "globalThis.__logfoldClosed = reason");
-    let log = Log::open("t-versionchange", Durability::Relaxed, Some(on_close))
-        .await
-        .unwrap();
+    let log = Log::open(
+        "t-versionchange",
+        Durability::Relaxed,
+        Some(on_close),
+        Projections::default(),
+    )
+    .await
+    .unwrap();
     log.append(Batch::new(vec![deposit("a", 1)])).await.unwrap();
     destroy("t-versionchange").await.unwrap();
     assert!(log.is_closed());
@@ -257,4 +283,79 @@ async fn a_closed_log_refuses_calls() {
         Err(Error::Closed(CloseReason::Closed))
     ));
     assert!(matches!(log.read_json(0, 10).await, Err(Error::Closed(_))));
+}
+
+fn ledger() -> Projections {
+    let defs = r#"{"accounts": {"key": "stream", "on": {
+        "Deposited": {"add": {"balance": "data.amount"}, "count": "movements"},
+        "Closed": {"delete": true}}}}"#;
+    Projections {
+        tables: parse_definitions(defs).unwrap(),
+        ..Projections::default()
+    }
+}
+
+fn balance(log: &Log, account: &str) -> Option<String> {
+    log.tables()
+        .borrow_mut()
+        .get("accounts", &Key::Str(account.into()))
+        .unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn tables_fold_appends_and_reopen_from_their_snapshot() {
+    destroy("t-tables").await.unwrap();
+    let log = Log::open("t-tables", Durability::Strict, None, ledger())
+        .await
+        .unwrap();
+    log.append(Batch::new(vec![
+        deposit("a", 5),
+        deposit("b", 7),
+        deposit("a", 10),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(
+        balance(&log, "a").as_deref(),
+        Some(r#"{"balance":15,"movements":2}"#)
+    );
+    assert_eq!(log.write_snapshots(Vec::new()).await.unwrap(), 3);
+    log.append(Batch::new(vec![NewEvent::new("b", "Closed", "{}")]))
+        .await
+        .unwrap();
+    log.close().await;
+
+    let reopened = Log::open("t-tables", Durability::Strict, None, ledger())
+        .await
+        .unwrap();
+    let s = reopened.stats();
+    assert_eq!((s.snapshots_loaded, s.events_replayed), (1, 1));
+    assert_eq!(
+        balance(&reopened, "b"),
+        None,
+        "the tail after the snapshot was folded"
+    );
+    let past = reopened
+        .tables_at(2, 2, Projections::default())
+        .await
+        .unwrap();
+    let mut past = past;
+    assert_eq!(
+        past.get("accounts", &Key::Str("b".into()))
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"balance":7,"movements":1}"#)
+    );
+    assert_eq!(past.count("accounts").unwrap(), 2);
+}
+
+#[wasm_bindgen_test]
+async fn an_invalid_definition_is_refused_with_its_path() {
+    match parse_definitions(r#"{"t": {"on": {"A": {"add": {"n": [1]}}}}}"#) {
+        Err(Error::InvalidProjection { path, .. }) => assert_eq!(path, "projections.t.on.A.add.n"),
+        other => panic!(
+            "expected INVALID_PROJECTION, got {:?}",
+            other.map(|v| v.len())
+        ),
+    }
 }
