@@ -1,4 +1,6 @@
-// The demo: append events to a local log and list the newest ones.
+// The demo: append events to a local log, list the newest ones, and show the balances the log
+// folds into (a declarative table) and the bank's total (a JS reducer). Other tabs' appends
+// arrive through the subscriptions.
 import { Logfold, LogfoldError } from "/pkg/index.js";
 
 const $ = (id) => document.getElementById(id);
@@ -8,7 +10,45 @@ if ("serviceWorker" in navigator) {
   navigator.serviceWorker.register("sw.js").catch((e) => console.warn("no offline cache:", e));
 }
 
-const log = await Logfold.open({ name: "demo-ledger", onClose: () => ($("status").textContent = "closed by another tab") });
+const projections = {
+  accounts: {
+    key: "stream",
+    on: {
+      Opened: { set: { opened: "time" } },
+      Deposited: { add: { balance: "data.amount" }, count: "movements" },
+      Withdrawn: { subtract: { balance: "data.amount" }, count: "movements" },
+    },
+  },
+  total: {
+    version: 1,
+    init: 0,
+    apply: (total, e) => (e.type === "Deposited" ? total + e.data.amount : e.type === "Withdrawn" ? total - e.data.amount : total),
+  },
+};
+
+const log = await Logfold.open({
+  name: "demo-ledger",
+  projections,
+  onProgress: ({ done, total }) => ($("status").textContent = `folding the log: ${done} of ${total}`),
+  onClose: () => ($("status").textContent = "closed by another tab"),
+});
+
+const cents = (n) => (n / 100).toFixed(2);
+
+function renderAccounts() {
+  $("accounts").replaceChildren(
+    ...log.table("accounts").scan().map(({ key, row }) => {
+      const tr = document.createElement("tr");
+      for (const cell of [key, cents(row.balance ?? 0), row.movements ?? 0]) {
+        const td = document.createElement("td");
+        td.textContent = String(cell);
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+  $("total").textContent = cents(log.state("total"));
+}
 
 async function render() {
   const after = Math.max(0, log.head - 50);
@@ -42,9 +82,16 @@ form.addEventListener("submit", async (ev) => {
     if (!(e instanceof LogfoldError)) throw e;
     $("error").textContent = `${e.code}: ${e.message}`;
   }
-  await render();
+  renderAccounts();
+await render();
 });
 
+log.subscribe("accounts", () => {
+  renderAccounts();
+  render();
+});
+log.subscribe("total", renderAccounts);
 addEventListener("online", render);
 addEventListener("offline", render);
+renderAccounts();
 await render();

@@ -380,7 +380,7 @@ fn parse_num(text: &str) -> Option<f64> {
         return Some(if neg { -v } else { v });
     }
     match b[0] {
-        b'-' | b'0'..=b'9' => text.parse().ok(),
+        b'-' | b'0'..=b'9' => super::value::parse_f64(text),
         _ => None,
     }
 }
