@@ -681,11 +681,12 @@ class Log {
     if (this.closed) return;
     // Appends of this tick are not in wasm yet: send them, so close() waits for them too.
     const flushed = this.#flush();
-    this.#channel?.close();
     globalThis.document?.removeEventListener("visibilitychange", this.#onVisible);
     await flushed.catch(() => {});
     if (this.#p.seq > this.#snapshotAt) await this.snapshot().catch((e) => console.warn("logfold: snapshot at close failed:", e));
     await this.#core.close();
+    this.#channel?.close();
+    this.#channel = null;
     await flushed;
   }
 }

@@ -163,7 +163,10 @@ test("stats() counters increase with appends", opts, async () => {
     const s3 = log.stats();
     return { s0, s1, s2, s3 };
   });
-  assert.deepEqual(Object.keys(r.s0).sort(), ["compactions", "eventsAppended", "segmentsMerged", "segmentsWritten", "transactions"]);
+  assert.deepEqual(Object.keys(r.s0).sort(), [
+    "compactions", "eventsAppended", "eventsReplayed", "projectionsRebuilt", "segmentsMerged",
+    "segmentsWritten", "snapshotsDiscarded", "snapshotsLoaded", "snapshotsWritten", "transactions",
+  ]);
   assert.equal(r.s0.eventsAppended, 0);
   assert.equal(r.s1.eventsAppended, 1);
   assert.equal(r.s2.eventsAppended, 11);
