@@ -11,6 +11,8 @@ use web_sys::{IdbDatabase, IdbFactory, IdbRequest, IdbTransaction};
 
 #[wasm_bindgen(inline_js = r#"
 export function requestPromise(req) {
+  // A request awaited after it finished (another await came first) fires no more events.
+  if (req.readyState === "done") return req.error ? Promise.reject(req.error) : Promise.resolve(req.result);
   return new Promise((resolve, reject) => {
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);

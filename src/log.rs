@@ -2,8 +2,8 @@
 //!
 //! Stores (all created with the first format so later features need no schema change):
 //! `segments` (key: the segment's last position; value: an encoded segment), `streams`
-//! (stream → version), `meta` (format, clientId, head, compacted), `outbox`, `snapshots`,
-//! `rejections`. Keying a segment by its *last* position lets a read "after n" start with
+//! (stream → version as of `meta.streamsThrough`), `meta` (format, clientId, head, compacted,
+//! streamsThrough), `outbox`, `snapshots`, `rejections`. Keying a segment by its *last* position lets a read "after n" start with
 //! one ranged `getAll` over keys `> n`.
 
 use std::cell::{Cell, RefCell};
@@ -44,8 +44,10 @@ const COMPACT_NOW: u32 = 4096;
 const IDLE_MS: i32 = 250;
 /// The most segments one compaction transaction reads, so it never holds the store for long.
 const COMPACT_BATCH: u32 = 1024;
-/// Stream versions kept in memory; past this many the cache starts over.
+/// Stream versions kept in memory; past this many the ones already in `streams` are dropped.
 const VERSION_CACHE: usize = 100_000;
+/// Streams changed since the last checkpoint after which one runs between appends.
+const CHECKPOINT_NOW: usize = 20_000;
 /// Segments per `getAll` when reading the log through (about 3 MiB when compacted).
 const PAGE: u32 = 64;
 
@@ -158,9 +160,12 @@ struct Inner {
     stats: Cell<Stats>,
     small_segments: Cell<u32>,
     compaction_scheduled: Cell<bool>,
-    /// Stream versions as of stored head `versions_at` (see `commit`).
+    /// Stream versions as of stored head `versions_at`: every stream changed after the
+    /// `streams` store's checkpoint, and any others read since (see `commit`).
     versions: RefCell<HashMap<String, u64>>,
     versions_at: Cell<u64>,
+    /// Streams whose version is newer than the `streams` store's (see `checkpoint_streams`).
+    dirty: RefCell<HashSet<String>>,
     on_close: RefCell<Option<Function>>,
     on_versionchange: RefCell<Option<Closure<dyn FnMut()>>>,
     projections: Projections,
@@ -257,12 +262,21 @@ impl Log {
         let (seed, random) = random_seed();
         let mut stats = Stats::default();
         let opened = async {
-            let client_id = Self::init_meta(&db, durability, new_client_id(random)).await?;
+            let (client_id, streams_through) =
+                Self::init_meta(&db, durability, new_client_id(random)).await?;
             let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
-            let head = verify_and_fold(&db, &mut tables, &projections, &mut stats).await?;
-            Ok::<_, Error>((client_id, head, tables))
+            let mut versions = HashMap::new();
+            let head = verify_and_fold(
+                &db,
+                &mut tables,
+                &projections,
+                &mut stats,
+                (streams_through, &mut versions),
+            )
+            .await?;
+            Ok::<_, Error>((client_id, head, tables, versions))
         };
-        let (client_id, head, tables) = match opened.await {
+        let (client_id, head, tables, versions) = match opened.await {
             Ok(v) => v,
             Err(e) => {
                 db.close();
@@ -284,8 +298,9 @@ impl Log {
             stats: Cell::new(stats),
             small_segments: Cell::new(0),
             compaction_scheduled: Cell::new(false),
-            versions: RefCell::new(HashMap::new()),
-            versions_at: Cell::new(u64::MAX),
+            dirty: RefCell::new(versions.keys().cloned().collect()),
+            versions: RefCell::new(versions),
+            versions_at: Cell::new(head),
             on_close: RefCell::new(on_close),
             on_versionchange: RefCell::new(None),
             projections,
@@ -300,13 +315,24 @@ impl Log {
         db: &IdbDatabase,
         durability: Durability,
         fresh_id: String,
-    ) -> Result<String, Error> {
+    ) -> Result<(String, u64), Error> {
         let tx = idb::transaction(db, &["meta"], true, durability.as_str()).map_err(storage)?;
         let done = idb::done(&tx);
         let meta = tx.object_store("meta").map_err(storage)?;
-        let format = idb::request(&meta.get(&"format".into()).map_err(storage)?)
-            .await
-            .map_err(storage)?;
+        let get = |k: &str| meta.get(&k.into()).map_err(storage);
+        let (format, through, head) = (get("format")?, get("streamsThrough")?, get("head")?);
+        let format = idb::request(&format).await.map_err(storage)?;
+        let through = idb::request(&through).await.map_err(storage)?;
+        let head = idb::request(&head).await.map_err(storage)?;
+        // Logs written before the checkpoint existed kept `streams` current at every commit.
+        let streams_through = match through.as_f64() {
+            Some(t) => t as u64,
+            None => {
+                meta.put_with_key(&key(as_u64(&head)), &"streamsThrough".into())
+                    .map_err(storage)?;
+                as_u64(&head)
+            }
+        };
         let client = idb::request(&meta.get(&"clientId".into()).map_err(storage)?)
             .await
             .map_err(storage)?;
@@ -328,7 +354,7 @@ impl Log {
             Some(f) if f as u32 == FORMAT => {}
             other => return Err(Error::UnsupportedFormat(other.unwrap_or(0.0) as u32)),
         }
-        Ok(client_id)
+        Ok((client_id, streams_through))
     }
 
     fn watch_versionchange(&self) {
@@ -446,10 +472,16 @@ impl Log {
                     let _ = log.compact_once().await;
                     continue;
                 }
+                if log.0.dirty.borrow().len() >= CHECKPOINT_NOW && log.0.closed.get().is_none() {
+                    // Best effort too: the versions stay in memory until a checkpoint succeeds.
+                    if log.checkpoint_streams().await.is_ok() {
+                        continue;
+                    }
+                }
                 break;
             }
             log.finish_writing();
-            if log.0.small_segments.get() >= COMPACT_AFTER {
+            if log.0.small_segments.get() >= COMPACT_AFTER || !log.0.dirty.borrow().is_empty() {
                 log.compact_when_idle();
             }
         });
@@ -463,7 +495,7 @@ impl Log {
         }
     }
 
-    /// Compacts once no append has come for `IDLE_MS`.
+    /// Compacts and checkpoints stream versions once no append has come for `IDLE_MS`.
     fn compact_when_idle(&self) {
         if self.0.compaction_scheduled.replace(true) {
             return;
@@ -478,8 +510,10 @@ impl Log {
                 }
                 if !log.0.writing.get() && log.0.stats.get().transactions == seen {
                     log.0.writing.set(true);
-                    log.0.small_segments.set(0);
-                    let _ = log.compact_once().await;
+                    if log.0.small_segments.replace(0) >= COMPACT_AFTER {
+                        let _ = log.compact_once().await;
+                    }
+                    let _ = log.checkpoint_streams().await;
                     log.finish_writing();
                     log.start_writer_if_queued();
                     break;
@@ -537,26 +571,33 @@ impl Log {
         let streams = tx.object_store("streams").map_err(storage)?;
         let meta = tx.object_store("meta").map_err(storage)?;
 
-        // Stream versions come from a cache that is valid while the stored head is the one this
-        // handle last wrote or saw: any other tab's append moves the head. Reads for streams the
-        // cache lacks are issued with the head's, so they run together.
+        // Stream versions come from the cache, brought up to the stored head first (another
+        // tab's appends move it), and for streams it lacks from the `streams` store, which is
+        // current for every stream the cache lacks. Those reads go out with the head's.
         let head_req = meta.get(&"head".into()).map_err(storage)?;
         let mut names: HashSet<&str> = HashSet::new();
         for b in batches {
             names.extend(b.events.iter().map(|e| e.stream.as_str()));
         }
-        let (known, missing): (Vec<&str>, Vec<&str>) = {
+        let missing: Vec<&str> = {
             let cache = inner.versions.borrow();
-            names.iter().partition(|s| cache.contains_key(**s))
+            names
+                .iter()
+                .copied()
+                .filter(|s| !cache.contains_key(*s))
+                .collect()
         };
-        let mut reqs = get_versions(&streams, &missing)?;
+        let reqs = get_versions(&streams, &missing)?;
         let mut head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
         let head_before = head;
-        if head != inner.versions_at.get() {
-            inner.versions.borrow_mut().clear();
-            reqs.extend(get_versions(&streams, &known)?);
-        }
+        self.versions_through(&segments, head).await?;
         let mut versions: HashMap<String, u64> = HashMap::with_capacity(names.len());
+        for (name, req) in reqs {
+            versions.insert(
+                name.to_owned(),
+                as_u64(&idb::request(&req).await.map_err(storage)?),
+            );
+        }
         {
             let cache = inner.versions.borrow();
             for name in &names {
@@ -565,13 +606,6 @@ impl Log {
                 }
             }
         }
-        for (name, req) in reqs {
-            versions.insert(
-                name.to_owned(),
-                as_u64(&idb::request(&req).await.map_err(storage)?),
-            );
-        }
-        let before = versions.clone();
 
         let time = js_sys::Date::now() as u64;
         let results: Vec<Result<Appended, Error>> = {
@@ -616,29 +650,23 @@ impl Log {
         if w.count() > 0 {
             put(w)?;
         }
+        // No `streams` records here: the cache holds the new versions until a checkpoint
+        // writes them, which keeps a commit to one segment put and the head's.
         if count > 0 {
-            for (name, v) in &versions {
-                if before.get(name) != Some(v) {
-                    streams
-                        .put_with_key(&key(*v), &JsValue::from_str(name))
-                        .map_err(storage)?;
-                }
-            }
             meta.put_with_key(&key(head), &"head".into())
                 .map_err(storage)?;
         }
-        if let Err(e) = done.await {
-            inner.versions.borrow_mut().clear();
-            inner.versions_at.set(u64::MAX);
-            return Err(self.closed_or(e));
-        }
-        {
-            let mut cache = inner.versions.borrow_mut();
-            if cache.len() > VERSION_CACHE {
-                cache.clear();
-            }
-            cache.extend(versions);
-            inner.versions_at.set(head);
+        done.await.map_err(|e| self.closed_or(e))?;
+        if count > 0 {
+            self.remember(
+                results
+                    .iter()
+                    .zip(batches)
+                    .filter(|(r, _)| r.is_ok())
+                    .flat_map(|(_, b)| b.events.iter().map(|e| e.stream.as_str()))
+                    .map(|s| (s, versions[s])),
+                head,
+            );
         }
 
         inner.head.set(inner.head.get().max(head));
@@ -653,6 +681,101 @@ impl Log {
                 .await;
         }
         Ok(results)
+    }
+
+    /// Brings the version cache from `versions_at` up to the stored `head` by reading the
+    /// segments other tabs wrote in between (inside the caller's transaction).
+    async fn versions_through(&self, segments: &IdbObjectStore, head: u64) -> Result<(), Error> {
+        let at = self.0.versions_at.get();
+        if head <= at {
+            return Ok(());
+        }
+        let (keys, values) = read_segments(segments, at, u32::MAX).await?;
+        let mut seen = Vec::new();
+        for (k, bytes) in keys.iter().zip(&values) {
+            let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(at + 1, *k, e))?;
+            for e in seg.events() {
+                let e = e.map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?;
+                if e.seq > at && e.seq <= head {
+                    seen.push((e.stream.to_owned(), e.version));
+                }
+            }
+        }
+        self.remember(seen.iter().map(|(s, v)| (s.as_str(), *v)), head);
+        Ok(())
+    }
+
+    /// Records committed stream versions as of stored head `head`; they are newer than the
+    /// `streams` store's until a checkpoint writes them.
+    fn remember<'a>(&self, versions: impl Iterator<Item = (&'a str, u64)>, head: u64) {
+        let mut cache = self.0.versions.borrow_mut();
+        let mut dirty = self.0.dirty.borrow_mut();
+        for (stream, v) in versions {
+            if let Some(old) = cache.get_mut(stream) {
+                *old = v;
+            } else {
+                cache.insert(stream.to_owned(), v);
+            }
+            if !dirty.contains(stream) {
+                dirty.insert(stream.to_owned());
+            }
+        }
+        if cache.len() > VERSION_CACHE {
+            // What the store already has can be read again; what it lacks must stay.
+            cache.retain(|s, _| dirty.contains(s));
+        }
+        self.0.versions_at.set(self.0.versions_at.get().max(head));
+    }
+
+    /// Writes the versions the `streams` store lacks and moves its checkpoint to the head, so
+    /// the next open folds only the segments after it. Relaxed: a lost checkpoint is redone.
+    async fn checkpoint_streams(&self) -> Result<(), Error> {
+        let inner = &self.0;
+        if inner.dirty.borrow().is_empty() {
+            return Ok(());
+        }
+        let tx = idb::transaction(&inner.db, &["streams", "meta"], true, "relaxed")
+            .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let streams = tx.object_store("streams").map_err(storage)?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let head = as_u64(
+            &idb::request(&meta.get(&"head".into()).map_err(storage)?)
+                .await
+                .map_err(storage)?,
+        );
+        let at = inner.versions_at.get();
+        if head != at {
+            // Another tab appended since: the cache is behind; the next checkpoint catches up.
+            return Ok(());
+        }
+        let written: Vec<(String, u64)> = {
+            let cache = inner.versions.borrow();
+            let dirty = inner.dirty.borrow();
+            dirty
+                .iter()
+                .map(|s| (s.clone(), cache[s.as_str()]))
+                .collect()
+        };
+        for (s, v) in &written {
+            streams
+                .put_with_key(&key(*v), &JsValue::from_str(s))
+                .map_err(storage)?;
+        }
+        meta.put_with_key(&key(at), &"streamsThrough".into())
+            .map_err(storage)?;
+        done.await.map_err(|e| self.closed_or(e))?;
+        let cache = inner.versions.borrow();
+        let mut dirty = inner.dirty.borrow_mut();
+        for (s, v) in &written {
+            if cache.get(s.as_str()) == Some(v) {
+                dirty.remove(s);
+            }
+        }
+        let mut st = inner.stats.get();
+        st.transactions += 1;
+        inner.stats.set(st);
+        Ok(())
     }
 
     fn has_projections(&self) -> bool {
@@ -934,13 +1057,23 @@ impl Log {
     /// The stream's current version, read from IndexedDB (other tabs may have appended).
     pub async fn version(&self, stream: &str) -> Result<u64, Error> {
         self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["streams"], false, "default")
-            .map_err(|e| self.closed_or(e))?;
+        let tx = idb::transaction(
+            &self.0.db,
+            &["segments", "streams", "meta"],
+            false,
+            "default",
+        )
+        .map_err(|e| self.closed_or(e))?;
+        let meta = tx.object_store("meta").map_err(storage)?;
         let store = tx.object_store("streams").map_err(storage)?;
-        let v = idb::request(&store.get(&JsValue::from_str(stream)).map_err(storage)?)
-            .await
-            .map_err(storage)?;
-        Ok(as_u64(&v))
+        let head_req = meta.get(&"head".into()).map_err(storage)?;
+        let stored = store.get(&JsValue::from_str(stream)).map_err(storage)?;
+        let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        let segments = tx.object_store("segments").map_err(storage)?;
+        self.versions_through(&segments, head).await?;
+        let stored = as_u64(&idb::request(&stored).await.map_err(storage)?);
+        let cached = self.0.versions.borrow().get(stream).copied();
+        Ok(cached.unwrap_or(stored))
     }
 
     /// Merges runs of small adjacent segments now, after pending appends.
@@ -1050,7 +1183,17 @@ impl Log {
         if self.0.closed.get().is_some() {
             return;
         }
-        self.wait_idle().await;
+        loop {
+            self.wait_idle().await;
+            self.0.writing.set(true);
+            let _ = self.checkpoint_streams().await;
+            self.finish_writing();
+            // Appends that came during the checkpoint go first; close waits for them too.
+            if self.0.queue.borrow().is_empty() {
+                break;
+            }
+            self.start_writer();
+        }
         self.0.closed.set(Some(CloseReason::Closed));
         self.0.db.close();
         self.0.db.set_onversionchange(None);
@@ -1256,16 +1399,26 @@ fn fold_segment(
 }
 
 /// Verifies the log (see [`first_damage`]) and folds it into the projections on the way, so
-/// open reads the log once. Returns the head.
+/// open reads the log once. Also collects the stream versions of the events after the
+/// `streams` store's checkpoint. Returns the head.
 async fn verify_and_fold(
     db: &IdbDatabase,
     tables: &mut Tables,
     p: &Projections,
     stats: &mut Stats,
+    (streams_through, versions): (u64, &mut HashMap<String, u64>),
 ) -> Result<u64, Error> {
     let mut text = None;
     let mut replayed = 0;
     let mut visit = |seg: Option<&Segment<'_>>, head: u64| -> Result<(), Error> {
+        if let Some(seg) = seg.filter(|s| s.last_seq() > streams_through) {
+            for e in seg.events() {
+                let e = e.map_err(|e| Error::corrupt(seg.first_seq(), seg.last_seq(), e))?;
+                if e.seq > streams_through {
+                    versions.insert(e.stream.to_owned(), e.version);
+                }
+            }
+        }
         let Some(seg) = seg else {
             // A page ended: hand its events to JS and report progress.
             let events = text.take().filter(|t: &String| t.len() > 1).map(|mut t| {
@@ -1422,6 +1575,8 @@ async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
             .map_err(storage)?;
     }
     meta.put_with_key(&key(keep), &"head".into())
+        .map_err(storage)?;
+    meta.put_with_key(&key(keep), &"streamsThrough".into())
         .map_err(storage)?;
     meta.put_with_key(&key(0), &"compacted".into())
         .map_err(storage)?;

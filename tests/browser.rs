@@ -359,3 +359,88 @@ async fn an_invalid_definition_is_refused_with_its_path() {
         ),
     }
 }
+
+#[wasm_bindgen_test]
+async fn stream_versions_hold_across_handles_without_streams_records_per_commit() {
+    destroy("t-versions").await.unwrap();
+    let a = Log::open(
+        "t-versions",
+        Durability::Strict,
+        None,
+        Projections::default(),
+    )
+    .await
+    .unwrap();
+    let b = Log::open(
+        "t-versions",
+        Durability::Strict,
+        None,
+        Projections::default(),
+    )
+    .await
+    .unwrap();
+    a.append(Batch::new(vec![
+        deposit("s", 1),
+        deposit("s", 2),
+        deposit("s", 3),
+    ]))
+    .await
+    .unwrap();
+    // No checkpoint yet: the `streams` store does not have it, the other handle must still see it.
+    let db = raw("t-versions").await;
+    let tx = db
+        .transaction(&["streams"], TransactionMode::ReadOnly)
+        .unwrap();
+    let stored = tx
+        .store("streams")
+        .unwrap()
+        .get(JsValue::from_str("s"))
+        .await
+        .unwrap();
+    assert!(stored.is_none(), "{stored:?}");
+    drop(tx);
+    db.close();
+    assert_eq!(b.version("s").await.unwrap(), 3);
+    let stale = b
+        .append(Batch::new(vec![deposit("s", 4)]).expect("s", ExpectedVersion::Exact(2)))
+        .await;
+    assert!(matches!(stale, Err(Error::Conflict(_))), "{stale:?}");
+    let ok = b
+        .append(Batch::new(vec![deposit("s", 4)]).expect("s", ExpectedVersion::Exact(3)))
+        .await
+        .unwrap();
+    assert_eq!(ok.events[0].version, 4);
+    let next = a.append(Batch::new(vec![deposit("s", 5)])).await.unwrap();
+    assert_eq!(
+        next.events[0].version, 5,
+        "a folds b's append before placing its own"
+    );
+
+    // Close checkpoints the versions; a reopen (with or without one) knows them.
+    a.close().await;
+    b.close().await;
+    let c = Log::open(
+        "t-versions",
+        Durability::Strict,
+        None,
+        Projections::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.version("s").await.unwrap(), 5);
+    let more = c.append(Batch::new(vec![deposit("s", 6)])).await.unwrap();
+    assert_eq!(more.events[0].version, 6);
+    let d = Log::open(
+        "t-versions",
+        Durability::Strict,
+        None,
+        Projections::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        d.version("s").await.unwrap(),
+        6,
+        "from the tail after the checkpoint"
+    );
+}
