@@ -69,6 +69,36 @@ fn a_lost_answer_is_retried_as_the_same_batch_and_stored_once() {
 }
 
 #[test]
+fn a_restored_client_resends_the_same_batches_and_numbers_on() {
+    let mut server = MemoryStore::new();
+    let mut c = Client::new("c", 1, 7);
+    c.append(&Batch::new(vec![opened("a", "Ada")]), 1).unwrap();
+    c.append(&Batch::new(vec![deposited("a", 5), deposited("b", 1)]), 2)
+        .unwrap();
+    let before = c.next_push(10).unwrap();
+    let _lost = send(&mut server, &before);
+
+    // A reload: a new generator seed, the same persisted parts.
+    let mut c = Client::restore(c.to_parts(), 8).unwrap();
+    assert_eq!(c.next_push(10).unwrap(), before);
+    assert_eq!(c.version("a"), 2);
+    let next = c.append(&Batch::new(vec![deposited("a", 1)]), 3).unwrap();
+    assert_eq!(next[0].seq, 4);
+    assert_eq!(c.outbox().last().unwrap().batch, 3);
+
+    sync(&mut c, &mut server);
+    assert_eq!(server.last_offset(), 4);
+    assert_eq!(c.confirmed(), server.read(0, 10));
+
+    let mut broken = c.to_parts();
+    broken.confirmed.remove(0);
+    assert!(matches!(
+        Client::restore(broken, 9),
+        Err(SyncError::Inconsistent(_))
+    ));
+}
+
+#[test]
 fn a_pull_that_confirms_part_of_a_batch_acknowledges_all_of_it() {
     let mut server = MemoryStore::new();
     let mut c = Client::new("c", 1, 7);

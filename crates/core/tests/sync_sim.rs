@@ -1,6 +1,7 @@
 //! Convergence, simulated: a few clients and one in-memory server, driven by a seeded random
-//! schedule of appends, pushes, pulls and network faults (lost, delayed, reordered and repeated
-//! answers; clients going offline). Along the way every client's confirmed log stays a prefix of
+//! schedule of appends, pushes, pulls and faults (requests lost or reaching the server late;
+//! answers lost, reordered and repeated; clients going offline, reloading from their persisted
+//! parts, changing leader epoch). Along the way every client's confirmed log stays a prefix of
 //! the server's and its table equals a fold of confirmed ⊕ outbox; once everyone syncs to
 //! quiescence, every client holds exactly the server's log and table, and each rejected batch is
 //! known to the client that made it and to no one else.
@@ -46,9 +47,10 @@ impl Rng {
     }
 }
 
-/// A message on its way back to a client.
+/// A message on its way: a push request to the server, or an answer back to a client.
 #[derive(Clone)]
-enum Answer {
+enum Msg {
+    Request(usize, PushRequest),
     Push(usize, PushRequest, PushResponse),
     Pull(usize, PullResponse),
 }
@@ -68,6 +70,8 @@ struct Tally {
     appends: u64,
     local_conflicts: u64,
     lost_requests: u64,
+    delayed_requests: u64,
+    restarts: u64,
     lost_answers: u64,
     delivered: u64,
     repeated: u64,
@@ -80,12 +84,24 @@ struct Tally {
     events: u64,
 }
 
+impl Tally {
+    /// Adds a client's and its table's counters (before a restart resets them, or at the end).
+    fn count(&mut self, node: &Node) {
+        let (c, v) = (node.client.stats(), node.view.stats());
+        self.rejected += c.rejected;
+        self.retracted += c.retracted;
+        self.stale_results += c.stale_results;
+        self.overlay_rebuilds += v.overlay_rebuilds;
+        self.overlay_extends += v.overlay_extends;
+    }
+}
+
 struct World {
     rng: Rng,
     server: MemoryStore,
     nodes: Vec<Node>,
-    in_flight: Vec<Answer>,
-    history: Vec<Answer>,
+    in_flight: Vec<Msg>,
+    history: Vec<Msg>,
     now: u64,
     tally: Tally,
 }
@@ -130,6 +146,7 @@ impl World {
                 let c = &mut self.nodes[i].client;
                 c.set_epoch(c.epoch() + 1);
             }
+            98 => self.restart(i),
             _ => self.check_view(i),
         }
         self.check_logs(i);
@@ -188,10 +205,27 @@ impl World {
         };
         if self.rng.percent(10) {
             self.tally.lost_requests += 1;
-            return;
+        } else if self.rng.percent(15) {
+            // Reaches the server later, maybe after a retry did.
+            self.tally.delayed_requests += 1;
+            self.in_flight.push(Msg::Request(i, req));
+        } else {
+            self.serve(i, req);
         }
+    }
+
+    fn serve(&mut self, i: usize, req: PushRequest) {
         let resp = answer(&mut self.server, &req);
-        self.send(Answer::Push(i, req, resp));
+        self.send(Msg::Push(i, req, resp));
+    }
+
+    /// A reload: the client resumes from what it persisted, its table from scratch.
+    fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        self.tally.count(node);
+        node.client = Client::restore(node.client.to_parts(), self.rng.next()).expect("restore");
+        node.view = SyncedProjection::new(ledger());
+        self.tally.restarts += 1;
     }
 
     fn pull(&mut self, i: usize) {
@@ -200,10 +234,10 @@ impl World {
         }
         let limit = 1 + self.rng.below(8);
         let resp = pull(&self.server, self.nodes[i].client.cursor(), limit);
-        self.send(Answer::Pull(i, resp));
+        self.send(Msg::Pull(i, resp));
     }
 
-    fn send(&mut self, a: Answer) {
+    fn send(&mut self, a: Msg) {
         if self.rng.percent(20) {
             self.tally.lost_answers += 1;
         } else {
@@ -219,6 +253,9 @@ impl World {
         let a = self
             .in_flight
             .swap_remove(self.rng.below(self.in_flight.len()));
+        if let Msg::Request(i, req) = a {
+            return self.serve(i, req);
+        }
         if self.apply(&a) {
             self.tally.delivered += 1;
             self.history.push(a);
@@ -237,17 +274,18 @@ impl World {
     }
 
     /// An answer to an offline client is lost.
-    fn apply(&mut self, a: &Answer) -> bool {
-        let (Answer::Push(i, ..) | Answer::Pull(i, _)) = a;
+    fn apply(&mut self, a: &Msg) -> bool {
+        let (Msg::Request(i, _) | Msg::Push(i, ..) | Msg::Pull(i, _)) = a;
         let node = &mut self.nodes[*i];
         if !node.online {
             return false;
         }
         match a {
-            Answer::Push(_, req, resp) => {
+            Msg::Push(_, req, resp) => {
                 on_push(&mut node.client, req, resp);
             }
-            Answer::Pull(_, resp) => {
+            Msg::Request(..) => unreachable!("requests go to the server"),
+            Msg::Pull(_, resp) => {
                 node.client.on_pull(resp).expect("pull answer");
                 self.tally.partial_batches += split_batches(node);
             }
@@ -342,11 +380,7 @@ impl World {
             node.view.refresh(c);
             assert_eq!(rows(node.view.state()), table);
             accounted += check_batches(node, &stored);
-            self.tally.rejected += c.stats().rejected;
-            self.tally.retracted += c.stats().retracted;
-            self.tally.stale_results += c.stats().stale_results;
-            self.tally.overlay_rebuilds += node.view.stats().overlay_rebuilds;
-            self.tally.overlay_extends += node.view.stats().overlay_extends;
+            self.tally.count(node);
         }
         assert_eq!(
             accounted,
@@ -448,6 +482,8 @@ fn run(seed: u64, tally: &mut Tally) {
     tally.appends += t.appends;
     tally.local_conflicts += t.local_conflicts;
     tally.lost_requests += t.lost_requests;
+    tally.delayed_requests += t.delayed_requests;
+    tally.restarts += t.restarts;
     tally.lost_answers += t.lost_answers;
     tally.delivered += t.delivered;
     tally.repeated += t.repeated;
@@ -470,7 +506,7 @@ fn clients_converge_on_the_servers_log_and_tables_under_faults() {
     // The schedules must have exercised what they are for.
     assert!(tally.rejected > 0 && tally.local_conflicts > 0);
     assert!(tally.lost_requests > 0 && tally.lost_answers > 0 && tally.repeated > 0);
-    assert!(tally.stale_results > 0);
+    assert!(tally.stale_results > 0 && tally.delayed_requests > 0 && tally.restarts > 0);
     assert!(tally.overlay_rebuilds > 0 && tally.overlay_extends > 0);
     assert!(tally.partial_batches > 0);
 }

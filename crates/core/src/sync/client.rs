@@ -1,6 +1,6 @@
 //! [`Client`]: the confirmed log, the outbox, and what push and pull answers do to them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::append::{assign, AppendError, Batch, Stamp};
 use crate::commit::MAX_BATCH_EVENTS;
@@ -63,6 +63,9 @@ pub enum SyncError {
     /// Pulled events out of offset order.
     #[error("pulled events are not in dense offset order at offset {0}")]
     Disordered(u64),
+    /// Persisted parts that break the client's invariants (see [`Client::restore`]).
+    #[error("the persisted sync state is inconsistent: {0}")]
+    Inconsistent(String),
     /// The server has another event at an offset already confirmed here.
     #[error("offset {offset} holds {theirs} on the server but {ours} here")]
     Diverged {
@@ -122,6 +125,24 @@ pub struct ClientStats {
     pub retracted: u64,
 }
 
+/// What a client must persist to resume after a reload: the rest is derived from it. The outbox
+/// batches, their numbers and the next number are what make a retry resend the same batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientParts {
+    /// The client id.
+    pub client: String,
+    /// The leader epoch.
+    pub epoch: u64,
+    /// The number the next appended batch gets.
+    pub next_batch: u64,
+    /// The confirmed log, dense from offset 1.
+    pub confirmed: Vec<Event>,
+    /// The waiting batches, oldest first.
+    pub outbox: Vec<OutboxBatch>,
+    /// Rejections not yet dismissed.
+    pub rejections: Vec<Rejection>,
+}
+
 /// The sync client of one device (one client id); see the module docs for its invariants.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -163,6 +184,37 @@ impl Client {
             rejections: Vec::new(),
             rebases: 0,
             stats: ClientStats::default(),
+        }
+    }
+
+    /// A client resumed from persisted parts, with a fresh random `seed` for ids.
+    pub fn restore(parts: ClientParts, seed: u64) -> Result<Self, SyncError> {
+        check_parts(&parts)?;
+        let mut c = Client::new(parts.client, parts.epoch, seed);
+        c.next_batch = parts.next_batch;
+        for e in &parts.confirmed {
+            c.confirmed_versions.insert(e.stream.clone(), e.version);
+        }
+        c.confirmed = parts.confirmed;
+        c.known_head = c.cursor();
+        for b in &parts.outbox {
+            c.pending.extend(b.events.iter().map(|e| (e.id, b.batch)));
+        }
+        c.outbox = parts.outbox.into();
+        c.rejections = parts.rejections;
+        c.restamp();
+        Ok(c)
+    }
+
+    /// A copy of what must be persisted (the browser writes it as it changes, not whole).
+    pub fn to_parts(&self) -> ClientParts {
+        ClientParts {
+            client: self.client.clone(),
+            epoch: self.epoch,
+            next_batch: self.next_batch,
+            confirmed: self.confirmed.clone(),
+            outbox: self.outbox.iter().cloned().collect(),
+            rejections: self.rejections.clone(),
         }
     }
 
@@ -548,6 +600,36 @@ impl Client {
         }
         self.rebases += 1;
     }
+}
+
+/// The invariants [`Client::restore`] relies on: a dense confirmed log, and outbox batches that
+/// are not empty, are numbered below `next_batch` in increasing order, and hold no confirmed event.
+fn check_parts(p: &ClientParts) -> Result<(), SyncError> {
+    let bad = |m: String| Err(SyncError::Inconsistent(m));
+    for (i, e) in p.confirmed.iter().enumerate() {
+        let offset = i as u64 + 1;
+        if e.seq != offset || e.offset != Some(offset) {
+            return bad(format!(
+                "confirmed event {} is not at offset {offset}",
+                e.id
+            ));
+        }
+    }
+    let confirmed: HashSet<EventId> = p.confirmed.iter().map(|e| e.id).collect();
+    let mut last = 0;
+    for b in &p.outbox {
+        if b.batch <= last || b.batch >= p.next_batch || b.events.is_empty() {
+            return bad(format!("outbox batch {} is out of order or empty", b.batch));
+        }
+        if let Some(e) = b.events.iter().find(|e| confirmed.contains(&e.id)) {
+            return bad(format!(
+                "event {} is both confirmed and in the outbox",
+                e.id
+            ));
+        }
+        last = b.batch;
+    }
+    Ok(())
 }
 
 /// A push answer must have one result per batch of the request it answers, all ours.

@@ -42,6 +42,6 @@ mod client;
 mod view;
 
 pub use client::{
-    Client, ClientStats, OutboxBatch, PullOutcome, PushOutcome, Rejection, SyncError,
+    Client, ClientParts, ClientStats, OutboxBatch, PullOutcome, PushOutcome, Rejection, SyncError,
 };
 pub use view::{Refresh, SyncedProjection, ViewStats};
