@@ -33,6 +33,18 @@
 //!    and the client stops pushing until it is given a newer epoch.
 //! 7. Appends check expected versions against confirmed ⊕ outbox, the versions the app sees.
 //!
+//! # Persistence
+//! [`ClientParts`] is what the browser must keep (in its `outbox`, `rejections` and `meta`
+//! stores and the log); [`Client::restore`] derives the rest, so a reloaded client resends
+//! exactly the batches it would have.
+//!
+//! # What the server cannot tell us
+//! The server remembers accepted batches only. A rejected attempt of a batch whose answer is
+//! late can be overtaken by a retry (or a late first attempt) that is accepted: the client then
+//! shows a rejection until the pull brings the batch in and retracts it (invariant 5). And an
+//! expectation counted on our own earlier batch can, if that batch is rejected, still hold on
+//! the server against someone else's event at that version.
+//!
 //! # Tables
 //! [`SyncedProjection`] keeps a projection's state at the confirmed head (the base) and shows the
 //! outbox as an overlay on a copy of it; remote events fold into the base once and the overlay
