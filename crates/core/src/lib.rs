@@ -16,6 +16,7 @@ pub mod json;
 pub mod memory;
 pub mod protocol;
 pub mod segment;
+pub mod sync;
 pub mod table;
 pub mod validate;
 pub mod version;
