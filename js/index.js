@@ -604,17 +604,14 @@ class Log {
       states.set(r.name, usable ? { state: s.state, seq: s.seq, failure: null } : { state: r.initial(), seq: 0, failure: null });
     });
     const from = Math.min(seq, ...[...states.values()].map((s) => s.seq));
-    const view = await this.#core.tablesAt(seq, from, reducers.length > 0, {
-      fold: (text) => {
-        if (text === null) return;
-        const events = JSON.parse(text);
-        for (const r of reducers) {
-          const s = states.get(r.name);
-          if (s.failure) continue;
-          Object.assign(s, foldEvents(r.apply, s.state, s.seq, events));
-        }
-      },
-    });
+    const onEvents = (text) => {
+      const events = JSON.parse(text);
+      for (const r of reducers) {
+        const s = states.get(r.name);
+        if (!s.failure) Object.assign(s, foldEvents(r.apply, s.state, s.seq, events));
+      }
+    };
+    const view = await this.#core.tablesAt(seq, from, reducers.length === 0 ? undefined : onEvents);
     return new PastView(view, this.#p, states);
   }
 

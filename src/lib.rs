@@ -285,32 +285,17 @@ impl LogCore {
         })
     }
 
-    /// Read-only tables as of position `seq`; `hooks.fold` gets the events after
-    /// `reducers_from` for the JS reducers (when `reducers` is true).
+    /// Read-only tables as of position `seq`; `on_events` (if given) gets the events after
+    /// `reducers_from` for the JS reducers, as JSON text, a page at a time.
     #[wasm_bindgen(js_name = tablesAt, unchecked_return_type = "Promise<TablesView>")]
-    pub fn tables_at(
-        &self,
-        seq: f64,
-        reducers_from: f64,
-        reducers: bool,
-        hooks: JsValue,
-    ) -> Promise {
+    pub fn tables_at(&self, seq: f64, reducers_from: f64, on_events: Option<Function>) -> Promise {
         let log = self.0.clone();
         future_to_promise(async move {
             if !(seq >= 0.0 && seq.fract() == 0.0) {
                 return Err(Error::argument("seq", "must be a non-negative integer").into());
             }
-            let hooks = Projections {
-                tables: Vec::new(),
-                reducers: if reducers {
-                    vec![String::new()]
-                } else {
-                    Vec::new()
-                },
-                hooks: Some(hooks),
-            };
             let tables = log
-                .tables_at(seq as u64, reducers_from as u64, hooks)
+                .tables_at(seq as u64, reducers_from as u64, on_events.as_ref())
                 .await?;
             Ok(TablesView(std::rc::Rc::new(std::cell::RefCell::new(tables))).into())
         })

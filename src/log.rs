@@ -946,13 +946,13 @@ impl Log {
     }
 
     /// Read-only tables as of position `seq`: each from its snapshot when that is not past
-    /// `seq`, then folded up to `seq`. JS reducers get the events after `reducers_from`
-    /// through `hooks`.
+    /// `seq`, then folded up to `seq`. `on_events` gets the events after `reducers_from` (for
+    /// the JS reducers) as JSON text, a page at a time.
     pub async fn tables_at(
         &self,
         seq: u64,
         reducers_from: u64,
-        hooks: Projections,
+        on_events: Option<&Function>,
     ) -> Result<Tables, Error> {
         self.check_open()?;
         let keys: Vec<String> = self
@@ -984,7 +984,7 @@ impl Log {
                     format!("position {seq} is past the log's head {after}"),
                 ));
             }
-            let mut text = (!hooks.reducers.is_empty()).then(|| String::from("["));
+            let mut text = on_events.map(|_| String::from("["));
             for (k, bytes) in keys.iter().zip(&values) {
                 let from = tables.seq() + 1;
                 let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(from, *k, e))?;
@@ -994,11 +994,11 @@ impl Log {
                     break;
                 }
             }
-            let events = text.filter(|t| t.len() > 1).map(|mut t| {
+            if let (Some(f), Some(mut t)) = (on_events, text.filter(|t| t.len() > 1)) {
                 t.push(']');
-                t
-            });
-            hooks.fold(events, None, tables.seq());
+                // The JS side catches its own failures (a reducer that throws).
+                let _ = f.call1(&JsValue::NULL, &t.into());
+            }
         }
         Ok(tables)
     }

@@ -335,10 +335,7 @@ async fn tables_fold_appends_and_reopen_from_their_snapshot() {
         None,
         "the tail after the snapshot was folded"
     );
-    let past = reopened
-        .tables_at(2, 2, Projections::default())
-        .await
-        .unwrap();
+    let past = reopened.tables_at(2, 2, None).await.unwrap();
     let mut past = past;
     assert_eq!(
         past.get("accounts", &Key::Str("b".into()))
