@@ -3,8 +3,8 @@
 //! Stores (all created with the first format so later features need no schema change):
 //! `segments` (key: the segment's last position; value: an encoded segment), `streams`
 //! (stream → version as of `meta.streamsThrough`), `meta` (format, clientId, head, compacted,
-//! streamsThrough), `outbox`, `snapshots`, `rejections`. Keying a segment by its *last* position lets a read "after n" start with
-//! one ranged `getAll` over keys `> n`.
+//! streamsThrough), `outbox`, `snapshots`, `rejections`. Keying a segment by its *last*
+//! position lets a read "after n" start with one ranged `getAll` over keys `> n`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -734,21 +734,20 @@ impl Log {
         if inner.dirty.borrow().is_empty() {
             return Ok(());
         }
-        let tx = idb::transaction(&inner.db, &["streams", "meta"], true, "relaxed")
+        let tx = idb::transaction(&inner.db, &["segments", "streams", "meta"], true, "relaxed")
             .map_err(|e| self.closed_or(e))?;
         let done = idb::done(&tx);
         let streams = tx.object_store("streams").map_err(storage)?;
         let meta = tx.object_store("meta").map_err(storage)?;
+        let segments = tx.object_store("segments").map_err(storage)?;
         let head = as_u64(
             &idb::request(&meta.get(&"head".into()).map_err(storage)?)
                 .await
                 .map_err(storage)?,
         );
+        // Other tabs' appends since are folded in first, so the checkpoint is of the head.
+        self.versions_through(&segments, head).await?;
         let at = inner.versions_at.get();
-        if head != at {
-            // Another tab appended since: the cache is behind; the next checkpoint catches up.
-            return Ok(());
-        }
         let written: Vec<(String, u64)> = {
             let cache = inner.versions.borrow();
             let dirty = inner.dirty.borrow();
