@@ -377,3 +377,24 @@ test("two tabs: appends reach the other tab's tables and subscribers, and both e
     await other.close();
   }
 });
+
+test("a frozen tab catches up with appends made meanwhile once it is resumed", opts, async () => {
+  const other = await browser.newPage(server.url);
+  try {
+    const open = () => T.log("frozen", { projections: T.ledger() }).then(() => true);
+    await ev(page, open);
+    await ev(other, open);
+    const cdp = await browser.context.newCDPSession(other);
+    await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
+    await ev(page, () => T.logs.frozen.append(T.ledgerEvents(300, 77)));
+    await cdp.send("Page.setWebLifecycleState", { state: "active" });
+    const r = await ev(other, async () => {
+      await T.until(() => T.logs.frozen.head === 300, 20_000, "the frozen tab's catch-up");
+      return { got: T.canon(T.tables(T.logs.frozen)), want: T.canon(T.model(T.ledgerEvents(300, 77))) };
+    });
+    assert.equal(r.got, r.want);
+  } finally {
+    await ev(other, () => T.logs.frozen?.close()).catch(() => {});
+    await other.close();
+  }
+});
