@@ -1,75 +1,131 @@
-//! Reads single fields out of stored JSON text without parsing the rest.
+//! Reads fields out of stored JSON text without parsing the rest.
 //!
-//! Folding a table touches one or two fields of each event; building a whole JSON tree per
-//! event would cost more than everything else in the fold together.
+//! Folding a table touches a few fields of each event; building a whole JSON tree per event
+//! would cost more than everything else in the fold together. Strings are skipped eight bytes
+//! at a time, since they are most of an event's text.
 
 /// The raw JSON text of the value at `path` (object keys, outermost first) in `json`, if there.
-/// `json` must be valid JSON (stored data always is).
+/// `json` must be valid JSON (stored data always is). With duplicate keys the first one wins.
 pub fn field<'a, K: AsRef<str>>(json: &'a str, path: &[K]) -> Option<&'a str> {
     let mut cur = json;
     for key in path {
-        cur = member(cur, key.as_ref())?;
+        let mut found = [None];
+        members(cur, &[key.as_ref()], &mut found);
+        cur = found[0]?;
     }
     Some(cur)
 }
 
-/// The value of top-level member `key` of the object `json`, without surrounding white space.
-fn member<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+/// Fills `out[i]` with the raw text (no surrounding white space) of top-level member `keys[i]`
+/// of the object `json`, in one pass that stops once every key is found. Keys not there (or a
+/// `json` that is not an object) leave their slot as it was, so pass `None`s. `keys` should be
+/// distinct. With duplicate keys the first one wins (serde_json would take the last); stored
+/// data comes from `JSON.stringify` or serde, which never repeat a key.
+pub fn members<'a, K: AsRef<str>>(json: &'a str, keys: &[K], out: &mut [Option<&'a str>]) {
+    debug_assert_eq!(keys.len(), out.len());
     let b = json.as_bytes();
+    let mut missing = out.iter().filter(|s| s.is_none()).count();
     let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return None;
+    if missing == 0 || b.get(i) != Some(&b'{') {
+        return;
     }
     i += 1;
     loop {
         i = skip_ws(b, i);
-        if *b.get(i)? != b'"' {
-            return None; // `}` of an object without the key
+        if b.get(i) != Some(&b'"') {
+            return; // `}` ends the object
         }
-        let key_start = i + 1;
-        let (key_end, escaped) = string_end(b, i)?;
-        let raw_key = &b[key_start..key_end - 1];
+        let Some((key_end, escaped)) = string_end(b, i) else {
+            return;
+        };
+        let raw_key = &json[i + 1..key_end - 1];
         i = skip_ws(b, key_end);
-        if *b.get(i)? != b':' {
-            return None;
+        if b.get(i) != Some(&b':') {
+            return;
         }
         i = skip_ws(b, i + 1);
-        let value_end = value_end(b, i)?;
-        let hit = if escaped {
-            unescaped_eq(json.get(key_start..key_end - 1)?, key)
-        } else {
-            raw_key == key.as_bytes()
+        let Some(end) = value_end(b, i) else {
+            return;
         };
-        if hit {
+        let slot = if escaped {
+            unescape(raw_key).and_then(|k| wanted(&k, keys, out))
+        } else {
+            wanted(raw_key, keys, out)
+        };
+        if let Some(slot) = slot {
             // Both ends sit next to ASCII bytes, so they are char boundaries.
-            return json.get(i..value_end);
+            out[slot] = json.get(i..end);
+            missing -= 1;
+            if missing == 0 {
+                return;
+            }
         }
-        i = skip_ws(b, value_end);
-        match b.get(i)? {
-            b',' => i += 1,
-            _ => return None,
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            _ => return,
         }
     }
 }
 
-fn unescaped_eq(raw: &str, key: &str) -> bool {
-    serde_json::from_str::<String>(&format!("\"{raw}\"")).is_ok_and(|k| k == key)
+/// The index of `key` among the keys still unfound.
+fn wanted<K: AsRef<str>>(key: &str, keys: &[K], out: &[Option<&str>]) -> Option<usize> {
+    keys.iter()
+        .zip(out)
+        .position(|(k, slot)| slot.is_none() && k.as_ref() == key)
 }
 
-fn skip_ws(b: &[u8], i: usize) -> usize {
-    i + b.get(i..).map_or(0, |rest| {
-        rest.iter()
-            .take_while(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
-            .count()
-    })
+fn unescape(raw: &str) -> Option<String> {
+    serde_json::from_str::<String>(&format!("\"{raw}\"")).ok()
 }
 
-/// Index just past the string starting at `b[i] == '"'`, and whether it holds an escape.
+/// The text inside `json` if it is a string without escapes (so it can be borrowed as is).
+pub(crate) fn plain_str(json: &str) -> Option<&str> {
+    let b = json.as_bytes();
+    match string_end(b, 0) {
+        Some((end, false)) if b[0] == b'"' && end == b.len() => Some(&json[1..end - 1]),
+        _ => None,
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each zero byte of `x`. Bits above the lowest zero byte may be false hits
+/// (a borrow runs through), but the lowest set bit is always exact, which is all we read.
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The index of the first `"` or `\` at or after `i`, eight bytes at a time.
+fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let hits = zero_bytes(w ^ (ONES * b'"' as u64)) | zero_bytes(w ^ (ONES * b'\\' as u64));
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let rest = b.get(i..)?;
+    rest.iter()
+        .position(|&c| c == b'"' || c == b'\\')
+        .map(|p| i + p)
+}
+
+/// Index just past the string starting at `b[start] == '"'`, and whether it holds an escape.
 fn string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
     let mut i = start + 1;
     let mut escaped = false;
     loop {
-        i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        i = quote_or_backslash(b, i)?;
         if b[i] == b'"' {
             return Some((i + 1, escaped));
         }
@@ -103,18 +159,23 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
                 j += 1;
             }
         }
-        _ => Some(
-            i + b[i..]
-                .iter()
-                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
-                .unwrap_or(b.len() - i),
-        ),
+        _ => {
+            let mut j = i;
+            while !matches!(
+                b.get(j),
+                None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+            ) {
+                j += 1;
+            }
+            Some(j)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::field;
+    use super::{field, members, plain_str, string_end};
+    use serde_json::Value as Json;
 
     const DOC: &str = r#" { "a" : 1, "s": "x,}\"y", "n": {"deep": [1, {"k": "}"}], "k": -2.5e3 }, "e\u0061sc": true, "z": null } "#;
 
@@ -159,6 +220,208 @@ mod tests {
                 let got: serde_json::Value =
                     serde_json::from_str(field(&text, path).unwrap()).unwrap();
                 assert_eq!(&got, want, "{text} {path:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn string_ends_are_found_at_every_offset() {
+        // Put the quote (or an escape) at every position around the 8-byte steps.
+        for len in 0..40 {
+            for pad in 0..9 {
+                let body = "x".repeat(len);
+                let doc = format!("{}\"{body}\"tail", " ".repeat(pad));
+                assert_eq!(
+                    string_end(doc.as_bytes(), pad),
+                    Some((pad + len + 2, false))
+                );
+                for at in 0..len {
+                    let mut body = body.clone();
+                    body.replace_range(at..at + 1, "\\\"");
+                    let doc = format!("{}\"{body}\"", " ".repeat(pad));
+                    assert_eq!(
+                        string_end(doc.as_bytes(), pad),
+                        Some((doc.len(), true)),
+                        "{doc}"
+                    );
+                }
+            }
+            let open = format!("\"{}", "y".repeat(len));
+            assert_eq!(string_end(open.as_bytes(), 0), None);
+        }
+        assert_eq!(plain_str(r#""abc""#), Some("abc"));
+        assert_eq!(plain_str(r#""""#), Some(""));
+        assert_eq!(plain_str(r#""a\"b""#), None);
+        assert_eq!(plain_str("12"), None);
+        assert_eq!(plain_str(""), None);
+    }
+
+    #[test]
+    fn the_first_of_duplicate_keys_wins() {
+        let doc = r#"{"a":1,"b":{"a":2},"a":3,"\u0062":4}"#;
+        assert_eq!(field(doc, &["a"]), Some("1"));
+        assert_eq!(field(doc, &["b", "a"]), Some("2"));
+        let mut out = [None, None, Some("kept")];
+        members(doc, &["b", "a", "c"], &mut out);
+        assert_eq!(out, [Some(r#"{"a":2}"#), Some("1"), Some("kept")]);
+    }
+
+    /// A small deterministic generator, so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    const KEYS: &[&str] = &[
+        "a",
+        "amount",
+        "k\"q",
+        "é",
+        "x\\y",
+        "a key longer than eight bytes",
+        "",
+    ];
+
+    /// Writes a random JSON value (an object at depth 0) with random white space, escapes and
+    /// duplicate keys.
+    fn gen_value(r: &mut Rng, depth: usize, out: &mut String) {
+        let ws =
+            |r: &mut Rng, out: &mut String| out.push_str(r.pick(&["", "", " ", "\n\t ", "\r\n"]));
+        let kind = if depth == 0 {
+            5
+        } else {
+            r.below(if depth > 2 { 4 } else { 6 })
+        };
+        match kind {
+            0 => {
+                let n = r.pick(&[
+                    "0",
+                    "-1",
+                    "12345",
+                    "1.5e3",
+                    "-0.25",
+                    "1E-2",
+                    "9007199254740993",
+                ]);
+                out.push_str(n);
+            }
+            1 => out.push_str(r.pick(&["true", "false", "null"])),
+            2 | 3 => {
+                let s: String = (0..r.below(20))
+                    .map(|_| {
+                        r.pick(&[
+                            "a", "\"", "\\", "/", ",", "}", "]", "é", "😀", "\n", "\u{1}", " ",
+                            "xxxxxxxx",
+                        ])
+                    })
+                    .collect();
+                out.push_str(&serde_json::to_string(&s).unwrap());
+            }
+            4 => {
+                out.push('[');
+                for i in 0..r.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    ws(r, out);
+                    gen_value(r, depth + 1, out);
+                    ws(r, out);
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                for i in 0..r.below(7) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    ws(r, out);
+                    let key = r.pick(KEYS);
+                    if r.below(4) == 0 {
+                        // Every character as a \\u escape (surrogate pairs where needed).
+                        out.push('"');
+                        for u in key.encode_utf16() {
+                            out.push_str(&format!("\\u{u:04x}"));
+                        }
+                        out.push('"');
+                    } else {
+                        out.push_str(&serde_json::to_string(key).unwrap());
+                    }
+                    ws(r, out);
+                    out.push(':');
+                    ws(r, out);
+                    gen_value(r, depth + 1, out);
+                    ws(r, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// The members of an object's text in order, duplicates kept, as serde_json reads each value.
+    fn ordered_members(text: &str) -> Vec<(String, Json)> {
+        use serde::de::{Deserializer, MapAccess, Visitor};
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Vec<(String, Json)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = m.next_entry()? {
+                    out.push(kv);
+                }
+                Ok(out)
+            }
+        }
+        serde_json::Deserializer::from_str(text)
+            .deserialize_map(Members)
+            .unwrap()
+    }
+
+    #[test]
+    fn members_agree_with_serde_json_on_generated_documents() {
+        let mut r = Rng(7);
+        for _ in 0..3000 {
+            let mut text = String::new();
+            if r.below(2) == 0 {
+                text.push_str(" \n");
+            }
+            gen_value(&mut r, 0, &mut text);
+            text.push_str(r.pick(&["", " ", "\n"]));
+            let all = ordered_members(&text);
+            let keys: Vec<&str> = KEYS.iter().copied().filter(|_| r.below(3) > 0).collect();
+            let mut out = vec![None; keys.len()];
+            members(&text, &keys, &mut out);
+            for (k, got) in keys.iter().zip(&out) {
+                let want = all.iter().find(|(name, _)| name == k).map(|(_, v)| v);
+                let got: Option<Json> = got.map(|raw| {
+                    assert_eq!(raw.trim(), raw, "{text}");
+                    serde_json::from_str(raw).unwrap()
+                });
+                assert_eq!(got.as_ref(), want, "{text} {k:?}");
+                // One level down, through `field`.
+                if let Some(Json::Object(_)) = want {
+                    let inner = ordered_members(field(&text, &[k]).unwrap());
+                    for (name, _) in &inner {
+                        let first = &inner.iter().find(|(n, _)| n == name).unwrap().1;
+                        let raw = field(&text, &[*k, name.as_str()]).unwrap();
+                        let got: Json = serde_json::from_str(raw).unwrap();
+                        assert_eq!(&got, first, "{text} {k:?}.{name:?}");
+                    }
+                }
             }
         }
     }
