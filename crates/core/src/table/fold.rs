@@ -1,14 +1,16 @@
 //! A table's state and the fold step: one event in, its rows changed.
 //!
 //! Replay folds millions of events, so the step avoids allocating: rows live in hash maps
-//! looked up by borrowed keys, numbers are read straight from the JSON text, and the
-//! per-operation lists are reused. Key order is produced only when a reader asks for it.
+//! looked up by borrowed keys, each event's JSON is scanned once for the members its handler
+//! reads (see [`Plan`]), numbers are read straight from the JSON text, and the per-operation
+//! lists are reused. Key order is produced only when a reader asks for it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::def::{Op, Source, TableDef};
+use super::def::{Source, TableDef};
+use super::plan::{Input, Plan, Read, Step};
 use super::scan;
 use super::value::{Key, Value};
 use super::FxBuild;
@@ -16,6 +18,9 @@ use crate::event::EventRef;
 
 /// How many fold errors a table keeps (it counts them all).
 const KEEP_ERRORS: usize = 100;
+
+/// Scanned members an event handler can hold without allocating.
+const INLINE_SLOTS: usize = 8;
 
 /// An event a table could not apply fully: its row was left as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +40,7 @@ pub type Row = Vec<Option<Value>>;
 #[derive(Debug, Clone)]
 pub struct Table {
     def: Arc<TableDef>,
+    plan: Arc<Plan>,
     state: State,
 }
 
@@ -49,15 +55,25 @@ struct State {
     shape: u64,
     errors: Vec<FoldError>,
     error_count: u64,
+    /// The plan's index of the last event type seen.
+    last_type: usize,
     scratch: Scratch,
 }
 
-/// Lists reused by every operation so the fold does not allocate per event.
+/// Values of one operation, checked before any is applied; reused so the fold does not
+/// allocate per event. `adds` and `appends` follow the step's lists.
 #[derive(Debug, Clone, Default)]
 struct Scratch {
     sets: Vec<(usize, Value)>,
-    adds: Vec<(usize, f64)>,
-    appends: Vec<(usize, Value)>,
+    adds: Vec<f64>,
+    appends: Vec<Value>,
+}
+
+/// An event and the members of its `data` and `meta` that its handler reads.
+struct Found<'e, 'a> {
+    e: &'e EventRef<'a>,
+    data: &'e [Option<&'a str>],
+    meta: &'e [Option<&'a str>],
 }
 
 /// A row key borrowed from the event where it can be.
@@ -78,6 +94,7 @@ impl Table {
     /// An empty table.
     pub fn new(def: Arc<TableDef>) -> Self {
         Table {
+            plan: Arc::new(Plan::new(&def)),
             def,
             state: State::default(),
         }
@@ -159,13 +176,30 @@ impl Table {
 
     /// Folds one event in. With `changes`, each key whose row changed or went is pushed to it.
     pub fn apply(&mut self, e: &EventRef<'_>, mut changes: Option<&mut Vec<Key>>) {
-        let Table { def, state } = self;
+        let Table { def, plan, state } = self;
         state.seq = e.seq;
-        let Some(ops) = def.on.get(e.event_type) else {
+        let Some(h) = plan.handler(e.event_type, &mut state.last_type) else {
             return;
         };
-        for op in ops {
-            if let Err(message) = state.apply_op(def, op, e, changes.as_deref_mut()) {
+        let n = h.data_keys.len() + h.meta_keys.len();
+        let mut inline = [None; INLINE_SLOTS];
+        let mut spilled = Vec::new();
+        let slots = if n <= INLINE_SLOTS {
+            &mut inline[..n]
+        } else {
+            spilled.resize(n, None);
+            &mut spilled[..]
+        };
+        let (data, meta) = slots.split_at_mut(h.data_keys.len());
+        if !data.is_empty() {
+            scan::members(e.data, &h.data_keys, data);
+        }
+        if !meta.is_empty() {
+            scan::members(e.meta.unwrap_or("null"), &h.meta_keys, meta);
+        }
+        let found = Found { e, data, meta };
+        for step in &h.steps {
+            if let Err(message) = state.apply_step(def, step, &found, changes.as_deref_mut()) {
                 state.error_count += 1;
                 if state.errors.len() == KEEP_ERRORS {
                     state.errors.remove(0);
@@ -200,16 +234,15 @@ impl Table {
 impl State {
     /// Checks every change against the row before making any, so a failed operation leaves
     /// the row exactly as it was.
-    fn apply_op(
+    fn apply_step(
         &mut self,
         def: &TableDef,
-        op: &Op,
-        e: &EventRef<'_>,
+        step: &Step,
+        f: &Found<'_, '_>,
         changes: Option<&mut Vec<Key>>,
     ) -> Result<(), String> {
-        let key_source = op.row.as_ref().unwrap_or(&def.key);
-        let key = eval_key(key_source, e)?;
-        if op.delete {
+        let key = eval_key(&step.row, f)?;
+        if step.delete {
             let gone = match &key {
                 KeyRef::Num(n) => self.by_num.remove(&num_bits(*n)).is_some(),
                 KeyRef::Str(s) => self.by_str.remove(s.as_ref()).is_some(),
@@ -222,48 +255,34 @@ impl State {
             }
             return Ok(());
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let result = self.change(def, op, e, &key, &mut scratch);
-        scratch.sets.clear();
-        scratch.adds.clear();
-        scratch.appends.clear();
-        self.scratch = scratch;
-        if let (Ok(()), Some(changes)) = (&result, changes) {
-            changes.push(owned(key));
+        let s = &mut self.scratch;
+        s.sets.clear();
+        s.adds.clear();
+        s.appends.clear();
+        for (i, input) in &step.set {
+            s.sets.push((*i, eval(input, f)?));
         }
-        result
-    }
-
-    fn change(
-        &mut self,
-        def: &TableDef,
-        op: &Op,
-        e: &EventRef<'_>,
-        key: &KeyRef<'_>,
-        s: &mut Scratch,
-    ) -> Result<(), String> {
-        for (i, src) in &op.set {
-            s.sets.push((*i, eval(src, e)?));
+        for c in &step.add {
+            let (input, sign) = &c.what;
+            s.adds.push(sign * eval_num(input, f)?);
         }
-        for (i, src, sign) in &op.add {
-            s.adds.push((*i, sign * eval_num(src, e)?));
-        }
-        s.adds.extend(op.count.iter().map(|i| (*i, 1.0)));
-        for (i, src) in &op.append {
-            s.appends.push((*i, eval(src, e)?));
+        for c in &step.append {
+            s.appends.push(eval(&c.what, f)?);
         }
 
         let n = def.fields.len();
-        let existing = match key {
+        let existing = match &key {
             KeyRef::Num(x) => self.by_num.get_mut(&num_bits(*x)),
             KeyRef::Str(k) => self.by_str.get_mut(k.as_ref()),
         };
-        check(def, op, s, existing.as_deref())?;
+        if let Some(row) = &existing {
+            check(def, step, row)?;
+        }
         let row = match existing {
             Some(row) => row,
             None => {
                 self.shape += 1;
-                match key {
+                match &key {
                     KeyRef::Num(x) => self
                         .by_num
                         .entry(num_bits(*x))
@@ -279,34 +298,45 @@ impl State {
         for (i, v) in s.sets.drain(..) {
             row[i] = Some(v);
         }
-        for &(i, d) in &s.adds {
+        let counts = step.count.iter().map(|c| (c.field, 1.0));
+        for (i, d) in step
+            .add
+            .iter()
+            .map(|c| c.field)
+            .zip(s.adds.iter().copied())
+            .chain(counts)
+        {
             match &mut row[i] {
                 Some(Value::Num(x)) => *x += d,
                 slot => *slot = Some(Value::Num(d)),
             }
         }
-        for (i, v) in s.appends.drain(..) {
-            match &mut row[i] {
+        for (c, v) in step.append.iter().zip(s.appends.drain(..)) {
+            match &mut row[c.field] {
                 Some(Value::List(items)) => items.push(v),
                 slot => *slot = Some(Value::List(vec![v])),
             }
+        }
+        if let Some(changes) = changes {
+            changes.push(owned(key));
         }
         Ok(())
     }
 }
 
-/// Whether the operation's adds and appends fit the row's current fields.
-fn check(def: &TableDef, op: &Op, s: &Scratch, row: Option<&Row>) -> Result<(), String> {
-    let field = |i: usize| row.and_then(|r| r.get(i)).and_then(Option::as_ref);
-    let is_set = |i: usize| op.set.iter().any(|(j, _)| *j == i);
-    for (i, _) in &s.adds {
-        if !matches!(field(*i), None | Some(Value::Num(_))) && !is_set(*i) {
-            return Err(format!("field {} is not a number", def.fields[*i]));
+/// Whether the step's adds, counts and appends fit the row's current fields.
+fn check(def: &TableDef, step: &Step, row: &Row) -> Result<(), String> {
+    let field = |i: usize| row.get(i).and_then(Option::as_ref);
+    let adds = step.add.iter().map(|c| (c.field, c.also_set));
+    let counts = step.count.iter().map(|c| (c.field, c.also_set));
+    for (i, also_set) in adds.chain(counts) {
+        if !also_set && !matches!(field(i), None | Some(Value::Num(_))) {
+            return Err(format!("field {} is not a number", def.fields[i]));
         }
     }
-    for (i, _) in &s.appends {
-        if !matches!(field(*i), None | Some(Value::List(_))) && !is_set(*i) {
-            return Err(format!("field {} is not a list", def.fields[*i]));
+    for c in &step.append {
+        if !c.also_set && !matches!(field(c.field), None | Some(Value::List(_))) {
+            return Err(format!("field {} is not a list", def.fields[c.field]));
         }
     }
     Ok(())
@@ -319,30 +349,37 @@ fn owned(k: KeyRef<'_>) -> Key {
     }
 }
 
-fn raw<'a>(s: &Source, e: &EventRef<'a>) -> Result<Option<&'a str>, String> {
-    let (json, path) = match s {
-        Source::Data(p) => (e.data, p),
-        Source::Meta(p) => (e.meta.unwrap_or("null"), p),
-        _ => return Ok(None),
-    };
-    let found = if path.is_empty() {
-        Some(json.trim())
-    } else {
-        scan::field(json, path)
+fn raw<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<Option<&'a str>, String> {
+    let found = match &input.read {
+        Read::Envelope => return Ok(None),
+        Read::Whole { meta: false } => Some(f.e.data.trim()),
+        Read::Whole { meta: true } => Some(f.e.meta.unwrap_or("null").trim()),
+        Read::Member { meta, at, rest } => {
+            let top = if *meta { f.meta[*at] } else { f.data[*at] };
+            match top {
+                Some(text) if !rest.is_empty() => scan::field(text, rest),
+                top => top,
+            }
+        }
     };
     found
         .map(Some)
-        .ok_or_else(|| format!("{} is missing", name(s)))
+        .ok_or_else(|| format!("{} is missing", name(&input.source)))
 }
 
-fn eval_key<'a>(s: &Source, e: &EventRef<'a>) -> Result<KeyRef<'a>, String> {
-    let not_a_key = || format!("the row key from {} is not a string or number", name(s));
-    if let Source::Stream = s {
-        return Ok(KeyRef::Str(Cow::Borrowed(e.stream)));
+fn eval_key<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<KeyRef<'a>, String> {
+    let not_a_key = || {
+        format!(
+            "the row key from {} is not a string or number",
+            name(&input.source)
+        )
+    };
+    if let Source::Stream = input.source {
+        return Ok(KeyRef::Str(Cow::Borrowed(f.e.stream)));
     }
-    if let Some(text) = raw(s, e)? {
-        if text.len() >= 2 && text.starts_with('"') && !text.contains('\\') {
-            return Ok(KeyRef::Str(Cow::Borrowed(&text[1..text.len() - 1])));
+    if let Some(text) = raw(input, f)? {
+        if let Some(s) = scan::plain_str(text) {
+            return Ok(KeyRef::Str(Cow::Borrowed(s)));
         }
         return match Value::from_json(text) {
             Some(Value::Str(s)) => Ok(KeyRef::Str(Cow::Owned(s))),
@@ -350,22 +387,22 @@ fn eval_key<'a>(s: &Source, e: &EventRef<'a>) -> Result<KeyRef<'a>, String> {
             _ => Err(not_a_key()),
         };
     }
-    match Key::from_value(eval(s, e)?) {
+    match Key::from_value(eval(input, f)?) {
         Some(Key::Num(n)) => Ok(KeyRef::Num(n)),
         Some(Key::Str(s)) => Ok(KeyRef::Str(Cow::Owned(s))),
         None => Err(not_a_key()),
     }
 }
 
-fn eval_num(s: &Source, e: &EventRef<'_>) -> Result<f64, String> {
-    let n = match raw(s, e)? {
+fn eval_num(input: &Input, f: &Found<'_, '_>) -> Result<f64, String> {
+    let n = match raw(input, f)? {
         Some(text) => parse_num(text),
-        None => match eval(s, e)? {
+        None => match eval(input, f)? {
             Value::Num(n) => Some(n),
             _ => None,
         },
     };
-    n.ok_or_else(|| format!("{} is not a number", name(s)))
+    n.ok_or_else(|| format!("{} is not a number", name(&input.source)))
 }
 
 /// A JSON number; plain integers (the usual amounts in cents) skip the float parser.
@@ -385,11 +422,13 @@ fn parse_num(text: &str) -> Option<f64> {
     }
 }
 
-fn eval(s: &Source, e: &EventRef<'_>) -> Result<Value, String> {
-    if let Some(text) = raw(s, e)? {
-        return Value::from_json(text).ok_or_else(|| format!("{} is not valid JSON", name(s)));
+fn eval(input: &Input, f: &Found<'_, '_>) -> Result<Value, String> {
+    if let Some(text) = raw(input, f)? {
+        return Value::from_json(text)
+            .ok_or_else(|| format!("{} is not valid JSON", name(&input.source)));
     }
-    Ok(match s {
+    let e = f.e;
+    Ok(match &input.source {
         Source::Const(v) => v.clone(),
         Source::Stream => Value::Str(e.stream.to_owned()),
         Source::Type => Value::Str(e.event_type.to_owned()),

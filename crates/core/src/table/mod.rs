@@ -5,6 +5,7 @@
 
 pub mod def;
 pub mod fold;
+mod plan;
 pub mod scan;
 pub mod snapshot;
 pub mod value;
