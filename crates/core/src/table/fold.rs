@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::def::{Source, TableDef};
-use super::plan::{Input, Plan, Read, Step};
+use super::plan::{Handler, Input, Plan, Read, Step};
 use super::scan;
 use super::value::{Key, Value};
 use super::FxBuild;
@@ -175,41 +175,17 @@ impl Table {
     }
 
     /// Folds one event in. With `changes`, each key whose row changed or went is pushed to it.
-    pub fn apply(&mut self, e: &EventRef<'_>, mut changes: Option<&mut Vec<Key>>) {
+    pub fn apply(&mut self, e: &EventRef<'_>, changes: Option<&mut Vec<Key>>) {
         let Table { def, plan, state } = self;
         state.seq = e.seq;
         let Some(h) = plan.handler(e.event_type, &mut state.last_type) else {
             return;
         };
         let n = h.data_keys.len() + h.meta_keys.len();
-        let mut inline = [None; INLINE_SLOTS];
-        let mut spilled = Vec::new();
-        let slots = if n <= INLINE_SLOTS {
-            &mut inline[..n]
+        if n <= INLINE_SLOTS {
+            state.run(def, h, e, &mut [None; INLINE_SLOTS][..n], changes);
         } else {
-            spilled.resize(n, None);
-            &mut spilled[..]
-        };
-        let (data, meta) = slots.split_at_mut(h.data_keys.len());
-        if !data.is_empty() {
-            scan::members(e.data, &h.data_keys, data);
-        }
-        if !meta.is_empty() {
-            scan::members(e.meta.unwrap_or("null"), &h.meta_keys, meta);
-        }
-        let found = Found { e, data, meta };
-        for step in &h.steps {
-            if let Err(message) = state.apply_step(def, step, &found, changes.as_deref_mut()) {
-                state.error_count += 1;
-                if state.errors.len() == KEEP_ERRORS {
-                    state.errors.remove(0);
-                }
-                state.errors.push(FoldError {
-                    seq: e.seq,
-                    event_type: e.event_type.to_owned(),
-                    message,
-                });
-            }
+            state.run(def, h, e, &mut vec![None; n], changes);
         }
     }
 
@@ -232,6 +208,38 @@ impl Table {
 }
 
 impl State {
+    /// Runs a handler's steps, with `slots` (all `None`) to hold the members its scan finds.
+    fn run<'a>(
+        &mut self,
+        def: &TableDef,
+        h: &Handler,
+        e: &EventRef<'a>,
+        slots: &mut [Option<&'a str>],
+        mut changes: Option<&mut Vec<Key>>,
+    ) {
+        let (data, meta) = slots.split_at_mut(h.data_keys.len());
+        if !data.is_empty() {
+            scan::members(e.data, &h.data_keys, data);
+        }
+        if !meta.is_empty() {
+            scan::members(e.meta.unwrap_or("null"), &h.meta_keys, meta);
+        }
+        let found = Found { e, data, meta };
+        for step in &h.steps {
+            if let Err(message) = self.apply_step(def, step, &found, changes.as_deref_mut()) {
+                self.error_count += 1;
+                if self.errors.len() == KEEP_ERRORS {
+                    self.errors.remove(0);
+                }
+                self.errors.push(FoldError {
+                    seq: e.seq,
+                    event_type: e.event_type.to_owned(),
+                    message,
+                });
+            }
+        }
+    }
+
     /// Checks every change against the row before making any, so a failed operation leaves
     /// the row exactly as it was.
     fn apply_step(
@@ -255,10 +263,15 @@ impl State {
             }
             return Ok(());
         }
+        // Leftovers of a failed step are dropped here (clearing empty lists is not free).
         let s = &mut self.scratch;
-        s.sets.clear();
+        if !s.sets.is_empty() {
+            s.sets.clear();
+        }
+        if !s.appends.is_empty() {
+            s.appends.clear();
+        }
         s.adds.clear();
-        s.appends.clear();
         for (i, input) in &step.set {
             s.sets.push((*i, eval(input, f)?));
         }
@@ -295,6 +308,7 @@ impl State {
             }
         };
         row.resize(n, None);
+        let row = row.as_mut_slice();
         for (i, v) in s.sets.drain(..) {
             row[i] = Some(v);
         }
@@ -349,9 +363,17 @@ fn owned(k: KeyRef<'_>) -> Key {
     }
 }
 
-fn raw<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<Option<&'a str>, String> {
+/// A source's JSON text, if it reads `data` or `meta`.
+enum Raw<'a> {
+    Text(&'a str),
+    Missing,
+    Envelope,
+}
+
+#[inline(always)]
+fn raw<'a>(input: &Input, f: &Found<'_, 'a>) -> Raw<'a> {
     let found = match &input.read {
-        Read::Envelope => return Ok(None),
+        Read::Envelope => return Raw::Envelope,
         Read::Whole { meta: false } => Some(f.e.data.trim()),
         Read::Whole { meta: true } => Some(f.e.meta.unwrap_or("null").trim()),
         Read::Member { meta, at, rest } => {
@@ -362,9 +384,11 @@ fn raw<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<Option<&'a str>, String> 
             }
         }
     };
-    found
-        .map(Some)
-        .ok_or_else(|| format!("{} is missing", name(&input.source)))
+    found.map_or(Raw::Missing, Raw::Text)
+}
+
+fn missing(input: &Input) -> String {
+    format!("{} is missing", name(&input.source))
 }
 
 fn eval_key<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<KeyRef<'a>, String> {
@@ -377,15 +401,19 @@ fn eval_key<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<KeyRef<'a>, String> 
     if let Source::Stream = input.source {
         return Ok(KeyRef::Str(Cow::Borrowed(f.e.stream)));
     }
-    if let Some(text) = raw(input, f)? {
-        if let Some(s) = scan::plain_str(text) {
-            return Ok(KeyRef::Str(Cow::Borrowed(s)));
+    match raw(input, f) {
+        Raw::Text(text) => {
+            if let Some(s) = scan::plain_str(text) {
+                return Ok(KeyRef::Str(Cow::Borrowed(s)));
+            }
+            return match Value::from_json(text) {
+                Some(Value::Str(s)) => Ok(KeyRef::Str(Cow::Owned(s))),
+                Some(Value::Num(n)) if n.is_finite() => Ok(KeyRef::Num(n)),
+                _ => Err(not_a_key()),
+            };
         }
-        return match Value::from_json(text) {
-            Some(Value::Str(s)) => Ok(KeyRef::Str(Cow::Owned(s))),
-            Some(Value::Num(n)) if n.is_finite() => Ok(KeyRef::Num(n)),
-            _ => Err(not_a_key()),
-        };
+        Raw::Missing => return Err(missing(input)),
+        Raw::Envelope => {}
     }
     match Key::from_value(eval(input, f)?) {
         Some(Key::Num(n)) => Ok(KeyRef::Num(n)),
@@ -395,9 +423,10 @@ fn eval_key<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<KeyRef<'a>, String> 
 }
 
 fn eval_num(input: &Input, f: &Found<'_, '_>) -> Result<f64, String> {
-    let n = match raw(input, f)? {
-        Some(text) => parse_num(text),
-        None => match eval(input, f)? {
+    let n = match raw(input, f) {
+        Raw::Text(text) => parse_num(text),
+        Raw::Missing => return Err(missing(input)),
+        Raw::Envelope => match eval(input, f)? {
             Value::Num(n) => Some(n),
             _ => None,
         },
@@ -423,9 +452,13 @@ fn parse_num(text: &str) -> Option<f64> {
 }
 
 fn eval(input: &Input, f: &Found<'_, '_>) -> Result<Value, String> {
-    if let Some(text) = raw(input, f)? {
-        return Value::from_json(text)
-            .ok_or_else(|| format!("{} is not valid JSON", name(&input.source)));
+    match raw(input, f) {
+        Raw::Text(text) => {
+            return Value::from_json(text)
+                .ok_or_else(|| format!("{} is not valid JSON", name(&input.source)))
+        }
+        Raw::Missing => return Err(missing(input)),
+        Raw::Envelope => {}
     }
     let e = f.e;
     Ok(match &input.source {

@@ -38,7 +38,7 @@ pub fn members<'a, K: AsRef<str>>(json: &'a str, keys: &[K], out: &mut [Option<&
         let Some((key_end, escaped)) = string_end(b, i) else {
             return;
         };
-        let raw_key = &json[i + 1..key_end - 1];
+        let raw_key = &b[i + 1..key_end - 1];
         i = skip_ws(b, key_end);
         if b.get(i) != Some(&b':') {
             return;
@@ -48,7 +48,7 @@ pub fn members<'a, K: AsRef<str>>(json: &'a str, keys: &[K], out: &mut [Option<&
             return;
         };
         let slot = if escaped {
-            unescape(raw_key).and_then(|k| wanted(&k, keys, out))
+            unescape(raw_key).and_then(|k| wanted(k.as_bytes(), keys, out))
         } else {
             wanted(raw_key, keys, out)
         };
@@ -69,17 +69,25 @@ pub fn members<'a, K: AsRef<str>>(json: &'a str, keys: &[K], out: &mut [Option<&
 }
 
 /// The index of `key` among the keys still unfound.
-fn wanted<K: AsRef<str>>(key: &str, keys: &[K], out: &[Option<&str>]) -> Option<usize> {
-    keys.iter()
-        .zip(out)
-        .position(|(k, slot)| slot.is_none() && k.as_ref() == key)
+#[inline(always)]
+fn wanted<K: AsRef<str>>(key: &[u8], keys: &[K], out: &[Option<&str>]) -> Option<usize> {
+    for (i, k) in keys.iter().enumerate() {
+        let k = k.as_ref().as_bytes();
+        // Lengths first: most keys differ in length, and that needs no call to memcmp.
+        if k.len() == key.len() && out[i].is_none() && k == key {
+            return Some(i);
+        }
+    }
+    None
 }
 
-fn unescape(raw: &str) -> Option<String> {
+fn unescape(raw: &[u8]) -> Option<String> {
+    let raw = std::str::from_utf8(raw).ok()?;
     serde_json::from_str::<String>(&format!("\"{raw}\"")).ok()
 }
 
 /// The text inside `json` if it is a string without escapes (so it can be borrowed as is).
+#[inline(always)]
 pub(crate) fn plain_str(json: &str) -> Option<&str> {
     let b = json.as_bytes();
     match string_end(b, 0) {
@@ -88,6 +96,7 @@ pub(crate) fn plain_str(json: &str) -> Option<&str> {
     }
 }
 
+#[inline(always)]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
         i += 1;
@@ -100,11 +109,13 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// The high bit of each zero byte of `x`. Bits above the lowest zero byte may be false hits
 /// (a borrow runs through), but the lowest set bit is always exact, which is all we read.
+#[inline(always)]
 fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(ONES) & !x & HIGHS
 }
 
 /// The index of the first `"` or `\` at or after `i`, eight bytes at a time.
+#[inline(always)]
 fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
     while let Some(chunk) = b.get(i..i + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
@@ -121,6 +132,7 @@ fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// Index just past the string starting at `b[start] == '"'`, and whether it holds an escape.
+#[inline(always)]
 fn string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
     let mut i = start + 1;
     let mut escaped = false;
@@ -135,30 +147,11 @@ fn string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
 }
 
 /// Index just past the value starting at `b[i]`.
+#[inline(always)]
 fn value_end(b: &[u8], i: usize) -> Option<usize> {
     match b.get(i)? {
         b'"' => string_end(b, i).map(|(end, _)| end),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            loop {
-                match b.get(j)? {
-                    b'"' => {
-                        j = string_end(b, j)?.0;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-        }
+        b'{' | b'[' => nested_end(b, i),
         _ => {
             let mut j = i;
             while !matches!(
@@ -169,6 +162,29 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
             }
             Some(j)
         }
+    }
+}
+
+/// Index just past the object or array starting at `b[i]`.
+fn nested_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut j = i;
+    loop {
+        match b.get(j)? {
+            b'"' => {
+                j = string_end(b, j)?.0;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j + 1);
+                }
+            }
+            _ => {}
+        }
+        j += 1;
     }
 }
 
