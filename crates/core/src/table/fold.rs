@@ -307,7 +307,9 @@ impl State {
                 }
             }
         };
-        row.resize(n, None);
+        if row.len() != n {
+            row.resize(n, None); // resize always makes a drop call, even when it does nothing
+        }
         let row = row.as_mut_slice();
         for (i, v) in s.sets.drain(..) {
             row[i] = Some(v);
@@ -441,14 +443,30 @@ fn parse_num(text: &str) -> Option<f64> {
         b'-' => (true, &b[1..]),
         _ => (false, b),
     };
-    if !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
-        let v = digits.iter().fold(0i64, |v, d| v * 10 + (d - b'0') as i64) as f64;
+    if let Some(v) = small_int(digits) {
         return Some(if neg { -v } else { v });
     }
     match b[0] {
         b'-' | b'0'..=b'9' => text.parse().ok(),
         _ => None,
     }
+}
+
+/// Up to 15 decimal digits (exact in an f64), read in one pass.
+#[inline(always)]
+fn small_int(digits: &[u8]) -> Option<f64> {
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut v = 0i64;
+    for &d in digits {
+        let x = d.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        v = v * 10 + i64::from(x);
+    }
+    Some(v as f64)
 }
 
 fn eval(input: &Input, f: &Found<'_, '_>) -> Result<Value, String> {

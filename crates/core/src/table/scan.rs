@@ -54,7 +54,7 @@ pub fn members<'a, K: AsRef<str>>(json: &'a str, keys: &[K], out: &mut [Option<&
         };
         if let Some(slot) = slot {
             // Both ends sit next to ASCII bytes, so they are char boundaries.
-            out[slot] = json.get(i..end);
+            out[slot] = sub(json, i, end);
             missing -= 1;
             if missing == 0 {
                 return;
@@ -91,18 +91,46 @@ fn unescape(raw: &[u8]) -> Option<String> {
 pub(crate) fn plain_str(json: &str) -> Option<&str> {
     let b = json.as_bytes();
     match string_end(b, 0) {
-        Some((end, false)) if b[0] == b'"' && end == b.len() => Some(&json[1..end - 1]),
+        Some((end, false)) if b[0] == b'"' && end == b.len() => sub(json, 1, end - 1),
         _ => None,
     }
 }
 
+/// `s[start..end]`, if those are char boundaries. Unlike `str::get`, this is inlined at
+/// opt-level "z", which saves a call per value found.
 #[inline(always)]
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+fn sub(s: &str, start: usize, end: usize) -> Option<&str> {
+    let (_, tail) = s.split_at_checked(start)?;
+    Some(tail.split_at_checked(end.checked_sub(start)?)?.0)
+}
+
+/// Index of the first byte at or after `i` that is not white space.
+#[inline(always)]
+fn skip_ws(b: &[u8], i: usize) -> usize {
+    // Stored JSON is mostly compact: one comparison says there is no white space.
+    match b.get(i) {
+        Some(&c) if c <= b' ' => skip_ws_slow(b, i),
+        _ => i,
+    }
+}
+
+fn skip_ws_slow(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
         i += 1;
     }
     i
 }
+
+/// The bytes that end a number or `true`/`false`/`null`: white space, `,`, `}` and `]`.
+static ENDS_SCALAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut k = 0;
+    while k < 7 {
+        t[b" \n\r\t,}]"[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -118,17 +146,28 @@ fn zero_bytes(x: u64) -> u64 {
 #[inline(always)]
 fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
     while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let hits = zero_bytes(w ^ (ONES * b'"' as u64)) | zero_bytes(w ^ (ONES * b'\\' as u64));
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        let h = hits(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if h != 0 {
+            return Some(i + (h.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
+    // The last few bytes as a word padded with zeros (neither `"` nor `\`).
     let rest = b.get(i..)?;
-    rest.iter()
-        .position(|&c| c == b'"' || c == b'\\')
-        .map(|p| i + p)
+    let w = rest
+        .iter()
+        .rev()
+        .fold(0u64, |w, &c| (w << 8) | u64::from(c));
+    match hits(w) {
+        0 => None,
+        h => Some(i + (h.trailing_zeros() / 8) as usize),
+    }
+}
+
+/// The high bit of each byte of `w` that is `"` or `\` (exact up to the lowest one).
+#[inline(always)]
+fn hits(w: u64) -> u64 {
+    zero_bytes(w ^ (ONES * b'"' as u64)) | zero_bytes(w ^ (ONES * b'\\' as u64))
 }
 
 /// Index just past the string starting at `b[start] == '"'`, and whether it holds an escape.
@@ -154,10 +193,10 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
         b'{' | b'[' => nested_end(b, i),
         _ => {
             let mut j = i;
-            while !matches!(
-                b.get(j),
-                None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-            ) {
+            while let Some(&c) = b.get(j) {
+                if ENDS_SCALAR[c as usize] {
+                    break;
+                }
                 j += 1;
             }
             Some(j)
