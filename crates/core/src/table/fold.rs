@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::def::{Source, TableDef};
-use super::plan::{Handler, Input, Plan, Read, Step};
+use super::plan::{Handler, Input, Plan, Read, Step, Tally, TALLY_ADDS};
 use super::scan;
 use super::value::{Key, Value};
 use super::FxBuild;
@@ -69,11 +69,14 @@ struct Scratch {
     appends: Vec<Value>,
 }
 
-/// An event and the members of its `data` and `meta` that its handler reads.
+/// An event and the members of its `data` and `meta` that its handler reads, with masks of
+/// those that are strings without escapes (see [`scan::members`]).
 struct Found<'e, 'a> {
     e: &'e EventRef<'a>,
     data: &'e [Option<&'a str>],
     meta: &'e [Option<&'a str>],
+    data_plain: u64,
+    meta_plain: u64,
 }
 
 /// A row key borrowed from the event where it can be.
@@ -218,13 +221,21 @@ impl State {
         mut changes: Option<&mut Vec<Key>>,
     ) {
         let (data, meta) = slots.split_at_mut(h.data_keys.len());
+        let mut data_plain = 0;
+        let mut meta_plain = 0;
         if !data.is_empty() {
-            scan::members(e.data, &h.data_keys, data);
+            data_plain = scan::members(e.data, &h.data_keys, data);
         }
         if !meta.is_empty() {
-            scan::members(e.meta.unwrap_or("null"), &h.meta_keys, meta);
+            meta_plain = scan::members(e.meta.unwrap_or("null"), &h.meta_keys, meta);
         }
-        let found = Found { e, data, meta };
+        let found = Found {
+            e,
+            data,
+            meta,
+            data_plain,
+            meta_plain,
+        };
         for step in &h.steps {
             if let Err(message) = self.apply_step(def, step, &found, changes.as_deref_mut()) {
                 self.error_count += 1;
@@ -247,8 +258,13 @@ impl State {
         def: &TableDef,
         step: &Step,
         f: &Found<'_, '_>,
-        changes: Option<&mut Vec<Key>>,
+        mut changes: Option<&mut Vec<Key>>,
     ) -> Result<(), String> {
+        if let Some(t) = &step.tally {
+            if self.tally(def, step, t, f, changes.as_deref_mut()) {
+                return Ok(());
+            }
+        }
         let key = eval_key(&step.row, f)?;
         if step.delete {
             let gone = match &key {
@@ -314,18 +330,11 @@ impl State {
         for (i, v) in s.sets.drain(..) {
             row[i] = Some(v);
         }
-        let counts = step.count.iter().map(|c| (c.field, 1.0));
-        for (i, d) in step
-            .add
-            .iter()
-            .map(|c| c.field)
-            .zip(s.adds.iter().copied())
-            .chain(counts)
-        {
-            match &mut row[i] {
-                Some(Value::Num(x)) => *x += d,
-                slot => *slot = Some(Value::Num(d)),
-            }
+        for (c, d) in step.add.iter().zip(&s.adds) {
+            add_to(&mut row[c.field], *d);
+        }
+        for c in &step.count {
+            add_to(&mut row[c.field], 1.0);
         }
         for (c, v) in step.append.iter().zip(s.appends.drain(..)) {
             match &mut row[c.field] {
@@ -337,6 +346,102 @@ impl State {
             changes.push(owned(key));
         }
         Ok(())
+    }
+}
+
+impl State {
+    /// Runs a [`Tally`] step the fast way: a borrowed key, numbers on the stack, one lookup.
+    /// Returns `false`, having changed nothing, when anything is unusual (a missing or escaped
+    /// key, a new row, a value that is not a number, ...): then [`State::apply_step`] runs it
+    /// the general way, with the same result or error.
+    #[inline(always)]
+    fn tally(
+        &mut self,
+        def: &TableDef,
+        step: &Step,
+        t: &Tally,
+        f: &Found<'_, '_>,
+        changes: Option<&mut Vec<Key>>,
+    ) -> bool {
+        let key = match t.key {
+            None => f.e.stream,
+            Some((meta, at)) => match f.plain_str(meta, at) {
+                Some(k) => k,
+                None => return false,
+            },
+        };
+        let mut deltas = [0.0; TALLY_ADDS];
+        for (d, &(_, meta, at, sign)) in deltas.iter_mut().zip(&t.adds) {
+            match f.member(meta, at).and_then(parse_num) {
+                Some(n) => *d = sign * n,
+                None => return false,
+            }
+        }
+        let Some(row) = self.by_str.get_mut(key) else {
+            return false;
+        };
+        if row.len() != def.fields.len() {
+            return false;
+        }
+        // Plain loops: iterator adapters are calls at opt-level "z", and cloning one copies it.
+        let row = row.as_mut_slice();
+        let is_num = |v: &Option<Value>| matches!(v, None | Some(Value::Num(_)));
+        for a in &t.adds {
+            if !is_num(&row[a.0]) {
+                return false;
+            }
+        }
+        for c in &step.count {
+            if !is_num(&row[c.field]) {
+                return false;
+            }
+        }
+        for k in 0..t.adds.len() {
+            add_to(&mut row[t.adds[k].0], deltas[k]);
+        }
+        for c in &step.count {
+            add_to(&mut row[c.field], 1.0);
+        }
+        if let Some(changes) = changes {
+            changes.push(Key::Str(key.to_owned()));
+        }
+        true
+    }
+}
+
+/// Adds `d` to a number field; a field not set yet starts from 0.
+#[inline(always)]
+fn add_to(slot: &mut Option<Value>, d: f64) {
+    match slot {
+        Some(Value::Num(x)) => *x += d,
+        slot => *slot = Some(Value::Num(d)),
+    }
+}
+
+impl<'a> Found<'_, 'a> {
+    /// The text of top-level member `at` of `data` (or `meta`), if there.
+    #[inline(always)]
+    fn member(&self, meta: bool, at: usize) -> Option<&'a str> {
+        if meta {
+            self.meta[at]
+        } else {
+            self.data[at]
+        }
+    }
+
+    /// The text inside member `at` if it is a string without escapes.
+    #[inline(always)]
+    fn plain_str(&self, meta: bool, at: usize) -> Option<&'a str> {
+        let plain = if meta {
+            self.meta_plain
+        } else {
+            self.data_plain
+        };
+        if at < 64 && plain & (1 << at) != 0 {
+            scan::inner(self.member(meta, at)?)
+        } else {
+            None
+        }
     }
 }
 
@@ -367,26 +472,31 @@ fn owned(k: KeyRef<'_>) -> Key {
 
 /// A source's JSON text, if it reads `data` or `meta`.
 enum Raw<'a> {
-    Text(&'a str),
+    /// The text, and whether it is known to be a string without escapes.
+    Text(&'a str, bool),
     Missing,
     Envelope,
 }
 
 #[inline(always)]
 fn raw<'a>(input: &Input, f: &Found<'_, 'a>) -> Raw<'a> {
-    let found = match &input.read {
+    let (found, plain) = match &input.read {
         Read::Envelope => return Raw::Envelope,
-        Read::Whole { meta: false } => Some(f.e.data.trim()),
-        Read::Whole { meta: true } => Some(f.e.meta.unwrap_or("null").trim()),
+        Read::Whole { meta: false } => (Some(f.e.data.trim()), false),
+        Read::Whole { meta: true } => (Some(f.e.meta.unwrap_or("null").trim()), false),
         Read::Member { meta, at, rest } => {
-            let top = if *meta { f.meta[*at] } else { f.data[*at] };
-            match top {
-                Some(text) if !rest.is_empty() => scan::field(text, rest),
-                top => top,
+            let (slots, plain) = if *meta {
+                (f.meta, f.meta_plain)
+            } else {
+                (f.data, f.data_plain)
+            };
+            match slots[*at] {
+                Some(text) if !rest.is_empty() => (scan::field(text, rest), false),
+                top => (top, *at < 64 && plain & (1 << *at) != 0),
             }
         }
     };
-    found.map_or(Raw::Missing, Raw::Text)
+    found.map_or(Raw::Missing, |text| Raw::Text(text, plain))
 }
 
 fn missing(input: &Input) -> String {
@@ -404,8 +514,13 @@ fn eval_key<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<KeyRef<'a>, String> 
         return Ok(KeyRef::Str(Cow::Borrowed(f.e.stream)));
     }
     match raw(input, f) {
-        Raw::Text(text) => {
-            if let Some(s) = scan::plain_str(text) {
+        Raw::Text(text, plain) => {
+            let borrowed = if plain {
+                scan::inner(text)
+            } else {
+                scan::plain_str(text)
+            };
+            if let Some(s) = borrowed {
                 return Ok(KeyRef::Str(Cow::Borrowed(s)));
             }
             return match Value::from_json(text) {
@@ -426,7 +541,7 @@ fn eval_key<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<KeyRef<'a>, String> 
 
 fn eval_num(input: &Input, f: &Found<'_, '_>) -> Result<f64, String> {
     let n = match raw(input, f) {
-        Raw::Text(text) => parse_num(text),
+        Raw::Text(text, _) => parse_num(text),
         Raw::Missing => return Err(missing(input)),
         Raw::Envelope => match eval(input, f)? {
             Value::Num(n) => Some(n),
@@ -437,6 +552,7 @@ fn eval_num(input: &Input, f: &Found<'_, '_>) -> Result<f64, String> {
 }
 
 /// A JSON number; plain integers (the usual amounts in cents) skip the float parser.
+#[inline(always)]
 fn parse_num(text: &str) -> Option<f64> {
     let b = text.as_bytes();
     let (neg, digits) = match b.first()? {
@@ -446,7 +562,11 @@ fn parse_num(text: &str) -> Option<f64> {
     if let Some(v) = small_int(digits) {
         return Some(if neg { -v } else { v });
     }
-    match b[0] {
+    parse_float(text)
+}
+
+fn parse_float(text: &str) -> Option<f64> {
+    match text.as_bytes().first()? {
         b'-' | b'0'..=b'9' => text.parse().ok(),
         _ => None,
     }
@@ -471,7 +591,7 @@ fn small_int(digits: &[u8]) -> Option<f64> {
 
 fn eval(input: &Input, f: &Found<'_, '_>) -> Result<Value, String> {
     match raw(input, f) {
-        Raw::Text(text) => {
+        Raw::Text(text, _) => {
             return Value::from_json(text)
                 .ok_or_else(|| format!("{} is not valid JSON", name(&input.source)))
         }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::def::{Op, Source, TableDef};
+use super::scan::Name;
 use super::FxBuild;
 
 /// How a source's value is found.
@@ -49,6 +50,51 @@ pub(super) struct Step {
     pub count: Vec<Change<()>>,
     pub append: Vec<Change<Input>>,
     pub delete: bool,
+    /// Set when the step has the commonest shape, which the fold runs on a fast path.
+    pub tally: Option<Tally>,
+}
+
+/// Most adds a [`Tally`] takes (its numbers are kept on the stack).
+pub(super) const TALLY_ADDS: usize = 4;
+
+/// A step that only adds top-level members and counts, on the row of the stream or of a
+/// top-level member: e.g. `{ "add": { "balance": "data.amount" }, "count": "movements" }`.
+#[derive(Debug, Clone)]
+pub(super) struct Tally {
+    /// `(meta, at)` of the key's member; `None` for the stream.
+    pub key: Option<(bool, usize)>,
+    /// `(field, meta, at, sign)` per add, in order.
+    pub adds: Vec<(usize, bool, usize, f64)>,
+}
+
+/// The member a source reads, if it is a whole top-level one.
+fn top_member(input: &Input) -> Option<(bool, usize)> {
+    match &input.read {
+        Read::Member { meta, at, rest } if rest.is_empty() => Some((*meta, *at)),
+        _ => None,
+    }
+}
+
+fn tally(step: &Step) -> Option<Tally> {
+    if step.delete || !step.set.is_empty() || !step.append.is_empty() {
+        return None;
+    }
+    if step.add.len() > TALLY_ADDS {
+        return None;
+    }
+    let key = match step.row.source {
+        Source::Stream => None,
+        _ => Some(top_member(&step.row)?),
+    };
+    let adds = step
+        .add
+        .iter()
+        .map(|c| {
+            let (meta, at) = top_member(&c.what.0)?;
+            Some((c.field, meta, at, c.what.1))
+        })
+        .collect::<Option<_>>()?;
+    Some(Tally { key, adds })
 }
 
 /// The steps for one event type, and the members its scan looks for.
@@ -56,9 +102,9 @@ pub(super) struct Step {
 pub(super) struct Handler {
     pub steps: Vec<Step>,
     /// The distinct top-level members of `data` that the steps read.
-    pub data_keys: Vec<String>,
+    pub data_keys: Vec<Name>,
     /// The same for `meta`.
-    pub meta_keys: Vec<String>,
+    pub meta_keys: Vec<Name>,
 }
 
 /// Handlers by event type.
@@ -102,12 +148,15 @@ fn handler(key: &Source, ops: &[Op]) -> Handler {
                 match p.split_first() {
                     None => Read::Whole { meta },
                     Some((first, rest)) => {
-                        let keys: &mut Vec<String> =
+                        let keys: &mut Vec<Name> =
                             if meta { &mut meta_keys } else { &mut data_keys };
-                        let at = keys.iter().position(|k| k == first).unwrap_or_else(|| {
-                            keys.push(first.clone());
-                            keys.len() - 1
-                        });
+                        let at = keys
+                            .iter()
+                            .position(|k| k.as_str() == first)
+                            .unwrap_or_else(|| {
+                                keys.push(Name::new(first.clone()));
+                                keys.len() - 1
+                            });
                         Read::Member {
                             meta,
                             at,
@@ -158,7 +207,12 @@ fn handler(key: &Source, ops: &[Op]) -> Handler {
                     })
                     .collect(),
                 delete: op.delete,
+                tally: None,
             }
+        })
+        .map(|mut step: Step| {
+            step.tally = tally(&step);
+            step
         })
         .collect();
     Handler {

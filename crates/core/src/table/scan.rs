@@ -10,80 +10,166 @@ pub fn field<'a, K: AsRef<str>>(json: &'a str, path: &[K]) -> Option<&'a str> {
     let mut cur = json;
     for key in path {
         let mut found = [None];
-        members(cur, &[key.as_ref()], &mut found);
+        members(cur, &[Name::new(key.as_ref())], &mut found);
         cur = found[0]?;
     }
     Some(cur)
 }
 
-/// Fills `out[i]` with the raw text (no surrounding white space) of top-level member `keys[i]`
-/// of the object `json`, in one pass that stops once every key is found. Keys not there (or a
-/// `json` that is not an object) leave their slot as it was, so pass `None`s. `keys` should be
-/// distinct. With duplicate keys the first one wins (serde_json would take the last); stored
-/// data comes from `JSON.stringify` or serde, which never repeat a key.
-pub fn members<'a, K: AsRef<str>>(json: &'a str, keys: &[K], out: &mut [Option<&'a str>]) {
-    debug_assert_eq!(keys.len(), out.len());
+/// A member name prepared for [`members`]: its first bytes and closing quote packed in a
+/// word, so one comparison matches it (or rules it out) at a key in the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Name<S = String> {
+    text: S,
+    /// Whether the name appears in JSON as is (no `"`, `\` or control characters), which
+    /// the word comparison needs; other names are matched after unescaping keys.
+    plain: bool,
+    /// The first 8 bytes of the name and its closing quote, little-endian, and which bytes
+    /// of a word they fill.
+    head: u64,
+    mask: u64,
+}
+
+impl<S: AsRef<str>> Name<S> {
+    /// Prepares `text`.
+    pub fn new(text: S) -> Self {
+        let t = text.as_ref().as_bytes();
+        let plain = !t.iter().any(|&c| c == b'"' || c == b'\\' || c < b' ');
+        let quoted: Vec<u8> = t.iter().chain(b"\"").take(8).copied().collect();
+        let head = tail_word(&quoted);
+        let mask = match quoted.len() {
+            8 => u64::MAX,
+            n => (1 << (8 * n)) - 1,
+        };
+        Name {
+            text,
+            plain,
+            head,
+            mask,
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        self.text.as_ref()
+    }
+
+    /// Whether the key whose text starts at `b[i]` (past its opening quote) is this name
+    /// written without escapes; `w` holds the 8 bytes from `i`.
+    #[inline(always)]
+    fn at(&self, b: &[u8], i: usize, w: u64) -> bool {
+        if !self.plain || w & self.mask != self.head {
+            return false;
+        }
+        let t = self.text.as_ref().as_bytes();
+        // Names of up to 7 bytes were compared whole, closing quote included.
+        t.len() < 8
+            || (b.get(i + 8..i + t.len()) == t.get(8..) && b.get(i + t.len()) == Some(&b'"'))
+    }
+}
+
+/// Fills `out[k]` with the raw text (no surrounding white space) of top-level member
+/// `names[k]` of the object `json`, in one pass that stops once every name is found. Names not
+/// there (or a `json` that is not an object) leave their slot as it was, so pass `None`s;
+/// `names` should be distinct. With duplicate keys the first one wins (serde_json would take
+/// the last); stored data comes from `JSON.stringify` or serde, which never repeat a key.
+///
+/// Returns a bit mask of the slots (below 64) it filled with a string without escapes, whose
+/// text between the quotes can be used as is.
+pub fn members<'a, S: AsRef<str>>(
+    json: &'a str,
+    names: &[Name<S>],
+    out: &mut [Option<&'a str>],
+) -> u64 {
+    debug_assert_eq!(names.len(), out.len());
     let b = json.as_bytes();
+    let mut plain = 0;
     let mut missing = out.iter().filter(|s| s.is_none()).count();
     let mut i = skip_ws(b, 0);
     if missing == 0 || b.get(i) != Some(&b'{') {
-        return;
+        return plain;
     }
     i += 1;
     loop {
         i = skip_ws(b, i);
         if b.get(i) != Some(&b'"') {
-            return; // `}` ends the object
+            return plain; // `}` ends the object
         }
-        let Some((key_end, escaped)) = string_end(b, i) else {
-            return;
+        // A wanted key is usually matched by one word comparison; other keys are skipped
+        // (and compared after unescaping if they hold escapes).
+        let w = word_at(b, i + 1);
+        let found = names
+            .iter()
+            .zip(out.iter())
+            .position(|(n, o)| o.is_none() && n.at(b, i + 1, w));
+        let (slot, key_end) = match found {
+            Some(k) => (Some(k), i + 2 + names[k].as_str().len()),
+            None => match string_end(b, i) {
+                Some((end, true)) => (unescaped_slot(&b[i + 1..end - 1], names, out), end),
+                Some((end, false)) => (None, end),
+                None => return plain,
+            },
         };
-        let raw_key = &b[i + 1..key_end - 1];
         i = skip_ws(b, key_end);
         if b.get(i) != Some(&b':') {
-            return;
+            return plain;
         }
         i = skip_ws(b, i + 1);
-        let Some(end) = value_end(b, i) else {
-            return;
+        let Some((end, plain_str)) = value_end(b, i) else {
+            return plain;
         };
-        let slot = if escaped {
-            unescape(raw_key).and_then(|k| wanted(k.as_bytes(), keys, out))
-        } else {
-            wanted(raw_key, keys, out)
-        };
-        if let Some(slot) = slot {
+        if let Some(k) = slot {
             // Both ends sit next to ASCII bytes, so they are char boundaries.
-            out[slot] = sub(json, i, end);
+            out[k] = sub(json, i, end);
+            if plain_str && k < 64 {
+                plain |= 1 << k;
+            }
             missing -= 1;
             if missing == 0 {
-                return;
+                return plain;
             }
         }
         i = skip_ws(b, end);
         match b.get(i) {
             Some(b',') => i += 1,
-            _ => return,
+            _ => return plain,
         }
     }
 }
 
-/// The index of `key` among the keys still unfound.
-#[inline(always)]
-fn wanted<K: AsRef<str>>(key: &[u8], keys: &[K], out: &[Option<&str>]) -> Option<usize> {
-    for (i, k) in keys.iter().enumerate() {
-        let k = k.as_ref().as_bytes();
-        // Lengths first: most keys differ in length, and that needs no call to memcmp.
-        if k.len() == key.len() && out[i].is_none() && k == key {
-            return Some(i);
-        }
-    }
-    None
-}
-
-fn unescape(raw: &[u8]) -> Option<String> {
+/// The slot of the still unfound name that the escaped key `raw` stands for.
+fn unescaped_slot<S: AsRef<str>>(
+    raw: &[u8],
+    names: &[Name<S>],
+    out: &[Option<&str>],
+) -> Option<usize> {
     let raw = std::str::from_utf8(raw).ok()?;
-    serde_json::from_str::<String>(&format!("\"{raw}\"")).ok()
+    let key = serde_json::from_str::<String>(&format!("\"{raw}\"")).ok()?;
+    names
+        .iter()
+        .zip(out)
+        .position(|(n, o)| o.is_none() && n.as_str() == key)
+}
+
+/// The 8 bytes from `b[i]` as a little-endian word, padded with zeros past the end.
+#[inline(always)]
+fn word_at(b: &[u8], i: usize) -> u64 {
+    match b.get(i..i + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
+        None => tail_word(b.get(i..).unwrap_or_default()),
+    }
+}
+
+/// Up to 8 bytes as a little-endian word padded with zeros (a loop: `fold` would be a call).
+#[inline(always)]
+fn tail_word(rest: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut k = rest.len().min(8);
+    while k > 0 {
+        k -= 1;
+        w = (w << 8) | u64::from(rest[k]);
+    }
+    w
 }
 
 /// The text inside `json` if it is a string without escapes (so it can be borrowed as is).
@@ -94,6 +180,12 @@ pub(crate) fn plain_str(json: &str) -> Option<&str> {
         Some((end, false)) if b[0] == b'"' && end == b.len() => sub(json, 1, end - 1),
         _ => None,
     }
+}
+
+/// The text between the quotes of `json`, a string (see [`members`]'s plain strings).
+#[inline(always)]
+pub(crate) fn inner(json: &str) -> Option<&str> {
+    sub(json, 1, json.len().checked_sub(1)?)
 }
 
 /// `s[start..end]`, if those are char boundaries. Unlike `str::get`, this is inlined at
@@ -153,12 +245,7 @@ fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
         i += 8;
     }
     // The last few bytes as a word padded with zeros (neither `"` nor `\`).
-    let rest = b.get(i..)?;
-    let w = rest
-        .iter()
-        .rev()
-        .fold(0u64, |w, &c| (w << 8) | u64::from(c));
-    match hits(w) {
+    match hits(tail_word(b.get(i..)?)) {
         0 => None,
         h => Some(i + (h.trailing_zeros() / 8) as usize),
     }
@@ -185,12 +272,12 @@ fn string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
     }
 }
 
-/// Index just past the value starting at `b[i]`.
+/// Index just past the value starting at `b[i]`, and whether it is a string without escapes.
 #[inline(always)]
-fn value_end(b: &[u8], i: usize) -> Option<usize> {
+fn value_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     match b.get(i)? {
-        b'"' => string_end(b, i).map(|(end, _)| end),
-        b'{' | b'[' => nested_end(b, i),
+        b'"' => string_end(b, i).map(|(end, escaped)| (end, !escaped)),
+        b'{' | b'[' => Some((nested_end(b, i)?, false)),
         _ => {
             let mut j = i;
             while let Some(&c) = b.get(j) {
@@ -199,7 +286,7 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
                 }
                 j += 1;
             }
-            Some(j)
+            Some((j, false))
         }
     }
 }
@@ -229,7 +316,7 @@ fn nested_end(b: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{field, members, plain_str, string_end};
+    use super::{field, members, plain_str, string_end, Name};
     use serde_json::Value as Json;
 
     const DOC: &str = r#" { "a" : 1, "s": "x,}\"y", "n": {"deep": [1, {"k": "}"}], "k": -2.5e3 }, "e\u0061sc": true, "z": null } "#;
@@ -317,7 +404,7 @@ mod tests {
         assert_eq!(field(doc, &["a"]), Some("1"));
         assert_eq!(field(doc, &["b", "a"]), Some("2"));
         let mut out = [None, None, Some("kept")];
-        members(doc, &["b", "a", "c"], &mut out);
+        members(doc, &["b", "a", "c"].map(Name::new), &mut out);
         assert_eq!(out, [Some(r#"{"a":2}"#), Some("1"), Some("kept")]);
     }
 
@@ -338,13 +425,21 @@ mod tests {
         }
     }
 
+    /// Names around the 8-byte word: shorter, exactly 7 and 8 bytes, longer, prefixes of one
+    /// another, and names that JSON must escape.
     const KEYS: &[&str] = &[
         "a",
         "amount",
+        "amounts",
+        "seven_7",
+        "eight__8",
+        "eight__8x",
+        "a key longer than eight bytes",
+        "a key longer than eight bytes, too",
         "k\"q",
         "é",
         "x\\y",
-        "a key longer than eight bytes",
+        "tab\t",
         "",
     ];
 
@@ -458,9 +553,12 @@ mod tests {
             text.push_str(r.pick(&["", " ", "\n"]));
             let all = ordered_members(&text);
             let keys: Vec<&str> = KEYS.iter().copied().filter(|_| r.below(3) > 0).collect();
+            let names: Vec<Name<&str>> = keys.iter().map(|k| Name::new(*k)).collect();
             let mut out = vec![None; keys.len()];
-            members(&text, &keys, &mut out);
-            for (k, got) in keys.iter().zip(&out) {
+            let plain = members(&text, &names, &mut out);
+            for (i, (k, got)) in keys.iter().zip(&out).enumerate() {
+                let is_plain = got.is_some_and(|t| t.starts_with('"') && !t.contains('\\'));
+                assert_eq!(plain & (1 << i) != 0, is_plain, "{text} {k:?}");
                 let want = all.iter().find(|(name, _)| name == k).map(|(_, v)| v);
                 let got: Option<Json> = got.map(|raw| {
                     assert_eq!(raw.trim(), raw, "{text}");
