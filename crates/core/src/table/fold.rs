@@ -631,7 +631,136 @@ fn name(s: &Source) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_num;
+    use super::*;
+    use crate::event::Event;
+    use crate::id::EventId;
+
+    /// A deterministic generator, so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    /// Events that take the fast path and every way out of it: new rows, escaped, numeric,
+    /// missing and nested keys, amounts that are not numbers (or not integers), fields that
+    /// turned into lists, deletes, stream and meta keys.
+    fn events(r: &mut Rng, n: u64) -> Vec<Event> {
+        let keys = [
+            r#""a1""#,
+            r#""a2""#,
+            r#""a\u0031""#,
+            r#""b\"q""#,
+            "7",
+            "-0",
+            "1.5",
+            r#"{"k":1}"#,
+            "true",
+        ];
+        let amounts = [
+            "5",
+            "-12",
+            "0",
+            "2.5",
+            "1e3",
+            r#""ten""#,
+            "null",
+            "123456789012345678",
+        ];
+        (1..=n)
+            .map(|seq| {
+                let ty = r.pick(&[
+                    "Deposited",
+                    "Withdrawn",
+                    "Transferred",
+                    "Tagged",
+                    "Closed",
+                    "Reset",
+                    "ByStream",
+                    "ByUser",
+                    "Other",
+                ]);
+                let mut members = Vec::new();
+                for name in ["account", "from", "to", "amount", "tag"] {
+                    if r.below(8) > 0 {
+                        let v = match name {
+                            "amount" => r.pick(&amounts),
+                            "tag" => r.pick(&[r#""x""#, "1", "[1,2]"]),
+                            _ => r.pick(&keys),
+                        };
+                        members.push(format!(r#""{name}": {v}"#));
+                    }
+                }
+                if r.below(10) == 0 {
+                    members.push(r#""account": "dup""#.into()); // first one wins
+                }
+                Event {
+                    id: EventId(u128::from(seq)),
+                    stream: r.pick(&["s1", "s2", "a1"]).into(),
+                    version: seq,
+                    event_type: ty.into(),
+                    data: format!("{{{}}}", members.join(", ")),
+                    meta: Some(format!(r#"{{"user": {}}}"#, r.pick(&keys)))
+                        .filter(|_| r.below(4) > 0),
+                    time: 1_700_000_000_000,
+                    origin: "test".into(),
+                    seq,
+                    offset: None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_one() {
+        let def = serde_json::json!({
+            "key": "data.account",
+            "on": {
+                "Deposited": { "add": { "balance": "data.amount" }, "count": "movements" },
+                "Withdrawn": { "subtract": { "balance": "data.amount" }, "count": ["movements", "withdrawals"] },
+                "Transferred": [
+                    { "row": "data.from", "subtract": { "balance": "data.amount" }, "count": "movements" },
+                    { "row": "data.to", "add": { "balance": "data.amount", "in": "data.amount" } }
+                ],
+                "Tagged": { "append": { "movements": "data.tag" } },
+                "Reset": { "set": { "balance": "data.tag" }, "count": "movements" },
+                "Closed": { "delete": true },
+                "ByStream": { "row": "stream", "add": { "balance": "data.amount" } },
+                "ByUser": { "row": "meta.user", "count": "movements" }
+            }
+        });
+        let def = Arc::new(TableDef::parse(&def).unwrap());
+        let mut r = Rng(3);
+        for round in 0..40 {
+            let events = events(&mut r, 300);
+            let mut fast = Table::new(Arc::clone(&def));
+            let mut general = Table::new(Arc::clone(&def));
+            general.plan = Arc::new(Plan::new(&def).without_fast_paths());
+            for e in &events {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                fast.apply(&e.as_ref(), Some(&mut a));
+                general.apply(&e.as_ref(), Some(&mut b));
+                assert_eq!(a, b, "round {round}, event {e:?}");
+            }
+            assert_eq!(fast.sorted(), general.sorted(), "round {round}");
+            assert_eq!(fast.errors(), general.errors(), "round {round}");
+            assert_eq!((fast.seq(), fast.shape()), (general.seq(), general.shape()));
+            assert!(
+                fast.errors().1 > 0 && fast.len() > 2,
+                "the events should reach the slow paths"
+            );
+        }
+    }
 
     #[test]
     fn parses_json_numbers() {

@@ -124,6 +124,17 @@ impl Plan {
         plan
     }
 
+    /// The same plan with its fast paths off, to check them against the general path.
+    #[cfg(test)]
+    pub fn without_fast_paths(mut self) -> Plan {
+        for (_, h) in &mut self.handlers {
+            for step in &mut h.steps {
+                step.tally = None;
+            }
+        }
+        self
+    }
+
     /// The handler of `ty`; `last` remembers the previous hit, as runs of one type are common.
     #[inline]
     pub fn handler(&self, ty: &str, last: &mut usize) -> Option<&Handler> {
