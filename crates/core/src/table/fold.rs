@@ -19,8 +19,10 @@ use crate::event::EventRef;
 /// How many fold errors a table keeps (it counts them all).
 const KEEP_ERRORS: usize = 100;
 
-/// Scanned members an event handler can hold without allocating.
-const INLINE_SLOTS: usize = 8;
+/// Scanned members an event handler can hold without allocating: a few are common, and
+/// the slots are cleared per event.
+const FEW_SLOTS: usize = 4;
+const MANY_SLOTS: usize = 16;
 
 /// An event a table could not apply fully: its row was left as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,8 +187,10 @@ impl Table {
             return;
         };
         let n = h.data_keys.len() + h.meta_keys.len();
-        if n <= INLINE_SLOTS {
-            state.run(def, h, e, &mut [None; INLINE_SLOTS][..n], changes);
+        if n <= FEW_SLOTS {
+            state.run(def, h, e, &mut [None; FEW_SLOTS][..n], changes);
+        } else if n <= MANY_SLOTS {
+            state.run(def, h, e, &mut [None; MANY_SLOTS][..n], changes);
         } else {
             state.run(def, h, e, &mut vec![None; n], changes);
         }
@@ -211,7 +215,8 @@ impl Table {
 }
 
 impl State {
-    /// Runs a handler's steps, with `slots` (all `None`) to hold the members its scan finds.
+    /// Runs a handler's steps, with `slots` (all `None`, one per member the handler reads)
+    /// to hold the members its scan finds.
     fn run<'a>(
         &mut self,
         def: &TableDef,

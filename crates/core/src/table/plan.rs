@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::def::{Op, Source, TableDef};
-use super::scan::Name;
+use super::scan::{self, Name};
 use super::FxBuild;
 
 /// How a source's value is found.
@@ -55,7 +55,7 @@ pub(super) struct Step {
 }
 
 /// Most adds a [`Tally`] takes (its numbers are kept on the stack).
-pub(super) const TALLY_ADDS: usize = 4;
+pub(super) const TALLY_ADDS: usize = 2;
 
 /// A step that only adds top-level members and counts, on the row of the stream or of a
 /// top-level member: e.g. `{ "add": { "balance": "data.amount" }, "count": "movements" }`.
@@ -139,7 +139,7 @@ impl Plan {
     #[inline]
     pub fn handler(&self, ty: &str, last: &mut usize) -> Option<&Handler> {
         if let Some((name, h)) = self.handlers.get(*last) {
-            if name == ty {
+            if scan::same(name.as_bytes(), ty.as_bytes()) {
                 return Some(h);
             }
         }

@@ -151,6 +151,21 @@ fn unescaped_slot<S: AsRef<str>>(
         .position(|(n, o)| o.is_none() && n.as_str() == key)
 }
 
+/// `a == b`; strings of up to 16 bytes are compared as one or two (overlapping) words
+/// rather than by a call to memcmp.
+#[inline(always)]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..=7 => tail_word(a) == tail_word(b),
+        8..=16 => word_at(a, 0) == word_at(b, 0) && word_at(a, n - 8) == word_at(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// The 8 bytes from `b[i]` as a little-endian word, padded with zeros past the end.
 #[inline(always)]
 fn word_at(b: &[u8], i: usize) -> u64 {
@@ -316,7 +331,7 @@ fn nested_end(b: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{field, members, plain_str, string_end, Name};
+    use super::{field, members, plain_str, same, string_end, Name};
     use serde_json::Value as Json;
 
     const DOC: &str = r#" { "a" : 1, "s": "x,}\"y", "n": {"deep": [1, {"k": "}"}], "k": -2.5e3 }, "e\u0061sc": true, "z": null } "#;
@@ -396,6 +411,20 @@ mod tests {
         assert_eq!(plain_str(r#""a\"b""#), None);
         assert_eq!(plain_str("12"), None);
         assert_eq!(plain_str(""), None);
+    }
+
+    #[test]
+    fn same_compares_like_eq() {
+        for len in 0..40usize {
+            let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same(&a, &a));
+            assert!(!same(&a, &a[..len.saturating_sub(1)]) || len == 0);
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same(&a, &b), "{len} {at}");
+            }
+        }
     }
 
     #[test]
