@@ -35,9 +35,13 @@ impl<S: AsRef<str>> Name<S> {
     pub fn new(text: S) -> Self {
         let t = text.as_ref().as_bytes();
         let plain = !t.iter().any(|&c| c == b'"' || c == b'\\' || c < b' ');
-        let quoted: Vec<u8> = t.iter().chain(b"\"").take(8).copied().collect();
-        let head = tail_word(&quoted);
-        let mask = match quoted.len() {
+        // No allocation: `field` prepares names while folding nested paths.
+        let (mut head, mut n) = (0u64, 0);
+        for &c in t.iter().chain(b"\"").take(8) {
+            head |= u64::from(c) << (8 * n);
+            n += 1;
+        }
+        let mask = match n {
             8 => u64::MAX,
             n => (1 << (8 * n)) - 1,
         };
