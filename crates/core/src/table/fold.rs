@@ -727,6 +727,45 @@ mod tests {
     }
 
     #[test]
+    fn nested_and_meta_sources_read_their_members() {
+        let def = serde_json::json!({
+            "key": "data.who.id",
+            "on": { "Scored": [
+                { "add": { "points": "data.score.value" }, "set": { "by": "meta.user", "at": "data.score" } },
+                { "row": "meta.team", "count": "scores" }
+            ] }
+        });
+        let mut t = Table::new(Arc::new(TableDef::parse(&def).unwrap()));
+        let data = [
+            r#"{"score": {"value": 3, "why": "x"}, "who": {"id": "p1"}}"#,
+            r#"{"who": {"name": "n", "id": "p1"}, "score": {"value": 4}}"#,
+            r#"{"who": {"id": 5}, "score": {"value": "none"}}"#,
+        ];
+        for (seq, d) in (1..).zip(data) {
+            let e = Event {
+                id: EventId(seq),
+                stream: "s".into(),
+                version: 1,
+                event_type: "Scored".into(),
+                data: d.into(),
+                meta: Some(r#"{"team": "t", "user": "u"}"#.into()),
+                time: 0,
+                origin: "o".into(),
+                seq: seq as u64,
+                offset: None,
+            };
+            t.apply(&e.as_ref(), None);
+        }
+        let mut out = String::new();
+        t.write_row(t.get(&Key::Str("p1".into())).unwrap(), &mut out);
+        assert_eq!(out, r#"{"points":7,"at":{"value": 4},"by":"u"}"#);
+        t.write_row(t.get(&Key::Str("t".into())).unwrap(), &mut out);
+        assert!(out.ends_with(r#"{"scores":3}"#), "{out}");
+        assert!(t.get(&Key::Num(5.0)).is_none());
+        assert_eq!(t.errors().0[0].message, "data.score.value is not a number");
+    }
+
+    #[test]
     fn the_fast_path_agrees_with_the_general_one() {
         let def = serde_json::json!({
             "key": "data.account",
