@@ -1,14 +1,16 @@
 //! A table's state and the fold step: one event in, its rows changed.
 //!
 //! Replay folds millions of events, so the step avoids allocating: rows live in hash maps
-//! looked up by borrowed keys, numbers are read straight from the JSON text, and the
-//! per-operation lists are reused. Key order is produced only when a reader asks for it.
+//! looked up by borrowed keys, each event's JSON is scanned once for the members its handler
+//! reads (see [`Plan`]), numbers are read straight from the JSON text, and the per-operation
+//! lists are reused. Key order is produced only when a reader asks for it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::def::{Op, Source, TableDef};
+use super::def::{Source, TableDef};
+use super::plan::{Handler, Input, Plan, Read, Step, Tally, TALLY_ADDS};
 use super::scan;
 use super::value::{Key, Value};
 use super::FxBuild;
@@ -16,6 +18,11 @@ use crate::event::EventRef;
 
 /// How many fold errors a table keeps (it counts them all).
 const KEEP_ERRORS: usize = 100;
+
+/// Scanned members an event handler can hold without allocating: a few are common, and
+/// the slots are cleared per event.
+const FEW_SLOTS: usize = 4;
+const MANY_SLOTS: usize = 16;
 
 /// An event a table could not apply fully: its row was left as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +42,7 @@ pub type Row = Vec<Option<Value>>;
 #[derive(Debug, Clone)]
 pub struct Table {
     def: Arc<TableDef>,
+    plan: Arc<Plan>,
     state: State,
 }
 
@@ -49,15 +57,28 @@ struct State {
     shape: u64,
     errors: Vec<FoldError>,
     error_count: u64,
+    /// The plan's index of the last event type seen.
+    last_type: usize,
     scratch: Scratch,
 }
 
-/// Lists reused by every operation so the fold does not allocate per event.
+/// Values of one operation, checked before any is applied; reused so the fold does not
+/// allocate per event. `adds` and `appends` follow the step's lists.
 #[derive(Debug, Clone, Default)]
 struct Scratch {
     sets: Vec<(usize, Value)>,
-    adds: Vec<(usize, f64)>,
-    appends: Vec<(usize, Value)>,
+    adds: Vec<f64>,
+    appends: Vec<Value>,
+}
+
+/// An event and the members of its `data` and `meta` that its handler reads, with masks of
+/// those that are strings without escapes (see [`scan::members`]).
+struct Found<'e, 'a> {
+    e: &'e EventRef<'a>,
+    data: &'e [Option<&'a str>],
+    meta: &'e [Option<&'a str>],
+    data_plain: u64,
+    meta_plain: u64,
 }
 
 /// A row key borrowed from the event where it can be.
@@ -78,6 +99,7 @@ impl Table {
     /// An empty table.
     pub fn new(def: Arc<TableDef>) -> Self {
         Table {
+            plan: Arc::new(Plan::new(&def)),
             def,
             state: State::default(),
         }
@@ -158,24 +180,19 @@ impl Table {
     }
 
     /// Folds one event in. With `changes`, each key whose row changed or went is pushed to it.
-    pub fn apply(&mut self, e: &EventRef<'_>, mut changes: Option<&mut Vec<Key>>) {
-        let Table { def, state } = self;
+    pub fn apply(&mut self, e: &EventRef<'_>, changes: Option<&mut Vec<Key>>) {
+        let Table { def, plan, state } = self;
         state.seq = e.seq;
-        let Some(ops) = def.on.get(e.event_type) else {
+        let Some(h) = plan.handler(e.event_type, &mut state.last_type) else {
             return;
         };
-        for op in ops {
-            if let Err(message) = state.apply_op(def, op, e, changes.as_deref_mut()) {
-                state.error_count += 1;
-                if state.errors.len() == KEEP_ERRORS {
-                    state.errors.remove(0);
-                }
-                state.errors.push(FoldError {
-                    seq: e.seq,
-                    event_type: e.event_type.to_owned(),
-                    message,
-                });
-            }
+        let n = h.data_keys.len() + h.meta_keys.len();
+        if n <= FEW_SLOTS {
+            state.run(def, h, e, &mut [None; FEW_SLOTS][..n], changes);
+        } else if n <= MANY_SLOTS {
+            state.run(def, h, e, &mut [None; MANY_SLOTS][..n], changes);
+        } else {
+            state.run(def, h, e, &mut vec![None; n], changes);
         }
     }
 
@@ -198,18 +215,63 @@ impl Table {
 }
 
 impl State {
-    /// Checks every change against the row before making any, so a failed operation leaves
-    /// the row exactly as it was.
-    fn apply_op(
+    /// Runs a handler's steps, with `slots` (all `None`, one per member the handler reads)
+    /// to hold the members its scan finds.
+    fn run<'a>(
         &mut self,
         def: &TableDef,
-        op: &Op,
-        e: &EventRef<'_>,
-        changes: Option<&mut Vec<Key>>,
+        h: &Handler,
+        e: &EventRef<'a>,
+        slots: &mut [Option<&'a str>],
+        mut changes: Option<&mut Vec<Key>>,
+    ) {
+        let (data, meta) = slots.split_at_mut(h.data_keys.len());
+        let mut data_plain = 0;
+        let mut meta_plain = 0;
+        if !data.is_empty() {
+            data_plain = scan::members(e.data, &h.data_keys, data);
+        }
+        if !meta.is_empty() {
+            meta_plain = scan::members(e.meta.unwrap_or("null"), &h.meta_keys, meta);
+        }
+        let found = Found {
+            e,
+            data,
+            meta,
+            data_plain,
+            meta_plain,
+        };
+        for step in &h.steps {
+            if let Err(message) = self.apply_step(def, step, &found, changes.as_deref_mut()) {
+                self.error_count += 1;
+                if self.errors.len() == KEEP_ERRORS {
+                    self.errors.remove(0);
+                }
+                self.errors.push(FoldError {
+                    seq: e.seq,
+                    event_type: e.event_type.to_owned(),
+                    message,
+                });
+            }
+        }
+    }
+
+    /// Checks every change against the row before making any, so a failed operation leaves
+    /// the row exactly as it was.
+    fn apply_step(
+        &mut self,
+        def: &TableDef,
+        step: &Step,
+        f: &Found<'_, '_>,
+        mut changes: Option<&mut Vec<Key>>,
     ) -> Result<(), String> {
-        let key_source = op.row.as_ref().unwrap_or(&def.key);
-        let key = eval_key(key_source, e)?;
-        if op.delete {
+        if let Some(t) = &step.tally {
+            if self.tally(def, step, t, f, changes.as_deref_mut()) {
+                return Ok(());
+            }
+        }
+        let key = eval_key(&step.row, f)?;
+        if step.delete {
             let gone = match &key {
                 KeyRef::Num(n) => self.by_num.remove(&num_bits(*n)).is_some(),
                 KeyRef::Str(s) => self.by_str.remove(s.as_ref()).is_some(),
@@ -222,48 +284,39 @@ impl State {
             }
             return Ok(());
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let result = self.change(def, op, e, &key, &mut scratch);
-        scratch.sets.clear();
-        scratch.adds.clear();
-        scratch.appends.clear();
-        self.scratch = scratch;
-        if let (Ok(()), Some(changes)) = (&result, changes) {
-            changes.push(owned(key));
+        // Leftovers of a failed step are dropped here (clearing empty lists is not free).
+        let s = &mut self.scratch;
+        if !s.sets.is_empty() {
+            s.sets.clear();
         }
-        result
-    }
-
-    fn change(
-        &mut self,
-        def: &TableDef,
-        op: &Op,
-        e: &EventRef<'_>,
-        key: &KeyRef<'_>,
-        s: &mut Scratch,
-    ) -> Result<(), String> {
-        for (i, src) in &op.set {
-            s.sets.push((*i, eval(src, e)?));
+        if !s.appends.is_empty() {
+            s.appends.clear();
         }
-        for (i, src, sign) in &op.add {
-            s.adds.push((*i, sign * eval_num(src, e)?));
+        s.adds.clear();
+        for (i, input) in &step.set {
+            s.sets.push((*i, eval(input, f)?));
         }
-        s.adds.extend(op.count.iter().map(|i| (*i, 1.0)));
-        for (i, src) in &op.append {
-            s.appends.push((*i, eval(src, e)?));
+        for c in &step.add {
+            let (input, sign) = &c.what;
+            s.adds.push(sign * eval_num(input, f)?);
+        }
+        for c in &step.append {
+            s.appends.push(eval(&c.what, f)?);
         }
 
         let n = def.fields.len();
-        let existing = match key {
+        let existing = match &key {
             KeyRef::Num(x) => self.by_num.get_mut(&num_bits(*x)),
             KeyRef::Str(k) => self.by_str.get_mut(k.as_ref()),
         };
-        check(def, op, s, existing.as_deref())?;
+        if let Some(row) = &existing {
+            check(def, step, row)?;
+        }
         let row = match existing {
             Some(row) => row,
             None => {
                 self.shape += 1;
-                match key {
+                match &key {
                     KeyRef::Num(x) => self
                         .by_num
                         .entry(num_bits(*x))
@@ -275,38 +328,141 @@ impl State {
                 }
             }
         };
-        row.resize(n, None);
+        if row.len() != n {
+            row.resize(n, None); // resize always makes a drop call, even when it does nothing
+        }
+        let row = row.as_mut_slice();
         for (i, v) in s.sets.drain(..) {
             row[i] = Some(v);
         }
-        for &(i, d) in &s.adds {
-            match &mut row[i] {
-                Some(Value::Num(x)) => *x += d,
-                slot => *slot = Some(Value::Num(d)),
-            }
+        for (c, d) in step.add.iter().zip(&s.adds) {
+            add_to(&mut row[c.field], *d);
         }
-        for (i, v) in s.appends.drain(..) {
-            match &mut row[i] {
+        for c in &step.count {
+            add_to(&mut row[c.field], 1.0);
+        }
+        for (c, v) in step.append.iter().zip(s.appends.drain(..)) {
+            match &mut row[c.field] {
                 Some(Value::List(items)) => items.push(v),
                 slot => *slot = Some(Value::List(vec![v])),
             }
+        }
+        if let Some(changes) = changes {
+            changes.push(owned(key));
         }
         Ok(())
     }
 }
 
-/// Whether the operation's adds and appends fit the row's current fields.
-fn check(def: &TableDef, op: &Op, s: &Scratch, row: Option<&Row>) -> Result<(), String> {
-    let field = |i: usize| row.and_then(|r| r.get(i)).and_then(Option::as_ref);
-    let is_set = |i: usize| op.set.iter().any(|(j, _)| *j == i);
-    for (i, _) in &s.adds {
-        if !matches!(field(*i), None | Some(Value::Num(_))) && !is_set(*i) {
-            return Err(format!("field {} is not a number", def.fields[*i]));
+impl State {
+    /// Runs a [`Tally`] step the fast way: a borrowed key, numbers on the stack, one lookup.
+    /// Returns `false`, having changed nothing, when anything is unusual (a missing or escaped
+    /// key, a new row, a value that is not a number, ...): then [`State::apply_step`] runs it
+    /// the general way, with the same result or error.
+    #[inline(always)]
+    fn tally(
+        &mut self,
+        def: &TableDef,
+        step: &Step,
+        t: &Tally,
+        f: &Found<'_, '_>,
+        changes: Option<&mut Vec<Key>>,
+    ) -> bool {
+        let key = match t.key {
+            None => f.e.stream,
+            Some((meta, at)) => match f.plain_str(meta, at) {
+                Some(k) => k,
+                None => return false,
+            },
+        };
+        let mut deltas = [0.0; TALLY_ADDS];
+        for (d, &(_, meta, at, sign)) in deltas.iter_mut().zip(&t.adds) {
+            match f.member(meta, at).and_then(parse_num) {
+                Some(n) => *d = sign * n,
+                None => return false,
+            }
+        }
+        let Some(row) = self.by_str.get_mut(key) else {
+            return false;
+        };
+        if row.len() != def.fields.len() {
+            return false;
+        }
+        // Plain loops: iterator adapters are calls at opt-level "z", and cloning one copies it.
+        let row = row.as_mut_slice();
+        let is_num = |v: &Option<Value>| matches!(v, None | Some(Value::Num(_)));
+        for a in &t.adds {
+            if !is_num(&row[a.0]) {
+                return false;
+            }
+        }
+        for c in &step.count {
+            if !is_num(&row[c.field]) {
+                return false;
+            }
+        }
+        for k in 0..t.adds.len() {
+            add_to(&mut row[t.adds[k].0], deltas[k]);
+        }
+        for c in &step.count {
+            add_to(&mut row[c.field], 1.0);
+        }
+        if let Some(changes) = changes {
+            changes.push(Key::Str(key.to_owned()));
+        }
+        true
+    }
+}
+
+/// Adds `d` to a number field; a field not set yet starts from 0.
+#[inline(always)]
+fn add_to(slot: &mut Option<Value>, d: f64) {
+    match slot {
+        Some(Value::Num(x)) => *x += d,
+        slot => *slot = Some(Value::Num(d)),
+    }
+}
+
+impl<'a> Found<'_, 'a> {
+    /// The text of top-level member `at` of `data` (or `meta`), if there.
+    #[inline(always)]
+    fn member(&self, meta: bool, at: usize) -> Option<&'a str> {
+        if meta {
+            self.meta[at]
+        } else {
+            self.data[at]
         }
     }
-    for (i, _) in &s.appends {
-        if !matches!(field(*i), None | Some(Value::List(_))) && !is_set(*i) {
-            return Err(format!("field {} is not a list", def.fields[*i]));
+
+    /// The text inside member `at` if it is a string without escapes.
+    #[inline(always)]
+    fn plain_str(&self, meta: bool, at: usize) -> Option<&'a str> {
+        let plain = if meta {
+            self.meta_plain
+        } else {
+            self.data_plain
+        };
+        if at < 64 && plain & (1 << at) != 0 {
+            scan::inner(self.member(meta, at)?)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether the step's adds, counts and appends fit the row's current fields.
+fn check(def: &TableDef, step: &Step, row: &Row) -> Result<(), String> {
+    let field = |i: usize| row.get(i).and_then(Option::as_ref);
+    let adds = step.add.iter().map(|c| (c.field, c.also_set));
+    let counts = step.count.iter().map(|c| (c.field, c.also_set));
+    for (i, also_set) in adds.chain(counts) {
+        if !also_set && !matches!(field(i), None | Some(Value::Num(_))) {
+            return Err(format!("field {} is not a number", def.fields[i]));
+        }
+    }
+    for c in &step.append {
+        if !c.also_set && !matches!(field(c.field), None | Some(Value::List(_))) {
+            return Err(format!("field {} is not a list", def.fields[c.field]));
         }
     }
     Ok(())
@@ -319,77 +475,136 @@ fn owned(k: KeyRef<'_>) -> Key {
     }
 }
 
-fn raw<'a>(s: &Source, e: &EventRef<'a>) -> Result<Option<&'a str>, String> {
-    let (json, path) = match s {
-        Source::Data(p) => (e.data, p),
-        Source::Meta(p) => (e.meta.unwrap_or("null"), p),
-        _ => return Ok(None),
-    };
-    let found = if path.is_empty() {
-        Some(json.trim())
-    } else {
-        scan::field(json, path)
-    };
-    found
-        .map(Some)
-        .ok_or_else(|| format!("{} is missing", name(s)))
+/// A source's JSON text, if it reads `data` or `meta`.
+enum Raw<'a> {
+    /// The text, and whether it is known to be a string without escapes.
+    Text(&'a str, bool),
+    Missing,
+    Envelope,
 }
 
-fn eval_key<'a>(s: &Source, e: &EventRef<'a>) -> Result<KeyRef<'a>, String> {
-    let not_a_key = || format!("the row key from {} is not a string or number", name(s));
-    if let Source::Stream = s {
-        return Ok(KeyRef::Str(Cow::Borrowed(e.stream)));
-    }
-    if let Some(text) = raw(s, e)? {
-        if text.len() >= 2 && text.starts_with('"') && !text.contains('\\') {
-            return Ok(KeyRef::Str(Cow::Borrowed(&text[1..text.len() - 1])));
+#[inline(always)]
+fn raw<'a>(input: &Input, f: &Found<'_, 'a>) -> Raw<'a> {
+    let (found, plain) = match &input.read {
+        Read::Envelope => return Raw::Envelope,
+        Read::Whole { meta: false } => (Some(f.e.data.trim()), false),
+        Read::Whole { meta: true } => (Some(f.e.meta.unwrap_or("null").trim()), false),
+        Read::Member { meta, at, rest } => {
+            let (slots, plain) = if *meta {
+                (f.meta, f.meta_plain)
+            } else {
+                (f.data, f.data_plain)
+            };
+            match slots[*at] {
+                Some(text) if !rest.is_empty() => (scan::field(text, rest), false),
+                top => (top, *at < 64 && plain & (1 << *at) != 0),
+            }
         }
-        return match Value::from_json(text) {
-            Some(Value::Str(s)) => Ok(KeyRef::Str(Cow::Owned(s))),
-            Some(Value::Num(n)) if n.is_finite() => Ok(KeyRef::Num(n)),
-            _ => Err(not_a_key()),
-        };
+    };
+    found.map_or(Raw::Missing, |text| Raw::Text(text, plain))
+}
+
+fn missing(input: &Input) -> String {
+    format!("{} is missing", name(&input.source))
+}
+
+fn eval_key<'a>(input: &Input, f: &Found<'_, 'a>) -> Result<KeyRef<'a>, String> {
+    let not_a_key = || {
+        format!(
+            "the row key from {} is not a string or number",
+            name(&input.source)
+        )
+    };
+    if let Source::Stream = input.source {
+        return Ok(KeyRef::Str(Cow::Borrowed(f.e.stream)));
     }
-    match Key::from_value(eval(s, e)?) {
+    match raw(input, f) {
+        Raw::Text(text, plain) => {
+            let borrowed = if plain {
+                scan::inner(text)
+            } else {
+                scan::plain_str(text)
+            };
+            if let Some(s) = borrowed {
+                return Ok(KeyRef::Str(Cow::Borrowed(s)));
+            }
+            return match Value::from_json(text) {
+                Some(Value::Str(s)) => Ok(KeyRef::Str(Cow::Owned(s))),
+                Some(Value::Num(n)) if n.is_finite() => Ok(KeyRef::Num(n)),
+                _ => Err(not_a_key()),
+            };
+        }
+        Raw::Missing => return Err(missing(input)),
+        Raw::Envelope => {}
+    }
+    match Key::from_value(eval(input, f)?) {
         Some(Key::Num(n)) => Ok(KeyRef::Num(n)),
         Some(Key::Str(s)) => Ok(KeyRef::Str(Cow::Owned(s))),
         None => Err(not_a_key()),
     }
 }
 
-fn eval_num(s: &Source, e: &EventRef<'_>) -> Result<f64, String> {
-    let n = match raw(s, e)? {
-        Some(text) => parse_num(text),
-        None => match eval(s, e)? {
+fn eval_num(input: &Input, f: &Found<'_, '_>) -> Result<f64, String> {
+    let n = match raw(input, f) {
+        Raw::Text(text, _) => parse_num(text),
+        Raw::Missing => return Err(missing(input)),
+        Raw::Envelope => match eval(input, f)? {
             Value::Num(n) => Some(n),
             _ => None,
         },
     };
-    n.ok_or_else(|| format!("{} is not a number", name(s)))
+    n.ok_or_else(|| format!("{} is not a number", name(&input.source)))
 }
 
 /// A JSON number; plain integers (the usual amounts in cents) skip the float parser.
+#[inline(always)]
 fn parse_num(text: &str) -> Option<f64> {
     let b = text.as_bytes();
     let (neg, digits) = match b.first()? {
         b'-' => (true, &b[1..]),
         _ => (false, b),
     };
-    if !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
-        let v = digits.iter().fold(0i64, |v, d| v * 10 + (d - b'0') as i64) as f64;
+    if let Some(v) = small_int(digits) {
         return Some(if neg { -v } else { v });
     }
-    match b[0] {
+    parse_float(text)
+}
+
+fn parse_float(text: &str) -> Option<f64> {
+    match text.as_bytes().first()? {
         b'-' | b'0'..=b'9' => super::value::parse_f64(text),
         _ => None,
     }
 }
 
-fn eval(s: &Source, e: &EventRef<'_>) -> Result<Value, String> {
-    if let Some(text) = raw(s, e)? {
-        return Value::from_json(text).ok_or_else(|| format!("{} is not valid JSON", name(s)));
+/// Up to 15 decimal digits (exact in an f64), read in one pass.
+#[inline(always)]
+fn small_int(digits: &[u8]) -> Option<f64> {
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
     }
-    Ok(match s {
+    let mut v = 0i64;
+    for &d in digits {
+        let x = d.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        v = v * 10 + i64::from(x);
+    }
+    Some(v as f64)
+}
+
+fn eval(input: &Input, f: &Found<'_, '_>) -> Result<Value, String> {
+    match raw(input, f) {
+        Raw::Text(text, _) => {
+            return Value::from_json(text)
+                .ok_or_else(|| format!("{} is not valid JSON", name(&input.source)))
+        }
+        Raw::Missing => return Err(missing(input)),
+        Raw::Envelope => {}
+    }
+    let e = f.e;
+    Ok(match &input.source {
         Source::Const(v) => v.clone(),
         Source::Stream => Value::Str(e.stream.to_owned()),
         Source::Type => Value::Str(e.event_type.to_owned()),
@@ -421,7 +636,175 @@ fn name(s: &Source) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_num;
+    use super::*;
+    use crate::event::Event;
+    use crate::id::EventId;
+
+    /// A deterministic generator, so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    /// Events that take the fast path and every way out of it: new rows, escaped, numeric,
+    /// missing and nested keys, amounts that are not numbers (or not integers), fields that
+    /// turned into lists, deletes, stream and meta keys.
+    fn events(r: &mut Rng, n: u64) -> Vec<Event> {
+        let keys = [
+            r#""a1""#,
+            r#""a2""#,
+            r#""a\u0031""#,
+            r#""b\"q""#,
+            "7",
+            "-0",
+            "1.5",
+            r#"{"k":1}"#,
+            "true",
+        ];
+        let amounts = [
+            "5",
+            "-12",
+            "0",
+            "2.5",
+            "1e3",
+            r#""ten""#,
+            "null",
+            "123456789012345678",
+        ];
+        (1..=n)
+            .map(|seq| {
+                let ty = r.pick(&[
+                    "Deposited",
+                    "Withdrawn",
+                    "Transferred",
+                    "Tagged",
+                    "Closed",
+                    "Reset",
+                    "ByStream",
+                    "ByUser",
+                    "Other",
+                ]);
+                let mut members = Vec::new();
+                for name in ["account", "from", "to", "amount", "tag"] {
+                    if r.below(8) > 0 {
+                        let v = match name {
+                            "amount" => r.pick(&amounts),
+                            "tag" => r.pick(&[r#""x""#, "1", "[1,2]"]),
+                            _ => r.pick(&keys),
+                        };
+                        members.push(format!(r#""{name}": {v}"#));
+                    }
+                }
+                if r.below(10) == 0 {
+                    members.push(r#""account": "dup""#.into()); // first one wins
+                }
+                Event {
+                    id: EventId(u128::from(seq)),
+                    stream: r.pick(&["s1", "s2", "a1"]).into(),
+                    version: seq,
+                    event_type: ty.into(),
+                    data: format!("{{{}}}", members.join(", ")),
+                    meta: Some(format!(r#"{{"user": {}}}"#, r.pick(&keys)))
+                        .filter(|_| r.below(4) > 0),
+                    time: 1_700_000_000_000,
+                    origin: "test".into(),
+                    seq,
+                    offset: None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nested_and_meta_sources_read_their_members() {
+        let def = serde_json::json!({
+            "key": "data.who.id",
+            "on": { "Scored": [
+                { "add": { "points": "data.score.value" }, "set": { "by": "meta.user", "at": "data.score" } },
+                { "row": "meta.team", "count": "scores" }
+            ] }
+        });
+        let mut t = Table::new(Arc::new(TableDef::parse(&def).unwrap()));
+        let data = [
+            r#"{"score": {"value": 3, "why": "x"}, "who": {"id": "p1"}}"#,
+            r#"{"who": {"name": "n", "id": "p1"}, "score": {"value": 4}}"#,
+            r#"{"who": {"id": 5}, "score": {"value": "none"}}"#,
+        ];
+        for (seq, d) in (1..).zip(data) {
+            let e = Event {
+                id: EventId(seq),
+                stream: "s".into(),
+                version: 1,
+                event_type: "Scored".into(),
+                data: d.into(),
+                meta: Some(r#"{"team": "t", "user": "u"}"#.into()),
+                time: 0,
+                origin: "o".into(),
+                seq: seq as u64,
+                offset: None,
+            };
+            t.apply(&e.as_ref(), None);
+        }
+        let mut out = String::new();
+        t.write_row(t.get(&Key::Str("p1".into())).unwrap(), &mut out);
+        assert_eq!(out, r#"{"points":7,"at":{"value": 4},"by":"u"}"#);
+        t.write_row(t.get(&Key::Str("t".into())).unwrap(), &mut out);
+        assert!(out.ends_with(r#"{"scores":3}"#), "{out}");
+        assert!(t.get(&Key::Num(5.0)).is_none());
+        assert_eq!(t.errors().0[0].message, "data.score.value is not a number");
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_one() {
+        let def = serde_json::json!({
+            "key": "data.account",
+            "on": {
+                "Deposited": { "add": { "balance": "data.amount" }, "count": "movements" },
+                "Withdrawn": { "subtract": { "balance": "data.amount" }, "count": ["movements", "withdrawals"] },
+                "Transferred": [
+                    { "row": "data.from", "subtract": { "balance": "data.amount" }, "count": "movements" },
+                    { "row": "data.to", "add": { "balance": "data.amount", "in": "data.amount" } }
+                ],
+                "Tagged": { "append": { "movements": "data.tag" } },
+                "Reset": { "set": { "balance": "data.tag" }, "count": "movements" },
+                "Closed": { "delete": true },
+                "ByStream": { "row": "stream", "add": { "balance": "data.amount" } },
+                "ByUser": { "row": "meta.user", "count": "movements" }
+            }
+        });
+        let def = Arc::new(TableDef::parse(&def).unwrap());
+        let mut r = Rng(3);
+        for round in 0..40 {
+            let events = events(&mut r, 300);
+            let mut fast = Table::new(Arc::clone(&def));
+            let mut general = Table::new(Arc::clone(&def));
+            general.plan = Arc::new(Plan::new(&def).without_fast_paths());
+            for e in &events {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                fast.apply(&e.as_ref(), Some(&mut a));
+                general.apply(&e.as_ref(), Some(&mut b));
+                assert_eq!(a, b, "round {round}, event {e:?}");
+            }
+            assert_eq!(fast.sorted(), general.sorted(), "round {round}");
+            assert_eq!(fast.errors(), general.errors(), "round {round}");
+            assert_eq!((fast.seq(), fast.shape()), (general.seq(), general.shape()));
+            assert!(
+                fast.errors().1 > 0 && fast.len() > 2,
+                "the events should reach the slow paths"
+            );
+        }
+    }
 
     #[test]
     fn parses_json_numbers() {

@@ -5,6 +5,7 @@
 
 pub mod def;
 pub mod fold;
+mod plan;
 pub mod scan;
 pub mod snapshot;
 pub mod value;
@@ -51,6 +52,7 @@ pub type FnvBuild = BuildHasherDefault<Fnv>;
 pub struct Fx(u64);
 
 impl Fx {
+    #[inline(always)]
     fn add(&mut self, word: u64) {
         self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
@@ -61,23 +63,28 @@ impl Hasher for Fx {
         self.0
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    #[inline]
+    fn write(&mut self, mut bytes: &[u8]) {
+        while let Some((word, rest)) = bytes.split_first_chunk::<8>() {
+            self.add(u64::from_le_bytes(*word));
+            bytes = rest;
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
+        if !bytes.is_empty() {
+            // The tail as a little-endian word padded with zeros, without a memcpy call.
+            let last = bytes
+                .iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+            self.add(last);
         }
     }
 
+    #[inline]
     fn write_u8(&mut self, i: u8) {
         self.add(i as u64);
     }
 
+    #[inline]
     fn write_u64(&mut self, i: u64) {
         self.add(i);
     }
