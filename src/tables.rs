@@ -98,7 +98,7 @@ impl Tables {
                 continue;
             }
             let mut keys = std::mem::take(&mut entry.changed);
-            keys.sort();
+            keys.sort_unstable();
             keys.dedup();
             if out.len() > 1 {
                 out.push(',');
@@ -184,7 +184,7 @@ impl Tables {
             .collect::<Result<Vec<_>, _>>()?;
         let shape = entry.table.shape();
         if entry.order.as_ref().map(|(s, _)| *s) != Some(shape) {
-            let keys = entry.table.sorted().into_iter().map(|(k, _)| k).collect();
+            let keys = entry.table.keys();
             entry.order = Some((shape, keys));
         }
         let keys = &entry.order.as_ref().expect("just built").1;

@@ -157,20 +157,25 @@ impl Table {
         }
     }
 
-    /// The rows in key order: numbers first, then strings.
-    pub fn sorted(&self) -> Vec<(Key, &Row)> {
-        let mut nums: Vec<(f64, &Row)> = self
+    /// The keys in order: numbers first, then strings.
+    pub fn keys(&self) -> Vec<Key> {
+        let nums = self
             .state
             .by_num
-            .iter()
-            .map(|(b, r)| (f64::from_bits(*b), r))
-            .collect();
-        nums.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut strs: Vec<(&String, &Row)> = self.state.by_str.iter().collect();
-        strs.sort_by(|a, b| a.0.cmp(b.0));
-        nums.into_iter()
-            .map(|(n, r)| (Key::Num(n), r))
-            .chain(strs.into_iter().map(|(s, r)| (Key::Str(s.clone()), r)))
+            .keys()
+            .map(|b| Key::Num(f64::from_bits(*b)));
+        let strs = self.state.by_str.keys().map(|s| Key::Str(s.clone()));
+        let mut keys: Vec<Key> = nums.chain(strs).collect();
+        // Unstable and on `Key` alone: one sort in the wasm build instead of one per caller.
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The rows in key order: numbers first, then strings.
+    pub fn sorted(&self) -> Vec<(Key, &Row)> {
+        self.keys()
+            .into_iter()
+            .filter_map(|k| self.get(&k).map(|r| (k, r)))
             .collect()
     }
 
