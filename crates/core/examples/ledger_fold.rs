@@ -61,7 +61,9 @@ fn main() {
     let col = |name: &str| def.fields.iter().position(|f| f == name).unwrap();
     let (balance, movements) = (col("balance"), col("movements"));
     for (k, (b, m)) in &model {
-        let row = table.get(&logfold_core::table::Key::Str(k.clone())).expect("row");
+        let row = table
+            .get(&logfold_core::table::Key::Str(k.clone()))
+            .expect("row");
         assert_eq!(row[balance], Some(Value::Num(*b)), "balance of {k}");
         assert_eq!(row[movements], Some(Value::Num(*m)), "movements of {k}");
     }
