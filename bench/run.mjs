@@ -84,7 +84,7 @@ const SOFT_DEADLINE_MS = (quick ? 75_000 : 8 * 60_000) + TABLES_MS;
 const DEADLINE_MS = (quick ? 110_000 : 12 * 60_000) + TABLES_MS;
 const CALL_TIMEOUT_MS = quick ? 60_000 : 180_000;
 // Filling a million events through Dexie takes minutes.
-const SETUP_TIMEOUT_MS = quick ? 90_000 : 300_000;
+const SETUP_TIMEOUT_MS = quick ? 120_000 : 600_000;
 
 const started = Date.now();
 const loadStart = loadavg().map((x) => Number(x.toFixed(2)));
