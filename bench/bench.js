@@ -657,7 +657,6 @@ export function foldInMemory(system, { total }) {
 }
 
 // ---- tables.tabLatency: an append in this tab, heard by a subscriber in another tab -------------
-const TAB_LOG = "bench-tab";
 const ACK = "bench-tab-ack";
 let listener = null;
 
@@ -668,10 +667,10 @@ const now = () => performance.timeOrigin + performance.now();
  * In the listening tab: logfold opens the log with the accounts table and subscribes to it;
  * "broadcast" listens on a BroadcastChannel. Each arrival is acknowledged with its time.
  */
-export async function tabListen(system) {
+export async function tabListen(system, { name }) {
   const ack = new BroadcastChannel(ACK);
   if (system === "logfold") {
-    const log = await logfold.Logfold.open({ name: TAB_LOG, durability: DURABILITY, projections: { accounts: LEDGER } });
+    const log = await logfold.Logfold.open({ name, durability: DURABILITY, projections: { accounts: LEDGER } });
     const off = log.subscribe("accounts", (change) => ack.postMessage({ at: now(), seq: change.seq }));
     listener = { stop: async () => { off(); await log.close(); ack.close(); } };
   } else {
@@ -689,7 +688,7 @@ export async function tabStop() {
 }
 
 /** In the appending tab: `total` single appends (or posts), each waiting for the other tab's ack. */
-export async function tabLatency(system, { total }) {
+export async function tabLatency(system, { total, name }) {
   const ack = new BroadcastChannel(ACK);
   let waiting = null;
   ack.onmessage = (m) => waiting?.(m.data);
@@ -701,7 +700,7 @@ export async function tabLatency(system, { total }) {
   const t0 = performance.now();
   try {
     if (system === "logfold") {
-      const log = await logfold.Logfold.open({ name: TAB_LOG, durability: DURABILITY });
+      const log = await logfold.Logfold.open({ name, durability: DURABILITY });
       try {
         for (let i = 0; i < total; i++) {
           const a = `acct-${i % 100}`;
@@ -732,8 +731,8 @@ export async function tabLatency(system, { total }) {
 }
 
 /** After the listener closed its handle: delete the tab log. */
-export async function tabTeardown(system) {
-  if (system === "logfold") await logfold.Logfold.destroy(TAB_LOG);
+export async function tabTeardown(system, { name }) {
+  if (system === "logfold") await logfold.Logfold.destroy(name);
   return {};
 }
 

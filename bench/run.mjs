@@ -176,8 +176,15 @@ const percentile = (xs, p) => {
 };
 const round = (x, digits) => Number(x.toFixed(digits));
 
-/** One trial of tables.tabLatency: the other tab listens while this one appends. */
-async function twoTabTrial(c, system, arg) {
+/**
+ * One trial of tables.tabLatency: the other tab listens while this one appends. A new log name
+ * per trial: reopening a just-destroyed log from the other tab can meet that tab's stale copy of
+ * the log's head mark in localStorage (shared between tabs, but synced asynchronously) and fail
+ * with CORRUPT.
+ */
+let tabTrials = 0;
+async function twoTabTrial(c, system, base) {
+  const arg = { ...base, name: `bench-tab-${++tabTrials}` };
   const other = await openListener(c.url);
   await call("tabListen", system, arg, { on: other });
   try {
