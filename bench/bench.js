@@ -270,6 +270,472 @@ export async function readTeardown(system) {
   return {};
 }
 
+// ---- Tables: the bank ledger folded into an accounts table ------------------------------------
+// One log (logfold) and one peer database (read by Dexie and by raw IndexedDB) are filled once per
+// run with the same ledger events and kept, across the tables.* cases, until tablesTeardown.
+
+/** The ledger table: the same definition as the e2e tests' T.ledger().accounts. */
+export const LEDGER = {
+  key: "data.account",
+  on: {
+    Opened: { set: { owner: "data.owner", balance: 0, movements: 0 } },
+    Deposited: { add: { balance: "data.amount" }, count: "movements" },
+    Withdrawn: { subtract: { balance: "data.amount" }, count: "movements" },
+    Transferred: [
+      { row: "data.from", subtract: { balance: "data.amount" }, count: "movements" },
+      { row: "data.to", add: { balance: "data.amount" }, count: "movements" },
+    ],
+  },
+};
+const ACCOUNTS = 10_000;
+
+/**
+ * Ledger events, made `n` at a time: every account opened first, then ~50% deposits, ~40%
+ * withdrawals and ~10% transfers of 1..100,000 cents, from a seeded xorshift32 generator.
+ * crates/core/examples/ledger_fold.rs makes the same events.
+ */
+export function ledgerEvents(seed = 1) {
+  let x = seed >>> 0 || 1;
+  const rnd = (k) => {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    return x % k;
+  };
+  let made = 0;
+  return (n) => {
+    const out = new Array(n);
+    for (let i = 0; i < n; i++, made++) {
+      if (made < ACCOUNTS) {
+        const a = `acct-${made}`;
+        out[i] = { stream: a, type: "Opened", data: { account: a, owner: `owner ${made}` } };
+        continue;
+      }
+      const kind = rnd(10);
+      const a = `acct-${rnd(ACCOUNTS)}`;
+      const amount = 1 + rnd(100_000);
+      if (kind === 0) {
+        out[i] = { stream: a, type: "Transferred", data: { from: a, to: `acct-${rnd(ACCOUNTS)}`, amount } };
+      } else {
+        out[i] = { stream: a, type: kind <= 5 ? "Deposited" : "Withdrawn", data: { account: a, amount } };
+      }
+    }
+    return out;
+  };
+}
+
+/** The plain JS fold the peers use: a mutable Map of account → { owner, balance, movements }. */
+export function foldLedger(events, accounts = new Map()) {
+  const row = (k) => {
+    let r = accounts.get(k);
+    if (!r) accounts.set(k, (r = { balance: 0, movements: 0 }));
+    return r;
+  };
+  for (const e of events) {
+    const d = e.data;
+    switch (e.type) {
+      case "Opened": accounts.set(d.account, { owner: d.owner, balance: 0, movements: 0 }); break;
+      case "Deposited": { const r = row(d.account); r.balance += d.amount; r.movements++; break; }
+      case "Withdrawn": { const r = row(d.account); r.balance -= d.amount; r.movements++; break; }
+      case "Transferred": {
+        const f = row(d.from); f.balance -= d.amount; f.movements++;
+        const t = row(d.to); t.balance += d.amount; t.movements++;
+        break;
+      }
+    }
+  }
+  return accounts;
+}
+
+// The JS reducer of tables.reducer, used as is by logfold and by the Dexie path. logfold's
+// contract: return the new state, never change the old one. Copying a 10,000-row Map per event
+// would be 10^10 copies for a million events, so the state is a small persistent map: 128
+// buckets, and an event copies the bucket array and only the bucket(s) it touches.
+const BUCKETS = 128;
+function bucketOf(key) {
+  let h = 0;
+  for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) | 0;
+  return (h >>> 0) % BUCKETS;
+}
+
+function updateRow(buckets, key, change) {
+  const b = bucketOf(key);
+  const bucket = new Map(buckets[b]);
+  bucket.set(key, change(bucket.get(key) ?? { balance: 0, movements: 0 }));
+  buckets[b] = bucket;
+}
+
+export const ACCOUNTS_REDUCER = {
+  version: 1,
+  init: () => new Array(BUCKETS).fill(new Map()),
+  apply(state, e) {
+    const d = e.data;
+    const next = state.slice();
+    switch (e.type) {
+      case "Opened": updateRow(next, d.account, () => ({ owner: d.owner, balance: 0, movements: 0 })); break;
+      case "Deposited": updateRow(next, d.account, (r) => ({ ...r, balance: r.balance + d.amount, movements: r.movements + 1 })); break;
+      case "Withdrawn": updateRow(next, d.account, (r) => ({ ...r, balance: r.balance - d.amount, movements: r.movements + 1 })); break;
+      case "Transferred":
+        updateRow(next, d.from, (r) => ({ ...r, balance: r.balance - d.amount, movements: r.movements + 1 }));
+        updateRow(next, d.to, (r) => ({ ...r, balance: r.balance + d.amount, movements: r.movements + 1 }));
+        break;
+      default: return state;
+    }
+    return next;
+  },
+};
+const reducerRow = (state, key) => state[bucketOf(key)].get(key);
+
+// What the filled databases must hold: a few rows of the plain fold, by `total`.
+const expected = {};
+const CHECKED = ["acct-0", "acct-4999", "acct-9999"];
+
+function expectedRows(total) {
+  if (!expected[total]) {
+    const next = ledgerEvents();
+    const accounts = new Map();
+    for (let i = 0; i < total; i += 50_000) foldLedger(next(Math.min(50_000, total - i)), accounts);
+    expected[total] = Object.fromEntries(CHECKED.map((k) => [k, accounts.get(k)]));
+  }
+  return expected[total];
+}
+
+function checkRows(total, get, where) {
+  for (const [key, want] of Object.entries(expectedRows(total))) {
+    const got = get(key);
+    if (got?.balance !== want.balance || got?.movements !== want.movements || got?.owner !== want.owner) {
+      throw new Error(`${where}: ${key} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+    }
+  }
+}
+
+const TABLES_LOG = "bench-tables";
+const TABLES_PEER = "bench-tables-peer";
+
+function openPeer(durability) {
+  const db = new Dexie(TABLES_PEER, { chromeTransactionDurability: durability });
+  db.version(1).stores({ events: "++seq" });
+  return db.open().then(() => db);
+}
+
+// Raw IndexedDB on the peer database (Dexie made it): no version, so whatever Dexie set.
+function openPeerRaw() {
+  return request(indexedDB.open(TABLES_PEER));
+}
+
+/**
+ * Fills the ledger log (logfold) or the peer database (dexie, idb) with `total` events, in
+ * batches of 100,000, unless it already holds them: a later case or a new page reuses them.
+ * Big batches because each logfold batch reads and writes the version of every stream it touches
+ * (up to all 10,000 accounts).
+ */
+export async function tablesSetup(system, { total }) {
+  expectedRows(total);
+  const next = ledgerEvents();
+  const chunk = 100_000;
+  if (system === "logfold") {
+    // No projections, so no snapshot: the replay cases fold from the first event.
+    let log = await logfold.Logfold.open({ name: TABLES_LOG, durability: DURABILITY });
+    if (log.head === total) {
+      await log.close();
+      return { filled: false };
+    }
+    await log.close();
+    await logfold.Logfold.destroy(TABLES_LOG);
+    log = await logfold.Logfold.open({ name: TABLES_LOG, durability: DURABILITY });
+    for (let i = 0; i < total; i += chunk) await log.append(next(Math.min(chunk, total - i)));
+    await log.close();
+    return { filled: true };
+  }
+  // dexie and idb read the same peer database, filled through Dexie.
+  let db = await openPeer(DURABILITY);
+  if ((await db.events.count()) === total) {
+    db.close();
+    return { filled: false };
+  }
+  db.close();
+  await Dexie.delete(TABLES_PEER);
+  db = await openPeer(DURABILITY);
+  for (let i = 0; i < total; i += chunk) await db.events.bulkAdd(next(Math.min(chunk, total - i)));
+  db.close();
+  return { filled: true };
+}
+
+export async function tablesTeardown(system) {
+  if (system === "logfold") await logfold.Logfold.destroy(TABLES_LOG);
+  else await Dexie.delete(TABLES_PEER);
+  return {};
+}
+
+// Deletes the log's projection snapshots (untimed), so open folds from the first event.
+async function clearSnapshots(name) {
+  const db = await request(indexedDB.open(`logfold:${name}`));
+  try {
+    const tx = db.transaction(["snapshots"], "readwrite");
+    tx.objectStore("snapshots").clear();
+    await done(tx);
+  } finally {
+    db.close();
+  }
+}
+
+function expectStats(log, want) {
+  const stats = log.stats();
+  for (const [k, v] of Object.entries(want)) {
+    if (stats[k] !== v) throw new Error(`stats().${k} is ${stats[k]}, expected ${v}: ${JSON.stringify(stats)}`);
+  }
+  return stats;
+}
+
+/** Reads every peer event back: Dexie toArray() or raw getAll(). */
+async function readPeer(system) {
+  if (system === "dexie") {
+    const db = await openPeer(DURABILITY);
+    try {
+      return await db.events.toArray();
+    } finally {
+      db.close();
+    }
+  }
+  const db = await openPeerRaw();
+  try {
+    return await request(db.transaction("events", "readonly").objectStore("events").getAll());
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * tables.replay: logfold opens the log with the accounts table and no snapshot (verify + fold);
+ * the peers read every event and fold them with foldLedger. The clock includes opening.
+ */
+export async function tablesReplay(system, { total }) {
+  if (system === "logfold") {
+    await clearSnapshots(TABLES_LOG);
+    const t0 = performance.now();
+    const log = await logfold.Logfold.open({
+      name: TABLES_LOG, durability: DURABILITY, projections: { accounts: LEDGER }, snapshotEvery: Infinity,
+    });
+    const ms = performance.now() - t0;
+    try {
+      const stats = expectStats(log, { projectionsRebuilt: 1, eventsReplayed: total, snapshotsLoaded: 0 });
+      checkRows(total, (k) => log.table("accounts").get(k), "logfold accounts table");
+      if (log.table("accounts").count() !== ACCOUNTS) throw new Error(`${log.table("accounts").count()} rows`);
+      return { ms, events: total, stats };
+    } finally {
+      await log.close();
+    }
+  }
+  const t0 = performance.now();
+  const events = await readPeer(system);
+  const accounts = foldLedger(events);
+  const ms = performance.now() - t0;
+  if (events.length !== total) throw new Error(`read ${events.length} events, expected ${total}`);
+  checkRows(total, (k) => accounts.get(k), `${system} accounts`);
+  return { ms, events: total };
+}
+
+/** tables.reducer: as tables.replay, but the accounts are ACCOUNTS_REDUCER's, on both sides. */
+export async function tablesReducer(system, { total }) {
+  if (system === "logfold") {
+    await clearSnapshots(TABLES_LOG);
+    const t0 = performance.now();
+    const log = await logfold.Logfold.open({
+      name: TABLES_LOG, durability: DURABILITY, projections: { accounts: ACCOUNTS_REDUCER }, snapshotEvery: Infinity,
+    });
+    const ms = performance.now() - t0;
+    try {
+      const stats = expectStats(log, { projectionsRebuilt: 1, eventsReplayed: total, snapshotsLoaded: 0 });
+      const state = log.state("accounts");
+      checkRows(total, (k) => reducerRow(state, k), "logfold reducer state");
+      return { ms, events: total, stats };
+    } finally {
+      // close() would snapshot the reducer state (untimed, but slow and unused): clear it now.
+      await log.close();
+      await clearSnapshots(TABLES_LOG);
+    }
+  }
+  if (system !== "dexie") throw new Error("tables.reducer runs logfold and dexie");
+  const t0 = performance.now();
+  const events = await readPeer(system);
+  let state = ACCOUNTS_REDUCER.init();
+  for (const e of events) state = ACCOUNTS_REDUCER.apply(state, e);
+  const ms = performance.now() - t0;
+  checkRows(total, (k) => reducerRow(state, k), "dexie reducer state");
+  return { ms, events: total };
+}
+
+/** tables.coldOpen setup: a snapshot of the accounts table at the head, written once. */
+export async function coldOpenSetup(system, arg) {
+  const filled = await tablesSetup(system, arg);
+  const log = await logfold.Logfold.open({
+    name: TABLES_LOG, durability: DURABILITY, projections: { accounts: LEDGER }, snapshotEvery: Infinity,
+  });
+  await log.snapshot();
+  await log.close();
+  return filled;
+}
+
+/** tables.coldOpen: open from the snapshot until the first answer of the table. */
+export async function coldOpen(system, { total }) {
+  if (system !== "logfold") throw new Error("cold open is measured for logfold only");
+  const t0 = performance.now();
+  const log = await logfold.Logfold.open({
+    name: TABLES_LOG, durability: DURABILITY, projections: { accounts: LEDGER }, snapshotEvery: Infinity,
+  });
+  const row = log.table("accounts").get("acct-0");
+  const ms = performance.now() - t0;
+  try {
+    const stats = expectStats(log, { eventsReplayed: 0, projectionsRebuilt: 0 });
+    if (!(stats.snapshotsLoaded >= 1)) throw new Error(`no snapshot loaded: ${JSON.stringify(stats)}`);
+    checkRows(total, (k) => (k === "acct-0" ? row : log.table("accounts").get(k)), "logfold accounts from snapshot");
+    return { ms, events: total, stats };
+  } finally {
+    await log.close();
+  }
+}
+
+/**
+ * tables.memory, in a page of its own: the JS heap after a GC (and for logfold the wasm memory)
+ * once the accounts are folded from all `total` events, and the heap before (the page itself).
+ * The wasm memory never shrinks: it is the high-water mark of the fold, not what the table holds.
+ */
+export async function tablesMemory(system, { total }) {
+  if (typeof gc !== "function" || !performance.memory) throw new Error("needs --js-flags=--expose-gc and performance.memory");
+  await collect();
+  const heapBefore = performance.memory.usedJSHeapSize;
+  if (system === "logfold") {
+    await clearSnapshots(TABLES_LOG);
+    const log = await logfold.Logfold.open({
+      name: TABLES_LOG, durability: DURABILITY, projections: { accounts: LEDGER }, snapshotEvery: Infinity,
+    });
+    try {
+      expectStats(log, { projectionsRebuilt: 1, eventsReplayed: total });
+      checkRows(total, (k) => log.table("accounts").get(k), "logfold accounts table");
+      await collect();
+      // The wasm-bindgen glue's init() resolves to the instance's exports once loaded.
+      const wasm = await (await import("/pkg/logfold.js")).default();
+      return {
+        events: total,
+        metrics: {
+          js_heap_bytes: performance.memory.usedJSHeapSize,
+          js_heap_base_bytes: heapBefore,
+          wasm_memory_bytes: wasm.memory.buffer.byteLength,
+        },
+      };
+    } finally {
+      await log.close();
+    }
+  }
+  let accounts = await peerAccounts(system);
+  await collect();
+  const heap = performance.memory.usedJSHeapSize;
+  checkRows(total, (k) => accounts.get(k), `${system} accounts`);
+  accounts = null;
+  return { events: total, metrics: { js_heap_bytes: heap, js_heap_base_bytes: heapBefore } };
+}
+
+// Out of line, so that nothing in the caller's frame keeps the events read alive.
+async function peerAccounts(system) {
+  return foldLedger(await readPeer(system));
+}
+
+// A full GC once the current task is over (a finished await can keep its value until then).
+async function collect() {
+  await new Promise((ok) => setTimeout(ok, 0));
+  gc();
+  gc();
+}
+
+/** tables.fold, "js": foldLedger over events already in memory (made before the clock starts). */
+export function foldInMemory(system, { total }) {
+  if (system !== "js") throw new Error("the in-memory JS fold is system js");
+  const events = ledgerEvents()(total);
+  const t0 = performance.now();
+  const accounts = foldLedger(events);
+  const ms = performance.now() - t0;
+  checkRows(total, (k) => accounts.get(k), "in-memory fold");
+  return { ms, events: total, acct0_balance: accounts.get("acct-0").balance };
+}
+
+// ---- tables.tabLatency: an append in this tab, heard by a subscriber in another tab -------------
+const ACK = "bench-tab-ack";
+let listener = null;
+
+// Absolute time, comparable between the two tabs of one browser.
+const now = () => performance.timeOrigin + performance.now();
+
+/**
+ * In the listening tab: logfold opens the log with the accounts table and subscribes to it;
+ * "broadcast" listens on a BroadcastChannel. Each arrival is acknowledged with its time.
+ */
+export async function tabListen(system, { name }) {
+  const ack = new BroadcastChannel(ACK);
+  if (system === "logfold") {
+    const log = await logfold.Logfold.open({ name, durability: DURABILITY, projections: { accounts: LEDGER } });
+    const off = log.subscribe("accounts", (change) => ack.postMessage({ at: now(), seq: change.seq }));
+    listener = { stop: async () => { off(); await log.close(); ack.close(); } };
+  } else {
+    const ch = new BroadcastChannel("bench-tab-ping");
+    ch.onmessage = (m) => ack.postMessage({ at: now(), seq: m.data.seq });
+    listener = { stop: async () => { ch.close(); ack.close(); } };
+  }
+  return {};
+}
+
+export async function tabStop() {
+  await listener?.stop();
+  listener = null;
+  return {};
+}
+
+/** In the appending tab: `total` single appends (or posts), each waiting for the other tab's ack. */
+export async function tabLatency(system, { total, name }) {
+  const ack = new BroadcastChannel(ACK);
+  let waiting = null;
+  ack.onmessage = (m) => waiting?.(m.data);
+  const heard = () => new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error("the other tab did not hear it within 5 s")), 5000);
+    waiting = (m) => { clearTimeout(timer); ok(m); };
+  });
+  const latencies = new Array(total);
+  const t0 = performance.now();
+  try {
+    if (system === "logfold") {
+      const log = await logfold.Logfold.open({ name, durability: DURABILITY });
+      try {
+        for (let i = 0; i < total; i++) {
+          const a = `acct-${i % 100}`;
+          const arrival = heard();
+          const sent = now();
+          const e = await log.append({ stream: a, type: "Deposited", data: { account: a, amount: 100 } });
+          const m = await arrival;
+          if (m.seq !== e.seq) throw new Error(`the other tab heard position ${m.seq}, not ${e.seq}`);
+          latencies[i] = m.at - sent;
+        }
+      } finally {
+        await log.close();
+      }
+    } else {
+      const ch = new BroadcastChannel("bench-tab-ping");
+      for (let i = 0; i < total; i++) {
+        const arrival = heard();
+        const sent = now();
+        ch.postMessage({ seq: i });
+        latencies[i] = (await arrival).at - sent;
+      }
+      ch.close();
+    }
+  } finally {
+    ack.close();
+  }
+  return { ms: performance.now() - t0, events: total, latencies };
+}
+
+/** After the listener closed its handle: delete the tab log. */
+export async function tabTeardown(system, { name }) {
+  if (system === "logfold") await logfold.Logfold.destroy(name);
+  return {};
+}
+
 // Errors come back as { error } so the runner sees logfold's code and details, which
 // page.evaluate would drop.
 const safe = (fn) => async (...args) => {
@@ -290,5 +756,17 @@ window.bench = {
   readAll: safe(readAll),
   reopen: safe(reopen),
   readTeardown: safe(readTeardown),
+  tablesSetup: safe(tablesSetup),
+  tablesTeardown: safe(tablesTeardown),
+  tablesReplay: safe(tablesReplay),
+  tablesReducer: safe(tablesReducer),
+  coldOpenSetup: safe(coldOpenSetup),
+  coldOpen: safe(coldOpen),
+  tablesMemory: safe(tablesMemory),
+  foldInMemory: safe(foldInMemory),
+  tabListen: safe(tabListen),
+  tabStop: safe(tabStop),
+  tabLatency: safe(tabLatency),
+  tabTeardown: safe(tabTeardown),
 };
 console.log("bench: page ready");

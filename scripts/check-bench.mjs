@@ -13,6 +13,20 @@ const LOGFOLD_CASES = [
   "read.100000",
   "open.verify100000",
   "size.wasm",
+  "tables.replay",
+  "tables.reducer",
+  "tables.coldOpen",
+  "tables.memory",
+  "tables.tabLatency",
+];
+// Rows that must be there besides logfold's: [case, system, metric or undefined].
+const ROWS = [
+  ["size.wasm", "logfold", "wasm_bytes"],
+  ["size.wasm", "logfold", "wasm_gzip_bytes"],
+  ["tables.memory", "logfold", "js_heap_bytes"],
+  ["tables.memory", "logfold", "wasm_memory_bytes"],
+  ["tables.fold", "native", undefined],
+  ["tables.fold", "js", undefined],
 ];
 const NUMBERS = ["events_per_s", "p50_ms", "p99_ms", "value", "events", "trials"];
 const FIGURES = ["events_per_s", "p50_ms", "value"];
@@ -48,9 +62,9 @@ function check(json) {
   for (const name of LOGFOLD_CASES) {
     if (!logfold.has(name)) problems.push(`no logfold result for ${name}`);
   }
-  for (const metric of ["wasm_bytes", "wasm_gzip_bytes"]) {
-    if (!json.results.some((r) => r?.case === "size.wasm" && r.system === "logfold" && r.metric === metric)) {
-      problems.push(`no logfold size.wasm row with metric ${metric}`);
+  for (const [name, system, metric] of ROWS) {
+    if (!json.results.some((r) => r?.case === name && r.system === system && r.metric === metric)) {
+      problems.push(`no ${system} ${name} row${metric ? ` with metric ${metric}` : ""}`);
     }
   }
   return problems;
