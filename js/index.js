@@ -151,6 +151,11 @@ function writeMark(name, head) {
   }
 }
 
+async function markAfter(name, ms) {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return readMark(name);
+}
+
 function lostError(head, mark) {
   const reason = "positions the log once stored are gone: the browser discarded or reset this origin's IndexedDB (Chromium deletes it when it finds it damaged after a crash)";
   return new LogfoldError(
@@ -713,7 +718,9 @@ export const Logfold = {
       Uint32Array.from(reducers, (r) => r.version),
       projector.hooks(),
     );
-    if (mark > core.head) {
+    // A tab that just destroyed the log removed the mark, but this tab's localStorage may
+    // hear of it a moment later: look again before calling it a loss.
+    if (mark > core.head && (await markAfter(name, 100)) !== 0) {
       await core.close();
       throw lostError(core.head, mark);
     }
