@@ -625,7 +625,7 @@ impl Log {
         let mut count = 0u64;
         let mut put = |w: SegmentWriter| -> Result<(), Error> {
             let last = w.first_seq() + w.count() - 1;
-            let bytes = w.finish();
+            let bytes = w.finish_packed();
             if bytes.len() < TARGET_BYTES / 2 {
                 small += 1;
             }
@@ -693,7 +693,9 @@ impl Log {
         let (keys, values) = read_segments(segments, at, u32::MAX).await?;
         let mut seen = Vec::new();
         for (k, bytes) in keys.iter().zip(&values) {
-            let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(at + 1, *k, e))?;
+            let mut scratch = Vec::new();
+            let seg = Segment::parse_in(bytes, &mut scratch)
+                .map_err(|e| Error::corrupt(at + 1, *k, e))?;
             for e in seg.events() {
                 let e = e.map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?;
                 if e.seq > at && e.seq <= head {
@@ -867,7 +869,9 @@ impl Log {
             let mut folded = 0;
             for (k, bytes) in keys.iter().zip(&values) {
                 let from = self.0.tables.borrow().seq() + 1;
-                let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(from, *k, e))?;
+                let mut scratch = Vec::new();
+                let seg = Segment::parse_in(bytes, &mut scratch)
+                    .map_err(|e| Error::corrupt(from, *k, e))?;
                 folded += fold_segment(
                     &mut self.0.tables.borrow_mut(),
                     &seg,
@@ -986,7 +990,9 @@ impl Log {
             let mut text = on_events.map(|_| String::from("["));
             for (k, bytes) in keys.iter().zip(&values) {
                 let from = tables.seq() + 1;
-                let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(from, *k, e))?;
+                let mut scratch = Vec::new();
+                let seg = Segment::parse_in(bytes, &mut scratch)
+                    .map_err(|e| Error::corrupt(from, *k, e))?;
                 fold_segment(&mut tables, &seg, seq, text.as_mut())
                     .map_err(|e| Error::corrupt(from, *k, e))?;
                 if tables.seq() >= seq {
@@ -1027,7 +1033,9 @@ impl Log {
             // JSON runs ~1.6× the encoded size; growing the string by doubling costs more.
             out.reserve(values.iter().map(Vec::len).sum::<usize>() * 8 / 5);
             for (k, bytes) in keys.iter().zip(&values) {
-                let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(pos + 1, *k, e))?;
+                let mut scratch = Vec::new();
+                let seg = Segment::parse_in(bytes, &mut scratch)
+                    .map_err(|e| Error::corrupt(pos + 1, *k, e))?;
                 pos += logfold_core::json::write_segment(&mut out, &seg, pos, upto)
                     .map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?
                     as u64;
@@ -1130,7 +1138,8 @@ impl Log {
                 let mut w = SegmentWriter::new();
                 for &i in run.iter() {
                     let lo = if i == 0 { compacted } else { keys[i - 1] };
-                    let seg = Segment::parse(&values[i])
+                    let mut scratch = Vec::new();
+                    let seg = Segment::parse_in(&values[i], &mut scratch)
                         .map_err(|e| Error::corrupt(lo + 1, keys[i], e))?;
                     for e in seg.events() {
                         w.push(&e.map_err(|e| Error::corrupt(lo + 1, keys[i], e))?);
@@ -1141,7 +1150,10 @@ impl Log {
                     segments.delete(&key(keys[i])).map_err(storage)?;
                 }
                 segments
-                    .put_with_key(&Uint8Array::from(&w.finish()[..]).buffer(), &key(last))
+                    .put_with_key(
+                        &Uint8Array::from(&w.finish_packed()[..]).buffer(),
+                        &key(last),
+                    )
                     .map_err(storage)?;
                 merged += run.len() as u64;
             }
@@ -1476,7 +1488,8 @@ async fn first_damage(
         let Some(last) = keys.last() else { break };
         next = request_segments(&store, *last, PAGE)?;
         for (k, bytes) in keys.iter().zip(&values) {
-            let seg = match Segment::parse(bytes) {
+            let mut scratch = Vec::new();
+            let seg = match Segment::parse_in(bytes, &mut scratch) {
                 Ok(seg) => seg,
                 Err(e) => return Ok((head, Some(Error::corrupt(prev + 1, *k, e)))),
             };
@@ -1560,7 +1573,8 @@ async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
     let (_, values) = read_segments(&segments, 0, u32::MAX).await?;
     let mut versions: HashMap<String, u64> = HashMap::new();
     for bytes in &values {
-        let seg = Segment::parse(bytes).map_err(|e| Error::corrupt(0, keep, e))?;
+        let mut scratch = Vec::new();
+        let seg = Segment::parse_in(bytes, &mut scratch).map_err(|e| Error::corrupt(0, keep, e))?;
         for e in seg.events() {
             let e: EventRef<'_> =
                 e.map_err(|e| Error::corrupt(seg.first_seq(), seg.last_seq(), e))?;

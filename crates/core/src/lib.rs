@@ -13,6 +13,7 @@ pub mod crc32;
 pub mod event;
 pub mod id;
 pub mod json;
+pub mod lz;
 pub mod memory;
 pub mod protocol;
 pub mod segment;

@@ -11,6 +11,10 @@
 //! streams stores each name once. Positions are implicit (`first_seq + i`): a segment is dense.
 //! The magic and the trailing checksum frame every format version, so a damaged segment is
 //! always `Corrupt`, and an intact one with an unknown format is `UnsupportedFormat`.
+//!
+//! Format 2 ([`SegmentWriter::finish_packed`]) is format 1's content after the format byte,
+//! compressed ([`crate::lz`]): `"LFSG" | 2 | content length | compressed content | crc32`.
+//! Reading the log is bound by its bytes, and events repeat their JSON keys.
 
 use std::collections::HashMap;
 
@@ -19,8 +23,10 @@ use crate::crc32::crc32;
 use crate::event::EventRef;
 use crate::id::EventId;
 
-/// The format version this code writes.
+/// The plain format.
 pub const FORMAT: u8 = 1;
+/// The compressed format.
+pub const PACKED: u8 = 2;
 /// Commits and compaction cut segments near this size: under Chromium's 64 KiB threshold, above
 /// which IndexedDB stores a value as a separate blob file.
 pub const TARGET_BYTES: usize = 48 * 1024;
@@ -119,23 +125,69 @@ impl SegmentWriter {
         self.body.len() + self.string_bytes + 24
     }
 
-    /// The encoded segment.
+    /// The encoded segment (format 1).
     pub fn finish(self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.size() + 8);
         out.extend_from_slice(MAGIC);
         out.push(FORMAT);
-        put_varint(&mut out, self.count);
-        put_varint(&mut out, self.first_seq);
-        put_varint(&mut out, self.strings.len() as u64);
+        self.content(&mut out);
+        seal(out)
+    }
+
+    /// The encoded segment, compressed (format 2) unless that saves less than an eighth.
+    pub fn finish_packed(self) -> Vec<u8> {
+        let mut content = Vec::with_capacity(self.size());
+        self.content(&mut content);
+        let mut out = Vec::with_capacity(content.len() / 2 + 16);
+        out.extend_from_slice(MAGIC);
+        out.push(PACKED);
+        put_varint(&mut out, content.len() as u64);
+        crate::lz::compress(&content, &mut out);
+        if out.len() + 4 > content.len() - content.len() / 8 {
+            out.clear();
+            out.extend_from_slice(MAGIC);
+            out.push(FORMAT);
+            out.extend_from_slice(&content);
+        }
+        seal(out)
+    }
+
+    fn content(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.count);
+        put_varint(out, self.first_seq);
+        put_varint(out, self.strings.len() as u64);
         for s in &self.strings {
-            put_bytes(&mut out, s.as_bytes());
+            put_bytes(out, s.as_bytes());
         }
         out.extend_from_slice(&self.body);
-        let crc = crc32(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
     }
 }
+
+/// Appends the checksum of everything before it.
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The format byte and what follows it, once the frame and checksum are checked.
+fn frame(bytes: &[u8]) -> Result<(u8, &[u8]), SegmentError> {
+    if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..4] != MAGIC {
+        return Err(corrupt("bad frame"));
+    }
+    let (content, trailer) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
+    if crc32(content) != stored {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok((content[4], &content[5..]))
+}
+
+/// The largest content a packed segment may declare: far above any segment logfold writes,
+/// low enough that a damaged length cannot ask for gigabytes.
+const MAX_CONTENT: u64 = 64 << 20;
+
+impl SegmentWriter {}
 
 /// Encodes consecutive events as one segment.
 pub fn encode<'a>(events: impl IntoIterator<Item = EventRef<'a>>) -> Vec<u8> {
@@ -156,20 +208,36 @@ pub struct Segment<'a> {
 }
 
 impl<'a> Segment<'a> {
-    /// Checks the frame and checksum, then reads the header.
+    /// Checks the frame and checksum of a plain (format 1) segment, then reads the header.
+    /// A packed one needs room to expand: see [`Segment::parse_in`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, SegmentError> {
-        if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..4] != MAGIC {
-            return Err(corrupt("bad frame"));
+        match frame(bytes)? {
+            (FORMAT, content) => Self::read(content),
+            (format, _) => Err(SegmentError::UnsupportedFormat(format)),
         }
-        let (content, trailer) = bytes.split_at(bytes.len() - 4);
-        let stored = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
-        if crc32(content) != stored {
-            return Err(corrupt("checksum mismatch"));
+    }
+
+    /// Like [`Segment::parse`] for any format: a packed segment is expanded into `scratch`.
+    pub fn parse_in(bytes: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Self, SegmentError> {
+        match frame(bytes)? {
+            (FORMAT, content) => Self::read(content),
+            (PACKED, content) => {
+                let mut r = Reader { buf: content };
+                let size = r.varint()?;
+                if size > MAX_CONTENT {
+                    return Err(corrupt("declared size too large"));
+                }
+                crate::lz::decompress(r.buf, size as usize, scratch)
+                    .map_err(|e| SegmentError::Corrupt(e.to_string()))?;
+                Self::read(scratch)
+            }
+            (format, _) => Err(SegmentError::UnsupportedFormat(format)),
         }
-        if content[4] != FORMAT {
-            return Err(SegmentError::UnsupportedFormat(content[4]));
-        }
-        let mut r = Reader { buf: &content[5..] };
+    }
+
+    /// Reads the header of format 1 content (what follows the format byte).
+    fn read(content: &'a [u8]) -> Result<Self, SegmentError> {
+        let mut r = Reader { buf: content };
         let count = r.varint()?;
         let first_seq = r.varint()?;
         if count == 0 || first_seq == 0 || first_seq.checked_add(count).is_none() {
