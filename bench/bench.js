@@ -563,6 +563,57 @@ export async function tablesReducer(system, { total }) {
   return { ms, events: total };
 }
 
+// The fixture's own JS reducer: the bank's total money (transfers move money, not make it).
+export const TOTAL_REDUCER = {
+  version: 1,
+  init: 0,
+  apply: (total, e) => (e.type === "Deposited" ? total + e.data.amount : e.type === "Withdrawn" ? total - e.data.amount : total),
+};
+
+const expectedTotals = {};
+function expectedTotal(total) {
+  if (expectedTotals[total] === undefined) {
+    const next = ledgerEvents();
+    const accounts = new Map();
+    for (let i = 0; i < total; i += 50_000) foldLedger(next(Math.min(50_000, total - i)), accounts);
+    let sum = 0;
+    for (const r of accounts.values()) sum += r.balance;
+    expectedTotals[total] = sum;
+  }
+  return expectedTotals[total];
+}
+
+/** tables.reducerTotal: as tables.reducer, with TOTAL_REDUCER: what the path costs, not the reducer. */
+export async function tablesReducerTotal(system, { total }) {
+  const check = (got, where) => {
+    if (got !== expectedTotal(total)) throw new Error(`${where}: total ${got}, expected ${expectedTotal(total)}`);
+  };
+  if (system === "logfold") {
+    await clearSnapshots(TABLES_LOG);
+    const t0 = performance.now();
+    const log = await logfold.Logfold.open({
+      name: TABLES_LOG, durability: DURABILITY, projections: { total: TOTAL_REDUCER }, snapshotEvery: Infinity,
+    });
+    const ms = performance.now() - t0;
+    try {
+      const stats = expectStats(log, { projectionsRebuilt: 1, eventsReplayed: total, snapshotsLoaded: 0 });
+      check(log.state("total"), "logfold reducer state");
+      return { ms, events: total, stats };
+    } finally {
+      await log.close();
+      await clearSnapshots(TABLES_LOG);
+    }
+  }
+  if (system !== "dexie") throw new Error("tables.reducerTotal runs logfold and dexie");
+  const t0 = performance.now();
+  const events = await readPeer(system);
+  let state = TOTAL_REDUCER.init;
+  for (const e of events) state = TOTAL_REDUCER.apply(state, e);
+  const ms = performance.now() - t0;
+  check(state, "dexie reducer state");
+  return { ms, events: total };
+}
+
 /** tables.coldOpen setup: a snapshot of the accounts table at the head, written once. */
 export async function coldOpenSetup(system, arg) {
   const filled = await tablesSetup(system, arg);
@@ -760,6 +811,7 @@ window.bench = {
   tablesTeardown: safe(tablesTeardown),
   tablesReplay: safe(tablesReplay),
   tablesReducer: safe(tablesReducer),
+  tablesReducerTotal: safe(tablesReducerTotal),
   coldOpenSetup: safe(coldOpenSetup),
   coldOpen: safe(coldOpen),
   tablesMemory: safe(tablesMemory),

@@ -65,6 +65,8 @@ const CASES = [
     group: "tables", trials: N.tablesTrials, warmup: 0 },
   { name: "tables.reducer", fn: "tablesReducer", arg: { total: N.tables }, systems: ["logfold", "dexie"],
     setup: "tablesSetup", group: "tables", trials: N.tablesTrials, warmup: 0 },
+  { name: "tables.reducerTotal", fn: "tablesReducerTotal", arg: { total: N.tables }, systems: ["logfold", "dexie"],
+    setup: "tablesSetup", group: "tables", trials: N.tablesTrials, warmup: 0 },
   { name: "tables.coldOpen", fn: "coldOpen", arg: { total: N.tables }, systems: ["logfold"],
     setup: "coldOpenSetup", group: "tables", metric: "open_ms" },
   // In a page of its own, so the heap and the wasm memory hold only this fold; one measurement.

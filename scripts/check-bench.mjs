@@ -15,6 +15,7 @@ const LOGFOLD_CASES = [
   "size.wasm",
   "tables.replay",
   "tables.reducer",
+  "tables.reducerTotal",
   "tables.coldOpen",
   "tables.memory",
   "tables.tabLatency",
