@@ -48,8 +48,8 @@ const COMPACT_BATCH: u32 = 1024;
 const VERSION_CACHE: usize = 100_000;
 /// Streams changed since the last checkpoint after which one runs between appends.
 const CHECKPOINT_NOW: usize = 20_000;
-/// Segments per `getAll` when reading the log through (about 3 MiB when compacted).
-const PAGE: u32 = 64;
+/// Segments per `getAll` when reading the log through (about 6 MiB when compacted).
+const PAGE: u32 = 128;
 
 /// Counters since this handle opened.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -159,6 +159,8 @@ struct Inner {
     idle: RefCell<Vec<oneshot::Sender<()>>>,
     stats: Cell<Stats>,
     small_segments: Cell<u32>,
+    /// Uncompressed bytes at which a commit cuts a segment (see `commit`).
+    cut_at: Cell<usize>,
     compaction_scheduled: Cell<bool>,
     /// Stream versions as of stored head `versions_at`: every stream changed after the
     /// `streams` store's checkpoint, and any others read since (see `commit`).
@@ -297,6 +299,7 @@ impl Log {
             idle: RefCell::new(Vec::new()),
             stats: Cell::new(stats),
             small_segments: Cell::new(0),
+            cut_at: Cell::new(TARGET_BYTES),
             compaction_scheduled: Cell::new(false),
             dirty: RefCell::new(versions.keys().cloned().collect()),
             versions: RefCell::new(versions),
@@ -625,7 +628,15 @@ impl Log {
         let mut count = 0u64;
         let mut put = |w: SegmentWriter| -> Result<(), Error> {
             let last = w.first_seq() + w.count() - 1;
+            let raw = w.size();
             let bytes = w.finish_packed();
+            // Segments are cut before they are compressed: aim the next cut so that it
+            // compresses to about the target, as this one did (at most twice the target, so a
+            // sudden run of incompressible data stays near Chromium's 64 KiB blob threshold).
+            let aim = TARGET_BYTES as f64 * 0.9 * raw as f64 / bytes.len() as f64;
+            inner
+                .cut_at
+                .set((aim as usize).clamp(TARGET_BYTES, 2 * TARGET_BYTES));
             if bytes.len() < TARGET_BYTES / 2 {
                 small += 1;
             }
@@ -640,7 +651,7 @@ impl Log {
             let Ok(appended) = result else { continue };
             for (e, p) in batch.events.iter().zip(&appended.events) {
                 let size = e.data.len() + e.meta.as_ref().map_or(0, String::len) + 64;
-                if w.count() > 0 && w.size() + size > TARGET_BYTES {
+                if w.count() > 0 && w.size() + size > inner.cut_at.get() {
                     put(std::mem::take(&mut w))?;
                 }
                 w.push(&e.placed(p, time, &inner.client_id));
