@@ -267,7 +267,7 @@ export interface Log {
   state<S = unknown>(name: string): S;
   projectionErrors(name: string): ProjectionErrors;
   /** Calls back once per committed append or received batch that changes it; returns unsubscribe. */
-  subscribe(name: string, callback: (change: TableChange & StateChange) => void): () => void;
+  subscribe(name: string, callback: (change: TableChange | StateChange) => void): () => void;
   /** Read-only projections as of position `seq`. */
   tablesAt(seq: number): Promise<PastTables>;
   /** Writes projection snapshots now. */

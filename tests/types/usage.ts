@@ -201,3 +201,43 @@ export function handle(err: LogfoldError): string {
   void n;
   return err.code;
 }
+
+export async function tables(): Promise<void> {
+  const log = await Logfold.open({
+    name: "ledger",
+    snapshotEvery: 5000,
+    onProgress: ({ done, total }) => void (done / total),
+    projections: {
+      accounts: {
+        key: "data.account",
+        on: {
+          Deposited: { add: { balance: "data.amount" }, count: "movements" },
+          Transferred: [
+            { row: "data.from", subtract: { balance: "data.amount" } },
+            { row: "data.to", add: { balance: "data.amount" } },
+          ],
+          Closed: { delete: true },
+        },
+      },
+      total: { version: 1, init: 0, apply: (t: number, e: StoredEvent) => t + Number((e.data as { amount?: number }).amount ?? 0) },
+    },
+  });
+  const row = log.table("accounts").get("acct-1");
+  const balance: Json | undefined = row?.balance;
+  const page: { key: string | number; row: Record<string, Json> }[] = log.table("accounts").scan({ prefix: "acct-", limit: 10, reverse: true, where: { owner: "Ada" } });
+  const n: number = log.table("accounts").count();
+  const total = log.state<number>("total");
+  const off: () => void = log.subscribe("accounts", (c) => void c.seq);
+  const past = await log.tablesAt(10);
+  const pastCount: number = past.table("accounts").count();
+  const errors = log.projectionErrors("accounts").errors.map((e) => `${e.seq} ${e.type} ${e.message}`);
+  const stats: number = log.stats().eventsReplayed + log.stats().snapshotsLoaded;
+  // @ts-expect-error an operation names known operations only
+  await Logfold.open({ name: "x", projections: { t: { on: { A: { multiply: { x: 2 } } } } } });
+  // @ts-expect-error a reducer's version is a number
+  await Logfold.open({ name: "x", projections: { r: { version: "1", init: 0, apply: (s: number) => s } } });
+  // @ts-expect-error keys are strings or numbers
+  log.table("accounts").get(true);
+  off();
+  void [balance, page, n, total, pastCount, errors, stats];
+}
