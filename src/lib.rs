@@ -81,6 +81,15 @@ fn split_batches(
         .collect())
 }
 
+/// The snapshot keys of reducers `names[i]` at `versions[i]`.
+fn reducer_keys(names: &[String], versions: &[u32]) -> Vec<String> {
+    names
+        .iter()
+        .zip(versions)
+        .map(|(n, v)| reducer_snapshot_key(n, *v))
+        .collect()
+}
+
 /// Appends `{"time", "events": [[id, version, seq], …]}`.
 fn answer(a: &Appended, out: &mut String) {
     out.reserve(32 + a.events.len() * 64);
@@ -122,11 +131,7 @@ impl LogCore {
         hooks: JsValue,
     ) -> Promise {
         let tables = parse_definitions(tables);
-        let reducers: Vec<String> = reducers
-            .iter()
-            .zip(&reducer_versions)
-            .map(|(n, v)| reducer_snapshot_key(n, *v))
-            .collect();
+        let reducers = reducer_keys(&reducers, &reducer_versions);
         future_to_promise(async move {
             let durability = match durability.as_str() {
                 "strict" => Durability::Strict,
@@ -261,10 +266,8 @@ impl LogCore {
         values: Vec<JsValue>,
     ) -> Promise {
         let log = self.0.clone();
-        let reducers = names
-            .iter()
-            .zip(&versions)
-            .map(|(n, v)| reducer_snapshot_key(n, *v))
+        let reducers = reducer_keys(&names, &versions)
+            .into_iter()
             .zip(values)
             .collect();
         future_to_promise(async move { Ok((log.write_snapshots(reducers).await? as f64).into()) })
@@ -274,11 +277,7 @@ impl LogCore {
     #[wasm_bindgen(js_name = reducerSnapshots, unchecked_return_type = "Promise<Array<any>>")]
     pub fn reducer_snapshots(&self, names: Vec<String>, versions: Vec<u32>) -> Promise {
         let log = self.0.clone();
-        let keys: Vec<String> = names
-            .iter()
-            .zip(&versions)
-            .map(|(n, v)| reducer_snapshot_key(n, *v))
-            .collect();
+        let keys = reducer_keys(&names, &versions);
         future_to_promise(async move {
             let values = log.read_snapshots(&keys).await?;
             Ok(values.into_iter().collect::<js_sys::Array>().into())

@@ -644,23 +644,7 @@ mod tests {
     use super::*;
     use crate::event::Event;
     use crate::id::EventId;
-
-    /// A deterministic generator, so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((self.0 >> 33) % n as u64) as usize
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
-        }
-    }
+    use crate::table::testing::Rng;
 
     /// Events that take the fast path and every way out of it: new rows, escaped, numeric,
     /// missing and nested keys, amounts that are not numbers (or not integers), fields that

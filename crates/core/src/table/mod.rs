@@ -8,6 +8,8 @@ pub mod fold;
 mod plan;
 pub mod scan;
 pub mod snapshot;
+#[cfg(test)]
+mod testing;
 pub mod value;
 
 pub use def::{DefinitionError, Op, Source, TableDef};

@@ -336,6 +336,7 @@ fn nested_end(b: &[u8], i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::{field, members, plain_str, same, string_end, Name};
+    use crate::table::testing::Rng;
     use serde_json::Value as Json;
 
     const DOC: &str = r#" { "a" : 1, "s": "x,}\"y", "n": {"deep": [1, {"k": "}"}], "k": -2.5e3 }, "e\u0061sc": true, "z": null } "#;
@@ -439,23 +440,6 @@ mod tests {
         let mut out = [None, None, Some("kept")];
         members(doc, &["b", "a", "c"].map(Name::new), &mut out);
         assert_eq!(out, [Some(r#"{"a":2}"#), Some("1"), Some("kept")]);
-    }
-
-    /// A small deterministic generator, so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((self.0 >> 33) % n as u64) as usize
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
-        }
     }
 
     /// Names around the 8-byte word: shorter, exactly 7 and 8 bytes, longer, prefixes of one
