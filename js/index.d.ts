@@ -258,7 +258,7 @@ export interface Log {
   events(options?: { after?: number }): AsyncIterableIterator<StoredEvent>;
   /** The stream's current version (0 if it has no events). */
   version(stream: string): Promise<number>;
-  /** Merges small segments now (it also happens on its own). */
+  /** Merges small segments and checkpoints stream versions now (it also happens on its own). */
   compact(): Promise<void>;
   stats(): LogStats;
   /** A declarative table. Up to date when `append` resolves. */

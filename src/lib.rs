@@ -300,7 +300,7 @@ impl LogCore {
         })
     }
 
-    /// Merges small segments now.
+    /// Merges small segments and checkpoints stream versions now.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn compact(&self) -> Promise {
         let log = self.0.clone();

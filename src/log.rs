@@ -1094,12 +1094,16 @@ impl Log {
         Ok(cached.unwrap_or(stored))
     }
 
-    /// Merges runs of small adjacent segments now, after pending appends.
+    /// Does now what otherwise waits for a pause in appends: merges runs of small adjacent
+    /// segments and checkpoints stream versions.
     pub async fn compact(&self) -> Result<(), Error> {
         self.check_open()?;
         self.wait_idle().await;
         self.0.writing.set(true);
-        let result = self.compact_once().await;
+        let mut result = self.compact_once().await;
+        if result.is_ok() {
+            result = self.checkpoint_streams().await;
+        }
         self.finish_writing();
         self.start_writer_if_queued();
         result

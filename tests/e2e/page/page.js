@@ -82,6 +82,9 @@ const T = (window.T = {
 
   /** Runs a call that must be refused: the log seen before, the error, the log seen after. */
   async refuse(log, fn, streams = []) {
+    // Background maintenance (compaction, the stream-version checkpoint) runs when appends
+    // pause and may write between the two looks: do it now, so only the call can change things.
+    if (!log.closed) await log.compact();
     const before = await T.fullSnap(log, streams);
     const err = await T.attempt(() => fn(log));
     const after = await T.fullSnap(log, streams);
