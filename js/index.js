@@ -260,6 +260,11 @@ class Reducer {
   }
 }
 
+// Reducers as wasm names them: their names, and their versions alongside.
+function reducerIds(reducers) {
+  return [reducers.map((r) => r.name), Uint32Array.from(reducers, (r) => r.version)];
+}
+
 function failedError(name, failure) {
   return new LogfoldError(
     "PROJECTION_FAILED",
@@ -601,7 +606,7 @@ class Log {
   async tablesAt(seq) {
     if (!(Number.isSafeInteger(seq) && seq >= 0)) throw invalidArgument("seq", "must be a non-negative integer");
     const reducers = [...this.#p.reducers.values()];
-    const stored = reducers.length > 0 ? await this.#core.reducerSnapshots(reducers.map((r) => r.name), Uint32Array.from(reducers, (r) => r.version)) : [];
+    const stored = reducers.length > 0 ? await this.#core.reducerSnapshots(...reducerIds(reducers)) : [];
     const states = new Map();
     reducers.forEach((r, i) => {
       const s = stored[i];
@@ -626,11 +631,7 @@ class Log {
     while (this.#snapshotting) await this.#snapshotting;
     const reducers = [...this.#p.reducers.values()].filter((r) => !r.failure);
     this.#snapshotting = this.#core
-      .writeSnapshots(
-        reducers.map((r) => r.name),
-        Uint32Array.from(reducers, (r) => r.version),
-        reducers.map((r) => ({ seq: r.seq, state: r.state })),
-      )
+      .writeSnapshots(...reducerIds(reducers), reducers.map((r) => ({ seq: r.seq, state: r.state })))
       .then((seq) => {
         this.#snapshotAt = seq;
       })
@@ -714,8 +715,7 @@ export const Logfold = {
       durability,
       onClose,
       JSON.stringify(tables),
-      reducers.map((r) => r.name),
-      Uint32Array.from(reducers, (r) => r.version),
+      ...reducerIds(reducers),
       projector.hooks(),
     );
     // A tab that just destroyed the log removed the mark, but this tab's localStorage may

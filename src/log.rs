@@ -136,6 +136,14 @@ impl Projections {
         self.call("fold", &[text(events), text(changes), key(seq)]);
     }
 
+    /// The snapshot keys of the declarative tables.
+    fn table_keys(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .map(|(name, def)| table_snapshot_key(name, def))
+            .collect()
+    }
+
     fn warn(&self, message: &str) {
         self.call("warn", &[message.into()]);
     }
@@ -669,15 +677,10 @@ impl Log {
         }
         done.await.map_err(|e| self.closed_or(e))?;
         if count > 0 {
-            self.remember(
-                results
-                    .iter()
-                    .zip(batches)
-                    .filter(|(r, _)| r.is_ok())
-                    .flat_map(|(_, b)| b.events.iter().map(|e| e.stream.as_str()))
-                    .map(|s| (s, versions[s])),
-                head,
-            );
+            // Once per stream, not per event. A stream whose batch failed keeps the version it
+            // was read at, which is still its version; one with no events stays unrecorded.
+            let known = versions.iter().filter(|(_, v)| **v > 0);
+            self.remember(known.map(|(s, v)| (s.as_str(), *v)), head);
         }
 
         inner.head.set(inner.head.get().max(head));
@@ -969,20 +972,14 @@ impl Log {
         on_events: Option<&Function>,
     ) -> Result<Tables, Error> {
         self.check_open()?;
-        let keys: Vec<String> = self
-            .0
-            .projections
-            .tables
-            .iter()
-            .map(|(name, def)| table_snapshot_key(name, def))
-            .collect();
-        let stored = self.read_snapshots(&keys).await?;
+        let stored = self
+            .read_snapshots(&self.0.projections.table_keys())
+            .await?;
         let mut start = reducers_from;
         let mut entries = Vec::new();
         for ((name, def), value) in self.0.projections.tables.iter().zip(stored) {
-            let table = value
-                .dyn_ref::<js_sys::ArrayBuffer>()
-                .and_then(|b| snapshot::decode(&Uint8Array::new(b).to_vec(), Arc::clone(def)).ok())
+            let table = decode_snapshot(&value, def)
+                .ok()
                 .filter(|t| t.seq() <= seq)
                 .unwrap_or_else(|| Table::new(Arc::clone(def)));
             start = start.min(table.seq());
@@ -1311,11 +1308,7 @@ async fn load_snapshots(
     let meta = tx.object_store("meta").map_err(storage)?;
     let store = tx.object_store("snapshots").map_err(storage)?;
     let head_req = meta.get(&"head".into()).map_err(storage)?;
-    let table_keys: Vec<String> = p
-        .tables
-        .iter()
-        .map(|(name, def)| table_snapshot_key(name, def))
-        .collect();
+    let table_keys = p.table_keys();
     let reqs = table_keys
         .iter()
         .chain(&p.reducers)
@@ -1339,12 +1332,7 @@ async fn load_snapshots(
     for (((name, def), value), k) in p.tables.iter().zip(table_values).zip(&table_keys) {
         let mut table = None;
         if !value.is_undefined() {
-            let decoded = match value.dyn_ref::<js_sys::ArrayBuffer>() {
-                Some(b) => snapshot::decode(&Uint8Array::new(b).to_vec(), Arc::clone(def))
-                    .map_err(|e| e.to_string()),
-                None => Err("not a snapshot".to_owned()),
-            };
-            match decoded {
+            match decode_snapshot(value, def) {
                 Ok(t) if t.seq() <= head => table = Some(t),
                 Ok(t) => discard(stats, k, ahead(t.seq(), head)),
                 Err(why) => discard(stats, k, why),
@@ -1386,6 +1374,14 @@ async fn load_snapshots(
     }
     p.call("start", &[usable.into()]);
     Ok(Tables::new(entries, start))
+}
+
+/// A table from a stored snapshot value, or why it cannot be used.
+fn decode_snapshot(value: &JsValue, def: &Arc<TableDef>) -> Result<Table, String> {
+    let bytes = value
+        .dyn_ref::<js_sys::ArrayBuffer>()
+        .ok_or("not a snapshot")?;
+    snapshot::decode(&Uint8Array::new(bytes).to_vec(), Arc::clone(def)).map_err(|e| e.to_string())
 }
 
 fn ahead(seq: u64, head: u64) -> String {

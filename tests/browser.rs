@@ -15,11 +15,14 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+/// Opens `name` strictly, without projections.
+async fn open(name: &str) -> Result<Log, Error> {
+    Log::open(name, Durability::Strict, None, Projections::default()).await
+}
+
 async fn fresh(name: &str) -> Log {
     destroy(name).await.unwrap();
-    Log::open(name, Durability::Strict, None, Projections::default())
-        .await
-        .unwrap()
+    open(name).await.unwrap()
 }
 
 fn deposit(account: &str, amount: u32) -> NewEvent {
@@ -149,14 +152,7 @@ async fn compaction_merges_small_segments_and_keeps_every_event() {
     drop(tx);
     db.close();
     log.close().await;
-    let reopened = Log::open(
-        "t-compact",
-        Durability::Strict,
-        None,
-        Projections::default(),
-    )
-    .await
-    .unwrap();
+    let reopened = open("t-compact").await.unwrap();
     assert_eq!(all(&reopened).await, before);
     reopened.close().await;
 }
@@ -189,28 +185,14 @@ async fn a_damaged_segment_fails_open_with_its_positions_and_repair_keeps_the_pr
     tx.done().await.unwrap();
     db.close();
 
-    match Log::open(
-        "t-corrupt",
-        Durability::Strict,
-        None,
-        Projections::default(),
-    )
-    .await
-    {
+    match open("t-corrupt").await {
         Err(Error::Corrupt { from, to, .. }) => assert_eq!((from, to), (3, 4)),
         Err(other) => panic!("expected corrupt, got {other:?}"),
         Ok(_) => panic!("a damaged log opened"),
     }
     let report = repair("t-corrupt").await.unwrap();
     assert_eq!((report.head, report.dropped), (2, Some((3, 5))));
-    let log = Log::open(
-        "t-corrupt",
-        Durability::Strict,
-        None,
-        Projections::default(),
-    )
-    .await
-    .unwrap();
+    let log = open("t-corrupt").await.unwrap();
     assert_eq!(all(&log).await.len(), 2);
     assert_eq!(
         (
@@ -244,7 +226,7 @@ async fn a_log_written_by_an_unknown_format_is_unsupported_not_corrupt() {
         .unwrap();
     tx.done().await.unwrap();
     db.close();
-    match Log::open("t-format", Durability::Strict, None, Projections::default()).await {
+    match open("t-format").await {
         Err(Error::UnsupportedFormat(v)) => assert_eq!(v, 99),
         Err(other) => panic!("expected unsupported format, got {other:?}"),
         Ok(_) => panic!("an unknown format opened"),
@@ -360,22 +342,8 @@ async fn an_invalid_definition_is_refused_with_its_path() {
 #[wasm_bindgen_test]
 async fn stream_versions_hold_across_handles_without_streams_records_per_commit() {
     destroy("t-versions").await.unwrap();
-    let a = Log::open(
-        "t-versions",
-        Durability::Strict,
-        None,
-        Projections::default(),
-    )
-    .await
-    .unwrap();
-    let b = Log::open(
-        "t-versions",
-        Durability::Strict,
-        None,
-        Projections::default(),
-    )
-    .await
-    .unwrap();
+    let a = open("t-versions").await.unwrap();
+    let b = open("t-versions").await.unwrap();
     a.append(Batch::new(vec![
         deposit("s", 1),
         deposit("s", 2),
@@ -420,25 +388,11 @@ async fn stream_versions_hold_across_handles_without_streams_records_per_commit(
     // Close checkpoints the versions; a reopen (with or without one) knows them.
     a.close().await;
     b.close().await;
-    let c = Log::open(
-        "t-versions",
-        Durability::Strict,
-        None,
-        Projections::default(),
-    )
-    .await
-    .unwrap();
+    let c = open("t-versions").await.unwrap();
     assert_eq!(c.version("s").await.unwrap(), 5);
     let more = c.append(Batch::new(vec![deposit("s", 6)])).await.unwrap();
     assert_eq!(more.events[0].version, 6);
-    let d = Log::open(
-        "t-versions",
-        Durability::Strict,
-        None,
-        Projections::default(),
-    )
-    .await
-    .unwrap();
+    let d = open("t-versions").await.unwrap();
     assert_eq!(
         d.version("s").await.unwrap(),
         6,
