@@ -302,9 +302,9 @@ impl State {
         match key {
             KeyRef::Num(n) => {
                 let bits = num_bits(*n);
-                if !undo.by_num.contains_key(&bits) {
-                    undo.by_num.insert(bits, self.by_num.get(&bits).cloned());
-                }
+                undo.by_num
+                    .entry(bits)
+                    .or_insert_with(|| self.by_num.get(&bits).cloned());
             }
             KeyRef::Str(k) => {
                 if !undo.by_str.contains_key(k.as_ref()) {
