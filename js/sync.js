@@ -284,10 +284,10 @@ export class Sync {
     const lead = new AbortController();
     this.#lead = lead;
     this.#loop(lead.signal);
-    if (this.#options.live) this.#follow(lead.signal);
   }
 
   async #loop(signal) {
+    let following = null;
     while (!signal.aborted) {
       const wake = this.#wake.signal;
       const waiters = this.#nowWaiters.splice(0);
@@ -297,6 +297,8 @@ export class Sync {
         await this.#pullAll(signal);
         this.#failures = 0;
         this.#set({ state: "online", lastError: null, lastSuccess: Date.now() });
+        // The live tail starts once caught up, so it does not race the first pulls.
+        if (this.#options.live && !following) following = this.#follow(signal);
         for (const w of waiters) w(this.status);
         if (this.#core.pending > 0 && !wake.aborted) {
           // Acknowledged but not pulled yet (another writer's events came between): again.

@@ -35,6 +35,13 @@ pub(super) struct Outbox {
     shown: usize,
     /// Whether the overlay still matches the copy's front `shown` events.
     shown_valid: bool,
+    /// Confirmed events after the tables' base that the overlay still holds: this client's
+    /// own, confirmed in the order they were shown, so the tables did not change.
+    lag: u64,
+    /// The stored head the events' stamps are for, and then confirmed ⊕ outbox versions of
+    /// the outbox's streams.
+    stamped: Option<u64>,
+    tip: HashMap<String, u64>,
 }
 
 impl Outbox {
@@ -280,6 +287,7 @@ impl Log {
         o.batches = batches;
         o.rev = rev;
         o.shown_valid = false;
+        o.stamped = None;
         Ok(true)
     }
 
@@ -288,37 +296,45 @@ impl Log {
         if let Some(o) = self.0.outbox.borrow_mut().as_mut() {
             o.rev = u64::MAX;
             o.shown_valid = false;
+            o.stamped = None;
         }
     }
 
-    /// Restamps the outbox after the stored `head` and returns confirmed ⊕ outbox versions of
-    /// its streams and of `also`.
+    /// Restamps the outbox after the stored head (unless it already is) and returns the head and
+    /// the confirmed ⊕ outbox versions of the streams `also`.
     async fn restamp(
         &self,
         stores: (&IdbObjectStore, &IdbObjectStore, &IdbObjectStore),
         also: &HashSet<&str>,
     ) -> Result<(u64, HashMap<String, u64>), Error> {
         let (meta, segments, streams) = stores;
-        let names: HashSet<String> = {
+        let head = as_u64(&get(meta, "head").await?);
+        let (fresh, names): (bool, HashSet<String>) = {
             let outbox = self.0.outbox.borrow();
             let o = outbox.as_ref().expect("synced");
-            o.streams()
-                .into_iter()
-                .chain(also.iter().copied())
-                .map(str::to_owned)
-                .collect()
+            if o.stamped == Some(head) {
+                let names = also.iter().filter(|s| !o.tip.contains_key(**s));
+                (true, names.map(|s| (*s).to_owned()).collect())
+            } else {
+                let names = o.streams().into_iter().chain(also.iter().copied());
+                (false, names.map(str::to_owned).collect())
+            }
         };
         let names: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let (head, confirmed) = self
+        let (head, mut versions) = self
             .stored_versions(meta, segments, streams, &names)
             .await?;
-        let versions = self
-            .0
-            .outbox
-            .borrow_mut()
-            .as_mut()
-            .expect("synced")
-            .restamp(head, confirmed);
+        let mut outbox = self.0.outbox.borrow_mut();
+        let o = outbox.as_mut().expect("synced");
+        if !fresh {
+            o.tip = o.restamp(head, versions.clone());
+            o.stamped = Some(head);
+        }
+        for s in also {
+            if let Some(v) = o.tip.get(*s) {
+                versions.insert((*s).to_owned(), *v);
+            }
+        }
         Ok((head, versions))
     }
 
@@ -394,6 +410,11 @@ impl Log {
             let o = outbox.as_mut().expect("synced");
             o.batches.extend(added);
             o.rev = rev + 1;
+            for name in &names {
+                if let Some(v) = versions.get(*name) {
+                    o.tip.insert((*name).to_owned(), *v);
+                }
+            }
         } else {
             done.await.map_err(|e| self.closed_or(e))?;
         }
@@ -425,12 +446,12 @@ impl Log {
             let t = inner.tables.borrow();
             (t.base_seq(), t.in_overlay())
         };
-        let valid = inner
-            .outbox
-            .borrow()
-            .as_ref()
-            .is_some_and(|o| o.shown_valid);
-        if head != base || !valid {
+        let (valid, lag) = {
+            let outbox = inner.outbox.borrow();
+            let o = outbox.as_ref().expect("synced");
+            (o.shown_valid, o.lag)
+        };
+        if head != base + lag || !valid {
             if inner.tables.borrow_mut().rollback() {
                 inner.projections.call("rebase", &[]);
             }
@@ -440,6 +461,7 @@ impl Log {
             let mut outbox = inner.outbox.borrow_mut();
             let o = outbox.as_mut().expect("synced");
             o.shown = 0;
+            o.lag = 0;
             o.shown_valid = true;
             if in_overlay || o.len() > 0 {
                 let mut s = inner.stats.get();
@@ -467,8 +489,20 @@ impl Log {
             }
             new.len()
         };
-        if let Some(o) = inner.outbox.borrow_mut().as_mut() {
+        let settled = {
+            let mut outbox = inner.outbox.borrow_mut();
+            let o = outbox.as_mut().expect("synced");
             o.shown += folded;
+            // Everything the overlay holds is confirmed: it becomes the base.
+            let settled = o.lag > 0 && o.len() == 0;
+            if settled {
+                o.lag = 0;
+            }
+            settled
+        };
+        if settled {
+            inner.tables.borrow_mut().commit_overlay();
+            inner.projections.call("settle", &[]);
         }
         let mut s = inner.stats.get();
         s.overlay_events += folded as u64;
@@ -931,20 +965,26 @@ impl Log {
         put_segment(w)?;
         put(&meta, "head", last)?;
 
-        // Our own events come back in batch order: drop them from the outbox.
+        // Our own events come back in batch order: drop them from the outbox. When they are all
+        // ours and the outbox's front, as shown, the tables already show them (`lag`).
         let ids: HashSet<logfold_core::EventId> = events.iter().map(|e| e.id).collect();
-        let mut ours = 0u64;
-        let mut changed = Vec::new();
-        {
+        let (front, ours, changed) = {
             let outbox = inner.outbox.borrow();
-            for p in &outbox.as_ref().expect("synced").batches {
+            let o = outbox.as_ref().expect("synced");
+            let front = o.shown_valid
+                && o.shown >= events.len()
+                && o.events().zip(&events).all(|(a, b)| a.id == b.id);
+            let mut ours = 0u64;
+            let mut changed = Vec::new();
+            for p in &o.batches {
                 let left = p.events.iter().filter(|e| !ids.contains(&e.id)).count();
                 if left < p.events.len() {
                     ours += (p.events.len() - left) as u64;
                     changed.push((p.batch, left));
                 }
             }
-        }
+            (front, ours, changed)
+        };
         let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
         if !changed.is_empty() {
             let mut outbox = inner.outbox.borrow_mut();
@@ -973,7 +1013,15 @@ impl Log {
             if !changed.is_empty() {
                 o.rev = rev + 1;
             }
-            o.shown_valid = false;
+            if front {
+                // The stamps after the new head stay what they were.
+                o.shown -= events.len();
+                o.lag += events.len() as u64;
+                o.stamped = (o.stamped == Some(head)).then_some(last);
+            } else {
+                o.shown_valid = false;
+                o.stamped = None;
+            }
         }
         let mut latest: HashMap<&str, u64> = HashMap::new();
         for e in &events {
