@@ -342,16 +342,33 @@ export class Sync {
     }
   }
 
+  // Pages are fetched one ahead: the next downloads while this one is stored and folded.
   async #pullAll(signal) {
+    let after = this.#core.head;
+    let next = this.#page(after, signal);
     for (;;) {
-      const after = this.#core.head;
-      const response = await this.#fetch(`/events?after=${after}&limit=${PULL_LIMIT}`, { headers: { accept: SEGMENT_TYPE } }, signal);
-      const serverHead = Number(response.headers.get("logfold-head"));
-      const body = new Uint8Array(await response.arrayBuffer());
-      const pulled = await this.#core.applyPull(this.#epoch, body, Number.isFinite(serverHead) ? serverHead : after);
+      const { body, serverHead } = await next;
+      const last = Math.min(serverHead, after + PULL_LIMIT);
+      next = last < serverHead ? this.#page(last, signal) : null;
+      next?.catch(() => {}); // awaited below, or dropped
+      const pulled = await this.#core.applyPull(this.#epoch, body, serverHead);
       this.#pulled(pulled);
-      if (pulled.confirmed === 0 || pulled.head >= pulled.serverHead) return;
+      if (pulled.head >= pulled.serverHead) return;
+      if (pulled.head !== last || !next) {
+        // Not the page expected (the log moved under us): go on from where it is.
+        if (pulled.confirmed === 0 && pulled.head === after) return;
+        after = pulled.head;
+        next = this.#page(after, signal);
+        continue;
+      }
+      after = last;
     }
+  }
+
+  async #page(after, signal) {
+    const response = await this.#fetch(`/events?after=${after}&limit=${PULL_LIMIT}`, { headers: { accept: SEGMENT_TYPE } }, signal);
+    const head = Number(response.headers.get("logfold-head"));
+    return { body: new Uint8Array(await response.arrayBuffer()), serverHead: Number.isFinite(head) ? head : after };
   }
 
   #pulled(pulled) {
