@@ -10,7 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use logfold_core::protocol::{BatchResult, PushBatch, PushEvent, PushRequest, PushResponse};
+use logfold_core::json::{push_str, push_u64};
+use logfold_core::protocol::{BatchResult, PushResponse};
 use logfold_core::{Event, ExpectedVersion, PROTOCOL_VERSION};
 
 use super::*;
@@ -723,45 +724,55 @@ impl Log {
         let Some(o) = outbox.as_ref() else {
             return Ok(None);
         };
-        let mut batches = Vec::new();
+        // Written by hand: the data is JSON checked at append, copied as it is.
+        let mut body = String::from("{\"protocol\":");
+        push_u64(&mut body, u64::from(PROTOCOL_VERSION));
+        body.push_str(",\"batches\":[");
         let mut numbers = Vec::new();
-        let mut size = 0;
         for p in o.batches.iter().filter(|p| p.batch > acked) {
             let bytes: usize = p.events.iter().map(|e| e.data.len() + 200).sum();
-            if !batches.is_empty() && size + bytes > max_bytes {
+            if !numbers.is_empty() && body.len() + bytes > max_bytes {
                 break;
             }
-            size += bytes;
+            if !numbers.is_empty() {
+                body.push(',');
+            }
             numbers.push(p.batch);
-            batches.push(PushBatch {
-                client: self.0.client_id.clone(),
-                epoch,
-                batch: p.batch,
-                events: p
-                    .events
-                    .iter()
-                    .map(|e| PushEvent {
-                        id: e.id,
-                        stream: e.stream.clone(),
-                        event_type: e.event_type.clone(),
-                        data: e.data.clone(),
-                        meta: e.meta.clone(),
-                        time: e.time,
-                        version: Some(e.version),
-                    })
-                    .collect(),
-                expected: p.expected.clone(),
-            });
+            body.push_str("{\"client\":");
+            push_str(&mut body, &self.0.client_id);
+            body.push_str(",\"epoch\":");
+            push_u64(&mut body, epoch);
+            body.push_str(",\"batch\":");
+            push_u64(&mut body, p.batch);
+            body.push_str(",\"expected\":");
+            body.push_str(&serde_json::to_string(&p.expected).unwrap_or_else(|_| "{}".into()));
+            body.push_str(",\"events\":[");
+            for (i, e) in p.events.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str("{\"id\":\"");
+                e.id.write_to(&mut body);
+                body.push_str("\",\"stream\":");
+                push_str(&mut body, &e.stream);
+                body.push_str(",\"type\":");
+                push_str(&mut body, &e.event_type);
+                body.push_str(",\"data\":");
+                body.push_str(&e.data);
+                body.push_str(",\"meta\":");
+                body.push_str(e.meta.as_deref().unwrap_or("null"));
+                body.push_str(",\"time\":");
+                push_u64(&mut body, e.time);
+                body.push_str(",\"version\":");
+                push_u64(&mut body, e.version);
+                body.push('}');
+            }
+            body.push_str("]}");
         }
-        if batches.is_empty() {
+        if numbers.is_empty() {
             return Ok(None);
         }
-        let request = PushRequest {
-            protocol: PROTOCOL_VERSION,
-            batches,
-        };
-        let body = serde_json::to_string(&request)
-            .map_err(|e| protocol_error(format!("cannot encode the push: {e}")))?;
+        body.push_str("]}");
         Ok(Some((body, numbers)))
     }
 
@@ -787,8 +798,56 @@ impl Log {
                 numbers.len()
             )));
         }
-        self.exclusive(self.apply_push_now(epoch, numbers, response))
-            .await
+        let results = response.results.clone();
+        let pushed = self
+            .exclusive(self.apply_push_now(epoch, numbers, response))
+            .await?;
+        // Accepted right after the confirmed head: the server holds exactly these events there,
+        // so they are confirmed now instead of pulled back. The pull skips them later.
+        let events = self.accepted_after_head(numbers, &results);
+        if !pushed.fenced && !events.is_empty() {
+            // Best effort: a failure leaves them to the pull.
+            let _ = self.exclusive(self.apply_pull_now(epoch, events)).await;
+        }
+        Ok(pushed)
+    }
+
+    /// The events of acknowledged batches whose offsets continue the confirmed head without a
+    /// gap, as the server stored them.
+    fn accepted_after_head(&self, numbers: &[u64], results: &[BatchResult]) -> Vec<Event> {
+        let mut next = self.0.head.get() + 1;
+        let mut out = Vec::new();
+        let outbox = self.0.outbox.borrow();
+        let Some(o) = outbox.as_ref() else {
+            return out;
+        };
+        for (n, result) in numbers.iter().zip(results) {
+            let (BatchResult::Accepted { offsets, versions }
+            | BatchResult::Duplicate { offsets, versions }) = result
+            else {
+                break;
+            };
+            let Some(p) = o.batches.iter().find(|p| p.batch == *n) else {
+                break;
+            };
+            if p.events.len() != offsets.len() || versions.len() != offsets.len() {
+                break;
+            }
+            let whole = out.len();
+            for ((e, offset), version) in p.events.iter().zip(offsets).zip(versions) {
+                if *offset != next {
+                    out.truncate(whole);
+                    return out;
+                }
+                let mut e = e.clone();
+                e.seq = *offset;
+                e.offset = Some(*offset);
+                e.version = *version;
+                out.push(e);
+                next += 1;
+            }
+        }
+        out
     }
 
     async fn apply_push_now(
@@ -944,8 +1003,7 @@ impl Log {
         let mut small = 0u32;
         let mut w = SegmentWriter::new();
         let mut put_segment = |w: SegmentWriter| -> Result<(), Error> {
-            let last = w.first_seq() + w.count() - 1;
-            let bytes = w.finish_packed();
+            let (last, bytes) = self.pack(w);
             if bytes.len() < TARGET_BYTES / 2 {
                 small += 1;
             }
