@@ -500,6 +500,11 @@ impl Log {
 
     /// What other tabs did: their outbox appends, and the leader's pulls and push answers.
     pub(super) async fn catch_up_synced(&self) -> Result<u64, Error> {
+        // Under the writer: the tables must not be rebased by a commit or a pull meanwhile.
+        self.exclusive(self.catch_up_synced_now()).await
+    }
+
+    async fn catch_up_synced_now(&self) -> Result<u64, Error> {
         let tx = idb::transaction(
             &self.0.db,
             &["segments", "streams", "meta", "outbox"],

@@ -381,7 +381,9 @@ mod tests {
             version: 0,
             event_type: "Deposited".into(),
             data: format!(r#"{{"amount":{amount},"note":"a \"quoted\" word"}}"#),
-            meta: amount.is_multiple_of(2).then(|| r#"{"by":"test"}"#.to_owned()),
+            meta: amount
+                .is_multiple_of(2)
+                .then(|| r#"{"by":"test"}"#.to_owned()),
             time: 1_700_000_000_000 + u64::from(amount),
             origin: "client-1".into(),
             seq: 0,
