@@ -26,14 +26,16 @@ pub struct Pending {
 
 impl Pending {
     /// The stored record: the expectations as JSON (length-prefixed), then the events as a
-    /// segment.
+    /// compressed segment.
     pub fn encode(&self) -> Vec<u8> {
         let expected = serde_json::to_string(&self.expected).unwrap_or_else(|_| "{}".into());
         let mut w = SegmentWriter::new();
         for e in &self.events {
             w.push(&e.as_ref());
         }
-        let segment = w.finish();
+        // Compressed like the log's segments: an outbox of a big batch is written once and
+        // read at every open, so fewer bytes pay.
+        let segment = w.finish_packed();
         let mut out = Vec::with_capacity(4 + expected.len() + segment.len());
         out.extend_from_slice(&(expected.len() as u32).to_le_bytes());
         out.extend_from_slice(expected.as_bytes());
