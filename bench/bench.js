@@ -805,10 +805,11 @@ function openSynced(name, url, serverLog) {
 }
 
 // Only what the runner logs and the checker does not need.
+const SYNC_STATS = ["transactions", "eventsPulled", "pulled", "pushed", "baseEvents", "overlayEvents",
+  "overlayRebuilds", "fullRebuilds", "projectionsRebuilt"];
 const syncStats = (log) => {
   const s = log.stats();
-  return { pulled: s.pulled, pushed: s.pushed, overlayRebuilds: s.overlayRebuilds, fullRebuilds: s.fullRebuilds,
-    baseEvents: s.baseEvents, overlayEvents: s.overlayEvents, transactions: s.transactions };
+  return Object.fromEntries(SYNC_STATS.filter((k) => s[k] !== undefined).map((k) => [k, s[k]]));
 };
 
 /**
@@ -878,7 +879,7 @@ export async function syncInitial(system, { total, url, log: serverLog }) {
  * toArray(), POSTed by plain fetch (requests of 10 batches of 1,000) and each acknowledged request's
  * events deleted; fetch: the same POSTs of events already in memory (the raw push).
  */
-export async function syncPush(system, { total, url }) {
+export async function syncPush(system, { total, url, fillBudgetMs = 60_000 }) {
   const serverLog = uniqueName(`push-${system}`);
   const next = ledgerEvents();
   let out;
@@ -890,24 +891,44 @@ export async function syncPush(system, { total, url }) {
       const log = await openSynced(name, url, serverLog);
       try {
         await log.sync.pause();
-        for (let i = 0; i < total; i += PUSH_BATCH) await log.append(next(Math.min(PUSH_BATCH, total - i)));
+        // Untimed, but bounded, so that a slow fill fails this system instead of the run's deadline.
+        const a0 = performance.now();
+        const times = [];
+        for (let i = 0; i < total; i += PUSH_BATCH) {
+          const t = performance.now();
+          await log.append(next(Math.min(PUSH_BATCH, total - i)));
+          times.push(performance.now() - t);
+          if (performance.now() - a0 > fillBudgetMs && i + PUSH_BATCH < total) {
+            throw new Error(`filling the outbox (untimed) passed ${fillBudgetMs / 1000} s at ${i + PUSH_BATCH} of ` +
+              `${total} events: appends of ${PUSH_BATCH} took ${times.slice(0, 3).map((x) => x.toFixed(0)).join(", ")} ms ` +
+              `at first, ${times.slice(-3).map((x) => x.toFixed(0)).join(", ")} ms by then`);
+          }
+        }
+        const appendMs = performance.now() - a0;
         const before = log.sync.status;
         const headBefore = await serverHead(url, serverLog);
         if (before.pending !== total || headBefore !== 0) {
           throw new Error(`paused, the outbox should hold ${total} and the server none: pending ` +
             `${before.pending}, server head ${headBefore}, status ${JSON.stringify(before)}`);
         }
+        // When the server head reached N (all pushed) and when confirmed did (pulled back), for the log.
+        const seen = {};
         const t0 = performance.now();
+        const off = log.sync.subscribe((s) => {
+          if (s.serverHead >= total) seen.serverHead ??= performance.now() - t0;
+          if (s.confirmed >= total) seen.confirmed ??= performance.now() - t0;
+        });
         await log.sync.resume();
         const { viaPoll } = await until(log, (s) => s.pending === 0 && s.confirmed >= total && s.serverHead >= total,
-          SYNC_WAIT_MS, "pushing the outbox");
+          SYNC_WAIT_MS, "pushing the outbox").finally(off);
         const ms = performance.now() - t0;
         const status = log.sync.status;
         if (status.confirmed !== total || status.serverHead !== total) {
           throw new Error(`after the push: ${JSON.stringify(status)}, expected ${total} confirmed`);
         }
         checkRows(total, (k) => log.table("accounts").get(k), "logfold accounts table after the push");
-        out = { ms, events: total, stats: syncStats(log), viaPoll };
+        out = { ms, events: total, stats: syncStats(log), viaPoll, note: `outbox appended in ${appendMs.toFixed(0)} ms, untimed; ` +
+          `server head at N after ${seen.serverHead?.toFixed(0)} ms, confirmed at N after ${seen.confirmed?.toFixed(0)} ms` };
       } finally {
         await log.close();
       }
