@@ -79,12 +79,12 @@ const CASES = [
     latency: true, twoTabs: true },
   // The sync.* cases run against logfold-server (crates/server), which this runner builds and
   // starts (SQLite in memory). sync.initial's server log is filled once, from node, before it runs.
+  // No warm-up trial: Dexie's trials of 100,000 events take half a minute each.
   { name: "sync.initial", fn: "syncInitial", arg: { total: N.sync, log: "bench-initial" },
-    systems: ["logfold", "dexie"], sync: true, fill: true, trials: N.syncTrials },
+    systems: ["logfold", "dexie"], sync: true, fill: true, trials: N.syncTrials, warmup: 0 },
   // fillBudgetMs: logfold's outbox is filled (untimed) within the trial's call; past it, it fails.
   { name: "sync.push", fn: "syncPush", arg: { total: N.sync, fillBudgetMs: quick ? 40_000 : 120_000 },
-    systems: ["logfold", "dexie", "fetch"],
-    sync: true, trials: N.syncTrials },
+    systems: ["logfold", "dexie", "fetch"], sync: true, trials: N.syncTrials, warmup: 0 },
   // Device A is the bench page (127.0.0.1), device B the same page from http://localhost: another
   // origin, so its own IndexedDB, leader and live tail. Each trial starts with an untimed round.
   { name: "sync.latency", fn: "syncLatency", arg: { total: N.syncLatency }, systems: ["logfold", "fetch"],
