@@ -240,6 +240,8 @@ const percentile = (xs, p) => {
   return s[Math.max(0, Math.ceil(p * s.length) - 1)];
 };
 const round = (x, digits) => Number(x.toFixed(digits));
+// Where cargo builds: $CARGO_TARGET_DIR if set.
+const targetDir = () => resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target");
 
 /**
  * One trial of tables.tabLatency: the other tab listens while this one appends. A new log name
@@ -396,7 +398,7 @@ async function runCases(url) {
 // ---- The sync server ---------------------------------------------------------------------------
 const SYNC_PORTS = Array.from({ length: 10 }, (_, i) => 47330 + i);
 const CARGO_ENV = { ...process.env, PATH: `${join(homedir(), ".cargo/bin")}:${process.env.PATH}` };
-const serverBinary = () => join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target"), "server/logfold-server");
+const serverBinary = () => join(targetDir(), "server/logfold-server");
 
 /** `cargo build --profile server -p logfold-server`: nothing to do when it is up to date. */
 async function buildServer() {
@@ -475,7 +477,7 @@ async function nativeFold() {
       { cwd: ROOT, env, timeout: 600_000 });
     const rates = [];
     for (let i = 0; i < N.tablesTrials; i++) {
-      const { stdout } = await run(join(ROOT, "target/release/examples/ledger_fold"), [String(c.total)],
+      const { stdout } = await run(join(targetDir(), "release/examples/ledger_fold"), [String(c.total)],
         { timeout: 120_000 });
       const out = JSON.parse(stdout.trim().split("\n").pop());
       if (out.errors !== 0 || out.rows !== 10_000) throw new Error(`unexpected fold: ${stdout.trim()}`);
