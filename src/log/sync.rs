@@ -10,112 +10,55 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use logfold_core::protocol::{BatchResult, PushBatch, PushEvent, PushRequest, PushResponse};
-use logfold_core::{Event, ExpectedVersion, PROTOCOL_VERSION};
+use logfold_core::protocol::PushResponse;
+use logfold_core::sync::{Outbox, Pending};
+use logfold_core::{Event, PROTOCOL_VERSION};
 
 use super::*;
 
 /// Events per outbox batch when a log used without sync moves its history to the outbox.
 const MIGRATE_BATCH: usize = 1000;
 
-/// One appended batch waiting for the server: its events with provisional `seq`s and versions.
-pub(super) struct Pending {
-    batch: u64,
-    events: Vec<Event>,
-    expected: BTreeMap<String, ExpectedVersion>,
-}
-
 /// A tab's copy of the `outbox` store, and how much of it the tables show.
 #[derive(Default)]
-pub(super) struct Outbox {
-    batches: Vec<Pending>,
+pub(super) struct Mirror {
+    outbox: Outbox,
     /// The `meta.outboxRev` the copy reflects (`u64::MAX`: unknown, read again).
     rev: u64,
     /// Outbox events folded into the tables' overlay, from the front.
     shown: usize,
     /// Whether the overlay still matches the copy's front `shown` events.
     shown_valid: bool,
+    /// Confirmed events after the tables' base that the overlay still holds: this client's
+    /// own, confirmed in the order they were shown, so the tables did not change.
+    lag: u64,
+    /// The stored head the events' stamps are for, and then confirmed ⊕ outbox versions of
+    /// the outbox's streams.
+    stamped: Option<u64>,
+    tip: HashMap<String, u64>,
 }
 
-impl Outbox {
-    /// An outbox not read yet.
+impl Mirror {
+    /// A copy not read yet.
     pub(super) fn unread() -> Self {
-        Outbox {
+        Mirror {
             rev: u64::MAX,
-            ..Outbox::default()
+            ..Mirror::default()
         }
     }
 
-    fn len(&self) -> usize {
-        self.batches.iter().map(|b| b.events.len()).sum()
+    /// After the outbox changed other than at its end: stamps and overlay are stale.
+    fn reshaped(&mut self) {
+        self.shown_valid = false;
+        self.stamped = None;
     }
-
-    fn events(&self) -> impl Iterator<Item = &Event> {
-        self.batches.iter().flat_map(|b| b.events.iter())
-    }
-
-    fn streams(&self) -> HashSet<&str> {
-        self.events().map(|e| e.stream.as_str()).collect()
-    }
-
-    /// Gives the events `seq`s after `head` and versions after the confirmed ones, in order;
-    /// returns the versions of confirmed ⊕ outbox.
-    fn restamp(&mut self, head: u64, mut versions: HashMap<String, u64>) -> HashMap<String, u64> {
-        let mut seq = head;
-        for e in self.batches.iter_mut().flat_map(|b| b.events.iter_mut()) {
-            seq += 1;
-            e.seq = seq;
-            let v = versions.entry(e.stream.clone()).or_insert(0);
-            *v += 1;
-            e.version = *v;
-            e.offset = None;
-        }
-        versions
-    }
-}
-
-/// An outbox record: the expectations as JSON, then the events as a segment.
-fn encode_record(p: &Pending) -> Vec<u8> {
-    let expected = serde_json::to_string(&p.expected).unwrap_or_else(|_| "{}".into());
-    let mut w = SegmentWriter::new();
-    for e in &p.events {
-        w.push(&e.as_ref());
-    }
-    let segment = w.finish();
-    let mut out = Vec::with_capacity(4 + expected.len() + segment.len());
-    out.extend_from_slice(&(expected.len() as u32).to_le_bytes());
-    out.extend_from_slice(expected.as_bytes());
-    out.extend_from_slice(&segment);
-    out
 }
 
 fn decode_record(batch: u64, bytes: &[u8]) -> Result<Pending, Error> {
-    let damaged = |reason: String| Error::Corrupt {
+    Pending::decode(batch, bytes).map_err(|reason| Error::Corrupt {
         from: 0,
         to: 0,
         reason: format!("outbox batch {batch}: {reason}"),
-    };
-    let (len, rest) = bytes
-        .split_first_chunk::<4>()
-        .ok_or_else(|| damaged("too short".into()))?;
-    let len = u32::from_le_bytes(*len) as usize;
-    if rest.len() < len {
-        return Err(damaged("too short".into()));
-    }
-    let expected =
-        serde_json::from_slice(&rest[..len]).map_err(|e| damaged(format!("expectations: {e}")))?;
-    let mut scratch = Vec::new();
-    let seg = Segment::parse_in(&rest[len..], &mut scratch).map_err(|e| damaged(e.to_string()))?;
-    let events = seg
-        .decode()
-        .map_err(|e| damaged(e.to_string()))?
-        .iter()
-        .map(EventRef::to_owned)
-        .collect();
-    Ok(Pending {
-        batch,
-        events,
-        expected,
     })
 }
 
@@ -203,7 +146,7 @@ pub(super) async fn prepare(
             expected: BTreeMap::new(),
         };
         outbox
-            .put_with_key(&bytes_value(&encode_record(&p)), &key(p.batch))
+            .put_with_key(&bytes_value(&p.encode()), &key(p.batch))
             .map_err(storage)?;
         *next += 1;
         Ok(())
@@ -251,7 +194,7 @@ impl Log {
             .outbox
             .borrow()
             .as_ref()
-            .map_or(0, |o| o.len() as u64)
+            .map_or(0, |o| o.outbox.len() as u64)
     }
 
     /// Reads the outbox again if another tab changed it; returns whether it did.
@@ -276,10 +219,10 @@ impl Log {
             batches.push(decode_record(as_u64(&k), &Uint8Array::new(&v).to_vec())?);
         }
         let mut outbox = self.0.outbox.borrow_mut();
-        let o = outbox.get_or_insert_with(Outbox::default);
-        o.batches = batches;
+        let o = outbox.get_or_insert_with(Mirror::default);
+        o.outbox.batches = batches;
         o.rev = rev;
-        o.shown_valid = false;
+        o.reshaped();
         Ok(true)
     }
 
@@ -287,38 +230,45 @@ impl Log {
     fn outbox_unknown(&self) {
         if let Some(o) = self.0.outbox.borrow_mut().as_mut() {
             o.rev = u64::MAX;
-            o.shown_valid = false;
+            o.reshaped();
         }
     }
 
-    /// Restamps the outbox after the stored `head` and returns confirmed ⊕ outbox versions of
-    /// its streams and of `also`.
+    /// Restamps the outbox after the stored head (unless it already is) and returns the head and
+    /// the confirmed ⊕ outbox versions of the streams `also`.
     async fn restamp(
         &self,
         stores: (&IdbObjectStore, &IdbObjectStore, &IdbObjectStore),
         also: &HashSet<&str>,
     ) -> Result<(u64, HashMap<String, u64>), Error> {
         let (meta, segments, streams) = stores;
-        let names: HashSet<String> = {
+        let head = as_u64(&get(meta, "head").await?);
+        let (fresh, names): (bool, HashSet<String>) = {
             let outbox = self.0.outbox.borrow();
             let o = outbox.as_ref().expect("synced");
-            o.streams()
-                .into_iter()
-                .chain(also.iter().copied())
-                .map(str::to_owned)
-                .collect()
+            if o.stamped == Some(head) {
+                let names = also.iter().filter(|s| !o.tip.contains_key(**s));
+                (true, names.map(|s| (*s).to_owned()).collect())
+            } else {
+                let names = o.outbox.streams().into_iter().chain(also.iter().copied());
+                (false, names.map(str::to_owned).collect())
+            }
         };
         let names: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let (head, confirmed) = self
+        let (head, mut versions) = self
             .stored_versions(meta, segments, streams, &names)
             .await?;
-        let versions = self
-            .0
-            .outbox
-            .borrow_mut()
-            .as_mut()
-            .expect("synced")
-            .restamp(head, confirmed);
+        let mut outbox = self.0.outbox.borrow_mut();
+        let o = outbox.as_mut().expect("synced");
+        if !fresh {
+            o.tip = o.outbox.restamp(head, versions.clone());
+            o.stamped = Some(head);
+        }
+        for s in also {
+            if let Some(v) = o.tip.get(*s) {
+                versions.insert((*s).to_owned(), *v);
+            }
+        }
         Ok((head, versions))
     }
 
@@ -372,7 +322,7 @@ impl Log {
                         expected: b.expected.iter().cloned().collect(),
                     };
                     store
-                        .put_with_key(&bytes_value(&encode_record(&p)), &key(next))
+                        .put_with_key(&bytes_value(&p.encode()), &key(next))
                         .map_err(storage)?;
                     next += 1;
                     added.push(p);
@@ -392,8 +342,13 @@ impl Log {
             }
             let mut outbox = inner.outbox.borrow_mut();
             let o = outbox.as_mut().expect("synced");
-            o.batches.extend(added);
+            o.outbox.batches.extend(added);
             o.rev = rev + 1;
+            for name in &names {
+                if let Some(v) = versions.get(*name) {
+                    o.tip.insert((*name).to_owned(), *v);
+                }
+            }
         } else {
             done.await.map_err(|e| self.closed_or(e))?;
         }
@@ -425,12 +380,12 @@ impl Log {
             let t = inner.tables.borrow();
             (t.base_seq(), t.in_overlay())
         };
-        let valid = inner
-            .outbox
-            .borrow()
-            .as_ref()
-            .is_some_and(|o| o.shown_valid);
-        if head != base || !valid {
+        let (valid, lag) = {
+            let outbox = inner.outbox.borrow();
+            let o = outbox.as_ref().expect("synced");
+            (o.shown_valid, o.lag)
+        };
+        if head != base + lag || !valid {
             if inner.tables.borrow_mut().rollback() {
                 inner.projections.call("rebase", &[]);
             }
@@ -440,8 +395,9 @@ impl Log {
             let mut outbox = inner.outbox.borrow_mut();
             let o = outbox.as_mut().expect("synced");
             o.shown = 0;
+            o.lag = 0;
             o.shown_valid = true;
-            if in_overlay || o.len() > 0 {
+            if in_overlay || !o.outbox.is_empty() {
                 let mut s = inner.stats.get();
                 s.overlay_rebuilds += 1;
                 inner.stats.set(s);
@@ -452,7 +408,7 @@ impl Log {
             let outbox = inner.outbox.borrow();
             let o = outbox.as_ref().expect("synced");
             let mut tables = inner.tables.borrow_mut();
-            let new: Vec<&Event> = o.events().skip(o.shown).collect();
+            let new: Vec<&Event> = o.outbox.events().skip(o.shown).collect();
             if !new.is_empty() {
                 tables.begin_overlay();
             }
@@ -467,8 +423,20 @@ impl Log {
             }
             new.len()
         };
-        if let Some(o) = inner.outbox.borrow_mut().as_mut() {
+        let settled = {
+            let mut outbox = inner.outbox.borrow_mut();
+            let o = outbox.as_mut().expect("synced");
             o.shown += folded;
+            // Everything the overlay holds is confirmed: it becomes the base.
+            let settled = o.lag > 0 && o.outbox.is_empty();
+            if settled {
+                o.lag = 0;
+            }
+            settled
+        };
+        if settled {
+            inner.tables.borrow_mut().commit_overlay();
+            inner.projections.call("settle", &[]);
         }
         let mut s = inner.stats.get();
         s.overlay_events += folded as u64;
@@ -575,7 +543,7 @@ impl Log {
             .await?;
         let outbox = self.0.outbox.borrow();
         let mut last = after;
-        for e in outbox.as_ref().expect("synced").events() {
+        for e in outbox.as_ref().expect("synced").outbox.events() {
             if e.seq <= after || e.seq > upto {
                 continue;
             }
@@ -689,45 +657,13 @@ impl Log {
         let Some(o) = outbox.as_ref() else {
             return Ok(None);
         };
-        let mut batches = Vec::new();
-        let mut numbers = Vec::new();
-        let mut size = 0;
-        for p in o.batches.iter().filter(|p| p.batch > acked) {
-            let bytes: usize = p.events.iter().map(|e| e.data.len() + 200).sum();
-            if !batches.is_empty() && size + bytes > max_bytes {
-                break;
-            }
-            size += bytes;
-            numbers.push(p.batch);
-            batches.push(PushBatch {
-                client: self.0.client_id.clone(),
-                epoch,
-                batch: p.batch,
-                events: p
-                    .events
-                    .iter()
-                    .map(|e| PushEvent {
-                        id: e.id,
-                        stream: e.stream.clone(),
-                        event_type: e.event_type.clone(),
-                        data: e.data.clone(),
-                        meta: e.meta.clone(),
-                        time: e.time,
-                        version: Some(e.version),
-                    })
-                    .collect(),
-                expected: p.expected.clone(),
-            });
-        }
-        if batches.is_empty() {
+        let mut body = String::new();
+        let numbers = o
+            .outbox
+            .write_push(&mut body, &self.0.client_id, epoch, acked, max_bytes);
+        if numbers.is_empty() {
             return Ok(None);
         }
-        let request = PushRequest {
-            protocol: PROTOCOL_VERSION,
-            batches,
-        };
-        let body = serde_json::to_string(&request)
-            .map_err(|e| protocol_error(format!("cannot encode the push: {e}")))?;
         Ok(Some((body, numbers)))
     }
 
@@ -753,8 +689,21 @@ impl Log {
                 numbers.len()
             )));
         }
-        self.exclusive(self.apply_push_now(epoch, numbers, response))
-            .await
+        let results = response.results.clone();
+        let pushed = self
+            .exclusive(self.apply_push_now(epoch, numbers, response))
+            .await?;
+        // Accepted right after the confirmed head: the server holds exactly these events there,
+        // so they are confirmed now instead of pulled back. The pull skips them later.
+        let events = self.0.outbox.borrow().as_ref().map_or_else(Vec::new, |o| {
+            o.outbox
+                .accepted_after_head(self.0.head.get(), numbers, &results)
+        });
+        if !pushed.fenced && !events.is_empty() {
+            // Best effort: a failure leaves them to the pull.
+            let _ = self.exclusive(self.apply_pull_now(epoch, events)).await;
+        }
+        Ok(pushed)
     }
 
     async fn apply_push_now(
@@ -776,67 +725,46 @@ impl Log {
         let store = tx.object_store("outbox").map_err(storage)?;
         let rejections = tx.object_store("rejections").map_err(storage)?;
         self.check_epoch(&meta, epoch).await?;
-        let mut acked = as_u64(&get(&meta, "ackedThrough").await?);
+        let acked = as_u64(&get(&meta, "ackedThrough").await?);
         self.refresh_outbox(&meta, &store).await?;
-        let mut out = Pushed {
-            acknowledged: Vec::new(),
-            rejected: Vec::new(),
-            fenced: false,
-        };
-        let mut gone = Vec::new();
-        {
-            let outbox = inner.outbox.borrow();
-            let o = outbox.as_ref().expect("synced");
-            for (n, result) in numbers.iter().zip(&response.results) {
-                let Some(p) = o.batches.iter().find(|p| p.batch == *n) else {
-                    continue; // confirmed or rejected meanwhile: a stale answer
-                };
-                match result {
-                    BatchResult::Accepted { .. } | BatchResult::Duplicate { .. } => {
-                        acked = acked.max(*n);
-                        out.acknowledged.push(*n);
-                    }
-                    BatchResult::Rejected { reason, .. }
-                        if *reason == logfold_core::protocol::RejectReason::StaleEpoch =>
-                    {
-                        out.fenced = true;
-                        break;
-                    }
-                    BatchResult::Rejected {
-                        reason,
-                        message,
-                        details,
-                    } => {
-                        if *n <= acked {
-                            continue; // the server has it after all (a late answer)
-                        }
-                        let record = rejection_json(p, reason, message, details);
-                        rejections
-                            .put_with_key(&record.as_str().into(), &key(*n))
-                            .map_err(storage)?;
-                        store.delete(&key(*n)).map_err(storage)?;
-                        out.rejected.push(record);
-                        gone.push(*n);
-                    }
-                }
+        let answer = {
+            let mut outbox = inner.outbox.borrow_mut();
+            let o = outbox.as_mut().expect("synced");
+            let answer = o.outbox.answer(acked, numbers, &response.results);
+            if !answer.rejected.is_empty() {
+                o.reshaped();
             }
+            answer
+        };
+        let time = js_sys::Date::now() as u64;
+        let mut out = Pushed {
+            acknowledged: answer.acknowledged,
+            rejected: Vec::new(),
+            fenced: answer.fenced,
+        };
+        for r in &answer.rejected {
+            let n = r.pending.batch;
+            let record = r.to_json(time);
+            rejections
+                .put_with_key(&record.as_str().into(), &key(n))
+                .map_err(storage)?;
+            store.delete(&key(n)).map_err(storage)?;
+            out.rejected.push(record);
         }
+        let acked = answer.acked_through;
+        let gone = !answer.rejected.is_empty();
         put(&meta, "ackedThrough", acked)?;
         let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-        if !gone.is_empty() {
+        if gone {
             put(&meta, "outboxRev", rev + 1)?;
         }
         if let Err(e) = done.await {
             self.outbox_unknown();
             return Err(self.closed_or(e));
         }
-        if !gone.is_empty() {
-            {
-                let mut outbox = inner.outbox.borrow_mut();
-                let o = outbox.as_mut().expect("synced");
-                o.batches.retain(|p| !gone.contains(&p.batch));
+        if gone {
+            if let Some(o) = inner.outbox.borrow_mut().as_mut() {
                 o.rev = rev + 1;
-                o.shown_valid = false;
             }
             // The rejected events leave the tables; later outbox events are restamped.
             let tx = idb::transaction(
@@ -910,8 +838,7 @@ impl Log {
         let mut small = 0u32;
         let mut w = SegmentWriter::new();
         let mut put_segment = |w: SegmentWriter| -> Result<(), Error> {
-            let last = w.first_seq() + w.count() - 1;
-            let bytes = w.finish_packed();
+            let (last, bytes) = self.pack(w);
             if bytes.len() < TARGET_BYTES / 2 {
                 small += 1;
             }
@@ -931,38 +858,29 @@ impl Log {
         put_segment(w)?;
         put(&meta, "head", last)?;
 
-        // Our own events come back in batch order: drop them from the outbox.
-        let ids: HashSet<logfold_core::EventId> = events.iter().map(|e| e.id).collect();
-        let mut ours = 0u64;
-        let mut changed = Vec::new();
-        {
-            let outbox = inner.outbox.borrow();
-            for p in &outbox.as_ref().expect("synced").batches {
-                let left = p.events.iter().filter(|e| !ids.contains(&e.id)).count();
-                if left < p.events.len() {
-                    ours += (p.events.len() - left) as u64;
-                    changed.push((p.batch, left));
-                }
-            }
-        }
-        let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-        if !changed.is_empty() {
+        // Our own events come back in batch order: drop them from the outbox. When they are all
+        // ours and the outbox's front, as shown, the tables already show them (`lag`).
+        let (confirmation, front) = {
             let mut outbox = inner.outbox.borrow_mut();
             let o = outbox.as_mut().expect("synced");
-            for (n, left) in &changed {
-                let p = o.batches.iter_mut().find(|p| p.batch == *n).expect("found");
-                p.events.retain(|e| !ids.contains(&e.id));
-                if *left == 0 {
-                    store.delete(&key(*n)).map_err(storage)?;
-                } else {
-                    store
-                        .put_with_key(&bytes_value(&encode_record(p)), &key(*n))
-                        .map_err(storage)?;
+            let c = o.outbox.confirm(&events, o.shown);
+            let front = c.front && o.shown_valid;
+            (c, front)
+        };
+        let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
+        if !confirmation.changed.is_empty() {
+            let outbox = inner.outbox.borrow();
+            let o = outbox.as_ref().expect("synced");
+            for n in &confirmation.changed {
+                match o.outbox.batch(*n) {
+                    Some(p) => store.put_with_key(&bytes_value(&p.encode()), &key(*n)),
+                    None => store.delete(&key(*n)),
                 }
+                .map_err(storage)?;
             }
-            o.batches.retain(|p| !p.events.is_empty());
             put(&meta, "outboxRev", rev + 1)?;
         }
+        let ours = confirmation.ours;
         // The version cache must be at `head` before it takes the pulled events' versions.
         self.versions_through(&segments, head).await?;
         if let Err(e) = done.await {
@@ -970,10 +888,17 @@ impl Log {
             return Err(self.closed_or(e));
         }
         if let Some(o) = inner.outbox.borrow_mut().as_mut() {
-            if !changed.is_empty() {
+            if !confirmation.changed.is_empty() {
                 o.rev = rev + 1;
             }
-            o.shown_valid = false;
+            if front {
+                // The stamps after the new head stay what they were.
+                o.shown -= events.len();
+                o.lag += events.len() as u64;
+                o.stamped = (o.stamped == Some(head)).then_some(last);
+            } else {
+                o.reshaped();
+            }
         }
         let mut latest: HashMap<&str, u64> = HashMap::new();
         for e in &events {
@@ -1049,36 +974,4 @@ impl Log {
         done.await.map_err(|e| self.closed_or(e))?;
         Ok(found)
     }
-}
-
-/// A rejection record as JS sees it: `{ id, batch, reason, message, details, currentVersion,
-/// time, events }`, the events as they were last shown.
-fn rejection_json(
-    p: &Pending,
-    reason: &logfold_core::protocol::RejectReason,
-    message: &str,
-    details: &serde_json::Value,
-) -> String {
-    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"unknown\"".into());
-    let current = details
-        .get("actual")
-        .filter(|v| v.is_number())
-        .map_or_else(|| "null".to_owned(), |v| v.to_string());
-    let mut out = format!(
-        "{{\"id\":{n},\"batch\":{n},\"reason\":{reason},\"message\":",
-        n = p.batch
-    );
-    logfold_core::json::push_str(&mut out, message);
-    out.push_str(&format!(
-        ",\"details\":{details},\"currentVersion\":{current},\"time\":{},\"events\":[",
-        js_sys::Date::now() as u64
-    ));
-    for (i, e) in p.events.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        logfold_core::json::write_event(&mut out, &e.as_ref());
-    }
-    out.push_str("]}");
-    out
 }
