@@ -918,7 +918,7 @@ export async function syncPush(system, { total, url, fillBudgetMs = 60_000 }) {
           if (s.serverHead >= total) seen.serverHead ??= performance.now() - t0;
           if (s.confirmed >= total) seen.confirmed ??= performance.now() - t0;
           // confirmed is a prefix of the server's log: a status saying otherwise is worth a word.
-          if (s.confirmed > s.serverHead) seen.ahead ??= { confirmed: s.confirmed, serverHead: s.serverHead };
+          if (s.confirmed > 0 && !(s.serverHead >= s.confirmed)) seen.ahead ??= { confirmed: s.confirmed, serverHead: s.serverHead };
         });
         await log.sync.resume();
         const { viaPoll } = await until(log, (s) => s.pending === 0 && s.confirmed >= total && s.serverHead >= total,
@@ -931,7 +931,7 @@ export async function syncPush(system, { total, url, fillBudgetMs = 60_000 }) {
         checkRows(total, (k) => log.table("accounts").get(k), "logfold accounts table after the push");
         out = { ms, events: total, stats: syncStats(log), viaPoll, note: `outbox appended in ${appendMs.toFixed(0)} ms, untimed; ` +
           `server head at N after ${seen.serverHead?.toFixed(0)} ms, confirmed at N after ${seen.confirmed?.toFixed(0)} ms` +
-          (seen.ahead ? `; status once had confirmed ${seen.ahead.confirmed} > serverHead ${seen.ahead.serverHead}` : "") };
+          (seen.ahead ? `; status once had confirmed ${seen.ahead.confirmed} with serverHead ${seen.ahead.serverHead}` : "") };
       } finally {
         await log.close();
       }
