@@ -95,7 +95,7 @@ const CASES = [
 // fewer trials instead of missing cases; the hard deadline only stops a run that hangs. The
 // tables.* cases add up to 2 minutes (quick) or 6 (full).
 const TABLES_MS = CASES.some((c) => c.group === "tables") ? (quick ? 120_000 : 6 * 60_000) : 0;
-// The sync.* cases add up to 2.5 minutes (quick) or 6 (full): logfold fills an outbox per sync.push trial.
+// The sync.* cases take about 1 minute (quick) or 4 (full) on a busy 2-core machine; room for more.
 const SYNC_MS = CASES.some((c) => c.sync) ? (quick ? 150_000 : 6 * 60_000) : 0;
 const SOFT_DEADLINE_MS = (quick ? 75_000 : 8 * 60_000) + TABLES_MS + SYNC_MS;
 const DEADLINE_MS = (quick ? 110_000 : 12 * 60_000) + TABLES_MS + SYNC_MS;
