@@ -2,6 +2,9 @@
 // every trial has its own timeout in the runner and a hang shows up as the trial that hung.
 // Each system gets the same events and the same durability (strict unless run.mjs --relaxed).
 import Dexie from "/dexie/dexie.mjs";
+import { ACCOUNTS, ledgerEvents, pushAll, serverHead, wireEvents } from "./fixtures.js";
+
+export { ledgerEvents };
 
 // Set by run.mjs in the URL: the durability every system gets (default "strict") and how many
 // streams the events spread over, round-robin (default 100).
@@ -287,41 +290,6 @@ export const LEDGER = {
     ],
   },
 };
-const ACCOUNTS = 10_000;
-
-/**
- * Ledger events, made `n` at a time: every account opened first, then ~50% deposits, ~40%
- * withdrawals and ~10% transfers of 1..100,000 cents, from a seeded xorshift32 generator.
- * crates/core/examples/ledger_fold.rs makes the same events.
- */
-export function ledgerEvents(seed = 1) {
-  let x = seed >>> 0 || 1;
-  const rnd = (k) => {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    return x % k;
-  };
-  let made = 0;
-  return (n) => {
-    const out = new Array(n);
-    for (let i = 0; i < n; i++, made++) {
-      if (made < ACCOUNTS) {
-        const a = `acct-${made}`;
-        out[i] = { stream: a, type: "Opened", data: { account: a, owner: `owner ${made}` } };
-        continue;
-      }
-      const kind = rnd(10);
-      const a = `acct-${rnd(ACCOUNTS)}`;
-      const amount = 1 + rnd(100_000);
-      if (kind === 0) {
-        out[i] = { stream: a, type: "Transferred", data: { from: a, to: `acct-${rnd(ACCOUNTS)}`, amount } };
-      } else {
-        out[i] = { stream: a, type: kind <= 5 ? "Deposited" : "Withdrawn", data: { account: a, amount } };
-      }
-    }
-    return out;
-  };
-}
-
 /** The plain JS fold the peers use: a mutable Map of account → { owner, balance, movements }. */
 export function foldLedger(events, accounts = new Map()) {
   const row = (k) => {
@@ -787,6 +755,339 @@ export async function tabTeardown(system, { name }) {
   return {};
 }
 
+// ---- sync.*: the sync server (bench/run.mjs starts logfold-server) ------------------------------
+// Every case names its server log and local logs afresh per trial; the server keeps everything
+// in memory for the run. `url` is the server's base URL, given by the runner.
+
+const SYNC_WAIT_MS = 150_000;
+// Outbox batches of sync.push: one append (and so one protocol batch) per PUSH_BATCH events.
+const PUSH_BATCH = 1000;
+let syncNames = 0;
+const uniqueName = (what) => `bench-${what}-${Date.now().toString(36)}-${++syncNames}`;
+
+/**
+ * Resolves with the sync status once `pred(status)` holds: told by log.sync.subscribe, with a
+ * 25 ms poll of log.sync.status as a fallback (`viaPoll` says when the poll saw it first, i.e.
+ * the subscription did not report the change).
+ */
+function until(log, pred, ms, what) {
+  return new Promise((ok, fail) => {
+    let finished = false;
+    let off = null;
+    let timer = null;
+    let poll = null;
+    const finish = (error, status, viaPoll) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      clearInterval(poll);
+      off?.();
+      if (error) fail(error);
+      else ok({ status, viaPoll });
+    };
+    timer = setTimeout(() => finish(new Error(`${what}: not within ${ms / 1000} s; sync status ` +
+      JSON.stringify(log.sync.status))), ms);
+    off = log.sync.subscribe((s) => {
+      const status = s ?? log.sync.status;
+      if (pred(status)) finish(null, status, false);
+    });
+    if (finished) off?.();
+    poll = setInterval(() => pred(log.sync.status) && finish(null, log.sync.status, true), 25);
+    if (pred(log.sync.status)) finish(null, log.sync.status, false);
+  });
+}
+
+function openSynced(name, url, serverLog) {
+  if (!logfold) throw new Error("logfold package not loaded");
+  return logfold.Logfold.open({
+    name, durability: DURABILITY, projections: { accounts: LEDGER }, sync: { url, log: serverLog },
+  });
+}
+
+// Only what the runner logs and the checker does not need.
+const SYNC_STATS = ["transactions", "eventsPulled", "pulled", "pushed", "baseEvents", "overlayEvents",
+  "overlayRebuilds", "fullRebuilds", "projectionsRebuilt"];
+const syncStats = (log) => {
+  const s = log.stats();
+  return Object.fromEntries(SYNC_STATS.filter((k) => s[k] !== undefined).map((k) => [k, s[k]]));
+};
+
+/**
+ * sync.initial: `total` ledger events (the runner filled server log `log` from node) into a fresh
+ * page-side store, folded into the accounts table. logfold: from open() with sync until the status
+ * says every server event is confirmed; dexie: plain fetch of JSON pages of 10,000 events, Dexie
+ * bulkAdd of each page and the plain JS fold, from opening the database to the last page.
+ */
+export async function syncInitial(system, { total, url, log: serverLog }) {
+  expectedRows(total);
+  if (system === "logfold") {
+    const name = uniqueName("initial");
+    await logfold.Logfold.destroy(name);
+    try {
+      const t0 = performance.now();
+      const log = await openSynced(name, url, serverLog);
+      try {
+        const { status, viaPoll } = await until(log, (s) => s.confirmed >= total && s.pending === 0,
+          SYNC_WAIT_MS, "initial sync");
+        const ms = performance.now() - t0;
+        if (status.confirmed !== total || log.head !== total) {
+          throw new Error(`confirmed ${status.confirmed}, head ${log.head}: the server holds ${total}`);
+        }
+        checkRows(total, (k) => log.table("accounts").get(k), "logfold synced accounts table");
+        if (log.table("accounts").count() !== ACCOUNTS) throw new Error(`${log.table("accounts").count()} rows`);
+        return { ms, events: total, stats: syncStats(log), viaPoll };
+      } finally {
+        await log.close();
+      }
+    } finally {
+      await logfold.Logfold.destroy(name);
+    }
+  }
+  if (system !== "dexie") throw new Error("sync.initial runs logfold and dexie");
+  const name = uniqueName("initial-dexie");
+  const t0 = performance.now();
+  const db = new Dexie(name, { chromeTransactionDurability: DURABILITY });
+  db.version(1).stores({ events: "offset" });
+  await db.open();
+  try {
+    const accounts = new Map();
+    let after = 0;
+    for (;;) {
+      const res = await fetch(`${url}/v1/logs/${serverLog}/events?after=${after}&limit=10000`);
+      if (!res.ok) throw new Error(`pull: HTTP ${res.status} ${await res.text()}`);
+      const page = await res.json();
+      if (!page.events.length) break;
+      await db.events.bulkAdd(page.events);
+      foldLedger(page.events, accounts);
+      after = page.events[page.events.length - 1].offset;
+      if (after >= page.head) break;
+    }
+    const ms = performance.now() - t0;
+    if (after !== total) throw new Error(`pulled up to offset ${after}, expected ${total}`);
+    checkRows(total, (k) => accounts.get(k), "dexie synced accounts");
+    return { ms, events: total };
+  } finally {
+    db.close();
+    await Dexie.delete(name);
+  }
+}
+
+/**
+ * sync.push: an outbox of `total` ledger events, appended in batches of PUSH_BATCH (untimed), then
+ * timed until the server holds them all. logfold: appended with sync paused, timed from resume()
+ * until pending is 0 and confirmed equals the server head; dexie: an outbox table read with
+ * toArray(), POSTed by plain fetch (requests of 10 batches of 1,000) and each acknowledged request's
+ * events deleted; fetch: the same POSTs of events already in memory (the raw push).
+ */
+export async function syncPush(system, { total, url, fillBudgetMs = 60_000 }) {
+  const serverLog = uniqueName(`push-${system}`);
+  const next = ledgerEvents();
+  let out;
+  if (system === "logfold") {
+    expectedRows(total);
+    const name = uniqueName("push");
+    await logfold.Logfold.destroy(name);
+    try {
+      const log = await openSynced(name, url, serverLog);
+      try {
+        await log.sync.pause();
+        // Untimed, but bounded, so that a slow fill fails this system instead of the run's deadline.
+        const a0 = performance.now();
+        const times = [];
+        for (let i = 0; i < total; i += PUSH_BATCH) {
+          const t = performance.now();
+          await log.append(next(Math.min(PUSH_BATCH, total - i)));
+          times.push(performance.now() - t);
+          if (performance.now() - a0 > fillBudgetMs && i + PUSH_BATCH < total) {
+            throw new Error(`filling the outbox (untimed) passed ${fillBudgetMs / 1000} s at ${i + PUSH_BATCH} of ` +
+              `${total} events: appends of ${PUSH_BATCH} took ${times.slice(0, 3).map((x) => x.toFixed(0)).join(", ")} ms ` +
+              `at first, ${times.slice(-3).map((x) => x.toFixed(0)).join(", ")} ms by then`);
+          }
+        }
+        const appendMs = performance.now() - a0;
+        const before = log.sync.status;
+        const headBefore = await serverHead(url, serverLog);
+        if (before.pending !== total || headBefore !== 0) {
+          throw new Error(`paused, the outbox should hold ${total} and the server none: pending ` +
+            `${before.pending}, server head ${headBefore}, status ${JSON.stringify(before)}`);
+        }
+        // When the server head reached N (all pushed) and when confirmed did (pulled back), for the log.
+        const seen = {};
+        const t0 = performance.now();
+        const off = log.sync.subscribe((s) => {
+          if (s.serverHead >= total) seen.serverHead ??= performance.now() - t0;
+          if (s.confirmed >= total) seen.confirmed ??= performance.now() - t0;
+          // confirmed is a prefix of the server's log: a status saying otherwise is worth a word.
+          if (s.confirmed > 0 && !(s.serverHead >= s.confirmed)) seen.ahead ??= { confirmed: s.confirmed, serverHead: s.serverHead };
+        });
+        await log.sync.resume();
+        const { viaPoll } = await until(log, (s) => s.pending === 0 && s.confirmed >= total && s.serverHead >= total,
+          SYNC_WAIT_MS, "pushing the outbox").finally(off);
+        const ms = performance.now() - t0;
+        const status = log.sync.status;
+        if (status.confirmed !== total || status.serverHead !== total) {
+          throw new Error(`after the push: ${JSON.stringify(status)}, expected ${total} confirmed`);
+        }
+        checkRows(total, (k) => log.table("accounts").get(k), "logfold accounts table after the push");
+        out = { ms, events: total, stats: syncStats(log), viaPoll, note: `outbox appended in ${appendMs.toFixed(0)} ms, untimed; ` +
+          `server head at N after ${seen.serverHead?.toFixed(0)} ms, confirmed at N after ${seen.confirmed?.toFixed(0)} ms` +
+          (seen.ahead ? `; status once had confirmed ${seen.ahead.confirmed} with serverHead ${seen.ahead.serverHead}` : "") };
+      } finally {
+        await log.close();
+      }
+    } finally {
+      await logfold.Logfold.destroy(name);
+    }
+  } else if (system === "fetch") {
+    const events = wireEvents(next(total));
+    const t0 = performance.now();
+    await pushAll(url, serverLog, events, { client: `bench-fetch-${syncNames}` });
+    out = { ms: performance.now() - t0, events: total };
+  } else if (system === "dexie") {
+    const name = uniqueName("push-dexie");
+    // The untimed fill is relaxed (it is not measured); the timed drain has the run's durability.
+    const filler = new Dexie(name, { chromeTransactionDurability: "relaxed" });
+    filler.version(1).stores({ outbox: "++seq" });
+    await filler.open();
+    const events = wireEvents(next(total));
+    for (let i = 0; i < total; i += 10_000) await filler.outbox.bulkAdd(events.slice(i, i + 10_000));
+    filler.close();
+    const db = new Dexie(name, { chromeTransactionDurability: DURABILITY });
+    db.version(1).stores({ outbox: "++seq" });
+    await db.open();
+    try {
+      const t0 = performance.now();
+      const rows = await db.outbox.toArray();
+      const wire = rows.map(({ id, stream, type, data, meta, time }) => ({ id, stream, type, data, meta, time }));
+      await pushAll(url, serverLog, wire, {
+        client: `bench-dexie-${syncNames}`,
+        acked: (from, to) => db.outbox.bulkDelete(rows.slice(from, to).map((r) => r.seq)),
+      });
+      out = { ms: performance.now() - t0, events: total };
+      if ((await db.outbox.count()) !== 0) throw new Error("the Dexie outbox is not empty after the push");
+    } finally {
+      db.close();
+      await Dexie.delete(name);
+    }
+  } else {
+    throw new Error("sync.push runs logfold, dexie and fetch");
+  }
+  const head = await serverHead(url, serverLog);
+  if (head !== total) throw new Error(`the server log holds ${head} events, expected ${total}`);
+  return out;
+}
+
+// ---- sync.latency: device A (this origin) appends, device B (another origin) sees the row -------
+// The runner drives both pages: arm B, append in A, wait for B. Times are absolute (`now()`), as
+// in tables.tabLatency. Rows are `lat-<i>`, made by one Opened event each.
+let device = null;
+
+/**
+ * Opens this device: logfold opens `name` synced with server log `log` and the accounts table (B
+ * also subscribes to it); "fetch" in B reads the server's live tail (SSE) with a streamed fetch.
+ */
+export async function latencyOpen(system, { url, log: serverLog, name, listen }) {
+  const arrivals = new Map();
+  const hear = (key, at) => {
+    const a = arrivals.get(key);
+    if (a?.wake) a.wake(at);
+    else if (!a) arrivals.set(key, { at });
+  };
+  device = { arrivals, url, serverLog, sent: 0 };
+  if (system === "logfold") {
+    await logfold.Logfold.destroy(name);
+    const log = await openSynced(name, url, serverLog);
+    device.log = log;
+    if (listen) {
+      device.off = log.subscribe("accounts", ({ changes }) => {
+        const at = now();
+        for (const { key } of changes) if (String(key).startsWith("lat-")) hear(key, at);
+      });
+    }
+    const { status } = await until(log, (s) => s.state === "online", 30_000, "going online");
+    return { status };
+  }
+  if (system !== "fetch") throw new Error("sync.latency runs logfold and fetch");
+  if (!listen) return {};
+  const abort = new AbortController();
+  const res = await fetch(`${url}/v1/logs/${serverLog}/live?after=0`, {
+    signal: abort.signal, headers: { accept: "text/event-stream" },
+  });
+  if (!res.ok) throw new Error(`live: HTTP ${res.status}`);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  device.abort = abort;
+  (async () => {
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      const at = now();
+      buf += value.replace(/\r\n?/g, "\n");
+      let k;
+      while ((k = buf.indexOf("\n\n")) >= 0) {
+        const message = buf.slice(0, k);
+        buf = buf.slice(k + 2);
+        const data = message.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+        if (data) for (const e of JSON.parse(data).events) hear(e.data?.account, at);
+      }
+    }
+  })().catch((e) => { if (!abort.signal.aborted) console.error(`bench: live tail: ${describe(e)}`); });
+  return {};
+}
+
+/** In B: start waiting for row lat-<i> (before A appends it). */
+export async function latencyArm(system, { i }) {
+  const key = `lat-${i}`;
+  if (device.arrivals.has(key)) throw new Error(`${key} arrived before it was appended`);
+  const entry = {};
+  entry.heard = new Promise((ok) => { entry.wake = ok; });
+  device.arrivals.set(key, entry);
+  return {};
+}
+
+/** In A: append (logfold) or push (fetch) the event that makes row lat-<i>; returns when it started. */
+export async function latencyAppend(system, { i }) {
+  const key = `lat-${i}`;
+  const event = { stream: key, type: "Opened", data: { account: key, owner: "device A" } };
+  const sent = now();
+  if (system === "logfold") {
+    await device.log.append(event);
+  } else {
+    await pushAll(device.url, device.serverLog, wireEvents([event]), {
+      client: "bench-device-a", firstBatch: i + 2, // the runner's untimed first round is i = -1
+    });
+  }
+  return { sent };
+}
+
+/** In B: when row lat-<i> arrived. */
+export async function latencyHeard(system, { i }) {
+  const key = `lat-${i}`;
+  const entry = device.arrivals.get(key);
+  let timer;
+  const at = await Promise.race([
+    entry.heard,
+    new Promise((_, fail) => {
+      timer = setTimeout(() => fail(new Error(`device B did not see ${key} within 10 s` +
+        (device.log ? `; its sync status ${JSON.stringify(device.log.sync.status)}` : ""))), 10_000);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  return { at };
+}
+
+export async function latencyClose(system, { name }) {
+  const d = device;
+  device = null;
+  if (!d) return {};
+  d.off?.();
+  d.abort?.abort();
+  if (d.log) {
+    await d.log.close();
+    await logfold.Logfold.destroy(name);
+  }
+  return {};
+}
+
 // Errors come back as { error } so the runner sees logfold's code and details, which
 // page.evaluate would drop.
 const safe = (fn) => async (...args) => {
@@ -820,5 +1121,12 @@ window.bench = {
   tabStop: safe(tabStop),
   tabLatency: safe(tabLatency),
   tabTeardown: safe(tabTeardown),
+  syncInitial: safe(syncInitial),
+  syncPush: safe(syncPush),
+  latencyOpen: safe(latencyOpen),
+  latencyArm: safe(latencyArm),
+  latencyAppend: safe(latencyAppend),
+  latencyHeard: safe(latencyHeard),
+  latencyClose: safe(latencyClose),
 };
 console.log("bench: page ready");

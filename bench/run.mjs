@@ -2,7 +2,7 @@
 // Runs bench/index.html in headless Chromium: logfold vs Dexie vs raw IndexedDB, one page, one run,
 // same events, same durability. Writes bench/results/latest.json and prints a table.
 // A benchmark, not a test: it asserts no speed. It exits non-zero only when a case could not run.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, homedir, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import { serve } from "../scripts/serve.mjs";
+import { ledgerEvents, pushAll, serverHead, wireEvents } from "./fixtures.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SYSTEMS = ["logfold", "dexie", "idb"];
@@ -42,10 +43,10 @@ function option(name) {
 const N = quick
   ? { warmup: 1, trials: 3, batch1: 100, batch100: 1000, batch1000: 2000, batch10000: 10000,
       concurrent: 2000, concurrentPerRecord: 300, sequential: 100, read: 20000,
-      tables: 200_000, tablesTrials: 3, tabLatency: 50 }
+      tables: 200_000, tablesTrials: 3, tabLatency: 50, sync: 20_000, syncTrials: 3, syncLatency: 50 }
   : { warmup: 1, trials: 5, batch1: 500, batch100: 5000, batch1000: 10000, batch10000: 20000,
       concurrent: 10000, concurrentPerRecord: 1000, sequential: 500, read: 100000,
-      tables: 1_000_000, tablesTrials: 3, tabLatency: 200 };
+      tables: 1_000_000, tablesTrials: 3, tabLatency: 200, sync: 100_000, syncTrials: 3, syncLatency: 200 };
 
 const CASES = [
   { name: "append.batch1", fn: "appendBatches", arg: { batch: 1, total: N.batch1 } },
@@ -76,19 +77,34 @@ const CASES = [
   { name: "tables.fold", fn: "foldInMemory", arg: { total: N.tables }, systems: ["js"], trials: N.tablesTrials },
   { name: "tables.tabLatency", fn: "tabLatency", arg: { total: N.tabLatency }, systems: ["logfold", "broadcast"],
     latency: true, twoTabs: true },
+  // The sync.* cases run against logfold-server (crates/server), which this runner builds and
+  // starts (SQLite in memory). sync.initial's server log is filled once, from node, before it runs.
+  // No warm-up trial: Dexie's trials of 100,000 events take half a minute each.
+  { name: "sync.initial", fn: "syncInitial", arg: { total: N.sync, log: "bench-initial" },
+    systems: ["logfold", "dexie"], sync: true, fill: true, trials: N.syncTrials, warmup: 0 },
+  // fillBudgetMs: logfold's outbox is filled (untimed) within the trial's call; past it, it fails.
+  { name: "sync.push", fn: "syncPush", arg: { total: N.sync, fillBudgetMs: quick ? 40_000 : 120_000 },
+    systems: ["logfold", "dexie", "fetch"], sync: true, trials: N.syncTrials, warmup: 0 },
+  // Device A is the bench page (127.0.0.1), device B the same page from http://localhost: another
+  // origin, so its own IndexedDB, leader and live tail. Each trial starts with an untimed round.
+  { name: "sync.latency", fn: "syncLatency", arg: { total: N.syncLatency }, systems: ["logfold", "fetch"],
+    sync: true, latency: true, devices: true, trials: N.syncTrials, warmup: 0 },
 ].filter((c) => !only || only.includes(c.name));
 
 // Past the soft deadline each case takes one trial and no warm-up, so a slow (busy) machine gives
 // fewer trials instead of missing cases; the hard deadline only stops a run that hangs. The
 // tables.* cases add up to 2 minutes (quick) or 6 (full).
 const TABLES_MS = CASES.some((c) => c.group === "tables") ? (quick ? 120_000 : 6 * 60_000) : 0;
-const SOFT_DEADLINE_MS = (quick ? 75_000 : 8 * 60_000) + TABLES_MS;
-const DEADLINE_MS = (quick ? 110_000 : 12 * 60_000) + TABLES_MS;
+// The sync.* cases take about 1 minute (quick) or 4 (full) on a busy 2-core machine; room for more.
+const SYNC_MS = CASES.some((c) => c.sync) ? (quick ? 150_000 : 6 * 60_000) : 0;
+const SOFT_DEADLINE_MS = (quick ? 75_000 : 8 * 60_000) + TABLES_MS + SYNC_MS;
+const DEADLINE_MS = (quick ? 110_000 : 12 * 60_000) + TABLES_MS + SYNC_MS;
 const CALL_TIMEOUT_MS = quick ? 60_000 : 180_000;
 // Filling a million events through Dexie takes minutes.
 const SETUP_TIMEOUT_MS = quick ? 120_000 : 600_000;
 
-const started = Date.now();
+// Reset once the sync server is built (building it is not part of the run's deadlines).
+let started = Date.now();
 const loadStart = loadavg().map((x) => Number(x.toFixed(2)));
 const results = [];
 const errors = [];
@@ -96,6 +112,10 @@ let context;
 let page;
 // The second tab of tables.tabLatency.
 let listenerPage = null;
+// Device B of sync.latency: the bench page from another origin.
+let deviceB = null;
+// The sync server: { child, url } once started.
+let syncServer = null;
 // acct-0's balance after tables.fold's JS fold: native must agree (the same events).
 let jsAcct0;
 
@@ -166,6 +186,49 @@ async function closeListener() {
   listenerPage = null;
 }
 
+/** Device B of sync.latency: the bench page at `url` (another origin than the bench page's). */
+async function openDeviceB(url) {
+  if (deviceB) return deviceB;
+  deviceB = await withTimeout(context.newPage(), 30_000, "opening device B");
+  const loaded = await loadPage(deviceB, url);
+  if (!loaded.ok) throw new Error(`device B could not load logfold: ${loaded.error}`);
+  return deviceB;
+}
+
+async function closeDeviceB() {
+  if (!deviceB) return;
+  await withTimeout(deviceB.close(), 10_000, "closing device B").catch((e) => log(e.message));
+  deviceB = null;
+}
+
+/**
+ * One trial of sync.latency: device B (another origin) opens the server log and watches for rows,
+ * device A appends one event at a time; each round arms B, appends in A (which returns when it
+ * started) and waits until B saw the row (when). Round -1 is untimed: it warms the path up.
+ */
+let deviceTrials = 0;
+async function deviceTrial(c, system, base) {
+  const name = `bench-latency-${Date.now().toString(36)}-${++deviceTrials}`;
+  const arg = { ...base, log: name, name };
+  const b = await openDeviceB(c.deviceUrl);
+  const t0 = Date.now();
+  try {
+    await call("latencyOpen", system, { ...arg, listen: true }, { on: b });
+    await call("latencyOpen", system, { ...arg, listen: false });
+    const latencies = [];
+    for (let i = -1; i < arg.total; i++) {
+      await call("latencyArm", system, { i }, { on: b });
+      const { sent } = await call("latencyAppend", system, { i });
+      const { at } = await call("latencyHeard", system, { i }, { on: b });
+      if (i >= 0) latencies.push(at - sent);
+    }
+    return { ms: Date.now() - t0, events: arg.total, latencies };
+  } finally {
+    await call("latencyClose", system, arg).catch((e) => log(`latencyClose (A): ${e.message}`));
+    await call("latencyClose", system, arg, { on: b }).catch((e) => log(`latencyClose (B): ${e.message}`));
+  }
+}
+
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -177,6 +240,8 @@ const percentile = (xs, p) => {
   return s[Math.max(0, Math.ceil(p * s.length) - 1)];
 };
 const round = (x, digits) => Number(x.toFixed(digits));
+// Where cargo builds: $CARGO_TARGET_DIR if set.
+const targetDir = () => resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target");
 
 /**
  * One trial of tables.tabLatency: the other tab listens while this one appends. A new log name
@@ -216,9 +281,14 @@ async function measure(c, system) {
   const late = () => Date.now() - started > SOFT_DEADLINE_MS;
   for (let i = late() ? 0 : -(c.warmup ?? N.warmup); i < wanted; i++) {
     if (i > 0 && late()) break;
-    const out = c.twoTabs ? await twoTabTrial(c, system, arg) : await call(c.fn, system, arg);
+    const out = c.twoTabs ? await twoTabTrial(c, system, arg)
+      : c.devices ? await deviceTrial(c, system, arg)
+      : await call(c.fn, system, arg);
     const label = i < 0 ? "warm-up" : `trial ${i + 1}/${wanted}`;
-    const stats = !out.stats ? "" : c.group === "tables"
+    const stats = !out.stats ? "" : c.sync
+      ? ` (${Object.entries(out.stats).map(([k, v]) => `${k} ${v}`).join(", ")}` +
+        `${out.note ? `; ${out.note}` : ""}${out.viaPoll ? "; the status poll, not subscribe(), saw the end" : ""})`
+      : c.group === "tables"
       ? ` (${out.stats.eventsReplayed} replayed, ${out.stats.snapshotsLoaded} snapshots loaded, ${out.stats.projectionsRebuilt} rebuilt)`
       : ` (${out.stats.transactions} transactions, ${out.stats.segmentsWritten} segments)`;
     if (c.latency) {
@@ -261,6 +331,23 @@ async function runCases(url) {
   for (const [i, c] of CASES.entries()) {
     const prev = CASES[i - 1];
     const next = CASES[i + 1];
+    if (c.sync) {
+      if (!syncServer) {
+        errors.push({ case: c.name, system: "*", error: "no sync server" });
+        continue;
+      }
+      c.arg.url = syncServer.url;
+      c.deviceUrl = url.replace("//127.0.0.1:", "//localhost:");
+      if (c.fill) {
+        try {
+          await fillServer(c.arg);
+        } catch (e) {
+          errors.push({ case: c.name, system: "*", error: `filling the server: ${e.message}` });
+          log(`${c.name} FAILED to fill the server: ${e.message}`);
+          continue;
+        }
+      }
+    }
     for (const system of c.systems ?? SYSTEMS) {
       // A case that reuses the previous case's database fills its own when run alone.
       const setup = c.setup && !(c.reuses && prev?.name === c.reuses);
@@ -304,7 +391,75 @@ async function runCases(url) {
       }
     }
     if (c.twoTabs) await closeListener();
+    if (c.devices) await closeDeviceB();
   }
+}
+
+// ---- The sync server ---------------------------------------------------------------------------
+const SYNC_PORTS = Array.from({ length: 10 }, (_, i) => 47330 + i);
+const CARGO_ENV = { ...process.env, PATH: `${join(homedir(), ".cargo/bin")}:${process.env.PATH}` };
+const serverBinary = () => join(targetDir(), "server/logfold-server");
+
+/** `cargo build --profile server -p logfold-server`: nothing to do when it is up to date. */
+async function buildServer() {
+  log("sync: building logfold-server (cargo build --profile server; not timed)");
+  await promisify(execFile)("cargo", ["build", "--profile", "server", "-q", "-p", "logfold-server", "--bin", "logfold-server"],
+    { cwd: ROOT, env: CARGO_ENV, timeout: 900_000 });
+}
+
+/**
+ * Starts logfold-server on the first free port of 47330-47339, SQLite in memory, allowing the bench
+ * page's two origins; resolves to { child, url } once it says it listens.
+ */
+async function startSyncServer(origins) {
+  const bin = serverBinary();
+  for (const port of SYNC_PORTS) {
+    const child = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--database", ":memory:",
+      ...origins.flatMap((o) => ["--cors-origin", o])], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    const up = await new Promise((ok) => {
+      const timer = setTimeout(() => ok(false), 15_000);
+      child.stdout.on("data", (d) => {
+        if (String(d).includes("listening on")) { clearTimeout(timer); ok(true); }
+      });
+      child.stderr.on("data", (d) => { stderr += d; });
+      child.on("error", (e) => { stderr += e.message; clearTimeout(timer); ok(false); });
+      child.on("exit", () => { clearTimeout(timer); ok(false); });
+    });
+    if (up) {
+      child.stderr.on("data", (d) => String(d).trim().split("\n").forEach((l) => log(`sync server: ${l}`)));
+      const url = `http://127.0.0.1:${port}`;
+      log(`sync: logfold-server at ${url} (SQLite :memory:), CORS for ${origins.join(", ")}`);
+      return { child, url };
+    }
+    await stopSyncServer({ child });
+    if (!/in use/i.test(stderr)) throw new Error(`logfold-server did not start on port ${port}: ${stderr.trim() || "no output"}`);
+    log(`sync: port ${port} is in use`);
+  }
+  throw new Error(`ports ${SYNC_PORTS[0]}-${SYNC_PORTS.at(-1)} are all in use`);
+}
+
+async function stopSyncServer(server) {
+  const { child } = server;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((ok) => child.once("exit", ok));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** sync.initial's server log: `total` ledger events, pushed from node (requests of 10 batches of 1,000). */
+async function fillServer({ url, log: name, total }) {
+  const head = await serverHead(url, name);
+  if (head === total) return;
+  if (head !== 0) throw new Error(`server log ${name} holds ${head} events, expected 0 or ${total}`);
+  const t = Date.now();
+  const next = ledgerEvents();
+  const events = wireEvents(next(total));
+  const last = await pushAll(url, name, events, { client: "bench-fill" });
+  if (last !== total) throw new Error(`the server's head is ${last} after the fill, expected ${total}`);
+  log(`sync: filled server log ${name} with ${total.toLocaleString("en")} events from node in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 }
 
 /**
@@ -322,7 +477,7 @@ async function nativeFold() {
       { cwd: ROOT, env, timeout: 600_000 });
     const rates = [];
     for (let i = 0; i < N.tablesTrials; i++) {
-      const { stdout } = await run(join(ROOT, "target/release/examples/ledger_fold"), [String(c.total)],
+      const { stdout } = await run(join(targetDir(), "release/examples/ledger_fold"), [String(c.total)],
         { timeout: 120_000 });
       const out = JSON.parse(stdout.trim().split("\n").pop());
       if (out.errors !== 0 || out.rows !== 10_000) throw new Error(`unexpected fold: ${stdout.trim()}`);
@@ -413,12 +568,23 @@ async function main() {
     mounts: { "/pkg/": pkgDir, "/dexie/": join(ROOT, "node_modules/dexie/dist"), "/": join(ROOT, "bench") },
     port: 0,
   });
-  const url = `http://127.0.0.1:${server.address().port}/?streams=${streams}&durability=${DURABILITY}`;
+  const pagePort = server.address().port;
+  const url = `http://127.0.0.1:${pagePort}/?streams=${streams}&durability=${DURABILITY}`;
   // A persistent profile on disk: Playwright's default contexts are off the record, and there
   // IndexedDB lives in memory, which would make every durability setting free.
   const profile = await mkdtemp(join(tmpdir(), "logfold-bench-"));
   let chromiumVersion = "unknown";
   try {
+    if (CASES.some((c) => c.sync)) {
+      try {
+        await buildServer();
+        syncServer = await startSyncServer([`http://127.0.0.1:${pagePort}`, `http://localhost:${pagePort}`]);
+      } catch (e) {
+        errors.push({ case: "sync.*", system: "*", error: `sync server: ${e.message}` });
+        log(`sync server: ${e.message}`);
+      }
+      started = Date.now();
+    }
     log(`${quick ? "quick" : "full"} run, ${N.trials} trials after ${N.warmup} warm-up, durability ${DURABILITY}`);
     context = await withTimeout(
       chromium.launchPersistentContext(profile, {
@@ -454,6 +620,7 @@ async function main() {
   } finally {
     await withTimeout(context?.close() ?? Promise.resolve(), 20_000, "closing Chromium")
       .catch((e) => log(e.message));
+    if (syncServer) await stopSyncServer(syncServer).catch((e) => log(`stopping the sync server: ${e.message}`));
     server.closeAllConnections();
     await new Promise((ok) => server.close(ok));
     await rm(profile, { recursive: true, force: true }).catch(() => {});

@@ -19,6 +19,9 @@ const LOGFOLD_CASES = [
   "tables.coldOpen",
   "tables.memory",
   "tables.tabLatency",
+  "sync.initial",
+  "sync.push",
+  "sync.latency",
 ];
 // Rows that must be there besides logfold's: [case, system, metric or undefined].
 const ROWS = [
@@ -28,7 +31,14 @@ const ROWS = [
   ["tables.memory", "logfold", "wasm_memory_bytes"],
   ["tables.fold", "native", undefined],
   ["tables.fold", "js", undefined],
+  ["sync.initial", "dexie", undefined],
+  ["sync.push", "dexie", undefined],
+  ["sync.push", "fetch", undefined],
+  ["sync.latency", "fetch", undefined],
 ];
+// Cases whose rows give a throughput, and cases whose rows give latencies.
+const RATES = ["sync.initial", "sync.push"];
+const LATENCIES = ["sync.latency"];
 const NUMBERS = ["events_per_s", "p50_ms", "p99_ms", "value", "events", "trials"];
 const FIGURES = ["events_per_s", "p50_ms", "value"];
 
@@ -57,6 +67,13 @@ function check(json) {
     }
     if ("metric" in row && (typeof row.metric !== "string" || typeof row.unit !== "string")) {
       problems.push(`${at} has a metric without string metric and unit`);
+    }
+    if (RATES.includes(row.case) && !(positive(row.events_per_s) && positive(row.events) && positive(row.trials))) {
+      problems.push(`${at} (${row.case} ${row.system}) needs positive events_per_s, events and trials`);
+    }
+    if (LATENCIES.includes(row.case) &&
+        !(positive(row.p50_ms) && positive(row.p99_ms) && row.p99_ms >= row.p50_ms && positive(row.events))) {
+      problems.push(`${at} (${row.case} ${row.system}) needs positive p50_ms <= p99_ms and events`);
     }
   });
   const logfold = new Set(json.results.filter((r) => r?.system === "logfold").map((r) => r.case));
