@@ -340,7 +340,7 @@ export class Sync {
         this.#post({ head: this.#core.head });
       }
       if (answer.fenced) throw this.#errors("FENCED", "the server has heard from a newer sync leader of this client", {});
-      this.#set({ pending: this.#core.pending });
+      this.#set({ pending: this.#core.pending, confirmed: this.#core.head, serverHead: Math.max(this.#status.serverHead ?? 0, answer.serverHead) });
     }
   }
 

@@ -376,16 +376,18 @@ impl LogCore {
     }
 
     /// Applies a push answer (JSON text) to batches `numbers`. Resolves to JSON text of
-    /// `{ acknowledged, rejected: [rejection], fenced }`.
+    /// `{ acknowledged, rejected: [rejection], fenced, serverHead }`.
     #[wasm_bindgen(js_name = applyPush, unchecked_return_type = "Promise<string>")]
     pub fn apply_push(&self, epoch: f64, numbers: Vec<f64>, response: String) -> Promise {
         let log = self.0.clone();
         future_to_promise(async move {
-            let response = serde_json::from_str(&response).map_err(|e| Error::Sync {
-                code: "SYNC_PROTOCOL",
-                message: format!("the push answer is not valid: {e}"),
-            })?;
+            let response: logfold_core::protocol::PushResponse = serde_json::from_str(&response)
+                .map_err(|e| Error::Sync {
+                    code: "SYNC_PROTOCOL",
+                    message: format!("the push answer is not valid: {e}"),
+                })?;
             let numbers: Vec<u64> = numbers.iter().map(|n| *n as u64).collect();
+            let head = response.head;
             let pushed = log.apply_push(epoch as u64, &numbers, response).await?;
             let mut out = String::from("{\"acknowledged\":[");
             for (i, n) in pushed.acknowledged.iter().enumerate() {
@@ -396,7 +398,10 @@ impl LogCore {
             }
             out.push_str("],\"rejected\":[");
             out.push_str(&pushed.rejected.join(","));
-            out.push_str(&format!("],\"fenced\":{}}}", pushed.fenced));
+            out.push_str(&format!(
+                "],\"fenced\":{},\"serverHead\":{head}}}",
+                pushed.fenced
+            ));
             Ok(out.into())
         })
     }
