@@ -331,14 +331,17 @@ export class Sync {
       const next = await this.#core.pushRequest(this.#epoch, PUSH_BYTES);
       if (!next || signal.aborted) return;
       const [body, numbers] = next;
+      const head = this.#core.head;
       const response = await this.#fetch("/push", { method: "POST", body, headers: { "content-type": "application/json" } }, signal);
       const text = await response.text();
       const answer = JSON.parse(await this.#core.applyPush(this.#epoch, numbers, text));
       if (answer.rejected.length > 0) {
         this.#tellRejected(answer.rejected);
         this.#post({ type: "sync-rejected", rejected: answer.rejected });
-        this.#post({ head: this.#core.head });
       }
+      // The outbox changed (rejected), or its front was confirmed from the answer: other tabs
+      // fold it.
+      if (answer.rejected.length > 0 || this.#core.head > head) this.#post({ head: this.#core.head });
       if (answer.fenced) throw this.#errors("FENCED", "the server has heard from a newer sync leader of this client", {});
       this.#set({ pending: this.#core.pending, confirmed: this.#core.head, serverHead: Math.max(this.#status.serverHead ?? 0, answer.serverHead) });
     }
