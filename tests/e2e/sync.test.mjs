@@ -46,6 +46,7 @@ function installHelpers() {
     logs: {},
     kinds: {},
     heard: {}, // what onRejected was called with, per log name
+    statuses: {}, // what log.sync.subscribe delivered, per log name
     tokens: [], // getToken returns tokens[min(calls, length - 1)]
     tokenCalls: 0,
     uncaught: [],
@@ -60,6 +61,8 @@ function installHelpers() {
       const projections = kind === "notes" ? notes() : T.ledger();
       S.logs[name] = await window.Logfold.open({ name, projections, sync });
       S.kinds[name] = kind;
+      const statuses = (S.statuses[name] = []);
+      S.logs[name].sync.subscribe((st) => statuses.push(json(st)));
       return S.status(name);
     },
     status(name) {
@@ -82,6 +85,7 @@ function installHelpers() {
         rejections: json(await log.rejections()),
         heard: S.heard[name] ?? [],
         clientId: log.clientId,
+        stats: json(log.stats()),
       };
     },
     /** Appends `events` in batches of `size`; resolves to the stored events. */
@@ -241,6 +245,9 @@ test("two devices append while offline, reconnect, and end with identical logs a
       assert.deepEqual(vb.tables, want, "B's tables are the fold of the server's log");
       assert.deepEqual(va.rejections, []);
       assert.deepEqual(vb.rejections, []);
+      // Remote events fold into the base and the outbox is re-applied: never a full rebuild.
+      assert.equal(va.stats.fullRebuilds, 0, JSON.stringify(va.stats));
+      assert.equal(vb.stats.fullRebuilds, 0, JSON.stringify(vb.stats));
 
       // Both online now: an append on A reaches B's table through the live tail (no now()).
       const before = vb.tables.accounts["acct-3"];
@@ -442,6 +449,10 @@ test("a page reloaded while the sync server is down shows its pending events and
       assertConfirmedLike(after.events, server, "the reloaded tab");
       assert.deepEqual(after.tables, await model(p, server));
       assert.notEqual(after.status.state, "error", JSON.stringify(after.status));
+      // log.sync.subscribe heard the outbox drain.
+      const heard = await ev(p, () => S.statuses.ledger);
+      assert.ok(heard.some((x) => x.pending === 5), `a status with the 5 pending: ${JSON.stringify(heard).slice(0, 2000)}`);
+      assert.deepEqual([heard.at(-1).pending, heard.at(-1).confirmed], [0, 8]);
     });
   } finally {
     await sync.stop();
