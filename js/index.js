@@ -2,6 +2,7 @@
 // see (functions, BigInt, cycles, Map/Set in data), sends each batch as one JSON string, and
 // turns the core's JSON answers back into objects.
 import init, { LogCore, setErrorClass, destroyLog, repairLog } from "./logfold.js";
+import { Sync, syncOptions } from "./sync.js";
 
 /** Every error logfold throws: a real Error with a stable `code` and `details`. */
 export class LogfoldError extends Error {
@@ -218,7 +219,7 @@ function foldEvents(apply, state, seq, events) {
 }
 
 // A JS reducer projection: `apply(state, event)` returns the new state and must not change its
-// input (the sync overlay keeps old states around).
+// input: a synced log keeps the state at its confirmed head (`base`) under the outbox's.
 class Reducer {
   constructor(name, def) {
     this.name = name;
@@ -228,6 +229,7 @@ class Reducer {
     this.state = undefined;
     this.seq = 0;
     this.failure = null;
+    this.base = { state: undefined, seq: 0, failure: null };
   }
 
   initial() {
@@ -243,10 +245,16 @@ class Reducer {
       this.state = snapshot.state;
       this.seq = snapshot.seq;
     }
+    this.base = { state: this.state, seq: this.seq, failure: null };
   }
 
-  // Returns whether the state changed.
-  fold(events) {
+  // Back to the base: the outbox is folded again on top (or is gone).
+  rebase() {
+    ({ state: this.state, seq: this.seq, failure: this.failure } = this.base);
+  }
+
+  // Returns whether the state changed. Outbox events (`overlay`) leave the base as it was.
+  fold(events, overlay) {
     if (this.failure) return false;
     const before = this.state;
     const out = foldEvents(this.apply, this.state, this.seq, events);
@@ -256,6 +264,7 @@ class Reducer {
       this.failure = out.failure;
       console.error(`logfold: projection ${this.name} failed at position ${out.failure.seq}:`, out.failure.error);
     }
+    if (!overlay) this.base = { state: this.state, seq: this.seq, failure: this.failure };
     return this.state !== before;
   }
 }
@@ -288,7 +297,8 @@ class Projector {
   hooks() {
     return {
       start: (snapshots) => [...this.reducers.values()].forEach((r, i) => r.reset(snapshots[i])),
-      fold: (events, changes, seq) => this.fold(events, changes, seq),
+      fold: (events, changes, seq, overlay) => this.fold(events, changes, seq, overlay),
+      rebase: () => this.reducers.forEach((r) => r.rebase()),
       progress: (done, total) => {
         try {
           this.onProgress?.({ done, total });
@@ -300,13 +310,13 @@ class Projector {
     };
   }
 
-  fold(eventsText, changesText, seq) {
+  fold(eventsText, changesText, seq, overlay = false) {
     this.seq = seq;
     const notes = [];
     if (eventsText !== null) {
       const events = JSON.parse(eventsText);
       for (const r of this.reducers.values()) {
-        if (r.fold(events) && this.subscribers.has(r.name)) notes.push([r.name, { seq, state: r.state }]);
+        if (r.fold(events, overlay) && this.subscribers.has(r.name)) notes.push([r.name, { seq, state: r.state }]);
       }
     }
     if (changesText !== null) {
@@ -316,6 +326,7 @@ class Projector {
     }
     if (notes.length > 0) queueMicrotask(() => this.#deliver(notes));
     this.afterFold?.(seq);
+    this.onChange?.();
   }
 
   #deliver(notes) {
@@ -443,7 +454,10 @@ class Log {
     if (globalThis.document?.visibilityState === "visible") this.refresh();
   };
 
-  constructor(core, projector, snapshotEvery) {
+  /** Sync with a server (`log.sync`); undefined for a log that confirms its own appends. */
+  sync;
+
+  constructor(core, projector, snapshotEvery, sync) {
     this.#core = core;
     this.#p = projector;
     this.#view = core.tables();
@@ -456,9 +470,17 @@ class Log {
     // from the background re-checks, since a frozen page misses messages.
     if (typeof BroadcastChannel === "function") {
       this.#channel = new BroadcastChannel(`logfold:${core.name}`);
-      this.#channel.onmessage = () => this.refresh();
+      this.#channel.onmessage = ({ data }) => (data?.type ? this.sync?.message(data) : this.refresh());
     }
     globalThis.document?.addEventListener("visibilitychange", this.#onVisible);
+    if (core.synced) {
+      this.sync = new Sync(core, sync, {
+        errors: (code, message, details) => new LogfoldError(code, message, details),
+        post: (m) => this.#channel?.postMessage(m),
+        refresh: () => this.refresh(),
+      });
+      projector.onChange = () => this.sync?.changed();
+    }
   }
 
   get name() {
@@ -531,6 +553,7 @@ class Log {
     if (stored) {
       writeMark(this.name, this.#core.head);
       this.#channel?.postMessage({ head: this.#core.head });
+      this.sync?.changed();
     }
   }
 
@@ -545,6 +568,8 @@ class Log {
         do {
           this.#again = false;
           await this.#core.catchUp();
+          this.sync?.changed();
+          writeMark(this.name, this.#core.head);
         } while (this.#again);
       } catch (e) {
         if (!this.closed) console.warn("logfold: could not read other tabs' appends:", e);
@@ -629,9 +654,10 @@ class Log {
   async snapshot() {
     if (this.#p.tableNames.size === 0 && this.#p.reducers.size === 0) return;
     while (this.#snapshotting) await this.#snapshotting;
-    const reducers = [...this.#p.reducers.values()].filter((r) => !r.failure);
+    // The bases: in a synced log, the outbox may yet be rejected.
+    const reducers = [...this.#p.reducers.values()].filter((r) => !r.base.failure);
     this.#snapshotting = this.#core
-      .writeSnapshots(...reducerIds(reducers), reducers.map((r) => ({ seq: r.seq, state: r.state })))
+      .writeSnapshots(...reducerIds(reducers), reducers.map((r) => ({ seq: r.base.seq, state: r.base.state })))
       .then((seq) => {
         this.#snapshotAt = seq;
       })
@@ -667,6 +693,17 @@ class Log {
     }
   }
 
+  /** Batches the sync server rejected, kept until dismissed: `[{ id, batch, events, reason, message, currentVersion, details, time }]`. */
+  async rejections() {
+    return JSON.parse(await this.#core.rejections());
+  }
+
+  /** Forgets a rejection; resolves to whether there was one. */
+  dismissRejection(id) {
+    if (!Number.isSafeInteger(id)) return Promise.reject(invalidArgument("id", "must be a rejection's id"));
+    return this.#core.dismissRejection(id);
+  }
+
   version(stream) {
     if (typeof stream !== "string") return Promise.reject(invalidArgument("stream", "must be a string"));
     return this.#core.version(stream);
@@ -685,6 +722,7 @@ class Log {
     // Appends of this tick are not in wasm yet: send them, so close() waits for them too.
     const flushed = this.#flush();
     globalThis.document?.removeEventListener("visibilitychange", this.#onVisible);
+    this.sync?.close();
     await flushed.catch(() => {});
     if (this.#p.seq > this.#snapshotAt) await this.snapshot().catch((e) => console.warn("logfold: snapshot at close failed:", e));
     await this.#core.close();
@@ -697,13 +735,14 @@ class Log {
 export const Logfold = {
   async open(options) {
     await load();
-    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000 } = options ?? {};
+    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync } = options ?? {};
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
     if (onClose !== undefined && typeof onClose !== "function") throw invalidArgument("onClose", "must be a function");
     if (onProgress !== undefined && typeof onProgress !== "function") throw invalidArgument("onProgress", "must be a function");
     if (!(snapshotEvery === Infinity || (Number.isSafeInteger(snapshotEvery) && snapshotEvery > 0))) {
       throw invalidArgument("snapshotEvery", "must be a positive integer (events) or Infinity");
     }
+    const syncing = syncOptions(sync, invalidArgument);
     const { tables, reducers } = splitProjections(projections);
     const projector = new Projector(Object.keys(tables), reducers);
     projector.onProgress = onProgress;
@@ -717,15 +756,19 @@ export const Logfold = {
       JSON.stringify(tables),
       ...reducerIds(reducers),
       projector.hooks(),
+      syncing !== undefined,
     );
+    // A history written without sync moved to the outbox: the confirmed log starts again.
+    const migrated = core.stats().eventsMigrated > 0;
+    if (migrated) writeMark(name, null);
     // A tab that just destroyed the log removed the mark, but this tab's localStorage may
     // hear of it a moment later: look again before calling it a loss.
-    if (mark > core.head && (await markAfter(name, 100)) !== 0) {
+    if (!migrated && mark > core.head && (await markAfter(name, 100)) !== 0) {
       await core.close();
       throw lostError(core.head, mark);
     }
     writeMark(name, core.head);
-    return new Log(core, projector, snapshotEvery);
+    return new Log(core, projector, snapshotEvery, syncing);
   },
 
   async destroy(name) {

@@ -70,6 +70,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A sync step was refused and changed nothing: `FENCED` (another tab leads sync now) or
+    /// `SYNC_PROTOCOL` (the server's answer does not fit this log).
+    Sync {
+        /// `FENCED` or `SYNC_PROTOCOL`.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl Error {
@@ -85,6 +93,7 @@ impl Error {
             Error::Closed(_) => "CLOSED",
             Error::Storage { .. } => "STORAGE",
             Error::InvalidProjection { .. } => "INVALID_PROJECTION",
+            Error::Sync { code, .. } => code,
         }
     }
 
@@ -155,6 +164,7 @@ impl Error {
                 set("projection", projection.as_str().into());
                 set("path", path.as_str().into());
             }
+            Error::Sync { .. } => {}
         }
         o
     }
@@ -211,6 +221,7 @@ impl fmt::Display for Error {
             Error::InvalidProjection { path, message, .. } => {
                 write!(f, "invalid projection: {path}: {message}")
             }
+            Error::Sync { message, .. } => f.write_str(message),
         }
     }
 }

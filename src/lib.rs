@@ -121,6 +121,7 @@ impl LogCore {
     /// the declarative tables (`{name: definition}`); `reducers` and `reducer_versions` name
     /// the JS reducers, which `hooks` folds (see [`Projections`]).
     #[wasm_bindgen(unchecked_return_type = "Promise<LogCore>")]
+    #[allow(clippy::too_many_arguments)] // one flat call from the JS wrapper
     pub fn open(
         name: String,
         durability: String,
@@ -129,6 +130,7 @@ impl LogCore {
         reducers: Vec<String>,
         reducer_versions: Vec<u32>,
         hooks: JsValue,
+        sync: bool,
     ) -> Promise {
         let tables = parse_definitions(tables);
         let reducers = reducer_keys(&reducers, &reducer_versions);
@@ -149,7 +151,7 @@ impl LogCore {
                 reducers,
                 hooks: (!hooks.is_undefined()).then_some(hooks),
             };
-            let log = Log::open(&name, durability, on_close, projections).await?;
+            let log = Log::open(&name, durability, on_close, projections, sync).await?;
             Ok(LogCore(log).into())
         })
     }
@@ -312,11 +314,122 @@ impl LogCore {
 
     /// Counters since open.
     #[wasm_bindgen(
-        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number, eventsReplayed: number, snapshotsLoaded: number, snapshotsDiscarded: number, snapshotsWritten: number, projectionsRebuilt: number }"
+        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number, eventsReplayed: number, snapshotsLoaded: number, snapshotsDiscarded: number, snapshotsWritten: number, projectionsRebuilt: number, overlayRebuilds: number, overlayEvents: number, baseEvents: number, eventsPulled: number, eventsMigrated: number }"
     )]
     pub fn stats(&self) -> JsValue {
         let ser = serde_wasm_bindgen::Serializer::json_compatible();
         serde::Serialize::serialize(&self.0.stats(), &ser).unwrap_or(JsValue::NULL)
+    }
+
+    /// Whether appends go to the outbox (the log is synced with a server).
+    #[wasm_bindgen(getter)]
+    pub fn synced(&self) -> bool {
+        self.0.is_synced()
+    }
+
+    /// Events waiting in the outbox, as this tab last read it.
+    #[wasm_bindgen(getter)]
+    pub fn pending(&self) -> f64 {
+        self.0.pending() as f64
+    }
+
+    /// Makes this tab the sync leader with a new epoch, which it resolves to.
+    #[wasm_bindgen(js_name = claimLeadership, unchecked_return_type = "Promise<number>")]
+    pub fn claim_leadership(&self) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move { Ok((log.claim_leadership().await? as f64).into()) })
+    }
+
+    /// The leader's heartbeat; resolves to `false` once another tab holds a newer epoch.
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn heartbeat(&self, epoch: f64) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move { Ok(log.heartbeat(epoch as u64).await?.into()) })
+    }
+
+    /// The stored leader epoch and its last heartbeat time: `[epoch, ms]`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<[number, number]>")]
+    pub fn leader(&self) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move {
+            let (epoch, beat) = log.leader().await?;
+            Ok(js_sys::Array::of2(&(epoch as f64).into(), &(beat as f64).into()).into())
+        })
+    }
+
+    /// The next push request body and its batch numbers, or `undefined` when nothing waits.
+    #[wasm_bindgen(js_name = pushRequest, unchecked_return_type = "Promise<[string, Float64Array] | undefined>")]
+    pub fn push_request(&self, epoch: f64, max_bytes: f64) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move {
+            Ok(
+                match log.push_request(epoch as u64, max_bytes as usize).await? {
+                    None => JsValue::UNDEFINED,
+                    Some((body, numbers)) => {
+                        let numbers: Vec<f64> = numbers.iter().map(|n| *n as f64).collect();
+                        js_sys::Array::of2(&body.into(), &js_sys::Float64Array::from(&numbers[..]))
+                            .into()
+                    }
+                },
+            )
+        })
+    }
+
+    /// Applies a push answer (JSON text) to batches `numbers`. Resolves to JSON text of
+    /// `{ acknowledged, rejected: [rejection], fenced }`.
+    #[wasm_bindgen(js_name = applyPush, unchecked_return_type = "Promise<string>")]
+    pub fn apply_push(&self, epoch: f64, numbers: Vec<f64>, response: String) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move {
+            let response = serde_json::from_str(&response).map_err(|e| Error::Sync {
+                code: "SYNC_PROTOCOL",
+                message: format!("the push answer is not valid: {e}"),
+            })?;
+            let numbers: Vec<u64> = numbers.iter().map(|n| *n as u64).collect();
+            let pushed = log.apply_push(epoch as u64, &numbers, response).await?;
+            let mut out = String::from("{\"acknowledged\":[");
+            for (i, n) in pushed.acknowledged.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_u64(&mut out, *n);
+            }
+            out.push_str("],\"rejected\":[");
+            out.push_str(&pushed.rejected.join(","));
+            out.push_str(&format!("],\"fenced\":{}}}", pushed.fenced));
+            Ok(out.into())
+        })
+    }
+
+    /// Adds pulled events to the confirmed log: `body` is a JSON pull answer (text) or a
+    /// binary segment (bytes). Resolves to `{ confirmed, ours, head, serverHead }`.
+    #[wasm_bindgen(js_name = applyPull, unchecked_return_type = "Promise<{ confirmed: number, ours: number, head: number, serverHead: number }>")]
+    pub fn apply_pull(&self, epoch: f64, body: JsValue, server_head: f64) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move {
+            let (events, server_head) = pulled_events(&body, server_head as u64)?;
+            let pulled = log.apply_pull(epoch as u64, events).await?;
+            Ok(object(&[
+                ("confirmed", pulled.confirmed as f64),
+                ("ours", pulled.ours as f64),
+                ("head", pulled.head as f64),
+                ("serverHead", server_head as f64),
+            ]))
+        })
+    }
+
+    /// The rejections not yet dismissed, as JSON text of a list.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn rejections(&self) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move { Ok(log.rejections().await?.into()) })
+    }
+
+    /// Forgets a rejection; resolves to whether there was one.
+    #[wasm_bindgen(js_name = dismissRejection, unchecked_return_type = "Promise<boolean>")]
+    pub fn dismiss_rejection(&self, id: f64) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move { Ok(log.dismiss_rejection(id as u64).await?.into()) })
     }
 
     /// Waits for pending appends, then closes.
@@ -328,6 +441,41 @@ impl LogCore {
             Ok(JsValue::UNDEFINED)
         })
     }
+}
+
+/// The events of a pull answer with their offsets, and the server's head: a JSON answer
+/// (text) carries its head; a binary segment's comes from the `logfold-head` header.
+fn pulled_events(
+    body: &JsValue,
+    header_head: u64,
+) -> Result<(Vec<logfold_core::Event>, u64), Error> {
+    let bad = |what: String| Error::Sync {
+        code: "SYNC_PROTOCOL",
+        message: format!("the pull answer is not valid: {what}"),
+    };
+    if let Some(text) = body.as_string() {
+        let r: logfold_core::protocol::PullResponse =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        return Ok((r.events.into_iter().map(Into::into).collect(), r.head));
+    }
+    let bytes = js_sys::Uint8Array::new(body).to_vec();
+    if bytes.is_empty() {
+        return Ok((Vec::new(), header_head));
+    }
+    let mut scratch = Vec::new();
+    let seg =
+        logfold_core::Segment::parse_in(&bytes, &mut scratch).map_err(|e| bad(e.to_string()))?;
+    let events = seg
+        .decode()
+        .map_err(|e| bad(e.to_string()))?
+        .iter()
+        .map(|e| {
+            let mut e = e.to_owned();
+            e.offset = Some(e.seq);
+            e
+        })
+        .collect();
+    Ok((events, header_head))
 }
 
 /// Deletes log `name`'s database.

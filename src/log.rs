@@ -25,6 +25,9 @@ use crate::error::{CloseReason, Error};
 use crate::idb;
 use crate::tables::{table_snapshot_key, Tables};
 
+mod sync;
+pub use sync::{Pulled, Pushed};
+
 /// The log format this code writes; stored in `meta` and in every segment.
 pub const FORMAT: u32 = 1;
 const SCHEMA_VERSION: u32 = 1;
@@ -75,6 +78,16 @@ pub struct Stats {
     pub snapshots_written: u64,
     /// Projections that had no usable snapshot at open and were folded from the start.
     pub projections_rebuilt: u64,
+    /// Sync: times the outbox overlay was rolled back and applied again on a new base.
+    pub overlay_rebuilds: u64,
+    /// Sync: outbox events folded into the overlay.
+    pub overlay_events: u64,
+    /// Sync: confirmed events folded into the base after open.
+    pub base_events: u64,
+    /// Sync: events pulled into the confirmed log by this tab.
+    pub events_pulled: u64,
+    /// Sync: events that moved from a log used without sync to the outbox at this open.
+    pub events_migrated: u64,
 }
 
 /// How hard a commit works before it is acknowledged.
@@ -113,8 +126,9 @@ pub struct Projections {
     pub tables: Vec<(String, Arc<TableDef>)>,
     /// The snapshot keys of the JS reducers, which JS folds from the events it is given.
     pub reducers: Vec<String>,
-    /// The JS side: `start(reducerSnapshots)`, `fold(eventsJson, changesJson, seq)`,
-    /// `progress(done, total)` and `warn(message)`.
+    /// The JS side: `start(reducerSnapshots)`, `fold(eventsJson, changesJson, seq, overlay)`,
+    /// `rebase()` (back to the base: the outbox overlay is rolled back), `progress(done,
+    /// total)` and `warn(message)`.
     pub hooks: Option<JsValue>,
 }
 
@@ -131,9 +145,13 @@ impl Projections {
         let _ = f.apply(hooks, &args.iter().collect::<Array>());
     }
 
-    fn fold(&self, events: Option<String>, changes: Option<String>, seq: u64) {
+    /// `overlay`: the events are outbox events, folded on top of the base (see `sync`).
+    fn fold(&self, events: Option<String>, changes: Option<String>, seq: u64, overlay: bool) {
         let text = |t: Option<String>| t.map_or(JsValue::NULL, |t| t.into());
-        self.call("fold", &[text(events), text(changes), key(seq)]);
+        self.call(
+            "fold",
+            &[text(events), text(changes), key(seq), overlay.into()],
+        );
     }
 
     /// The snapshot keys of the declarative tables.
@@ -180,6 +198,8 @@ struct Inner {
     on_versionchange: RefCell<Option<Closure<dyn FnMut()>>>,
     projections: Projections,
     tables: Rc<RefCell<Tables>>,
+    /// The outbox, for a synced log (see `sync`); `None` when the log confirms its own appends.
+    outbox: RefCell<Option<sync::Outbox>>,
 }
 
 /// The IndexedDB database name of log `name`.
@@ -264,6 +284,7 @@ impl Log {
         durability: Durability,
         on_close: Option<Function>,
         projections: Projections,
+        want_sync: bool,
     ) -> Result<Log, Error> {
         if name.is_empty() {
             return Err(Error::argument("name", "must be a non-empty string"));
@@ -274,6 +295,8 @@ impl Log {
         let opened = async {
             let (client_id, streams_through) =
                 Self::init_meta(&db, durability, new_client_id(random)).await?;
+            let (synced, migrated) = sync::prepare(&db, want_sync, durability).await?;
+            stats.events_migrated = migrated;
             let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
             let mut versions = HashMap::new();
             let head = verify_and_fold(
@@ -284,9 +307,9 @@ impl Log {
                 (streams_through, &mut versions),
             )
             .await?;
-            Ok::<_, Error>((client_id, head, tables, versions))
+            Ok::<_, Error>((client_id, head, tables, versions, synced))
         };
-        let (client_id, head, tables, versions) = match opened.await {
+        let (client_id, head, tables, versions, synced) = match opened.await {
             Ok(v) => v,
             Err(e) => {
                 db.close();
@@ -316,8 +339,15 @@ impl Log {
             on_versionchange: RefCell::new(None),
             projections,
             tables: Rc::new(RefCell::new(tables)),
+            outbox: RefCell::new(synced.then(sync::Outbox::unread)),
         }));
         log.watch_versionchange();
+        if synced {
+            if let Err(e) = log.catch_up_synced().await {
+                log.0.db.close();
+                return Err(e);
+            }
+        }
         Ok(log)
     }
 
@@ -569,6 +599,9 @@ impl Log {
     /// One transaction: read the head and stream versions, assign positions, write segments.
     /// The outer error means the transaction failed and nothing was written.
     async fn commit(&self, batches: &[&Batch]) -> Result<Vec<Result<Appended, Error>>, Error> {
+        if self.is_synced() {
+            return self.commit_outbox(batches).await;
+        }
         let inner = &self.0;
         let tx = idb::transaction(
             &inner.db,
@@ -582,41 +615,14 @@ impl Log {
         let streams = tx.object_store("streams").map_err(storage)?;
         let meta = tx.object_store("meta").map_err(storage)?;
 
-        // Stream versions come from the cache, brought up to the stored head first (another
-        // tab's appends move it), and for streams it lacks from the `streams` store, which is
-        // current for every stream the cache lacks. Those reads go out with the head's.
-        let head_req = meta.get(&"head".into()).map_err(storage)?;
         let mut names: HashSet<&str> = HashSet::new();
         for b in batches {
             names.extend(b.events.iter().map(|e| e.stream.as_str()));
         }
-        let missing: Vec<&str> = {
-            let cache = inner.versions.borrow();
-            names
-                .iter()
-                .copied()
-                .filter(|s| !cache.contains_key(*s))
-                .collect()
-        };
-        let reqs = get_versions(&streams, &missing)?;
-        let mut head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        let (mut head, mut versions) = self
+            .stored_versions(&meta, &segments, &streams, &names)
+            .await?;
         let head_before = head;
-        self.versions_through(&segments, head).await?;
-        let mut versions: HashMap<String, u64> = HashMap::with_capacity(names.len());
-        for (name, req) in reqs {
-            versions.insert(
-                name.to_owned(),
-                as_u64(&idb::request(&req).await.map_err(storage)?),
-            );
-        }
-        {
-            let cache = inner.versions.borrow();
-            for name in &names {
-                if let Some(v) = cache.get(*name) {
-                    versions.insert((*name).to_owned(), *v);
-                }
-            }
-        }
 
         let time = js_sys::Date::now() as u64;
         let results: Vec<Result<Appended, Error>> = {
@@ -695,6 +701,45 @@ impl Log {
                 .await;
         }
         Ok(results)
+    }
+
+    /// The stored head and the versions of `names`, inside the caller's transaction. They come
+    /// from the cache, brought up to the stored head first (another tab's appends move it), and
+    /// for streams it lacks from the `streams` store, which is current for every stream the
+    /// cache lacks. Those reads go out with the head's.
+    async fn stored_versions(
+        &self,
+        meta: &IdbObjectStore,
+        segments: &IdbObjectStore,
+        streams: &IdbObjectStore,
+        names: &HashSet<&str>,
+    ) -> Result<(u64, HashMap<String, u64>), Error> {
+        let head_req = meta.get(&"head".into()).map_err(storage)?;
+        let missing: Vec<&str> = {
+            let cache = self.0.versions.borrow();
+            names
+                .iter()
+                .copied()
+                .filter(|s| !cache.contains_key(*s))
+                .collect()
+        };
+        let reqs = get_versions(streams, &missing)?;
+        let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        self.versions_through(segments, head).await?;
+        let mut versions: HashMap<String, u64> = HashMap::with_capacity(names.len());
+        for (name, req) in reqs {
+            versions.insert(
+                name.to_owned(),
+                as_u64(&idb::request(&req).await.map_err(storage)?),
+            );
+        }
+        let cache = self.0.versions.borrow();
+        for name in names {
+            if let Some(v) = cache.get(*name) {
+                versions.insert((*name).to_owned(), *v);
+            }
+        }
+        Ok((head, versions))
     }
 
     /// Brings the version cache from `versions_at` up to the stored `head` by reading the
@@ -845,6 +890,10 @@ impl Log {
     /// Tells JS what the last fold step did: the events (for reducers) and the changed rows.
     /// No borrow of the tables is held, so JS may read them.
     fn emit(&self, events: Option<String>) {
+        self.emit_as(events, false);
+    }
+
+    fn emit_as(&self, events: Option<String>, overlay: bool) {
         let (changes, seq) = {
             let mut t = self.0.tables.borrow_mut();
             (t.take_changes(), t.seq())
@@ -853,13 +902,16 @@ impl Log {
             t.push(']');
             t
         });
-        self.0.projections.fold(events, changes, seq);
+        self.0.projections.fold(events, changes, seq, overlay);
     }
 
     /// Folds what other tabs appended since the projections' position (and moves the head).
     /// Returns the new position.
     pub async fn catch_up(&self) -> Result<u64, Error> {
         self.check_open()?;
+        if self.is_synced() {
+            return self.catch_up_synced().await;
+        }
         if !self.has_projections() {
             let tx = idb::transaction(&self.0.db, &["meta"], false, "default")
                 .map_err(|e| self.closed_or(e))?;
@@ -913,9 +965,15 @@ impl Log {
     /// Returns the position they are of. Snapshots can be rebuilt, so the write is relaxed.
     pub async fn write_snapshots(&self, reducers: Vec<(String, JsValue)>) -> Result<u64, Error> {
         self.check_open()?;
+        // A synced log snapshots its base only: the outbox may yet be rejected.
         let (tables, seq) = {
             let t = self.0.tables.borrow();
-            (t.snapshots(), t.seq())
+            let tables = if t.in_overlay() {
+                Vec::new()
+            } else {
+                t.snapshots()
+            };
+            (tables, t.base_seq())
         };
         let tx = idb::transaction(&self.0.db, &["snapshots"], true, "relaxed")
             .map_err(|e| self.closed_or(e))?;
@@ -1052,8 +1110,13 @@ impl Log {
                 }
             }
         }
+        if self.is_synced() && pos < upto {
+            pos = self.outbox_json(&mut out, pos, upto).await?;
+        }
         out.push(']');
-        self.0.head.set(self.0.head.get().max(pos));
+        if !self.is_synced() {
+            self.0.head.set(self.0.head.get().max(pos));
+        }
         Ok(out)
     }
 
@@ -1072,6 +1135,9 @@ impl Log {
     /// The stream's current version, read from IndexedDB (other tabs may have appended).
     pub async fn version(&self, stream: &str) -> Result<u64, Error> {
         self.check_open()?;
+        if self.is_synced() {
+            return self.synced_version(stream).await;
+        }
         let tx = idb::transaction(
             &self.0.db,
             &["segments", "streams", "meta"],
@@ -1448,7 +1514,7 @@ async fn verify_and_fold(
                 t
             });
             if events.is_some() {
-                p.fold(events, None, tables.seq());
+                p.fold(events, None, tables.seq(), false);
             }
             p.call("progress", &[key(tables.seq().min(head)), key(head)]);
             return Ok(());

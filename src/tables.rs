@@ -27,6 +27,8 @@ pub struct Tables {
     entries: Vec<Entry>,
     /// The position every table (and the JS reducers) has folded through.
     seq: u64,
+    /// While the sync outbox is folded on top: the base's position.
+    base_seq: Option<u64>,
 }
 
 /// What a scan asks for (see `TablesView::scan`).
@@ -60,7 +62,42 @@ impl Tables {
                 })
                 .collect(),
             seq,
+            base_seq: None,
         }
+    }
+
+    /// Folds from now on into an overlay that [`Tables::rollback`] takes back (the outbox).
+    pub fn begin_overlay(&mut self) {
+        if self.base_seq.is_none() {
+            self.base_seq = Some(self.seq);
+            for entry in &mut self.entries {
+                entry.table.begin_overlay();
+            }
+        }
+    }
+
+    /// Whether an overlay is on.
+    pub fn in_overlay(&self) -> bool {
+        self.base_seq.is_some()
+    }
+
+    /// The base's position: below the overlay, if there is one.
+    pub fn base_seq(&self) -> u64 {
+        self.base_seq.unwrap_or(self.seq)
+    }
+
+    /// Returns every table to its base, recording the restored rows as changes. Returns
+    /// whether there was an overlay.
+    pub fn rollback(&mut self) -> bool {
+        let Some(seq) = self.base_seq.take() else {
+            return false;
+        };
+        for entry in &mut self.entries {
+            let changes = entry.watched.then_some(&mut entry.changed);
+            entry.table.rollback(changes);
+        }
+        self.seq = seq;
+        true
     }
 
     /// The position the tables are at.

@@ -60,6 +60,20 @@ struct State {
     /// The plan's index of the last event type seen.
     last_type: usize,
     scratch: Scratch,
+    /// While an overlay is on: the base's version of every row it touched (see
+    /// [`Table::begin_overlay`]).
+    undo: Option<Box<Undo>>,
+}
+
+/// What [`Table::rollback`] needs to return to the base: each touched row as it was (`None`
+/// for a row the overlay created), and the base's position and errors.
+#[derive(Debug, Clone, Default)]
+struct Undo {
+    by_str: HashMap<String, Option<Row>, FxBuild>,
+    by_num: HashMap<u64, Option<Row>, FxBuild>,
+    seq: u64,
+    errors: Vec<FoldError>,
+    error_count: u64,
 }
 
 /// Values of one operation, checked before any is applied; reused so the fold does not
@@ -201,6 +215,65 @@ impl Table {
         }
     }
 
+    /// Starts an overlay: what is folded from now on can be taken back by [`Table::rollback`],
+    /// which copies only the rows it touches. The sync client folds the outbox this way over
+    /// the confirmed base. Does nothing if an overlay is already on.
+    pub fn begin_overlay(&mut self) {
+        let s = &mut self.state;
+        if s.undo.is_none() {
+            s.undo = Some(Box::new(Undo {
+                seq: s.seq,
+                errors: s.errors.clone(),
+                error_count: s.error_count,
+                ..Undo::default()
+            }));
+        }
+    }
+
+    /// Whether an overlay is on.
+    pub fn in_overlay(&self) -> bool {
+        self.state.undo.is_some()
+    }
+
+    /// Takes back everything folded since [`Table::begin_overlay`] and ends the overlay. With
+    /// `changes`, each key whose row it restored is pushed to it.
+    pub fn rollback(&mut self, mut changes: Option<&mut Vec<Key>>) {
+        let s = &mut self.state;
+        let Some(undo) = s.undo.take() else { return };
+        let Undo {
+            by_str,
+            by_num,
+            seq,
+            errors,
+            error_count,
+        } = *undo;
+        let touched = !by_str.is_empty() || !by_num.is_empty();
+        for (k, row) in by_str {
+            if let Some(c) = changes.as_deref_mut() {
+                c.push(Key::Str(k.clone()));
+            }
+            match row {
+                Some(row) => s.by_str.insert(k, row),
+                None => s.by_str.remove(&k),
+            };
+        }
+        for (bits, row) in by_num {
+            if let Some(c) = changes.as_deref_mut() {
+                c.push(Key::Num(f64::from_bits(bits)));
+            }
+            match row {
+                Some(row) => s.by_num.insert(bits, row),
+                None => s.by_num.remove(&bits),
+            };
+        }
+        if touched {
+            s.shape += 1;
+        }
+        s.seq = seq;
+        s.errors = errors;
+        s.error_count = error_count;
+    }
+
     /// Writes a row as a JSON object of its set fields.
     pub fn write_row(&self, row: &Row, out: &mut String) {
         out.push('{');
@@ -220,6 +293,28 @@ impl Table {
 }
 
 impl State {
+    /// Before a row changes under an overlay: keeps the base's version of it, once.
+    #[inline(always)]
+    fn save(&mut self, key: &KeyRef<'_>) {
+        let Some(undo) = self.undo.as_deref_mut() else {
+            return;
+        };
+        match key {
+            KeyRef::Num(n) => {
+                let bits = num_bits(*n);
+                undo.by_num
+                    .entry(bits)
+                    .or_insert_with(|| self.by_num.get(&bits).cloned());
+            }
+            KeyRef::Str(k) => {
+                if !undo.by_str.contains_key(k.as_ref()) {
+                    undo.by_str
+                        .insert(k.to_string(), self.by_str.get(k.as_ref()).cloned());
+                }
+            }
+        }
+    }
+
     /// Runs a handler's steps, with `slots` (all `None`, one per member the handler reads)
     /// to hold the members its scan finds.
     fn run<'a>(
@@ -276,6 +371,7 @@ impl State {
             }
         }
         let key = eval_key(&step.row, f)?;
+        self.save(&key);
         if step.delete {
             let gone = match &key {
                 KeyRef::Num(n) => self.by_num.remove(&num_bits(*n)).is_some(),
@@ -386,6 +482,12 @@ impl State {
                 Some(n) => *d = sign * n,
                 None => return false,
             }
+        }
+        if self.undo.is_some() {
+            if !self.by_str.contains_key(key) {
+                return false;
+            }
+            self.save(&KeyRef::Str(Cow::Borrowed(key)));
         }
         let Some(row) = self.by_str.get_mut(key) else {
             return false;

@@ -203,6 +203,60 @@ mod tests {
         );
     }
 
+    fn dump(t: &Table) -> String {
+        let mut out = String::new();
+        for (k, r) in t.sorted() {
+            out.push_str(&format!("{k:?}="));
+            t.write_row(r, &mut out);
+            out.push(';');
+        }
+        format!("{out} seq={} errors={}", t.seq(), t.errors().1)
+    }
+
+    #[test]
+    fn an_overlay_rolls_back_to_the_base_and_copies_only_what_it_touched() {
+        let base = [
+            ("Opened", r#"{"account":"a","owner":"A"}"#),
+            ("Opened", r#"{"account":"b","owner":"B"}"#),
+            ("Deposited", r#"{"account":"a","amount":10}"#),
+        ];
+        let outbox = [
+            ("Deposited", r#"{"account":"a","amount":5}"#), // the fast path
+            ("Deposited", r#"{"account":"new","amount":1}"#),
+            ("Closed", r#"{"account":"b"}"#),
+            ("Deposited", r#"{"account":"a"}"#), // an error
+            ("Tagged", r#"{"account":"a","tag":"x"}"#),
+        ];
+        let mut log = MemoryLog::new("c", 1);
+        for (ty, data) in base.iter().chain(&outbox) {
+            log.append(&Batch::new(vec![NewEvent::new("ledger", *ty, *data)]), 1)
+                .unwrap();
+        }
+        let events = log.read(0, usize::MAX);
+        let (confirmed, pending) = events.split_at(base.len());
+        let mut t = fold(&ledger(), confirmed.iter().map(Event::as_ref));
+        let want_base = dump(&t);
+        t.begin_overlay();
+        for e in pending {
+            t.apply(&e.as_ref(), None);
+        }
+        let whole = fold(&ledger(), events.iter().map(Event::as_ref));
+        assert_eq!(dump(&t), dump(&whole));
+        let mut restored = Vec::new();
+        t.rollback(Some(&mut restored));
+        assert_eq!(dump(&t), want_base);
+        restored.sort_unstable();
+        let names: Vec<String> = restored.iter().map(|k| format!("{k:?}")).collect();
+        assert_eq!(names.len(), 3, "a, b and new: {names:?}");
+        assert!(!t.in_overlay());
+        // A second overlay on the same base gives the same result again.
+        t.begin_overlay();
+        for e in pending {
+            t.apply(&e.as_ref(), None);
+        }
+        assert_eq!(dump(&t), dump(&whole));
+    }
+
     #[test]
     fn delete_removes_the_row() {
         let t = run(&[

@@ -1,0 +1,459 @@
+// Sync with a logfold server: one leader tab per log pushes the outbox and pulls the tail;
+// every tab shows the same status. The decisions about the log (what a push answer or a pull
+// does to the outbox and the tables) are made in wasm, inside IndexedDB transactions that check
+// the leader's epoch; this file carries the messages and keeps time.
+
+const HEARTBEAT_MS = 1000;
+// A leader whose heartbeat is older than this is taken to be frozen or gone.
+const STALE_MS = 4000;
+const WATCH_MS = 1500;
+const PULL_LIMIT = 10000;
+const PUSH_BYTES = 4 << 20;
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 30000;
+const SEGMENT_TYPE = "application/vnd.logfold.segment";
+
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/** The sync options of `Logfold.open`, checked; throws `invalidArgument(argument, message)`. */
+export function syncOptions(sync, invalidArgument) {
+  if (sync === undefined) return undefined;
+  if (sync === null || typeof sync !== "object") throw invalidArgument("sync", "must be an object { url, log, token | getToken }");
+  const { url, log, token, getToken, onRejected, live = true } = sync;
+  let base;
+  try {
+    base = new URL(url, globalThis.location?.href);
+  } catch {
+    throw invalidArgument("sync.url", "must be the sync server's URL");
+  }
+  if (typeof log !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(log)) {
+    throw invalidArgument("sync.log", "must be a log name: 1 to 128 of A-Z a-z 0-9 _ . -, starting with a letter or digit");
+  }
+  if (token !== undefined && typeof token !== "string") throw invalidArgument("sync.token", "must be a string");
+  if (getToken !== undefined && typeof getToken !== "function") throw invalidArgument("sync.getToken", "must be a function returning a token");
+  if (onRejected !== undefined && typeof onRejected !== "function") throw invalidArgument("sync.onRejected", "must be a function");
+  const root = base.href.replace(/\/+$/, "");
+  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, token, getToken, onRejected, live: Boolean(live) };
+}
+
+/** `log.sync`: status, control, and (in the leader tab) the sync loop. */
+export class Sync {
+  #core;
+  #options;
+  #errors;
+  #post;
+  #refresh;
+  #subscribers = new Set();
+  #status;
+  #paused = false;
+  #closed = false;
+  #leading = false;
+  #epoch = 0;
+  #token;
+  #wake = new AbortController();
+  #lead = null; // aborts the leader's work when it steps down
+  #queued = null; // aborts the queued lock request when stealing
+  #timers = [];
+  #failures = 0;
+  #nowWaiters = [];
+  #onOnline = () => this.now().catch(() => {});
+  #onOffline = () => this.#set({ state: "offline" });
+
+  /**
+   * `core`: the wasm log; `options`: from syncOptions (undefined: a synced log opened without
+   * sync, which keeps appending to the outbox); `errors(code, message, details)` makes a
+   * LogfoldError; `post(message)` tells the other tabs; `refresh()` folds what changed.
+   */
+  constructor(core, options, { errors, post, refresh }) {
+    this.#core = core;
+    this.#options = options;
+    this.#errors = errors;
+    this.#post = post;
+    this.#refresh = refresh;
+    this.#token = options?.token;
+    this.#status = {
+      state: options ? (globalThis.navigator?.onLine === false ? "offline" : "syncing") : "paused",
+      leader: false,
+      pending: core.pending,
+      confirmed: core.head,
+      serverHead: null,
+      lastError: null,
+      lastSuccess: null,
+      epoch: 0,
+    };
+    if (!options) return;
+    globalThis.addEventListener?.("online", this.#onOnline);
+    globalThis.addEventListener?.("offline", this.#onOffline);
+    this.#requestLock(false);
+    this.#timers.push(setInterval(() => this.#watch(), WATCH_MS));
+  }
+
+  /** `{ state, leader, pending, confirmed, serverHead, lastError, lastSuccess, epoch }`. */
+  get status() {
+    return { ...this.#status };
+  }
+
+  /** Calls `callback(status)` on every change; returns the function that unsubscribes. */
+  subscribe(callback) {
+    if (typeof callback !== "function") throw this.#errors("INVALID_ARGUMENT", "invalid callback: must be a function", { argument: "callback" });
+    this.#subscribers.add(callback);
+    return () => this.#subscribers.delete(callback);
+  }
+
+  /** Push and pull now (the leader tab does it; others ask it). Resolves after that round. */
+  now() {
+    if (!this.#options) return Promise.reject(this.#errors("INVALID_ARGUMENT", "this log was opened without sync options", { argument: "sync" }));
+    if (this.#paused) return Promise.resolve(this.status);
+    this.#failures = 0;
+    if (!this.#leading) {
+      this.#post({ type: "sync-now" });
+      return new Promise((resolve) => {
+        const done = () => (clearTimeout(t), unsubscribe(), resolve(this.status));
+        const t = setTimeout(done, 5000);
+        const unsubscribe = this.subscribe((s) => s.state !== "syncing" && done());
+      });
+    }
+    return new Promise((resolve) => {
+      this.#nowWaiters.push(resolve);
+      this.#kick();
+    });
+  }
+
+  /** Stops pushing and pulling in this tab (appends go on into the outbox). */
+  pause() {
+    this.#paused = true;
+    this.#lead?.abort();
+    this.#set({ state: "paused" });
+  }
+
+  /** Starts again after pause() or after FORBIDDEN. */
+  resume() {
+    if (!this.#options || !this.#paused) return;
+    this.#paused = false;
+    this.#failures = 0;
+    this.#set({ state: "syncing", lastError: null });
+    if (this.#leading) this.#startLoop();
+    this.#kick();
+  }
+
+  /** Resolves once this tab sees no pending events and the confirmed log at the server's head. */
+  settled({ timeout = 30000 } = {}) {
+    const ok = (s) => s.pending === 0 && s.serverHead !== null && s.confirmed >= s.serverHead;
+    if (ok(this.#status)) return Promise.resolve(this.status);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        unsubscribe();
+        reject(this.#errors("TIMEOUT", `sync did not settle within ${timeout} ms`, { status: this.status }));
+      }, timeout);
+      const unsubscribe = this.subscribe((s) => {
+        if (ok(s)) {
+          clearTimeout(t);
+          unsubscribe();
+          resolve(this.status);
+        }
+      });
+    });
+  }
+
+  /** What this tab's log did (an append, a fold): pending and confirmed counts may move. */
+  changed() {
+    this.#set({ pending: this.#core.pending, confirmed: this.#core.head });
+    if (this.#leading && this.#core.pending > 0) this.#kick();
+  }
+
+  /** A message from another tab on the log's channel. */
+  message(m) {
+    switch (m.type) {
+      case "sync-status":
+        if (!this.#leading) {
+          const { state, serverHead, lastError, lastSuccess, epoch } = m.status;
+          this.#set({ state: this.#paused ? "paused" : state, serverHead, lastError, lastSuccess, epoch, pending: this.#core.pending, confirmed: this.#core.head });
+        }
+        break;
+      case "sync-now":
+        if (this.#leading) this.now().catch(() => {});
+        break;
+      case "sync-rejected":
+        this.#tellRejected(m.rejected);
+        break;
+    }
+  }
+
+  close() {
+    this.#closed = true;
+    this.#lead?.abort();
+    this.#queued?.abort();
+    this.#wake.abort();
+    for (const t of this.#timers) clearInterval(t);
+    globalThis.removeEventListener?.("online", this.#onOnline);
+    globalThis.removeEventListener?.("offline", this.#onOffline);
+    for (const w of this.#nowWaiters.splice(0)) w(this.status);
+  }
+
+  // --- leadership ---
+
+  #requestLock(steal) {
+    const locks = globalThis.navigator?.locks;
+    const name = `logfold:sync:${this.#core.name}`;
+    if (!locks) {
+      // No Web Locks (old browsers, some workers): every tab leads; epochs still fence them.
+      this.#becomeLeader(new Promise(() => {}));
+      return;
+    }
+    this.#queued?.abort();
+    const queued = steal ? null : new AbortController();
+    this.#queued = queued;
+    const options = steal ? { steal: true } : { signal: queued.signal };
+    locks
+      .request(name, options, (lock) => {
+        if (this.#closed || !lock) return;
+        // Held until the leader steps down (fenced, paused for good, closed).
+        return new Promise((release) => this.#becomeLeader(release));
+      })
+      .catch(() => {
+        // Aborted (we steal instead), or stolen from us: step down, and queue again.
+        if (this.#leading) this.#stepDown();
+        if (!this.#closed && !this.#leading && this.#queued === queued) this.#requestLock(false);
+      });
+  }
+
+  async #becomeLeader(release) {
+    let epoch;
+    try {
+      epoch = await this.#core.claimLeadership();
+    } catch {
+      release();
+      return;
+    }
+    if (this.#closed) return release();
+    this.#epoch = epoch;
+    this.#leading = true;
+    this.#release = release;
+    this.#set({ leader: true, epoch });
+    this.#timers.push(
+      (this.#beat = setInterval(async () => {
+        try {
+          if (!(await this.#core.heartbeat(epoch)) && this.#epoch === epoch) this.#stepDown();
+        } catch {}
+      }, HEARTBEAT_MS)),
+    );
+    this.#startLoop();
+  }
+
+  #release = null;
+  #beat = null;
+
+  #stepDown() {
+    this.#leading = false;
+    this.#lead?.abort();
+    this.#lead = null;
+    clearInterval(this.#beat);
+    const release = this.#release;
+    this.#release = null;
+    this.#set({ leader: false });
+    release?.();
+    if (!this.#closed) this.#requestLock(false);
+  }
+
+  // A tab that does not lead watches the leader's heartbeat; a stale one (a frozen tab keeps
+  // its lock) is replaced: the lock is stolen and the epoch raised.
+  async #watch() {
+    if (this.#leading || this.#closed || this.#paused) return;
+    try {
+      const [epoch, beat] = await this.#core.leader();
+      this.#set({ pending: this.#core.pending, confirmed: this.#core.head });
+      if (epoch > 0 && Date.now() - beat > STALE_MS && !this.#leading) this.#requestLock(true);
+    } catch {}
+  }
+
+  // --- the loop ---
+
+  #kick() {
+    this.#wake.abort();
+    this.#wake = new AbortController();
+  }
+
+  #startLoop() {
+    if (this.#paused || !this.#leading || this.#closed) return;
+    this.#lead?.abort();
+    const lead = new AbortController();
+    this.#lead = lead;
+    this.#loop(lead.signal);
+    if (this.#options.live) this.#follow(lead.signal);
+  }
+
+  async #loop(signal) {
+    while (!signal.aborted) {
+      const wake = this.#wake.signal;
+      const waiters = this.#nowWaiters.splice(0);
+      try {
+        this.#set({ state: "syncing" });
+        await this.#pushAll(signal);
+        await this.#pullAll(signal);
+        this.#failures = 0;
+        this.#set({ state: "online", lastError: null, lastSuccess: Date.now() });
+        for (const w of waiters) w(this.status);
+        if (this.#core.pending > 0 && !wake.aborted) {
+          // Acknowledged but not pulled yet (another writer's events came between): again.
+          await sleep(50, signal);
+          continue;
+        }
+        await sleep(this.#options.live ? 60000 : 2000, AbortSignal.any([signal, wake]));
+      } catch (e) {
+        for (const w of waiters) w(this.status);
+        if (signal.aborted) return;
+        if (e?.code === "FENCED") return this.#stepDown();
+        if (e?.code === "FORBIDDEN") {
+          this.#paused = true;
+          this.#set({ state: "error", lastError: describe(e) });
+          this.#lead?.abort();
+          return;
+        }
+        const offline = e?.code === "NETWORK";
+        this.#set({ state: offline ? "offline" : "error", lastError: describe(e) });
+        const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.#failures++);
+        await sleep(delay * (0.5 + Math.random()), AbortSignal.any([signal, this.#wake.signal]));
+      }
+    }
+  }
+
+  async #pushAll(signal) {
+    for (;;) {
+      const next = await this.#core.pushRequest(this.#epoch, PUSH_BYTES);
+      if (!next || signal.aborted) return;
+      const [body, numbers] = next;
+      const response = await this.#fetch("/push", { method: "POST", body, headers: { "content-type": "application/json" } }, signal);
+      const text = await response.text();
+      const answer = JSON.parse(await this.#core.applyPush(this.#epoch, numbers, text));
+      if (answer.rejected.length > 0) {
+        this.#tellRejected(answer.rejected);
+        this.#post({ type: "sync-rejected", rejected: answer.rejected });
+        this.#post({ head: this.#core.head });
+      }
+      if (answer.fenced) throw this.#errors("FENCED", "the server has heard from a newer sync leader of this client", {});
+      this.#set({ pending: this.#core.pending });
+    }
+  }
+
+  async #pullAll(signal) {
+    for (;;) {
+      const after = this.#core.head;
+      const response = await this.#fetch(`/events?after=${after}&limit=${PULL_LIMIT}`, { headers: { accept: SEGMENT_TYPE } }, signal);
+      const serverHead = Number(response.headers.get("logfold-head"));
+      const body = new Uint8Array(await response.arrayBuffer());
+      const pulled = await this.#core.applyPull(this.#epoch, body, Number.isFinite(serverHead) ? serverHead : after);
+      this.#pulled(pulled);
+      if (pulled.confirmed === 0 || pulled.head >= pulled.serverHead) return;
+    }
+  }
+
+  #pulled(pulled) {
+    this.#set({ serverHead: Math.max(pulled.serverHead, pulled.head), confirmed: pulled.head, pending: this.#core.pending });
+    if (pulled.confirmed > 0) this.#post({ head: pulled.head });
+  }
+
+  // The live tail: server-sent events read with fetch, so the token goes in a header.
+  async #follow(signal) {
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        const response = await this.#fetch(`/live?after=${this.#core.head}`, { headers: { accept: "text/event-stream" } }, signal);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          failures = 0;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const message = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const data = message
+              .split("\n")
+              .filter((l) => l.startsWith("data:"))
+              .map((l) => l.slice(5).trimStart())
+              .join("\n");
+            if (!data) continue;
+            const pulled = await this.#core.applyPull(this.#epoch, data, 0);
+            this.#pulled(pulled);
+            this.#set({ lastSuccess: Date.now() });
+          }
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        if (e?.code === "FENCED") return this.#stepDown();
+        if (e?.code === "SYNC_PROTOCOL") this.#kick(); // a gap: the loop pulls it
+        failures++;
+      }
+      await sleep(Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** failures) * (0.5 + Math.random()), signal);
+    }
+  }
+
+  // One request; a 401 asks getToken() for a new token and tries once more.
+  async #fetch(path, init, signal) {
+    for (let attempt = 0; ; attempt++) {
+      const headers = { ...init.headers };
+      if (this.#token === undefined && this.#options.getToken && attempt === 0) this.#token = await this.#options.getToken();
+      if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+      let response;
+      try {
+        response = await fetch(this.#options.api + path, { ...init, headers, signal, cache: "no-store" });
+      } catch (e) {
+        if (signal.aborted) throw e;
+        throw this.#errors("NETWORK", `the sync server cannot be reached: ${e?.message ?? e}`, {});
+      }
+      if (response.ok) return response;
+      const body = await response.json().catch(() => ({}));
+      const message = body.message ?? `HTTP ${response.status}`;
+      if (response.status === 401 && attempt === 0 && this.#options.getToken) {
+        this.#token = await this.#options.getToken();
+        continue;
+      }
+      if (response.status === 401) throw this.#errors("UNAUTHORIZED", `the sync server refused the token: ${message}`, { status: 401 });
+      if (response.status === 403) throw this.#errors("FORBIDDEN", `the token may not use this log: ${message}`, { status: 403 });
+      throw this.#errors("SERVER", `the sync server answered ${response.status}: ${message}`, { status: response.status, code: body.code });
+    }
+  }
+
+  #tellRejected(records) {
+    this.#refresh();
+    this.#set({ pending: this.#core.pending });
+    for (const r of records) {
+      try {
+        this.#options?.onRejected?.(r);
+      } catch (e) {
+        console.error("logfold: onRejected threw:", e);
+      }
+    }
+  }
+
+  #set(patch) {
+    let changed = false;
+    for (const [k, v] of Object.entries(patch)) {
+      if (this.#status[k] !== v) {
+        this.#status[k] = v;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    if (this.#leading) this.#post({ type: "sync-status", status: this.#status });
+    const s = this.status;
+    for (const cb of this.#subscribers) {
+      try {
+        cb(s);
+      } catch (e) {
+        console.error("logfold: a sync status subscriber threw:", e);
+      }
+    }
+  }
+}
+
+function describe(e) {
+  return { code: e?.code ?? "NETWORK", message: String(e?.message ?? e) };
+}
