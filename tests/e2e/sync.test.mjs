@@ -510,7 +510,7 @@ async function oneLeader(t1, t2, name) {
   return s1.leader ? [t1, t2, s1] : [t2, t1, s2];
 }
 
-test("a frozen leader tab: the other tab takes over and syncs; thawed, the old leader changes nothing", opts, async () => {
+test("a frozen leader tab with pending events: the other tab takes over and syncs them; thawed, the old leader changes nothing", opts, async () => {
   const sync = await startSyncServer({ port: PORTS.frozen, corsOrigin: pages.origin });
   const log = "frozen";
   const cfg = { url: sync.url, log };
@@ -526,11 +526,18 @@ test("a frozen leader tab: the other tab takes over and syncs; thawed, the old l
       ids.push(...(await appendAll(leader, "ledger", events.slice(0, 3), 3)).map((e) => e.id));
       await serverAt(sync, log, 3);
 
+      // The server goes down: the leader's next push fails and it holds 2 pending events
+      // when it is frozen (in its backoff, with no IndexedDB transaction open).
+      await sync.kill();
+      ids.push(...(await appendAll(leader, "ledger", events.slice(3, 5), 1)).map((e) => e.id));
+      await until("the leader to see the server down", () => status(leader, "ledger"), (s) => s.lastError?.code === "NETWORK" && s.pending === 2, 60_000);
       const frozen = await freeze(dev, leader);
       // Appended while the leader is frozen: only a new leader can push them.
-      ids.push(...(await appendAll(other, "ledger", events.slice(3, 7), 2)).map((e) => e.id));
+      ids.push(...(await appendAll(other, "ledger", events.slice(5, 7), 2)).map((e) => e.id));
       const took = await until("the other tab to take over", () => status(other, "ledger"), (s) => s.leader, LONG);
       assert.ok(took.epoch > was.epoch, `a higher epoch: ${took.epoch} > ${was.epoch}`);
+      assert.equal(took.pending, 4, `the frozen leader's and its own pending events: ${JSON.stringify(took)}`);
+      await sync.restart();
       await serverAt(sync, log, 7);
       await synced(other, "ledger", 7);
 
