@@ -9,8 +9,9 @@ import { startServer, profileDir, launch, ev, ready, sleep, rand, pkgBuilt } fro
 import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
 
 const PAGE_PORT = 47320;
-// One sync server port per test (47321–47329), so no test waits for another's socket to close.
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328 };
+// A sync server port per test (47321–47329; the last test reuses the first: the server binds
+// with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, control: 47321 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -265,6 +266,14 @@ test("two devices append while offline, reconnect, and end with identical logs a
       const vb2 = await view(pb, "ledger");
       assert.equal(vb2.events[1200].id, dep.id);
       assert.equal(vb2.events[1200].offset, 1201);
+
+      // A fresh client of the same server log (another log name on A) pulls it all.
+      await open(pa, "fresh", cfg);
+      await synced(pa, "fresh", 1201);
+      const fresh = await view(pa, "fresh");
+      const server2 = (await sync.events(log)).events;
+      assertConfirmedLike(fresh.events, server2, "a fresh client");
+      assert.deepEqual(fresh.tables, await model(pa, server2), "a fresh client's tables");
 
       assert.deepEqual(await uncaught(pa), []);
       assert.deepEqual(await uncaught(pb), []);
@@ -675,6 +684,120 @@ test("403: status error FORBIDDEN and sync paused (no more pushes) until resume(
       assertExactlyOnce((await sync.events("forbid", "reader-token-0003")).events, stored.map((e) => e.id), "after resume");
       const s3 = await status(p, "ledger");
       assert.ok(!["error", "paused"].includes(s3.state) && s3.lastError === null, JSON.stringify(s3));
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- history written without sync ----------------------------------------------------------
+
+test("logs used without sync, then opened with it, push their history: two devices converge", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.history, corsOrigin: pages.origin });
+  const log = "history";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["hist-a", "hist-b"], async (a, b) => {
+      const pa = await tab(a);
+      const pb = await tab(b);
+      const local = (p, events) =>
+        ev(p, async (events) => {
+          const l = await Logfold.open({ name: "ledger", projections: T.ledger() });
+          const out = await l.append(events);
+          await l.close();
+          return JSON.parse(JSON.stringify(out));
+        }, events);
+      const evA = await ledgerEvents(pa, 50, 31);
+      const evB = (await ledgerEvents(pb, 60, 32)).slice(20);
+      const histA = await local(pa, evA);
+      const histB = await local(pb, evB);
+
+      // Opened with sync while offline: the history is the outbox (provisional, pending).
+      await a.context.setOffline(true);
+      await b.context.setOffline(true);
+      for (const [p, hist, n] of [[pa, histA, 50], [pb, histB, 40]]) {
+        await open(p, "ledger", cfg);
+        const v = await view(p, "ledger");
+        assert.deepEqual(v.events.map((e) => e.id), hist.map((e) => e.id), "the history, in order, with its ids");
+        assert.ok(v.events.every((e) => e.offset === null), "now pending");
+        assert.equal(v.status.pending, n);
+        assert.equal(v.stats.eventsMigrated, n);
+        assert.deepEqual(v.tables, await model(p, hist));
+      }
+      await a.context.setOffline(false);
+      await b.context.setOffline(false);
+      await serverAt(sync, log, 90);
+      await synced(pa, "ledger", 90);
+      await synced(pb, "ledger", 90);
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, [...histA, ...histB].map((e) => e.id), "the two histories");
+      const [va, vb] = [await view(pa, "ledger"), await view(pb, "ledger")];
+      assertConfirmedLike(va.events, server, "device A");
+      assertConfirmedLike(vb.events, server, "device B");
+      const want = await model(pa, server);
+      assert.deepEqual(va.tables, want);
+      assert.deepEqual(vb.tables, want);
+
+      // Reopened (with sync) after a reload: nothing is migrated or pushed again.
+      await reload(pa);
+      await open(pa, "ledger", cfg);
+      await sleep(2000);
+      const again = await view(pa, "ledger");
+      assert.equal(again.stats.eventsMigrated, 0);
+      assertConfirmedLike(again.events, server, "device A after a reload");
+      assert.equal(await sync.head(log), 90);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- pause, resume, now ---------------------------------------------------------------------
+
+test("pause() keeps appends pending and resume() pushes them; now() ends the backoff at once", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.control, corsOrigin: pages.origin });
+  const log = "control";
+  const cfg = { url: sync.url, log, live: false };
+  try {
+    await withDevices(["control"], async (dev) => {
+      const t1 = await tab(dev);
+      const t2 = await tab(dev);
+      await open(t1, "ledger", cfg);
+      await open(t2, "ledger", cfg);
+      const [leader, other] = await oneLeader(t1, t2, "ledger");
+      const events = await ledgerEvents(leader, 8, 41);
+      const ids = [];
+
+      const paused = await ev(leader, () => { S.logs.ledger.sync.pause(); return S.status("ledger"); });
+      assert.equal(paused.state, "paused");
+      ids.push(...(await appendAll(leader, "ledger", events.slice(0, 3), 1)).map((e) => e.id));
+      ids.push(...(await appendAll(other, "ledger", events.slice(3, 4), 1)).map((e) => e.id));
+      await sleep(5000);
+      assert.equal(await sync.head(log), 0, "nothing pushed while paused");
+      assert.equal((await status(leader, "ledger")).pending, 4);
+      assert.equal((await status(other, "ledger")).leader, false, "a paused leader is not replaced");
+      await ev(leader, () => S.logs.ledger.sync.resume());
+      await serverAt(sync, log, 4);
+      await synced(leader, "ledger", 4);
+      await synced(other, "ledger", 4);
+
+      // The server goes down long enough for the backoff to grow; once it is back, now()
+      // pushes in the round it waits for.
+      await sync.kill();
+      ids.push(...(await appendAll(leader, "ledger", events.slice(4, 6), 1)).map((e) => e.id));
+      await until("several failed rounds", () => status(leader, "ledger"), (s) => s.lastError?.code === "NETWORK", 60_000);
+      await sleep(8000);
+      await sync.restart();
+      const after = await ev(leader, async () => JSON.parse(JSON.stringify(await S.logs.ledger.sync.now())), undefined, LONG);
+      assert.equal(await sync.head(log), 6, `now() resolved after a round that pushed: ${JSON.stringify(after)}`);
+      assert.equal(after.pending, 0, JSON.stringify(after));
+      assert.equal(after.lastError, null, JSON.stringify(after));
+
+      // now() in the other tab asks the leader.
+      ids.push(...(await appendAll(other, "ledger", events.slice(6), 1)).map((e) => e.id));
+      await ev(other, () => S.logs.ledger.sync.now(), undefined, LONG);
+      await serverAt(sync, log, 8);
+      assertExactlyOnce((await sync.events(log)).events, ids, "at the end");
     });
   } finally {
     await sync.stop();
