@@ -11,7 +11,7 @@ import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, control: 47321 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, control: 47321, browserKill: 47322 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -296,7 +296,7 @@ test("two conflicting appends with the same expectedVersion: one accepted, the o
       const cfg = { url: sync.url, log, kind: "notes" };
       for (const p of [pa, pb1, pb2]) await open(p, "notes", cfg);
 
-      const created = await ev(pa, () => S.logs.notes.append({ stream: "doc-1", type: "Created", data: { title: "first" } }, { expectedVersion: "none" }));
+      const created = await ev(pa, () => S.logs.notes.append({ stream: "doc-1", type: "Created", data: { title: "first" }, meta: { by: "A", tags: ["x"] } }, { expectedVersion: "none" }));
       await serverAt(sync, log, 1);
       for (const p of [pa, pb1, pb2]) {
         await until("doc-1 confirmed in every tab", () => view(p, "notes"), (v) => v.events.length === 1 && v.events[0].offset === 1 && v.tables.notes["doc-1"]?.title === "first");
@@ -325,6 +325,7 @@ test("two conflicting appends with the same expectedVersion: one accepted, the o
 
       const server = (await sync.events(log)).events;
       assert.deepEqual(server.map((e) => [e.id, e.data.title]), [[created.id, "first"], [editA.id, "from A"]], "exactly one edit accepted: A's");
+      assert.deepEqual(server[0].meta, { by: "A", tags: ["x"] }, "meta reaches the server");
 
       for (const [p, what] of [[pb1, "B tab 1"], [pb2, "B tab 2"]]) {
         const v = await view(p, "notes");
@@ -800,6 +801,62 @@ test("pause() keeps appends pending and resume() pushes them; now() ends the bac
       assertExactlyOnce((await sync.events(log)).events, ids, "at the end");
     });
   } finally {
+    await sync.stop();
+  }
+});
+
+// ---- the browser killed mid-sync ------------------------------------------------------------
+
+test("the browser SIGKILLed mid-sync and relaunched: its outbox survives and the server gets each event once", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.browserKill, corsOrigin: pages.origin });
+  const log = "browser-kill";
+  const cfg = { url: sync.url, log };
+  const total = 3000;
+  const profile = await profileDir("sync-bkill");
+  let dev = await launch(profile);
+  try {
+    const p = await tab(dev);
+    const acked = new Set(); // ids whose append resolved, as the page reported them
+    p.on("console", (m) => {
+      const t = m.text();
+      if (t.startsWith("acked ")) for (const id of t.slice(6).split(",")) acked.add(id);
+    });
+    await open(p, "ledger", cfg);
+    await until("the tab leads", () => status(p, "ledger"), (s) => s.leader);
+    await ev(p, (n) => {
+      const events = T.ledgerEvents(n, 51);
+      (async () => {
+        for (let i = 0; i < events.length; i += 20) {
+          const stored = await S.logs.ledger.append(events.slice(i, i + 20));
+          console.log(`acked ${stored.map((e) => e.id).join(",")}`);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+      return true;
+    }, total);
+    const head = await until("the device mid-sync", () => sync.head(log), (h) => h > 0, 60_000, 20);
+    await dev.kill();
+    assert.ok(head < total, `killed mid-sync (server head ${head} of ${total})`);
+    assert.ok(acked.size > 0);
+
+    dev = await launch(await profileDir("sync-bkill", { fresh: false }));
+    const q = await tab(dev);
+    await open(q, "ledger", cfg);
+    const local = await until("the relaunched tab to push its outbox", () => view(q, "ledger"), (v) => v.status.pending === 0 && v.events.length > 0 && v.status.confirmed === v.events.length, LONG);
+    await serverAt(sync, log, local.events.length);
+    await sleep(1000);
+    const server = (await sync.events(log)).events;
+    const ids = server.map((e) => e.id);
+    assert.equal(new Set(ids).size, ids.length, "no event twice on the server");
+    const missing = [...acked].filter((id) => !ids.includes(id));
+    assert.deepEqual(missing, [], "every acknowledged append reached the server");
+    assert.ok(server.length >= head, "the server lost nothing");
+    const v = await view(q, "ledger");
+    assertConfirmedLike(v.events, server, "the relaunched device");
+    assert.deepEqual(v.tables, await model(q, server));
+    assert.deepEqual(v.rejections, []);
+  } finally {
+    await dev.close();
     await sync.stop();
   }
 });
