@@ -48,6 +48,7 @@ function installHelpers() {
     kinds: {},
     heard: {}, // what onRejected was called with, per log name
     statuses: {}, // what log.sync.subscribe delivered, per log name
+    changes: {}, // what log.subscribe delivered for the table (accounts or notes), per log name
     tokens: [], // getToken returns tokens[min(calls, length - 1)]
     tokenCalls: 0,
     uncaught: [],
@@ -65,6 +66,8 @@ function installHelpers() {
       S.kinds[name] = kind;
       const statuses = (S.statuses[name] = []);
       S.logs[name].sync.subscribe((st) => statuses.push(json(st)));
+      const changes = (S.changes[name] = []);
+      S.logs[name].subscribe(kind === "notes" ? "notes" : "accounts", (c) => changes.push(json(c)));
       return S.status(name);
     },
     status(name) {
@@ -260,8 +263,11 @@ test("two devices append while offline, reconnect, and end with identical logs a
       // Both online now: an append on A reaches B's table through the live tail (no now()).
       const before = vb.tables.accounts["acct-3"];
       const dep = await ev(pa, () => S.logs.ledger.append({ stream: "acct-3", type: "Deposited", data: { account: "acct-3", amount: 4242 } }));
+      await ev(pb, () => { S.changes.ledger.length = 0; });
       const row = await until("A's deposit in B's table", () => ev(pb, () => S.tables("ledger").accounts["acct-3"]), (r) => r && r.balance === before.balance + 4242);
       assert.equal(row.movements, before.movements + 1);
+      const heardB = await until("B's table subscriber to hear A's deposit", () => ev(pb, () => S.changes.ledger), (c) => c.some((x) => x.changes.some((ch) => ch.key === "acct-3" && ch.row?.balance === row.balance)), 30_000);
+      assert.ok(heardB.length >= 1);
       await synced(pb, "ledger", 1201);
       const vb2 = await view(pb, "ledger");
       assert.equal(vb2.events[1200].id, dep.id);
@@ -306,6 +312,8 @@ test("two conflicting appends with the same expectedVersion: one accepted, the o
       await b.context.setOffline(true);
       const editA = await ev(pa, () => S.logs.notes.append({ stream: "doc-1", type: "Edited", data: { title: "from A" } }, { expectedVersion: 1 }));
       const editB = await ev(pb1, () => S.logs.notes.append({ stream: "doc-1", type: "Edited", data: { title: "from B" } }, { expectedVersion: 1 }));
+      // A batch after the conflicting one, on another stream: a rejection never blocks it.
+      const otherB = await ev(pb1, () => S.logs.notes.append({ stream: "doc-2", type: "Created", data: { title: "B's own" } }, { expectedVersion: "none" }));
       assert.equal(editA.offset, null);
       assert.equal(editB.offset, null);
       assert.equal(editB.version, 2, "provisional version");
@@ -316,15 +324,17 @@ test("two conflicting appends with the same expectedVersion: one accepted, the o
       await a.context.setOffline(false);
       await serverAt(sync, log, 2);
       await synced(pa, "notes", 2);
+      await ev(pb2, () => { S.changes.notes.length = 0; });
       await b.context.setOffline(false);
       await until("B's rejection", () => view(pb1, "notes"), (v) => v.status.pending === 0 && v.rejections.length === 1 && v.heard.length === 1);
       await until("onRejected in B's other tab", () => ev(pb2, () => S.heard.notes), (h) => h.length === 1, 30_000);
-      await synced(pb1, "notes", 2);
-      await synced(pb2, "notes", 2);
+      await synced(pb1, "notes", 3);
+      await synced(pb2, "notes", 3);
+      await synced(pa, "notes", 3);
       await sleep(1000); // nothing more arrives
 
       const server = (await sync.events(log)).events;
-      assert.deepEqual(server.map((e) => [e.id, e.data.title]), [[created.id, "first"], [editA.id, "from A"]], "exactly one edit accepted: A's");
+      assert.deepEqual(server.map((e) => [e.id, e.data.title]), [[created.id, "first"], [editA.id, "from A"], [otherB.id, "B's own"]], "exactly one edit accepted: A's; B's other batch too");
       assert.deepEqual(server[0].meta, { by: "A", tags: ["x"] }, "meta reaches the server");
 
       for (const [p, what] of [[pb1, "B tab 1"], [pb2, "B tab 2"]]) {
@@ -339,14 +349,22 @@ test("two conflicting appends with the same expectedVersion: one accepted, the o
         assert.equal(v.rejections[0].reason, "conflict");
         assert.equal(v.rejections[0].currentVersion, 2);
         assert.deepEqual(v.tables.notes["doc-1"], { title: "from A", edits: 1 }, `${what}: B's edit left the table`);
+        assert.deepEqual(v.tables.notes["doc-2"], { title: "B's own", edits: 0 }, `${what}: B's other batch stays`);
         assertConfirmedLike(v.events, server, what);
         assert.ok(!v.events.some((e) => e.id === editB.id), `${what}: the rejected event is not in the log`);
       }
       assert.equal(await ev(pb1, () => S.logs.notes.version("doc-1")), 2);
+      // B's other tab's table subscriber heard doc-1 go back to A's title.
+      const heard = await ev(pb2, () => S.changes.notes);
+      assert.ok(
+        heard.some((c) => c.changes.some((ch) => ch.key === "doc-1" && ch.row?.title === "from A")),
+        `a table change for the rejection: ${JSON.stringify(heard)}`,
+      );
       const va = await view(pa, "notes");
       assert.deepEqual(va.heard, [], "A heard of no rejection");
       assert.deepEqual(va.rejections, []);
       assert.deepEqual(va.tables.notes["doc-1"], { title: "from A", edits: 1 });
+      assert.deepEqual(va.tables.notes["doc-2"], { title: "B's own", edits: 0 });
 
       // The rejection is kept across a reload, until dismissed (in any tab).
       await reload(pb2);
@@ -360,9 +378,9 @@ test("two conflicting appends with the same expectedVersion: one accepted, the o
 
       // B can go on from the server's version, and A sees it.
       const again = await ev(pb1, () => S.logs.notes.append({ stream: "doc-1", type: "Edited", data: { title: "B again" } }, { expectedVersion: 2 }));
-      await serverAt(sync, log, 3);
+      await serverAt(sync, log, 4);
       await until("B's new edit on A", () => ev(pa, () => S.tables("notes").notes["doc-1"]), (r) => r?.title === "B again" && r.edits === 2);
-      assert.equal((await sync.events(log)).events[2].id, again.id);
+      assert.equal((await sync.events(log)).events[3].id, again.id);
       for (const p of [pa, pb1, pb2]) assert.deepEqual(await uncaught(p), []);
     });
   } finally {
@@ -452,6 +470,8 @@ test("a page reloaded while the sync server is down shows its pending events and
       assert.deepEqual(v.events.map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8]);
       assert.equal(v.status.pending, 5);
       assert.equal(v.status.confirmed, 3);
+      const iterated = await ev(p, async () => { const out = []; for await (const e of S.logs.ledger.events({ after: 0 })) out.push([e.id, e.offset]); return out; });
+      assert.deepEqual(iterated, v.events.map((e) => [e.id, e.offset]), "events() gives what read() gives");
       assert.deepEqual(v.tables, await model(p, events), "the tables show the pending events after the reload");
       const down = await until("the tab to notice the server is down", () => status(p, "ledger"), (s) => s.lastError?.code === "NETWORK" || ["offline", "error"].includes(s.state), 60_000);
       assert.equal(down.pending, 5, JSON.stringify(down));
