@@ -20,7 +20,14 @@ export type ErrorCode =
   | "CLOSED"
   | "STORAGE"
   | "INVALID_PROJECTION"
-  | "PROJECTION_FAILED";
+  | "PROJECTION_FAILED"
+  | "UNAUTHORIZED"
+  | "FORBIDDEN"
+  | "NETWORK"
+  | "SERVER"
+  | "FENCED"
+  | "SYNC_PROTOCOL"
+  | "TIMEOUT";
 
 /** Details carried by each error code. */
 export interface ErrorDetails {
@@ -34,6 +41,13 @@ export interface ErrorDetails {
   STORAGE: { name: string };
   INVALID_PROJECTION: { projection: string; path: string };
   PROJECTION_FAILED: { projection: string; seq: number; type: string; error: unknown };
+  UNAUTHORIZED: { status: 401 };
+  FORBIDDEN: { status: 403 };
+  NETWORK: {};
+  SERVER: { status: number; code?: string };
+  FENCED: {};
+  SYNC_PROTOCOL: {};
+  TIMEOUT: { status: SyncStatus };
 }
 
 /**
@@ -78,9 +92,9 @@ export interface StoredEvent<D extends Json = Json> {
   time: number;
   /** The client id that appended it. */
   origin: string;
-  /** Position in the log: the order tables fold in. */
+  /** Position in the log: the order tables fold in. With sync, provisional while pending. */
   seq: number;
-  /** The sync server's offset once confirmed; `null` without a sync server. */
+  /** The sync server's offset (equal to `seq`) once confirmed; `null` while pending, and without sync. */
   offset: number | null;
 }
 
@@ -206,6 +220,67 @@ export interface OpenOptions {
   onProgress?: (progress: { done: number; total: number }) => void;
   /** Write projection snapshots every this many events (default 10,000), and at close. */
   snapshotEvery?: number;
+  /** Sync with a logfold server. Once a log has synced, its appends wait in the outbox until pushed. */
+  sync?: SyncOptions;
+}
+
+export interface SyncOptions {
+  /** The sync server, e.g. `"https://sync.example.com"` or `location.origin`. */
+  url: string;
+  /** The log's name on the server. */
+  log: string;
+  /** A bearer token; or `getToken`, called first and again after a 401. */
+  token?: string;
+  getToken?: () => string | Promise<string>;
+  /** Follow the live tail while online (default true); otherwise pull every 2 s. */
+  live?: boolean;
+  /** Every open tab hears of every rejected batch. */
+  onRejected?: (rejection: Rejection) => void;
+}
+
+/** A batch the server refused: it left the outbox and the tables. */
+export interface Rejection {
+  /** Pass to `dismissRejection`. */
+  id: number;
+  batch: number;
+  reason: "conflict" | "invalid_event" | "invalid_batch" | "partly_known";
+  message: string;
+  /** For a conflict, the stream's version on the server. */
+  currentVersion: number | null;
+  details: Json;
+  /** When it was rejected (ms since the Unix epoch). */
+  time: number;
+  /** Its events as they were shown, with provisional `seq` and `version`. */
+  events: StoredEvent[];
+}
+
+export interface SyncStatus {
+  state: "online" | "offline" | "syncing" | "error" | "paused";
+  /** Whether this tab is the one that syncs (one per log and origin). */
+  leader: boolean;
+  /** Events in the outbox. */
+  pending: number;
+  /** The confirmed head: every position up to it is final. */
+  confirmed: number;
+  /** The server's head as last heard, or null. */
+  serverHead: number | null;
+  lastError: { code: ErrorCode; message: string } | null;
+  /** When a sync round last succeeded (ms since the Unix epoch). */
+  lastSuccess: number | null;
+  /** The sync leader's epoch. */
+  epoch: number;
+}
+
+export interface Sync {
+  readonly status: SyncStatus;
+  /** Calls back on every status change; returns unsubscribe. */
+  subscribe(callback: (status: SyncStatus) => void): () => void;
+  /** Push and pull now; resolves after that round. */
+  now(): Promise<SyncStatus>;
+  pause(): void;
+  resume(): void;
+  /** Resolves once nothing is pending and the confirmed log is at the server's head. */
+  settled(options?: { timeout?: number }): Promise<SyncStatus>;
 }
 
 export interface ReadOptions {
@@ -230,6 +305,16 @@ export interface LogStats {
   snapshotsWritten: number;
   /** Projections that had no usable snapshot at open and were folded from the start. */
   projectionsRebuilt: number;
+  /** Sync: times the outbox overlay was rolled back and applied on a new base. */
+  overlayRebuilds: number;
+  /** Sync: outbox events folded into the overlay. */
+  overlayEvents: number;
+  /** Sync: confirmed events folded into the base after open. */
+  baseEvents: number;
+  /** Sync: events this tab pulled into the confirmed log. */
+  eventsPulled: number;
+  /** Sync: events of a log used without sync that became the outbox at this open. */
+  eventsMigrated: number;
 }
 
 /** What {@link Logfold.repair} did. */
@@ -274,6 +359,12 @@ export interface Log {
   snapshot(): Promise<void>;
   /** Folds other tabs' appends now (they also signal them). */
   refresh(): Promise<void>;
+  /** Sync status and control; undefined for a log that has never synced. */
+  readonly sync: Sync | undefined;
+  /** Rejected batches kept until dismissed. */
+  rejections(): Promise<Rejection[]>;
+  /** Forgets a rejection; resolves to whether there was one. */
+  dismissRejection(id: number): Promise<boolean>;
   /** Waits for pending appends, then closes. Later calls throw `CLOSED`. */
   close(): Promise<void>;
 }

@@ -248,6 +248,11 @@ class Reducer {
     this.base = { state: this.state, seq: this.seq, failure: null };
   }
 
+  // The outbox folded on top is all confirmed now: it is the base.
+  settle() {
+    this.base = { state: this.state, seq: this.seq, failure: this.failure };
+  }
+
   // Back to the base: the outbox is folded again on top (or is gone).
   rebase() {
     ({ state: this.state, seq: this.seq, failure: this.failure } = this.base);
@@ -299,6 +304,7 @@ class Projector {
       start: (snapshots) => [...this.reducers.values()].forEach((r, i) => r.reset(snapshots[i])),
       fold: (events, changes, seq, overlay) => this.fold(events, changes, seq, overlay),
       rebase: () => this.reducers.forEach((r) => r.rebase()),
+      settle: () => this.reducers.forEach((r) => r.settle()),
       progress: (done, total) => {
         try {
           this.onProgress?.({ done, total });

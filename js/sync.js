@@ -284,10 +284,10 @@ export class Sync {
     const lead = new AbortController();
     this.#lead = lead;
     this.#loop(lead.signal);
-    if (this.#options.live) this.#follow(lead.signal);
   }
 
   async #loop(signal) {
+    let following = null;
     while (!signal.aborted) {
       const wake = this.#wake.signal;
       const waiters = this.#nowWaiters.splice(0);
@@ -297,6 +297,8 @@ export class Sync {
         await this.#pullAll(signal);
         this.#failures = 0;
         this.#set({ state: "online", lastError: null, lastSuccess: Date.now() });
+        // The live tail starts once caught up, so it does not race the first pulls.
+        if (this.#options.live && !following) following = this.#follow(signal);
         for (const w of waiters) w(this.status);
         if (this.#core.pending > 0 && !wake.aborted) {
           // Acknowledged but not pulled yet (another writer's events came between): again.
@@ -340,16 +342,33 @@ export class Sync {
     }
   }
 
+  // Pages are fetched one ahead: the next downloads while this one is stored and folded.
   async #pullAll(signal) {
+    let after = this.#core.head;
+    let next = this.#page(after, signal);
     for (;;) {
-      const after = this.#core.head;
-      const response = await this.#fetch(`/events?after=${after}&limit=${PULL_LIMIT}`, { headers: { accept: SEGMENT_TYPE } }, signal);
-      const serverHead = Number(response.headers.get("logfold-head"));
-      const body = new Uint8Array(await response.arrayBuffer());
-      const pulled = await this.#core.applyPull(this.#epoch, body, Number.isFinite(serverHead) ? serverHead : after);
+      const { body, serverHead } = await next;
+      const last = Math.min(serverHead, after + PULL_LIMIT);
+      next = last < serverHead ? this.#page(last, signal) : null;
+      next?.catch(() => {}); // awaited below, or dropped
+      const pulled = await this.#core.applyPull(this.#epoch, body, serverHead);
       this.#pulled(pulled);
-      if (pulled.confirmed === 0 || pulled.head >= pulled.serverHead) return;
+      if (pulled.head >= pulled.serverHead) return;
+      if (pulled.head !== last || !next) {
+        // Not the page expected (the log moved under us): go on from where it is.
+        if (pulled.confirmed === 0 && pulled.head === after) return;
+        after = pulled.head;
+        next = this.#page(after, signal);
+        continue;
+      }
+      after = last;
     }
+  }
+
+  async #page(after, signal) {
+    const response = await this.#fetch(`/events?after=${after}&limit=${PULL_LIMIT}`, { headers: { accept: SEGMENT_TYPE } }, signal);
+    const head = Number(response.headers.get("logfold-head"));
+    return { body: new Uint8Array(await response.arrayBuffer()), serverHead: Number.isFinite(head) ? head : after };
   }
 
   #pulled(pulled) {

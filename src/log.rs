@@ -641,16 +641,7 @@ impl Log {
         let mut small = 0u32;
         let mut count = 0u64;
         let mut put = |w: SegmentWriter| -> Result<(), Error> {
-            let last = w.first_seq() + w.count() - 1;
-            let raw = w.size();
-            let bytes = w.finish_packed();
-            // Segments are cut before they are compressed: aim the next cut so that it
-            // compresses to about the target, as this one did (at most twice the target, so a
-            // sudden run of incompressible data stays near Chromium's 64 KiB blob threshold).
-            let aim = TARGET_BYTES as f64 * 0.9 * raw as f64 / bytes.len() as f64;
-            inner
-                .cut_at
-                .set((aim as usize).clamp(TARGET_BYTES, 2 * TARGET_BYTES));
+            let (last, bytes) = self.pack(w);
             if bytes.len() < TARGET_BYTES / 2 {
                 small += 1;
             }
@@ -740,6 +731,21 @@ impl Log {
             }
         }
         Ok((head, versions))
+    }
+
+    /// Compresses a segment; returns its key (its last position) and bytes. Segments are cut
+    /// before they are compressed: this aims the next cut so that it compresses to about the
+    /// target, as this one did (at most twice the target, so a sudden run of incompressible
+    /// data stays near Chromium's 64 KiB blob threshold).
+    fn pack(&self, w: SegmentWriter) -> (u64, Vec<u8>) {
+        let last = w.first_seq() + w.count() - 1;
+        let raw = w.size();
+        let bytes = w.finish_packed();
+        let aim = TARGET_BYTES as f64 * 0.9 * raw as f64 / bytes.len() as f64;
+        self.0
+            .cut_at
+            .set((aim as usize).clamp(TARGET_BYTES, 2 * TARGET_BYTES));
+        (last, bytes)
     }
 
     /// Brings the version cache from `versions_at` up to the stored `head` by reading the

@@ -81,6 +81,15 @@ impl Tables {
         self.base_seq.is_some()
     }
 
+    /// Makes the overlay the base: every event it folded is confirmed.
+    pub fn commit_overlay(&mut self) {
+        if self.base_seq.take().is_some() {
+            for entry in &mut self.entries {
+                entry.table.commit_overlay();
+            }
+        }
+    }
+
     /// The base's position: below the overlay, if there is one.
     pub fn base_seq(&self) -> u64 {
         self.base_seq.unwrap_or(self.seq)

@@ -26,9 +26,15 @@ const projections = {
   },
 };
 
+// `npm start` serves this page from the sync server itself, so the server is this origin.
 const log = await Logfold.open({
   name: "demo-ledger",
   projections,
+  sync: {
+    url: location.origin,
+    log: "demo-ledger",
+    onRejected: (r) => ($("error").textContent = `rejected by the server (${r.reason}): ${r.message}; its events left the balances`),
+  },
   onProgress: ({ done, total }) => ($("status").textContent = `folding the log: ${done} of ${total}`),
   onClose: () => ($("status").textContent = "closed by another tab"),
 });
@@ -51,12 +57,13 @@ function renderAccounts() {
 }
 
 async function render() {
-  const after = Math.max(0, log.head - 50);
+  const after = Math.max(0, log.head + log.sync.status.pending - 50);
   const events = await log.read({ after, limit: 50 });
   $("events").replaceChildren(
     ...events.reverse().map((e) => {
       const row = document.createElement("tr");
-      for (const cell of [e.seq, e.stream, e.version, e.type, JSON.stringify(e.data), new Date(e.time).toLocaleTimeString()]) {
+      const seq = e.offset === null ? `${e.seq} (pending)` : e.seq;
+      for (const cell of [seq, e.stream, e.version, e.type, JSON.stringify(e.data), new Date(e.time).toLocaleTimeString()]) {
         const td = document.createElement("td");
         td.textContent = String(cell);
         row.append(td);
@@ -64,8 +71,9 @@ async function render() {
       return row;
     }),
   );
-  const s = log.stats();
-  $("status").textContent = `${log.head} events · ${navigator.onLine ? "online" : "offline"} · this tab: ${s.eventsAppended} appended in ${s.transactions} transactions`;
+  const s = log.sync.status;
+  const sync = s.lastError && s.state !== "online" ? `${s.state}: ${s.lastError.message}` : s.state;
+  $("status").textContent = `${log.head} events confirmed, ${s.pending} pending · sync ${sync}${s.leader ? " (this tab syncs)" : ""}`;
 }
 
 form.addEventListener("submit", async (ev) => {
@@ -91,7 +99,6 @@ log.subscribe("accounts", () => {
   render();
 });
 log.subscribe("total", renderAccounts);
-addEventListener("online", render);
-addEventListener("offline", render);
+log.sync.subscribe(() => render());
 renderAccounts();
 await render();

@@ -7,7 +7,9 @@ self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim(
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
-  if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
+  // The sync API (/v1/) goes straight to the network: a cached pull would be stale, and the
+  // live tail is a stream.
+  if (event.request.method !== "GET" || url.origin !== self.location.origin || url.pathname.startsWith("/v1/")) return;
   event.respondWith(
     (async () => {
       const cache = await caches.open(CACHE);

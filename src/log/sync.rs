@@ -10,7 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use logfold_core::protocol::{BatchResult, PushBatch, PushEvent, PushRequest, PushResponse};
+use logfold_core::json::{push_str, push_u64};
+use logfold_core::protocol::{BatchResult, PushResponse};
 use logfold_core::{Event, ExpectedVersion, PROTOCOL_VERSION};
 
 use super::*;
@@ -35,6 +36,13 @@ pub(super) struct Outbox {
     shown: usize,
     /// Whether the overlay still matches the copy's front `shown` events.
     shown_valid: bool,
+    /// Confirmed events after the tables' base that the overlay still holds: this client's
+    /// own, confirmed in the order they were shown, so the tables did not change.
+    lag: u64,
+    /// The stored head the events' stamps are for, and then confirmed ⊕ outbox versions of
+    /// the outbox's streams.
+    stamped: Option<u64>,
+    tip: HashMap<String, u64>,
 }
 
 impl Outbox {
@@ -280,6 +288,7 @@ impl Log {
         o.batches = batches;
         o.rev = rev;
         o.shown_valid = false;
+        o.stamped = None;
         Ok(true)
     }
 
@@ -288,37 +297,45 @@ impl Log {
         if let Some(o) = self.0.outbox.borrow_mut().as_mut() {
             o.rev = u64::MAX;
             o.shown_valid = false;
+            o.stamped = None;
         }
     }
 
-    /// Restamps the outbox after the stored `head` and returns confirmed ⊕ outbox versions of
-    /// its streams and of `also`.
+    /// Restamps the outbox after the stored head (unless it already is) and returns the head and
+    /// the confirmed ⊕ outbox versions of the streams `also`.
     async fn restamp(
         &self,
         stores: (&IdbObjectStore, &IdbObjectStore, &IdbObjectStore),
         also: &HashSet<&str>,
     ) -> Result<(u64, HashMap<String, u64>), Error> {
         let (meta, segments, streams) = stores;
-        let names: HashSet<String> = {
+        let head = as_u64(&get(meta, "head").await?);
+        let (fresh, names): (bool, HashSet<String>) = {
             let outbox = self.0.outbox.borrow();
             let o = outbox.as_ref().expect("synced");
-            o.streams()
-                .into_iter()
-                .chain(also.iter().copied())
-                .map(str::to_owned)
-                .collect()
+            if o.stamped == Some(head) {
+                let names = also.iter().filter(|s| !o.tip.contains_key(**s));
+                (true, names.map(|s| (*s).to_owned()).collect())
+            } else {
+                let names = o.streams().into_iter().chain(also.iter().copied());
+                (false, names.map(str::to_owned).collect())
+            }
         };
         let names: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let (head, confirmed) = self
+        let (head, mut versions) = self
             .stored_versions(meta, segments, streams, &names)
             .await?;
-        let versions = self
-            .0
-            .outbox
-            .borrow_mut()
-            .as_mut()
-            .expect("synced")
-            .restamp(head, confirmed);
+        let mut outbox = self.0.outbox.borrow_mut();
+        let o = outbox.as_mut().expect("synced");
+        if !fresh {
+            o.tip = o.restamp(head, versions.clone());
+            o.stamped = Some(head);
+        }
+        for s in also {
+            if let Some(v) = o.tip.get(*s) {
+                versions.insert((*s).to_owned(), *v);
+            }
+        }
         Ok((head, versions))
     }
 
@@ -394,6 +411,11 @@ impl Log {
             let o = outbox.as_mut().expect("synced");
             o.batches.extend(added);
             o.rev = rev + 1;
+            for name in &names {
+                if let Some(v) = versions.get(*name) {
+                    o.tip.insert((*name).to_owned(), *v);
+                }
+            }
         } else {
             done.await.map_err(|e| self.closed_or(e))?;
         }
@@ -425,12 +447,12 @@ impl Log {
             let t = inner.tables.borrow();
             (t.base_seq(), t.in_overlay())
         };
-        let valid = inner
-            .outbox
-            .borrow()
-            .as_ref()
-            .is_some_and(|o| o.shown_valid);
-        if head != base || !valid {
+        let (valid, lag) = {
+            let outbox = inner.outbox.borrow();
+            let o = outbox.as_ref().expect("synced");
+            (o.shown_valid, o.lag)
+        };
+        if head != base + lag || !valid {
             if inner.tables.borrow_mut().rollback() {
                 inner.projections.call("rebase", &[]);
             }
@@ -440,6 +462,7 @@ impl Log {
             let mut outbox = inner.outbox.borrow_mut();
             let o = outbox.as_mut().expect("synced");
             o.shown = 0;
+            o.lag = 0;
             o.shown_valid = true;
             if in_overlay || o.len() > 0 {
                 let mut s = inner.stats.get();
@@ -467,8 +490,20 @@ impl Log {
             }
             new.len()
         };
-        if let Some(o) = inner.outbox.borrow_mut().as_mut() {
+        let settled = {
+            let mut outbox = inner.outbox.borrow_mut();
+            let o = outbox.as_mut().expect("synced");
             o.shown += folded;
+            // Everything the overlay holds is confirmed: it becomes the base.
+            let settled = o.lag > 0 && o.len() == 0;
+            if settled {
+                o.lag = 0;
+            }
+            settled
+        };
+        if settled {
+            inner.tables.borrow_mut().commit_overlay();
+            inner.projections.call("settle", &[]);
         }
         let mut s = inner.stats.get();
         s.overlay_events += folded as u64;
@@ -689,45 +724,55 @@ impl Log {
         let Some(o) = outbox.as_ref() else {
             return Ok(None);
         };
-        let mut batches = Vec::new();
+        // Written by hand: the data is JSON checked at append, copied as it is.
+        let mut body = String::from("{\"protocol\":");
+        push_u64(&mut body, u64::from(PROTOCOL_VERSION));
+        body.push_str(",\"batches\":[");
         let mut numbers = Vec::new();
-        let mut size = 0;
         for p in o.batches.iter().filter(|p| p.batch > acked) {
             let bytes: usize = p.events.iter().map(|e| e.data.len() + 200).sum();
-            if !batches.is_empty() && size + bytes > max_bytes {
+            if !numbers.is_empty() && body.len() + bytes > max_bytes {
                 break;
             }
-            size += bytes;
+            if !numbers.is_empty() {
+                body.push(',');
+            }
             numbers.push(p.batch);
-            batches.push(PushBatch {
-                client: self.0.client_id.clone(),
-                epoch,
-                batch: p.batch,
-                events: p
-                    .events
-                    .iter()
-                    .map(|e| PushEvent {
-                        id: e.id,
-                        stream: e.stream.clone(),
-                        event_type: e.event_type.clone(),
-                        data: e.data.clone(),
-                        meta: e.meta.clone(),
-                        time: e.time,
-                        version: Some(e.version),
-                    })
-                    .collect(),
-                expected: p.expected.clone(),
-            });
+            body.push_str("{\"client\":");
+            push_str(&mut body, &self.0.client_id);
+            body.push_str(",\"epoch\":");
+            push_u64(&mut body, epoch);
+            body.push_str(",\"batch\":");
+            push_u64(&mut body, p.batch);
+            body.push_str(",\"expected\":");
+            body.push_str(&serde_json::to_string(&p.expected).unwrap_or_else(|_| "{}".into()));
+            body.push_str(",\"events\":[");
+            for (i, e) in p.events.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str("{\"id\":\"");
+                e.id.write_to(&mut body);
+                body.push_str("\",\"stream\":");
+                push_str(&mut body, &e.stream);
+                body.push_str(",\"type\":");
+                push_str(&mut body, &e.event_type);
+                body.push_str(",\"data\":");
+                body.push_str(&e.data);
+                body.push_str(",\"meta\":");
+                body.push_str(e.meta.as_deref().unwrap_or("null"));
+                body.push_str(",\"time\":");
+                push_u64(&mut body, e.time);
+                body.push_str(",\"version\":");
+                push_u64(&mut body, e.version);
+                body.push('}');
+            }
+            body.push_str("]}");
         }
-        if batches.is_empty() {
+        if numbers.is_empty() {
             return Ok(None);
         }
-        let request = PushRequest {
-            protocol: PROTOCOL_VERSION,
-            batches,
-        };
-        let body = serde_json::to_string(&request)
-            .map_err(|e| protocol_error(format!("cannot encode the push: {e}")))?;
+        body.push_str("]}");
         Ok(Some((body, numbers)))
     }
 
@@ -753,8 +798,56 @@ impl Log {
                 numbers.len()
             )));
         }
-        self.exclusive(self.apply_push_now(epoch, numbers, response))
-            .await
+        let results = response.results.clone();
+        let pushed = self
+            .exclusive(self.apply_push_now(epoch, numbers, response))
+            .await?;
+        // Accepted right after the confirmed head: the server holds exactly these events there,
+        // so they are confirmed now instead of pulled back. The pull skips them later.
+        let events = self.accepted_after_head(numbers, &results);
+        if !pushed.fenced && !events.is_empty() {
+            // Best effort: a failure leaves them to the pull.
+            let _ = self.exclusive(self.apply_pull_now(epoch, events)).await;
+        }
+        Ok(pushed)
+    }
+
+    /// The events of acknowledged batches whose offsets continue the confirmed head without a
+    /// gap, as the server stored them.
+    fn accepted_after_head(&self, numbers: &[u64], results: &[BatchResult]) -> Vec<Event> {
+        let mut next = self.0.head.get() + 1;
+        let mut out = Vec::new();
+        let outbox = self.0.outbox.borrow();
+        let Some(o) = outbox.as_ref() else {
+            return out;
+        };
+        for (n, result) in numbers.iter().zip(results) {
+            let (BatchResult::Accepted { offsets, versions }
+            | BatchResult::Duplicate { offsets, versions }) = result
+            else {
+                break;
+            };
+            let Some(p) = o.batches.iter().find(|p| p.batch == *n) else {
+                break;
+            };
+            if p.events.len() != offsets.len() || versions.len() != offsets.len() {
+                break;
+            }
+            let whole = out.len();
+            for ((e, offset), version) in p.events.iter().zip(offsets).zip(versions) {
+                if *offset != next {
+                    out.truncate(whole);
+                    return out;
+                }
+                let mut e = e.clone();
+                e.seq = *offset;
+                e.offset = Some(*offset);
+                e.version = *version;
+                out.push(e);
+                next += 1;
+            }
+        }
+        out
     }
 
     async fn apply_push_now(
@@ -910,8 +1003,7 @@ impl Log {
         let mut small = 0u32;
         let mut w = SegmentWriter::new();
         let mut put_segment = |w: SegmentWriter| -> Result<(), Error> {
-            let last = w.first_seq() + w.count() - 1;
-            let bytes = w.finish_packed();
+            let (last, bytes) = self.pack(w);
             if bytes.len() < TARGET_BYTES / 2 {
                 small += 1;
             }
@@ -931,20 +1023,26 @@ impl Log {
         put_segment(w)?;
         put(&meta, "head", last)?;
 
-        // Our own events come back in batch order: drop them from the outbox.
+        // Our own events come back in batch order: drop them from the outbox. When they are all
+        // ours and the outbox's front, as shown, the tables already show them (`lag`).
         let ids: HashSet<logfold_core::EventId> = events.iter().map(|e| e.id).collect();
-        let mut ours = 0u64;
-        let mut changed = Vec::new();
-        {
+        let (front, ours, changed) = {
             let outbox = inner.outbox.borrow();
-            for p in &outbox.as_ref().expect("synced").batches {
+            let o = outbox.as_ref().expect("synced");
+            let front = o.shown_valid
+                && o.shown >= events.len()
+                && o.events().zip(&events).all(|(a, b)| a.id == b.id);
+            let mut ours = 0u64;
+            let mut changed = Vec::new();
+            for p in &o.batches {
                 let left = p.events.iter().filter(|e| !ids.contains(&e.id)).count();
                 if left < p.events.len() {
                     ours += (p.events.len() - left) as u64;
                     changed.push((p.batch, left));
                 }
             }
-        }
+            (front, ours, changed)
+        };
         let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
         if !changed.is_empty() {
             let mut outbox = inner.outbox.borrow_mut();
@@ -973,7 +1071,15 @@ impl Log {
             if !changed.is_empty() {
                 o.rev = rev + 1;
             }
-            o.shown_valid = false;
+            if front {
+                // The stamps after the new head stay what they were.
+                o.shown -= events.len();
+                o.lag += events.len() as u64;
+                o.stamped = (o.stamped == Some(head)).then_some(last);
+            } else {
+                o.shown_valid = false;
+                o.stamped = None;
+            }
         }
         let mut latest: HashMap<&str, u64> = HashMap::new();
         for e in &events {

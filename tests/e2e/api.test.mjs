@@ -164,7 +164,8 @@ test("stats() counters increase with appends", opts, async () => {
     return { s0, s1, s2, s3 };
   });
   assert.deepEqual(Object.keys(r.s0).sort(), [
-    "compactions", "eventsAppended", "eventsReplayed", "projectionsRebuilt", "segmentsMerged",
+    "baseEvents", "compactions", "eventsAppended", "eventsMigrated", "eventsPulled", "eventsReplayed",
+    "overlayEvents", "overlayRebuilds", "projectionsRebuilt", "segmentsMerged",
     "segmentsWritten", "snapshotsDiscarded", "snapshotsLoaded", "snapshotsWritten", "transactions",
   ]);
   assert.equal(r.s0.eventsAppended, 0);

@@ -1,21 +1,34 @@
-// The offline demo (www/) in a real page: appending shows in the balances, in this tab and in
-// another one, and the page keeps its log across a reload.
+// The offline demo (www/) as `npm start` runs it: served by the sync server itself. Appending
+// shows in the balances, in this tab and in another one, reaches the server, and the page keeps
+// its log across a reload.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { serve } from "../../scripts/serve.mjs";
-import { ROOT, PKG_DIR, profileDir, launch, TEST_TIMEOUT } from "./harness.mjs";
+import { ROOT, PKG_DIR, profileDir, launch, sleep, TEST_TIMEOUT } from "./harness.mjs";
 
 const PORT = 47316;
-let server, browser;
+const SERVER = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, "target"), "server/logfold-server");
+let server, browser, dir;
 
 before(async () => {
-  server = await serve({ mounts: { "/pkg/": PKG_DIR, "/": join(ROOT, "www") }, port: PORT, host: "127.0.0.1" });
+  dir = await mkdtemp(join(tmpdir(), "logfold-demo-"));
+  await cp(join(ROOT, "www"), join(dir, "site"), { recursive: true });
+  await cp(PKG_DIR, join(dir, "site/pkg"), { recursive: true });
+  server = spawn(SERVER, ["--listen", `127.0.0.1:${PORT}`, "--database", join(dir, "demo.sqlite3"), "--static", join(dir, "site")], { stdio: "ignore" });
+  for (let i = 0; ; i++) {
+    if (await fetch(`http://127.0.0.1:${PORT}/healthz`).then((r) => r.ok, () => false)) break;
+    if (i > 100) throw new Error("the sync server did not start");
+    await sleep(100);
+  }
   browser = await launch(await profileDir("demo"));
 });
 after(async () => {
   await browser?.close();
-  await new Promise((ok) => { server?.closeAllConnections?.(); server ? server.close(() => ok()) : ok(); });
+  server?.kill("SIGKILL");
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 const url = `http://127.0.0.1:${PORT}/`;
@@ -50,4 +63,10 @@ test("the demo folds appends into balances, shows them in another tab, and keeps
   await a.waitForFunction(() => document.getElementById("total").textContent === "10.99");
   assert.deepEqual(await cells(a, "accounts"), [["acct-1", "10.00", "2"], ["acct-2", "0.99", "1"]]);
   assert.equal((await cells(a, "events")).length, 3);
+
+  // The sync server has them, once each, and the page shows them confirmed.
+  await a.waitForFunction(() => /3 events confirmed, 0 pending/.test(document.getElementById("status").textContent));
+  const pulled = await (await fetch(`http://127.0.0.1:${PORT}/v1/logs/demo-ledger/events`)).json();
+  assert.deepEqual(pulled.events.map((e) => [e.stream, e.type, e.data.amount]), [["acct-1", "Deposited", 1250], ["acct-1", "Withdrawn", 250], ["acct-2", "Deposited", 99]]);
+  assert.ok((await cells(a, "events")).every((row) => !row[0].includes("pending")));
 });

@@ -240,4 +240,21 @@ export async function tables(): Promise<void> {
   log.table("accounts").get(true);
   off();
   void [balance, page, n, total, pastCount, errors, stats];
+
+  const synced = await Logfold.open({
+    name: "notes",
+    sync: { url: "https://sync.example.com", log: "notes", getToken: async () => "t", onRejected: (r) => void r.currentVersion },
+  });
+  const status = synced.sync?.status;
+  const pending: number | undefined = status?.pending;
+  const unwatch: () => void = synced.sync!.subscribe((s) => void s.lastError?.code);
+  await synced.sync?.now();
+  const rejected = await synced.rejections();
+  if (rejected[0]) await synced.dismissRejection(rejected[0].id);
+  // @ts-expect-error a sync state is one of five
+  const wrong: (typeof status & {})["state"] = "connected";
+  // @ts-expect-error sync needs a server log name
+  await Logfold.open({ name: "x", sync: { url: "https://sync.example.com" } });
+  unwatch();
+  void [pending, wrong];
 }

@@ -235,6 +235,11 @@ impl Table {
         self.state.undo.is_some()
     }
 
+    /// Keeps what the overlay folded, as the new base (its events were all confirmed).
+    pub fn commit_overlay(&mut self) {
+        self.state.undo = None;
+    }
+
     /// Takes back everything folded since [`Table::begin_overlay`] and ends the overlay. With
     /// `changes`, each key whose row it restored is pushed to it.
     pub fn rollback(&mut self, mut changes: Option<&mut Vec<Key>>) {
