@@ -11,7 +11,7 @@ import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, control: 47321, browserKill: 47322 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -595,6 +595,36 @@ test("a frozen leader tab with pending events: the other tab takes over and sync
       assert.deepEqual(v1.tables, await model(other, server));
       assert.deepEqual(v2.tables, v1.tables);
       assert.equal((await status(leader, "ledger")).leader, false);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- every tab's status ---------------------------------------------------------------------
+
+test("a tab that does not lead sees its and the leader's appends confirmed in its status and read()", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.tabsStatus, corsOrigin: pages.origin });
+  const log = "tabs-status";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["tabs-status"], async (dev) => {
+      const t1 = await tab(dev);
+      const t2 = await tab(dev);
+      await open(t1, "ledger", cfg);
+      await open(t2, "ledger", cfg);
+      const [leader, other] = await oneLeader(t1, t2, "ledger");
+      const events = await ledgerEvents(leader, 4, 61);
+      const ids = (await appendAll(leader, "ledger", events.slice(0, 2), 1)).map((e) => e.id);
+      ids.push(...(await appendAll(other, "ledger", events.slice(2), 1)).map((e) => e.id));
+      await serverAt(sync, log, 4);
+      await synced(leader, "ledger", 4);
+      await synced(other, "ledger", 4, 30_000);
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, ids, "two tabs' appends");
+      const v = await view(other, "ledger");
+      assertConfirmedLike(v.events, server, "the tab that does not lead");
+      assert.deepEqual(v.tables, await model(other, server));
     });
   } finally {
     await sync.stop();
