@@ -614,12 +614,20 @@ test("a tab that does not lead sees its and the leader's appends confirmed in it
       await open(t1, "ledger", cfg);
       await open(t2, "ledger", cfg);
       const [leader, other] = await oneLeader(t1, t2, "ledger");
-      const events = await ledgerEvents(leader, 4, 61);
+      const events = await ledgerEvents(leader, 8, 61);
       const ids = (await appendAll(leader, "ledger", events.slice(0, 2), 1)).map((e) => e.id);
-      ids.push(...(await appendAll(other, "ledger", events.slice(2), 1)).map((e) => e.id));
+      ids.push(...(await appendAll(other, "ledger", events.slice(2, 4), 1)).map((e) => e.id));
       await serverAt(sync, log, 4);
       await synced(leader, "ledger", 4);
       await synced(other, "ledger", 4, 30_000);
+      // Both tabs' appends pushed together in one request (the leader paused meanwhile).
+      await ev(leader, () => S.logs.ledger.sync.pause());
+      ids.push(...(await appendAll(leader, "ledger", events.slice(4, 6), 1)).map((e) => e.id));
+      ids.push(...(await appendAll(other, "ledger", events.slice(6), 1)).map((e) => e.id));
+      await ev(leader, () => S.logs.ledger.sync.resume());
+      await serverAt(sync, log, 8);
+      await synced(leader, "ledger", 8);
+      await synced(other, "ledger", 8, 30_000);
       const server = (await sync.events(log)).events;
       assertExactlyOnce(server, ids, "two tabs' appends");
       const v = await view(other, "ledger");
