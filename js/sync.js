@@ -186,6 +186,8 @@ export class Sync {
 
   close() {
     this.#closed = true;
+    this.#leading = false;
+    this.#release?.(); // hands the lock to another tab at once
     this.#lead?.abort();
     this.#queued?.abort();
     this.#wake.abort();
@@ -382,6 +384,8 @@ export class Sync {
     while (!signal.aborted) {
       try {
         const response = await this.#fetch(`/live?after=${this.#core.head}`, { headers: { accept: "text/event-stream" } }, signal);
+        // Back after a failure (the server restarted, the network returned): push and pull now.
+        if (failures > 0) this.#kick();
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {

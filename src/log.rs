@@ -199,7 +199,7 @@ struct Inner {
     projections: Projections,
     tables: Rc<RefCell<Tables>>,
     /// The outbox, for a synced log (see `sync`); `None` when the log confirms its own appends.
-    outbox: RefCell<Option<sync::Outbox>>,
+    outbox: RefCell<Option<sync::Mirror>>,
 }
 
 /// The IndexedDB database name of log `name`.
@@ -339,7 +339,7 @@ impl Log {
             on_versionchange: RefCell::new(None),
             projections,
             tables: Rc::new(RefCell::new(tables)),
-            outbox: RefCell::new(synced.then(sync::Outbox::unread)),
+            outbox: RefCell::new(synced.then(sync::Mirror::unread)),
         }));
         log.watch_versionchange();
         if synced {

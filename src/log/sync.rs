@@ -10,26 +10,19 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use logfold_core::json::{push_str, push_u64};
-use logfold_core::protocol::{BatchResult, PushResponse};
-use logfold_core::{Event, ExpectedVersion, PROTOCOL_VERSION};
+use logfold_core::protocol::PushResponse;
+use logfold_core::sync::{Outbox, Pending};
+use logfold_core::{Event, PROTOCOL_VERSION};
 
 use super::*;
 
 /// Events per outbox batch when a log used without sync moves its history to the outbox.
 const MIGRATE_BATCH: usize = 1000;
 
-/// One appended batch waiting for the server: its events with provisional `seq`s and versions.
-pub(super) struct Pending {
-    batch: u64,
-    events: Vec<Event>,
-    expected: BTreeMap<String, ExpectedVersion>,
-}
-
 /// A tab's copy of the `outbox` store, and how much of it the tables show.
 #[derive(Default)]
-pub(super) struct Outbox {
-    batches: Vec<Pending>,
+pub(super) struct Mirror {
+    outbox: Outbox,
     /// The `meta.outboxRev` the copy reflects (`u64::MAX`: unknown, read again).
     rev: u64,
     /// Outbox events folded into the tables' overlay, from the front.
@@ -45,85 +38,27 @@ pub(super) struct Outbox {
     tip: HashMap<String, u64>,
 }
 
-impl Outbox {
-    /// An outbox not read yet.
+impl Mirror {
+    /// A copy not read yet.
     pub(super) fn unread() -> Self {
-        Outbox {
+        Mirror {
             rev: u64::MAX,
-            ..Outbox::default()
+            ..Mirror::default()
         }
     }
 
-    fn len(&self) -> usize {
-        self.batches.iter().map(|b| b.events.len()).sum()
+    /// After the outbox changed other than at its end: stamps and overlay are stale.
+    fn reshaped(&mut self) {
+        self.shown_valid = false;
+        self.stamped = None;
     }
-
-    fn events(&self) -> impl Iterator<Item = &Event> {
-        self.batches.iter().flat_map(|b| b.events.iter())
-    }
-
-    fn streams(&self) -> HashSet<&str> {
-        self.events().map(|e| e.stream.as_str()).collect()
-    }
-
-    /// Gives the events `seq`s after `head` and versions after the confirmed ones, in order;
-    /// returns the versions of confirmed ⊕ outbox.
-    fn restamp(&mut self, head: u64, mut versions: HashMap<String, u64>) -> HashMap<String, u64> {
-        let mut seq = head;
-        for e in self.batches.iter_mut().flat_map(|b| b.events.iter_mut()) {
-            seq += 1;
-            e.seq = seq;
-            let v = versions.entry(e.stream.clone()).or_insert(0);
-            *v += 1;
-            e.version = *v;
-            e.offset = None;
-        }
-        versions
-    }
-}
-
-/// An outbox record: the expectations as JSON, then the events as a segment.
-fn encode_record(p: &Pending) -> Vec<u8> {
-    let expected = serde_json::to_string(&p.expected).unwrap_or_else(|_| "{}".into());
-    let mut w = SegmentWriter::new();
-    for e in &p.events {
-        w.push(&e.as_ref());
-    }
-    let segment = w.finish();
-    let mut out = Vec::with_capacity(4 + expected.len() + segment.len());
-    out.extend_from_slice(&(expected.len() as u32).to_le_bytes());
-    out.extend_from_slice(expected.as_bytes());
-    out.extend_from_slice(&segment);
-    out
 }
 
 fn decode_record(batch: u64, bytes: &[u8]) -> Result<Pending, Error> {
-    let damaged = |reason: String| Error::Corrupt {
+    Pending::decode(batch, bytes).map_err(|reason| Error::Corrupt {
         from: 0,
         to: 0,
         reason: format!("outbox batch {batch}: {reason}"),
-    };
-    let (len, rest) = bytes
-        .split_first_chunk::<4>()
-        .ok_or_else(|| damaged("too short".into()))?;
-    let len = u32::from_le_bytes(*len) as usize;
-    if rest.len() < len {
-        return Err(damaged("too short".into()));
-    }
-    let expected =
-        serde_json::from_slice(&rest[..len]).map_err(|e| damaged(format!("expectations: {e}")))?;
-    let mut scratch = Vec::new();
-    let seg = Segment::parse_in(&rest[len..], &mut scratch).map_err(|e| damaged(e.to_string()))?;
-    let events = seg
-        .decode()
-        .map_err(|e| damaged(e.to_string()))?
-        .iter()
-        .map(EventRef::to_owned)
-        .collect();
-    Ok(Pending {
-        batch,
-        events,
-        expected,
     })
 }
 
@@ -211,7 +146,7 @@ pub(super) async fn prepare(
             expected: BTreeMap::new(),
         };
         outbox
-            .put_with_key(&bytes_value(&encode_record(&p)), &key(p.batch))
+            .put_with_key(&bytes_value(&p.encode()), &key(p.batch))
             .map_err(storage)?;
         *next += 1;
         Ok(())
@@ -259,7 +194,7 @@ impl Log {
             .outbox
             .borrow()
             .as_ref()
-            .map_or(0, |o| o.len() as u64)
+            .map_or(0, |o| o.outbox.len() as u64)
     }
 
     /// Reads the outbox again if another tab changed it; returns whether it did.
@@ -284,11 +219,10 @@ impl Log {
             batches.push(decode_record(as_u64(&k), &Uint8Array::new(&v).to_vec())?);
         }
         let mut outbox = self.0.outbox.borrow_mut();
-        let o = outbox.get_or_insert_with(Outbox::default);
-        o.batches = batches;
+        let o = outbox.get_or_insert_with(Mirror::default);
+        o.outbox.batches = batches;
         o.rev = rev;
-        o.shown_valid = false;
-        o.stamped = None;
+        o.reshaped();
         Ok(true)
     }
 
@@ -296,8 +230,7 @@ impl Log {
     fn outbox_unknown(&self) {
         if let Some(o) = self.0.outbox.borrow_mut().as_mut() {
             o.rev = u64::MAX;
-            o.shown_valid = false;
-            o.stamped = None;
+            o.reshaped();
         }
     }
 
@@ -317,7 +250,7 @@ impl Log {
                 let names = also.iter().filter(|s| !o.tip.contains_key(**s));
                 (true, names.map(|s| (*s).to_owned()).collect())
             } else {
-                let names = o.streams().into_iter().chain(also.iter().copied());
+                let names = o.outbox.streams().into_iter().chain(also.iter().copied());
                 (false, names.map(str::to_owned).collect())
             }
         };
@@ -328,7 +261,7 @@ impl Log {
         let mut outbox = self.0.outbox.borrow_mut();
         let o = outbox.as_mut().expect("synced");
         if !fresh {
-            o.tip = o.restamp(head, versions.clone());
+            o.tip = o.outbox.restamp(head, versions.clone());
             o.stamped = Some(head);
         }
         for s in also {
@@ -389,7 +322,7 @@ impl Log {
                         expected: b.expected.iter().cloned().collect(),
                     };
                     store
-                        .put_with_key(&bytes_value(&encode_record(&p)), &key(next))
+                        .put_with_key(&bytes_value(&p.encode()), &key(next))
                         .map_err(storage)?;
                     next += 1;
                     added.push(p);
@@ -409,7 +342,7 @@ impl Log {
             }
             let mut outbox = inner.outbox.borrow_mut();
             let o = outbox.as_mut().expect("synced");
-            o.batches.extend(added);
+            o.outbox.batches.extend(added);
             o.rev = rev + 1;
             for name in &names {
                 if let Some(v) = versions.get(*name) {
@@ -464,7 +397,7 @@ impl Log {
             o.shown = 0;
             o.lag = 0;
             o.shown_valid = true;
-            if in_overlay || o.len() > 0 {
+            if in_overlay || !o.outbox.is_empty() {
                 let mut s = inner.stats.get();
                 s.overlay_rebuilds += 1;
                 inner.stats.set(s);
@@ -475,7 +408,7 @@ impl Log {
             let outbox = inner.outbox.borrow();
             let o = outbox.as_ref().expect("synced");
             let mut tables = inner.tables.borrow_mut();
-            let new: Vec<&Event> = o.events().skip(o.shown).collect();
+            let new: Vec<&Event> = o.outbox.events().skip(o.shown).collect();
             if !new.is_empty() {
                 tables.begin_overlay();
             }
@@ -495,7 +428,7 @@ impl Log {
             let o = outbox.as_mut().expect("synced");
             o.shown += folded;
             // Everything the overlay holds is confirmed: it becomes the base.
-            let settled = o.lag > 0 && o.len() == 0;
+            let settled = o.lag > 0 && o.outbox.is_empty();
             if settled {
                 o.lag = 0;
             }
@@ -567,6 +500,11 @@ impl Log {
 
     /// What other tabs did: their outbox appends, and the leader's pulls and push answers.
     pub(super) async fn catch_up_synced(&self) -> Result<u64, Error> {
+        // Under the writer: the tables must not be rebased by a commit or a pull meanwhile.
+        self.exclusive(self.catch_up_synced_now()).await
+    }
+
+    async fn catch_up_synced_now(&self) -> Result<u64, Error> {
         let tx = idb::transaction(
             &self.0.db,
             &["segments", "streams", "meta", "outbox"],
@@ -610,7 +548,7 @@ impl Log {
             .await?;
         let outbox = self.0.outbox.borrow();
         let mut last = after;
-        for e in outbox.as_ref().expect("synced").events() {
+        for e in outbox.as_ref().expect("synced").outbox.events() {
             if e.seq <= after || e.seq > upto {
                 continue;
             }
@@ -724,55 +662,13 @@ impl Log {
         let Some(o) = outbox.as_ref() else {
             return Ok(None);
         };
-        // Written by hand: the data is JSON checked at append, copied as it is.
-        let mut body = String::from("{\"protocol\":");
-        push_u64(&mut body, u64::from(PROTOCOL_VERSION));
-        body.push_str(",\"batches\":[");
-        let mut numbers = Vec::new();
-        for p in o.batches.iter().filter(|p| p.batch > acked) {
-            let bytes: usize = p.events.iter().map(|e| e.data.len() + 200).sum();
-            if !numbers.is_empty() && body.len() + bytes > max_bytes {
-                break;
-            }
-            if !numbers.is_empty() {
-                body.push(',');
-            }
-            numbers.push(p.batch);
-            body.push_str("{\"client\":");
-            push_str(&mut body, &self.0.client_id);
-            body.push_str(",\"epoch\":");
-            push_u64(&mut body, epoch);
-            body.push_str(",\"batch\":");
-            push_u64(&mut body, p.batch);
-            body.push_str(",\"expected\":");
-            body.push_str(&serde_json::to_string(&p.expected).unwrap_or_else(|_| "{}".into()));
-            body.push_str(",\"events\":[");
-            for (i, e) in p.events.iter().enumerate() {
-                if i > 0 {
-                    body.push(',');
-                }
-                body.push_str("{\"id\":\"");
-                e.id.write_to(&mut body);
-                body.push_str("\",\"stream\":");
-                push_str(&mut body, &e.stream);
-                body.push_str(",\"type\":");
-                push_str(&mut body, &e.event_type);
-                body.push_str(",\"data\":");
-                body.push_str(&e.data);
-                body.push_str(",\"meta\":");
-                body.push_str(e.meta.as_deref().unwrap_or("null"));
-                body.push_str(",\"time\":");
-                push_u64(&mut body, e.time);
-                body.push_str(",\"version\":");
-                push_u64(&mut body, e.version);
-                body.push('}');
-            }
-            body.push_str("]}");
-        }
+        let mut body = String::new();
+        let numbers = o
+            .outbox
+            .write_push(&mut body, &self.0.client_id, epoch, acked, max_bytes);
         if numbers.is_empty() {
             return Ok(None);
         }
-        body.push_str("]}");
         Ok(Some((body, numbers)))
     }
 
@@ -804,50 +700,15 @@ impl Log {
             .await?;
         // Accepted right after the confirmed head: the server holds exactly these events there,
         // so they are confirmed now instead of pulled back. The pull skips them later.
-        let events = self.accepted_after_head(numbers, &results);
+        let events = self.0.outbox.borrow().as_ref().map_or_else(Vec::new, |o| {
+            o.outbox
+                .accepted_after_head(self.0.head.get(), numbers, &results)
+        });
         if !pushed.fenced && !events.is_empty() {
             // Best effort: a failure leaves them to the pull.
             let _ = self.exclusive(self.apply_pull_now(epoch, events)).await;
         }
         Ok(pushed)
-    }
-
-    /// The events of acknowledged batches whose offsets continue the confirmed head without a
-    /// gap, as the server stored them.
-    fn accepted_after_head(&self, numbers: &[u64], results: &[BatchResult]) -> Vec<Event> {
-        let mut next = self.0.head.get() + 1;
-        let mut out = Vec::new();
-        let outbox = self.0.outbox.borrow();
-        let Some(o) = outbox.as_ref() else {
-            return out;
-        };
-        for (n, result) in numbers.iter().zip(results) {
-            let (BatchResult::Accepted { offsets, versions }
-            | BatchResult::Duplicate { offsets, versions }) = result
-            else {
-                break;
-            };
-            let Some(p) = o.batches.iter().find(|p| p.batch == *n) else {
-                break;
-            };
-            if p.events.len() != offsets.len() || versions.len() != offsets.len() {
-                break;
-            }
-            let whole = out.len();
-            for ((e, offset), version) in p.events.iter().zip(offsets).zip(versions) {
-                if *offset != next {
-                    out.truncate(whole);
-                    return out;
-                }
-                let mut e = e.clone();
-                e.seq = *offset;
-                e.offset = Some(*offset);
-                e.version = *version;
-                out.push(e);
-                next += 1;
-            }
-        }
-        out
     }
 
     async fn apply_push_now(
@@ -869,67 +730,46 @@ impl Log {
         let store = tx.object_store("outbox").map_err(storage)?;
         let rejections = tx.object_store("rejections").map_err(storage)?;
         self.check_epoch(&meta, epoch).await?;
-        let mut acked = as_u64(&get(&meta, "ackedThrough").await?);
+        let acked = as_u64(&get(&meta, "ackedThrough").await?);
         self.refresh_outbox(&meta, &store).await?;
-        let mut out = Pushed {
-            acknowledged: Vec::new(),
-            rejected: Vec::new(),
-            fenced: false,
-        };
-        let mut gone = Vec::new();
-        {
-            let outbox = inner.outbox.borrow();
-            let o = outbox.as_ref().expect("synced");
-            for (n, result) in numbers.iter().zip(&response.results) {
-                let Some(p) = o.batches.iter().find(|p| p.batch == *n) else {
-                    continue; // confirmed or rejected meanwhile: a stale answer
-                };
-                match result {
-                    BatchResult::Accepted { .. } | BatchResult::Duplicate { .. } => {
-                        acked = acked.max(*n);
-                        out.acknowledged.push(*n);
-                    }
-                    BatchResult::Rejected { reason, .. }
-                        if *reason == logfold_core::protocol::RejectReason::StaleEpoch =>
-                    {
-                        out.fenced = true;
-                        break;
-                    }
-                    BatchResult::Rejected {
-                        reason,
-                        message,
-                        details,
-                    } => {
-                        if *n <= acked {
-                            continue; // the server has it after all (a late answer)
-                        }
-                        let record = rejection_json(p, reason, message, details);
-                        rejections
-                            .put_with_key(&record.as_str().into(), &key(*n))
-                            .map_err(storage)?;
-                        store.delete(&key(*n)).map_err(storage)?;
-                        out.rejected.push(record);
-                        gone.push(*n);
-                    }
-                }
+        let answer = {
+            let mut outbox = inner.outbox.borrow_mut();
+            let o = outbox.as_mut().expect("synced");
+            let answer = o.outbox.answer(acked, numbers, &response.results);
+            if !answer.rejected.is_empty() {
+                o.reshaped();
             }
+            answer
+        };
+        let time = js_sys::Date::now() as u64;
+        let mut out = Pushed {
+            acknowledged: answer.acknowledged,
+            rejected: Vec::new(),
+            fenced: answer.fenced,
+        };
+        for r in &answer.rejected {
+            let n = r.pending.batch;
+            let record = r.to_json(time);
+            rejections
+                .put_with_key(&record.as_str().into(), &key(n))
+                .map_err(storage)?;
+            store.delete(&key(n)).map_err(storage)?;
+            out.rejected.push(record);
         }
+        let acked = answer.acked_through;
+        let gone = !answer.rejected.is_empty();
         put(&meta, "ackedThrough", acked)?;
         let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-        if !gone.is_empty() {
+        if gone {
             put(&meta, "outboxRev", rev + 1)?;
         }
         if let Err(e) = done.await {
             self.outbox_unknown();
             return Err(self.closed_or(e));
         }
-        if !gone.is_empty() {
-            {
-                let mut outbox = inner.outbox.borrow_mut();
-                let o = outbox.as_mut().expect("synced");
-                o.batches.retain(|p| !gone.contains(&p.batch));
+        if gone {
+            if let Some(o) = inner.outbox.borrow_mut().as_mut() {
                 o.rev = rev + 1;
-                o.shown_valid = false;
             }
             // The rejected events leave the tables; later outbox events are restamped.
             let tx = idb::transaction(
@@ -1025,42 +865,27 @@ impl Log {
 
         // Our own events come back in batch order: drop them from the outbox. When they are all
         // ours and the outbox's front, as shown, the tables already show them (`lag`).
-        let ids: HashSet<logfold_core::EventId> = events.iter().map(|e| e.id).collect();
-        let (front, ours, changed) = {
-            let outbox = inner.outbox.borrow();
-            let o = outbox.as_ref().expect("synced");
-            let front = o.shown_valid
-                && o.shown >= events.len()
-                && o.events().zip(&events).all(|(a, b)| a.id == b.id);
-            let mut ours = 0u64;
-            let mut changed = Vec::new();
-            for p in &o.batches {
-                let left = p.events.iter().filter(|e| !ids.contains(&e.id)).count();
-                if left < p.events.len() {
-                    ours += (p.events.len() - left) as u64;
-                    changed.push((p.batch, left));
-                }
-            }
-            (front, ours, changed)
-        };
-        let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-        if !changed.is_empty() {
+        let (confirmation, front) = {
             let mut outbox = inner.outbox.borrow_mut();
             let o = outbox.as_mut().expect("synced");
-            for (n, left) in &changed {
-                let p = o.batches.iter_mut().find(|p| p.batch == *n).expect("found");
-                p.events.retain(|e| !ids.contains(&e.id));
-                if *left == 0 {
-                    store.delete(&key(*n)).map_err(storage)?;
-                } else {
-                    store
-                        .put_with_key(&bytes_value(&encode_record(p)), &key(*n))
-                        .map_err(storage)?;
+            let c = o.outbox.confirm(&events, o.shown);
+            let front = c.front && o.shown_valid;
+            (c, front)
+        };
+        let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
+        if !confirmation.changed.is_empty() {
+            let outbox = inner.outbox.borrow();
+            let o = outbox.as_ref().expect("synced");
+            for n in &confirmation.changed {
+                match o.outbox.batch(*n) {
+                    Some(p) => store.put_with_key(&bytes_value(&p.encode()), &key(*n)),
+                    None => store.delete(&key(*n)),
                 }
+                .map_err(storage)?;
             }
-            o.batches.retain(|p| !p.events.is_empty());
             put(&meta, "outboxRev", rev + 1)?;
         }
+        let ours = confirmation.ours;
         // The version cache must be at `head` before it takes the pulled events' versions.
         self.versions_through(&segments, head).await?;
         if let Err(e) = done.await {
@@ -1068,7 +893,7 @@ impl Log {
             return Err(self.closed_or(e));
         }
         if let Some(o) = inner.outbox.borrow_mut().as_mut() {
-            if !changed.is_empty() {
+            if !confirmation.changed.is_empty() {
                 o.rev = rev + 1;
             }
             if front {
@@ -1077,8 +902,7 @@ impl Log {
                 o.lag += events.len() as u64;
                 o.stamped = (o.stamped == Some(head)).then_some(last);
             } else {
-                o.shown_valid = false;
-                o.stamped = None;
+                o.reshaped();
             }
         }
         let mut latest: HashMap<&str, u64> = HashMap::new();
@@ -1155,36 +979,4 @@ impl Log {
         done.await.map_err(|e| self.closed_or(e))?;
         Ok(found)
     }
-}
-
-/// A rejection record as JS sees it: `{ id, batch, reason, message, details, currentVersion,
-/// time, events }`, the events as they were last shown.
-fn rejection_json(
-    p: &Pending,
-    reason: &logfold_core::protocol::RejectReason,
-    message: &str,
-    details: &serde_json::Value,
-) -> String {
-    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"unknown\"".into());
-    let current = details
-        .get("actual")
-        .filter(|v| v.is_number())
-        .map_or_else(|| "null".to_owned(), |v| v.to_string());
-    let mut out = format!(
-        "{{\"id\":{n},\"batch\":{n},\"reason\":{reason},\"message\":",
-        n = p.batch
-    );
-    logfold_core::json::push_str(&mut out, message);
-    out.push_str(&format!(
-        ",\"details\":{details},\"currentVersion\":{current},\"time\":{},\"events\":[",
-        js_sys::Date::now() as u64
-    ));
-    for (i, e) in p.events.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        logfold_core::json::write_event(&mut out, &e.as_ref());
-    }
-    out.push_str("]}");
-    out
 }

@@ -51,9 +51,11 @@
 //! is re-applied, never the whole log. Its [`ViewStats`] say which happened.
 
 mod client;
+pub mod outbox;
 mod view;
 
 pub use client::{
     Client, ClientParts, ClientStats, OutboxBatch, PullOutcome, PushOutcome, Rejection, SyncError,
 };
+pub use outbox::{Answer, Confirmation, Outbox, Pending, Rejected};
 pub use view::{Refresh, SyncedProjection, ViewStats};
