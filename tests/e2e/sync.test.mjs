@@ -1,0 +1,920 @@
+// Browser sync end to end (issue #5): real Chromium pages, served by the harness's static server
+// (so a page still loads while the sync server is down), syncing with the real `logfold-server`
+// binary over SQLite (sync-server.mjs). Two devices are two Chromium launches on their own
+// profiles; two tabs of one device are two pages of one launch. Every wait is generous and no
+// test asserts a speed: they assert what the logs, tables, statuses and the server hold.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, profileDir, launch, ev, ready, sleep, rand, pkgBuilt } from "./harness.mjs";
+import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
+
+const PAGE_PORT = 47320;
+// A sync server port per test (47321–47329; the last test reuses the first: the server binds
+// with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
+const opts = { timeout: 300_000 };
+
+let pages;
+before(async () => {
+  assert.ok(pkgBuilt(), "pkg/ is not built: npm run build");
+  assert.ok(serverBuilt(), `no server binary at ${SERVER_BIN}: cargo build --profile server -p logfold-server`);
+  pages = await startServer(PAGE_PORT);
+});
+after(async () => {
+  await pages?.close();
+});
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+/**
+ * Installed in each page (again after a reload): opens synced logs and reports what a tab sees.
+ * Kinds of projections: "ledger" (the bank ledger of page.js) and "notes" (a title per stream).
+ */
+function installHelpers() {
+  if (window.S) return true;
+  const notes = () => ({
+    notes: {
+      key: "stream",
+      on: {
+        Created: { set: { title: "data.title", edits: 0 } },
+        Edited: { set: { title: "data.title" }, count: "edits" },
+      },
+    },
+  });
+  const json = (v) => (v === undefined ? null : JSON.parse(JSON.stringify(v)));
+  const S = (window.S = {
+    logs: {},
+    kinds: {},
+    heard: {}, // what onRejected was called with, per log name
+    statuses: {}, // what log.sync.subscribe delivered, per log name
+    changes: {}, // what log.subscribe delivered for the table (accounts or notes), per log name
+    tokens: [], // getToken returns tokens[min(calls, length - 1)]
+    tokenCalls: 0,
+    uncaught: [],
+    ticks: 0, // a 100 ms timer: it stops when the page is frozen
+    async open(name, { url, log, kind = "ledger", auth = null, live } = {}) {
+      const heard = (S.heard[name] ??= []);
+      const sync = { url, log, onRejected: (r) => heard.push(json(r)) };
+      if (auth) {
+        S.tokens = auth;
+        sync.getToken = async () => S.tokens[Math.min(S.tokenCalls++, S.tokens.length - 1)];
+      }
+      if (live !== undefined) sync.live = live;
+      const projections = kind === "notes" ? notes() : T.ledger();
+      S.logs[name] = await window.Logfold.open({ name, projections, sync });
+      S.kinds[name] = kind;
+      const statuses = (S.statuses[name] = []);
+      S.logs[name].sync.subscribe((st) => statuses.push(json(st)));
+      const changes = (S.changes[name] = []);
+      S.logs[name].subscribe(kind === "notes" ? "notes" : "accounts", (c) => changes.push(json(c)));
+      return S.status(name);
+    },
+    status(name) {
+      return json(S.logs[name].sync.status);
+    },
+    tables(name) {
+      const log = S.logs[name];
+      if (S.kinds[name] === "ledger") return T.tables(log);
+      const notes = {};
+      for (const { key, row } of log.table("notes").scan()) notes[key] = row;
+      return { notes };
+    },
+    /** The log as read() gives it, the tables, the status, the rejections, what onRejected heard. */
+    async view(name) {
+      const log = S.logs[name];
+      return {
+        events: json(await T.readAll(log)),
+        tables: S.tables(name),
+        status: S.status(name),
+        rejections: json(await log.rejections()),
+        heard: S.heard[name] ?? [],
+        clientId: log.clientId,
+        stats: json(log.stats()),
+      };
+    },
+    /** Appends `events` in batches of `size`; resolves to the stored events. */
+    async appendAll(name, events, size = 100, pauseMs = 0) {
+      const out = [];
+      for (let i = 0; i < events.length; i += size) {
+        out.push(...(await S.logs[name].append(events.slice(i, i + size))));
+        if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
+      }
+      return json(out);
+    },
+  });
+  setInterval(() => S.ticks++, 100);
+  window.addEventListener("unhandledrejection", (e) => S.uncaught.push(String(e.reason?.stack ?? e.reason)));
+  window.addEventListener("error", (e) => S.uncaught.push(String(e.error?.stack ?? e.message)));
+  return true;
+}
+
+/** A tab of `device` on the test page, with the helpers installed. */
+async function tab(device) {
+  const page = await device.newPage(pages.url);
+  await ev(page, installHelpers);
+  return page;
+}
+
+async function reload(page) {
+  await page.reload();
+  await ready(page);
+  await ev(page, installHelpers);
+}
+
+/** Polls `get` until `pred` holds for its value; throws with the last value after `ms`. */
+async function until(what, get, pred = Boolean, ms = LONG, every = 250) {
+  const end = Date.now() + ms;
+  let last;
+  let err;
+  for (;;) {
+    try {
+      last = await get();
+      err = undefined;
+      if (pred(last)) return last;
+    } catch (e) {
+      err = e;
+    }
+    if (Date.now() > end) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${err ? err.stack : JSON.stringify(last)?.slice(0, 3000)}`);
+    }
+    await sleep(every);
+  }
+}
+
+const status = (page, name) => ev(page, (n) => S.status(n), name);
+const view = (page, name) => ev(page, (n) => S.view(n), name);
+const open = (page, name, cfg) => ev(page, ([n, c]) => S.open(n, c), [name, cfg]);
+const appendAll = (page, name, events, size, pauseMs) =>
+  ev(page, ([n, e, s, p]) => S.appendAll(n, e, s, p), [name, events, size, pauseMs], LONG);
+const ledgerEvents = (page, n, seed) => ev(page, ([n, s]) => T.ledgerEvents(n, s), [n, seed]);
+/** The ledger folded by the page's plain-JS model (T.model), independently of logfold. */
+const model = (page, events) => ev(page, (e) => T.model(e), events);
+const uncaught = (page) => ev(page, () => S.uncaught);
+
+/** Waits until the tab has nothing pending and has confirmed `n` events. */
+const synced = (page, name, n, ms = LONG) =>
+  until(`${name}: pending 0 and confirmed ${n}`, () => status(page, name), (s) => s.pending === 0 && s.confirmed === n, ms);
+
+/** Waits until the server log `log` holds `n` events. */
+const serverAt = (sync, log, n, token, ms = LONG) => until(`server log ${log} at head ${n}`, () => sync.head(log, token), (h) => h === n, ms);
+
+/** Checks that `events` (read()) are confirmed, dense from 1, and equal the server's, field by field. */
+function assertConfirmedLike(events, server, what) {
+  assert.equal(events.length, server.length, `${what}: as many events as the server`);
+  events.forEach((e, i) => {
+    const s = server[i];
+    assert.equal(e.seq, i + 1, `${what}: seq of event ${i}`);
+    assert.equal(e.offset, e.seq, `${what}: offset === seq for event ${i}`);
+    assert.deepEqual(
+      { id: e.id, stream: e.stream, version: e.version, type: e.type, data: e.data, meta: e.meta ?? null, time: e.time, origin: e.origin, offset: e.offset },
+      { id: s.id, stream: s.stream, version: s.version, type: s.type, data: s.data, meta: s.meta ?? null, time: s.time, origin: s.origin, offset: s.offset },
+      `${what}: event ${i} as the server has it`,
+    );
+  });
+}
+
+/** Each id once on the server, and exactly the ids that were appended. */
+function assertExactlyOnce(serverEvents, appendedIds, what) {
+  const ids = serverEvents.map((e) => e.id);
+  assert.equal(new Set(ids).size, ids.length, `${what}: an event is on the server twice`);
+  assert.deepEqual([...ids].sort(), [...appendedIds].sort(), `${what}: the server holds exactly the appended events`);
+  serverEvents.forEach((e, i) => assert.equal(e.offset, i + 1, `${what}: server offsets dense`));
+}
+
+async function withDevices(names, fn) {
+  const devices = [];
+  try {
+    for (const n of names) devices.push(await launch(await profileDir(`sync-${n}`)));
+    return await fn(...devices);
+  } finally {
+    for (const d of devices) await d.close();
+  }
+}
+
+// ---- 1. offline on two devices ---------------------------------------------------------------
+
+test("two devices append while offline, reconnect, and end with identical logs and tables equal to a plain JS fold", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.offline, corsOrigin: pages.origin });
+  const log = "offline-both";
+  try {
+    await withDevices(["a", "b"], async (a, b) => {
+      const pa = await tab(a);
+      const pb = await tab(b);
+      const cfg = { url: sync.url, log };
+      await open(pa, "ledger", cfg);
+      await open(pb, "ledger", cfg);
+      await until("each device's only tab leads its sync", async () => [await status(pa, "ledger"), await status(pb, "ledger")], (s) => s.every((x) => x.leader));
+
+      await a.context.setOffline(true);
+      await b.context.setOffline(true);
+      // A opens the accounts and moves money; B moves money on the same accounts (no Opened).
+      const evA = await ledgerEvents(pa, 600, 1);
+      const evB = (await ledgerEvents(pb, 620, 2)).slice(20);
+      const storedA = await appendAll(pa, "ledger", evA, 100);
+      const storedB = await appendAll(pb, "ledger", evB, 75);
+      assert.equal(storedA.length, 600);
+      assert.equal(storedB.length, 600);
+      assert.ok(storedA.every((e, i) => e.offset === null && e.seq === i + 1), "offline appends are pending, with provisional seqs 1..600");
+      assert.ok(storedB.every((e, i) => e.offset === null && e.seq === i + 1), "offline appends are pending, with provisional seqs 1..600");
+
+      await sleep(2000);
+      assert.equal(await sync.head(log), 0, "nothing reached the server while both were offline");
+      const offline = [];
+      for (const [p, stored] of [[pa, storedA], [pb, storedB]]) {
+        const v = await view(p, "ledger");
+        offline.push(v);
+        assert.equal(v.status.pending, 600);
+        assert.equal(v.status.confirmed, 0);
+        assert.ok(["offline", "error"].includes(v.status.state), `offline state: ${JSON.stringify(v.status)}`);
+        assert.deepEqual(v.events.map((e) => e.id), stored.map((e) => e.id), "read() shows the outbox in local order");
+        assert.ok(v.events.every((e) => e.offset === null));
+        assert.deepEqual(v.tables, await model(p, stored), "the tables show the pending events");
+      }
+
+      const [offA, offB] = offline;
+      await a.context.setOffline(false);
+      await b.context.setOffline(false);
+      await serverAt(sync, log, 1200);
+      await synced(pa, "ledger", 1200);
+      await synced(pb, "ledger", 1200);
+
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, [...storedA, ...storedB].map((e) => e.id), "after reconnecting");
+      const [va, vb] = [await view(pa, "ledger"), await view(pb, "ledger")];
+      assert.deepEqual(va.events, vb.events, "both devices read the same log (ids, seqs, offsets, versions, data)");
+      assertConfirmedLike(va.events, server, "device A");
+      assertConfirmedLike(vb.events, server, "device B");
+      assert.notEqual(va.clientId, vb.clientId);
+      const originOf = new Map(server.map((e) => [e.id, e.origin]));
+      assert.ok(storedA.every((e) => originOf.get(e.id) === va.clientId), "A's events carry A's client id");
+      assert.ok(storedB.every((e) => originOf.get(e.id) === vb.clientId), "B's events carry B's client id");
+      const want = await model(pa, server);
+      assert.deepEqual(va.tables, want, "A's tables are the fold of the server's log");
+      assert.deepEqual(vb.tables, want, "B's tables are the fold of the server's log");
+      assert.deepEqual(va.rejections, []);
+      assert.deepEqual(vb.rejections, []);
+      // Remote events fold into the base and the outbox is re-applied: never a full rebuild.
+      for (const [v, o] of [[va, offA], [vb, offB]]) {
+        assert.equal(v.stats.projectionsRebuilt, o.stats.projectionsRebuilt, `no projection rebuilt: ${JSON.stringify(v.stats)}`);
+        assert.equal(v.stats.fullRebuilds ?? 0, 0, JSON.stringify(v.stats));
+      }
+
+      // Both online now: an append on A reaches B's table through the live tail (no now()).
+      const before = vb.tables.accounts["acct-3"];
+      const dep = await ev(pa, () => S.logs.ledger.append({ stream: "acct-3", type: "Deposited", data: { account: "acct-3", amount: 4242 } }));
+      await ev(pb, () => { S.changes.ledger.length = 0; });
+      const row = await until("A's deposit in B's table", () => ev(pb, () => S.tables("ledger").accounts["acct-3"]), (r) => r && r.balance === before.balance + 4242);
+      assert.equal(row.movements, before.movements + 1);
+      const heardB = await until("B's table subscriber to hear A's deposit", () => ev(pb, () => S.changes.ledger), (c) => c.some((x) => x.changes.some((ch) => ch.key === "acct-3" && ch.row?.balance === row.balance)), 30_000);
+      assert.ok(heardB.length >= 1);
+      await synced(pb, "ledger", 1201);
+      const vb2 = await view(pb, "ledger");
+      assert.equal(vb2.events[1200].id, dep.id);
+      assert.equal(vb2.events[1200].offset, 1201);
+
+      // A fresh client of the same server log (another log name on A) pulls it all.
+      await open(pa, "fresh", cfg);
+      await synced(pa, "fresh", 1201);
+      const fresh = await view(pa, "fresh");
+      const server2 = (await sync.events(log)).events;
+      assertConfirmedLike(fresh.events, server2, "a fresh client");
+      assert.deepEqual(fresh.tables, await model(pa, server2), "a fresh client's tables");
+
+      assert.deepEqual(await uncaught(pa), []);
+      assert.deepEqual(await uncaught(pb), []);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- 2. a conflict: one accepted, the other rejected in its own context ----------------------
+
+test("two conflicting appends with the same expectedVersion: one accepted, the other reported to its device's tabs and its effect gone", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.conflict, corsOrigin: pages.origin });
+  const log = "conflict";
+  try {
+    await withDevices(["c", "d"], async (a, b) => {
+      const pa = await tab(a);
+      const pb1 = await tab(b);
+      const pb2 = await tab(b);
+      const cfg = { url: sync.url, log, kind: "notes" };
+      for (const p of [pa, pb1, pb2]) await open(p, "notes", cfg);
+
+      const created = await ev(pa, () => S.logs.notes.append({ stream: "doc-1", type: "Created", data: { title: "first" }, meta: { by: "A", tags: ["x"] } }, { expectedVersion: "none" }));
+      await serverAt(sync, log, 1);
+      for (const p of [pa, pb1, pb2]) {
+        await until("doc-1 confirmed in every tab", () => view(p, "notes"), (v) => v.events.length === 1 && v.events[0].offset === 1 && v.tables.notes["doc-1"]?.title === "first");
+      }
+
+      await a.context.setOffline(true);
+      await b.context.setOffline(true);
+      const editA = await ev(pa, () => S.logs.notes.append({ stream: "doc-1", type: "Edited", data: { title: "from A" } }, { expectedVersion: 1 }));
+      const editB = await ev(pb1, () => S.logs.notes.append({ stream: "doc-1", type: "Edited", data: { title: "from B" } }, { expectedVersion: 1 }));
+      // A batch after the conflicting one, on another stream: a rejection never blocks it.
+      const otherB = await ev(pb1, () => S.logs.notes.append({ stream: "doc-2", type: "Created", data: { title: "B's own" } }, { expectedVersion: "none" }));
+      assert.equal(editA.offset, null);
+      assert.equal(editB.offset, null);
+      assert.equal(editB.version, 2, "provisional version");
+      // B's other tab shows B's pending edit too (confirmed ⊕ outbox).
+      await until("B's pending edit in B's other tab", () => ev(pb2, () => S.tables("notes").notes["doc-1"]), (r) => r?.title === "from B", 30_000);
+
+      // A reconnects first and wins; then B reconnects and its batch is rejected.
+      await a.context.setOffline(false);
+      await serverAt(sync, log, 2);
+      await synced(pa, "notes", 2);
+      await ev(pb2, () => { S.changes.notes.length = 0; });
+      await b.context.setOffline(false);
+      await until("B's rejection", () => view(pb1, "notes"), (v) => v.status.pending === 0 && v.rejections.length === 1 && v.heard.length === 1);
+      await until("onRejected in B's other tab", () => ev(pb2, () => S.heard.notes), (h) => h.length === 1, 30_000);
+      await synced(pb1, "notes", 3);
+      await synced(pb2, "notes", 3);
+      await synced(pa, "notes", 3);
+      await sleep(1000); // nothing more arrives
+
+      const server = (await sync.events(log)).events;
+      assert.deepEqual(server.map((e) => [e.id, e.data.title]), [[created.id, "first"], [editA.id, "from A"], [otherB.id, "B's own"]], "exactly one edit accepted: A's; B's other batch too");
+      assert.deepEqual(server[0].meta, { by: "A", tags: ["x"] }, "meta reaches the server");
+
+      for (const [p, what] of [[pb1, "B tab 1"], [pb2, "B tab 2"]]) {
+        const v = await view(p, "notes");
+        assert.equal(v.heard.length, 1, `${what}: onRejected once`);
+        const r = v.heard[0];
+        assert.equal(r.reason, "conflict", `${what}: ${JSON.stringify(r)}`);
+        assert.deepEqual(r.events.map((e) => e.id), [editB.id], `${what}: the rejected event`);
+        assert.equal(r.currentVersion, 2, `${what}: the stream's version on the server`);
+        assert.equal(r.details?.stream, "doc-1", `${what}: details name the stream`);
+        assert.deepEqual(v.rejections.map((x) => x.events.map((e) => e.id)), [[editB.id]], `${what}: rejections()`);
+        assert.equal(v.rejections[0].reason, "conflict");
+        assert.equal(v.rejections[0].currentVersion, 2);
+        assert.deepEqual(v.tables.notes["doc-1"], { title: "from A", edits: 1 }, `${what}: B's edit left the table`);
+        assert.deepEqual(v.tables.notes["doc-2"], { title: "B's own", edits: 0 }, `${what}: B's other batch stays`);
+        assertConfirmedLike(v.events, server, what);
+        assert.ok(!v.events.some((e) => e.id === editB.id), `${what}: the rejected event is not in the log`);
+      }
+      assert.equal(await ev(pb1, () => S.logs.notes.version("doc-1")), 2);
+      // B's other tab's table subscriber heard doc-1 go back to A's title.
+      const heard = await ev(pb2, () => S.changes.notes);
+      assert.ok(
+        heard.some((c) => c.changes.some((ch) => ch.key === "doc-1" && ch.row?.title === "from A")),
+        `a table change for the rejection: ${JSON.stringify(heard)}`,
+      );
+      const va = await view(pa, "notes");
+      assert.deepEqual(va.heard, [], "A heard of no rejection");
+      assert.deepEqual(va.rejections, []);
+      assert.deepEqual(va.tables.notes["doc-1"], { title: "from A", edits: 1 });
+      assert.deepEqual(va.tables.notes["doc-2"], { title: "B's own", edits: 0 });
+
+      // The rejection is kept across a reload, until dismissed (in any tab).
+      await reload(pb2);
+      await open(pb2, "notes", cfg);
+      const kept = await view(pb2, "notes");
+      assert.deepEqual(kept.rejections.map((x) => x.events.map((e) => e.id)), [[editB.id]], "the rejection survives a reload");
+      assert.deepEqual(kept.tables.notes["doc-1"], { title: "from A", edits: 1 });
+      await ev(pb1, async (id) => S.logs.notes.dismissRejection(id), kept.rejections[0].id);
+      assert.deepEqual(await ev(pb1, async () => S.logs.notes.rejections()), []);
+      assert.deepEqual(await ev(pb2, async () => S.logs.notes.rejections()), [], "dismissed for every tab");
+
+      // B can go on from the server's version, and A sees it.
+      const again = await ev(pb1, () => S.logs.notes.append({ stream: "doc-1", type: "Edited", data: { title: "B again" } }, { expectedVersion: 2 }));
+      await serverAt(sync, log, 4);
+      await until("B's new edit on A", () => ev(pa, () => S.tables("notes").notes["doc-1"]), (r) => r?.title === "B again" && r.edits === 2);
+      assert.equal((await sync.events(log)).events[3].id, again.id);
+      for (const p of [pa, pb1, pb2]) assert.deepEqual(await uncaught(p), []);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- 3. the server SIGKILLed mid-sync -------------------------------------------------------
+
+test("the sync server SIGKILLed mid-sync and restarted: every event on the server exactly once, nothing lost", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.crash, corsOrigin: pages.origin });
+  const log = "crash";
+  const total = 5000;
+  try {
+    await withDevices(["crash"], async (dev) => {
+      const p = await tab(dev);
+      await open(p, "ledger", { url: sync.url, log });
+      await until("the tab leads", () => status(p, "ledger"), (s) => s.leader);
+      // Appends keep coming (250 batches of 20) while the server is killed and restarted.
+      await ev(p, (n) => {
+        S.bg = S.appendAll("ledger", T.ledgerEvents(n, 9), 20, 10);
+        return true;
+      }, total);
+      const kills = [];
+      let last = 0;
+      for (let k = 0; k < 3; k++) {
+        let head;
+        try {
+          head = await until("the device pushing part of its events", () => sync.head(log), (h) => h > last, 60_000, 20);
+        } catch {
+          break; // no progress since the last restart: enough kills
+        }
+        if (head >= total) break;
+        await sync.kill();
+        kills.push(head);
+        await sleep(rand(200, 1500));
+        await sync.restart();
+        last = head;
+      }
+      assert.ok(kills.some((h) => h > 0 && h < total), `the server was killed while the device was mid-sync: heads at kills ${kills}`);
+
+      const stored = await ev(p, () => S.bg, undefined, LONG * 2);
+      assert.equal(stored.length, total, "every append succeeded locally");
+      await serverAt(sync, log, total, undefined, LONG * 2);
+      await synced(p, "ledger", total);
+      await sleep(1000);
+
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, stored.map((e) => e.id), "after the kills");
+      const v = await view(p, "ledger");
+      assertConfirmedLike(v.events, server, "the device");
+      assert.deepEqual(v.tables, await model(p, server), "tables are the fold of the server's log");
+      assert.deepEqual(v.rejections, [], "no batch was rejected");
+      // Local order survives: one device, so the server keeps its order.
+      assert.deepEqual(server.map((e) => e.id), stored.map((e) => e.id), "the server has the device's events in append order");
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- 4. a reload while the server is down ---------------------------------------------------
+
+test("a page reloaded while the sync server is down shows its pending events and pushes them when the server is back", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.reload, corsOrigin: pages.origin });
+  const log = "reload";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["reload"], async (dev) => {
+      const p = await tab(dev);
+      await open(p, "ledger", cfg);
+      const events = await ledgerEvents(p, 8, 4);
+      const first = await appendAll(p, "ledger", events.slice(0, 3), 3);
+      await serverAt(sync, log, 3);
+      await synced(p, "ledger", 3);
+
+      await sync.kill();
+      const pending = await appendAll(p, "ledger", events.slice(3), 1);
+      assert.ok(pending.every((e) => e.offset === null));
+      await reload(p); // the page is served by the static server, which is still up
+      await open(p, "ledger", cfg);
+
+      const v = await view(p, "ledger");
+      assert.equal(v.events.length, 8);
+      assert.deepEqual(v.events.map((e) => e.id), [...first, ...pending].map((e) => e.id), "the confirmed log, then the outbox in order");
+      assert.deepEqual(v.events.map((e) => e.offset), [1, 2, 3, null, null, null, null, null]);
+      assert.deepEqual(v.events.map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8]);
+      assert.equal(v.status.pending, 5);
+      assert.equal(v.status.confirmed, 3);
+      const iterated = await ev(p, async () => { const out = []; for await (const e of S.logs.ledger.events({ after: 0 })) out.push([e.id, e.offset]); return out; });
+      assert.deepEqual(iterated, v.events.map((e) => [e.id, e.offset]), "events() gives what read() gives");
+      assert.deepEqual(v.tables, await model(p, events), "the tables show the pending events after the reload");
+      const down = await until("the tab to notice the server is down", () => status(p, "ledger"), (s) => s.lastError?.code === "NETWORK" || ["offline", "error"].includes(s.state), 60_000);
+      assert.equal(down.pending, 5, JSON.stringify(down));
+      assert.notEqual(down.state, "online", JSON.stringify(down));
+
+      await sync.restart();
+      await serverAt(sync, log, 8);
+      await synced(p, "ledger", 8);
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, [...first, ...pending].map((e) => e.id), "after the restart");
+      const after = await view(p, "ledger");
+      assertConfirmedLike(after.events, server, "the reloaded tab");
+      assert.deepEqual(after.tables, await model(p, server));
+      assert.notEqual(after.status.state, "error", JSON.stringify(after.status));
+      // log.sync.subscribe heard the outbox drain.
+      const heard = await ev(p, () => S.statuses.ledger);
+      assert.ok(heard.some((x) => x.pending === 5), `a status with the 5 pending: ${JSON.stringify(heard).slice(0, 2000)}`);
+      assert.deepEqual([heard.at(-1).pending, heard.at(-1).confirmed], [0, 8]);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- 5. a frozen leader ---------------------------------------------------------------------
+
+/**
+ * Freezes a tab with the DevTools protocol's `Page.setWebLifecycleState`. Headless Chromium 156
+ * accepts that command for a visible page and does nothing (its timers keep running; measured
+ * here through S.ticks), so when the page is not frozen the tab is stopped instead with
+ * `Debugger.pause`: no script of it runs (timers, network callbacks, lock callbacks) while its
+ * Web Lock stays held — what a frozen leader looks like to the other tabs. Returns
+ * { mode, thaw() }.
+ */
+async function freeze(device, page) {
+  const cdp = await device.context.newCDPSession(page);
+  await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
+  const ticks = () => Promise.race([ev(page, () => S.ticks), sleep(1000).then(() => null)]);
+  const t1 = await ticks();
+  await sleep(600);
+  const t2 = await ticks();
+  let mode = "lifecycle";
+  if (t1 !== null && t2 !== null && t2 > t1) {
+    mode = "debugger";
+    await cdp.send("Debugger.enable");
+    await cdp.send("Debugger.pause");
+    // Paused at its next script (S.ticks runs every 100 ms): nothing of it runs from now.
+    await sleep(300);
+    assert.equal(await Promise.race([ev(page, () => S.ticks), sleep(1500).then(() => "stopped")]), "stopped", "the tab is stopped");
+  }
+  return {
+    mode,
+    async thaw() {
+      if (mode === "debugger") {
+        await cdp.send("Debugger.resume");
+        await cdp.send("Debugger.disable");
+      }
+      await cdp.send("Page.setWebLifecycleState", { state: "active" });
+    },
+  };
+}
+
+/** Waits until exactly one of the tabs leads; returns [leader, other, leaderStatus]. */
+async function oneLeader(t1, t2, name) {
+  const [s1, s2] = await until("exactly one leader tab", async () => [await status(t1, name), await status(t2, name)], ([x, y]) => x.leader !== y.leader, 60_000);
+  return s1.leader ? [t1, t2, s1] : [t2, t1, s2];
+}
+
+test("a frozen leader tab with pending events: the other tab takes over and syncs them; thawed, the old leader changes nothing", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.frozen, corsOrigin: pages.origin });
+  const log = "frozen";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["frozen"], async (dev) => {
+      const t1 = await tab(dev);
+      const t2 = await tab(dev);
+      await open(t1, "ledger", cfg);
+      await open(t2, "ledger", cfg);
+      const [leader, other, was] = await oneLeader(t1, t2, "ledger");
+      const events = await ledgerEvents(leader, 9, 5);
+      const ids = [];
+      ids.push(...(await appendAll(leader, "ledger", events.slice(0, 3), 3)).map((e) => e.id));
+      await serverAt(sync, log, 3);
+
+      // The server goes down: the leader's next push fails and it holds 2 pending events
+      // when it is frozen (in its backoff, with no IndexedDB transaction open).
+      await sync.kill();
+      ids.push(...(await appendAll(leader, "ledger", events.slice(3, 5), 1)).map((e) => e.id));
+      await until("the leader to see the server down", () => status(leader, "ledger"), (s) => s.lastError?.code === "NETWORK" && s.pending === 2, 60_000);
+      const frozen = await freeze(dev, leader);
+      // Appended while the leader is frozen: only a new leader can push them.
+      ids.push(...(await appendAll(other, "ledger", events.slice(5, 7), 2)).map((e) => e.id));
+      const took = await until("the other tab to take over", () => status(other, "ledger"), (s) => s.leader, LONG);
+      assert.ok(took.epoch > was.epoch, `a higher epoch: ${took.epoch} > ${was.epoch}`);
+      assert.equal(took.pending, 4, `the frozen leader's and its own pending events: ${JSON.stringify(took)}`);
+      await sync.restart();
+      await serverAt(sync, log, 7);
+      await synced(other, "ledger", 7);
+
+      await frozen.thaw();
+      const thawed = await until("the thawed tab to know it no longer leads", () => status(leader, "ledger"), (s) => !s.leader, 60_000);
+      await sleep(6000); // several heartbeats and sync rounds of the thawed tab
+      const still = await status(other, "ledger");
+      assert.equal(still.leader, true, "the new leader still leads");
+      assert.equal(still.epoch, took.epoch, "and keeps its epoch");
+      assert.equal((await status(leader, "ledger")).leader, false, `the thawed tab does not lead: ${JSON.stringify(thawed)}`);
+      assert.equal(await sync.head(log), 7, "the thawed tab pushed nothing more");
+      assertExactlyOnce((await sync.events(log)).events, ids, "after the thaw");
+
+      // The thawed tab's new events go through the new leader, once.
+      ids.push(...(await appendAll(leader, "ledger", events.slice(7), 2)).map((e) => e.id));
+      await serverAt(sync, log, 9);
+      await synced(other, "ledger", 9);
+      await synced(leader, "ledger", 9);
+      await sleep(1000);
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, ids, "at the end");
+      const [v1, v2] = [await view(leader, "ledger"), await view(other, "ledger")];
+      assertConfirmedLike(v1.events, server, "the thawed tab");
+      assertConfirmedLike(v2.events, server, "the new leader");
+      assert.deepEqual(v1.tables, await model(other, server));
+      assert.deepEqual(v2.tables, v1.tables);
+      assert.equal((await status(leader, "ledger")).leader, false);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- every tab's status ---------------------------------------------------------------------
+
+test("a tab that does not lead sees its and the leader's appends confirmed in its status and read()", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.tabsStatus, corsOrigin: pages.origin });
+  const log = "tabs-status";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["tabs-status"], async (dev) => {
+      const t1 = await tab(dev);
+      const t2 = await tab(dev);
+      await open(t1, "ledger", cfg);
+      await open(t2, "ledger", cfg);
+      const [leader, other] = await oneLeader(t1, t2, "ledger");
+      const events = await ledgerEvents(leader, 8, 61);
+      const ids = (await appendAll(leader, "ledger", events.slice(0, 2), 1)).map((e) => e.id);
+      ids.push(...(await appendAll(other, "ledger", events.slice(2, 4), 1)).map((e) => e.id));
+      await serverAt(sync, log, 4);
+      await synced(leader, "ledger", 4);
+      await synced(other, "ledger", 4, 30_000);
+      // Both tabs' appends pushed together in one request (the leader paused meanwhile).
+      await ev(leader, () => S.logs.ledger.sync.pause());
+      ids.push(...(await appendAll(leader, "ledger", events.slice(4, 6), 1)).map((e) => e.id));
+      ids.push(...(await appendAll(other, "ledger", events.slice(6), 1)).map((e) => e.id));
+      await ev(leader, () => S.logs.ledger.sync.resume());
+      await serverAt(sync, log, 8);
+      await synced(leader, "ledger", 8);
+      await synced(other, "ledger", 8, 30_000);
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, ids, "two tabs' appends");
+      const v = await view(other, "ledger");
+      assertConfirmedLike(v.events, server, "the tab that does not lead");
+      assert.deepEqual(v.tables, await model(other, server));
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- 6. the leader tab closed ---------------------------------------------------------------
+
+test("the leader tab closed: the other tab takes over and pushes what the closed one left pending", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.closed, corsOrigin: pages.origin });
+  const log = "closed";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["closed"], async (dev) => {
+      const t1 = await tab(dev);
+      const t2 = await tab(dev);
+      await open(t1, "ledger", cfg);
+      await open(t2, "ledger", cfg);
+      const [leader, other, was] = await oneLeader(t1, t2, "ledger");
+      const events = await ledgerEvents(other, 7, 6);
+      const ids = (await appendAll(leader, "ledger", events.slice(0, 2), 2)).map((e) => e.id);
+      await serverAt(sync, log, 2);
+
+      // The server goes down, the leader appends (pending) and its tab is closed.
+      await sync.kill();
+      ids.push(...(await appendAll(leader, "ledger", events.slice(2, 5), 1)).map((e) => e.id));
+      await leader.close();
+      const took = await until("the other tab to take over", () => status(other, "ledger"), (s) => s.leader, 30_000);
+      assert.ok(took.epoch > was.epoch, `a higher epoch: ${took.epoch} > ${was.epoch}`);
+      assert.equal(took.pending, 3, `the closed tab's pending events are the new leader's outbox: ${JSON.stringify(took)}`);
+
+      await sync.restart();
+      ids.push(...(await appendAll(other, "ledger", events.slice(5), 2)).map((e) => e.id));
+      await serverAt(sync, log, 7);
+      await synced(other, "ledger", 7);
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, ids, "after the take-over");
+      const v = await view(other, "ledger");
+      assertConfirmedLike(v.events, server, "the new leader");
+      assert.deepEqual(v.tables, await model(other, server));
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- auth -----------------------------------------------------------------------------------
+
+test("401: getToken is called again and the request retried; a token that stays refused surfaces UNAUTHORIZED", opts, async () => {
+  const tokens = "# e2e\nwriter-token-0001 auth401:write\nreader-token-0003 *:read\n";
+  const sync = await startSyncServer({ port: PORTS.auth401, corsOrigin: pages.origin, tokens });
+  try {
+    await withDevices(["auth401"], async (dev) => {
+      // A stale token first, then a good one.
+      const p = await tab(dev);
+      await open(p, "ok", { url: sync.url, log: "auth401", auth: ["stale-token-0000", "writer-token-0001"] });
+      const stored = await appendAll(p, "ok", await ledgerEvents(p, 4, 8), 2);
+      await serverAt(sync, "auth401", 4, "reader-token-0003");
+      await synced(p, "ok", 4);
+      const server = (await sync.events("auth401", "reader-token-0003")).events;
+      assertExactlyOnce(server, stored.map((e) => e.id), "with a refreshed token");
+      assert.ok((await sync.requestsByStatus())["401"] >= 1, "the stale token was sent and refused");
+      assert.ok((await ev(p, () => S.tokenCalls)) >= 2, "getToken was called again after the 401");
+      assertConfirmedLike((await view(p, "ok")).events, server, "the tab");
+
+      // A token the server never accepts: after the retry, UNAUTHORIZED, and nothing pushed.
+      const q = await tab(dev);
+      await open(q, "bad", { url: sync.url, log: "auth401", auth: ["wrong-token-0002"] });
+      await ev(q, () => S.logs.bad.append({ stream: "x", type: "Deposited", data: { account: "x", amount: 1 } }));
+      const s = await until("UNAUTHORIZED", () => status(q, "bad"), (x) => x.lastError?.code === "UNAUTHORIZED", 60_000);
+      assert.equal(s.state, "error", JSON.stringify(s));
+      assert.ok((await ev(q, () => S.tokenCalls)) >= 2, "getToken was called again before giving up");
+      assert.equal(s.pending >= 1, true, JSON.stringify(s));
+      assert.equal(await sync.head("auth401", "reader-token-0003"), 4, "nothing pushed with the refused token");
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+test("403: status error FORBIDDEN and sync paused (no more pushes) until resume()", opts, async () => {
+  const tokens = "reader-token-0003 forbid:read\n";
+  const sync = await startSyncServer({ port: PORTS.auth403, corsOrigin: pages.origin, tokens });
+  try {
+    await withDevices(["auth403"], async (dev) => {
+      const p = await tab(dev);
+      await open(p, "ledger", { url: sync.url, log: "forbid", auth: ["reader-token-0003"] });
+      const stored = await appendAll(p, "ledger", await ledgerEvents(p, 3, 12), 3);
+      const s = await until("FORBIDDEN", () => status(p, "ledger"), (x) => x.lastError?.code === "FORBIDDEN", 60_000);
+      assert.ok(["error", "paused"].includes(s.state), JSON.stringify(s));
+      assert.equal(s.pending, 3);
+      const refused = (await sync.requestsByStatus("push"))["403"];
+      assert.ok(refused >= 1, "the push was refused with 403");
+      await sleep(6000);
+      assert.equal((await sync.requestsByStatus("push"))["403"], refused, "paused: no more pushes");
+      const s2 = await status(p, "ledger");
+      assert.ok(["error", "paused"].includes(s2.state), JSON.stringify(s2));
+      assert.equal(s2.lastError?.code, "FORBIDDEN");
+      assert.equal(await sync.head("forbid", "reader-token-0003"), 0);
+
+      // The token is granted write access (the server restarts with the new token file):
+      // resume() pushes.
+      await sync.writeTokens("reader-token-0003 forbid:write\n");
+      await sync.restart();
+      await ev(p, () => S.logs.ledger.sync.resume());
+      await serverAt(sync, "forbid", 3, "reader-token-0003");
+      await synced(p, "ledger", 3);
+      assertExactlyOnce((await sync.events("forbid", "reader-token-0003")).events, stored.map((e) => e.id), "after resume");
+      const s3 = await status(p, "ledger");
+      assert.ok(!["error", "paused"].includes(s3.state) && s3.lastError === null, JSON.stringify(s3));
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- history written without sync ----------------------------------------------------------
+
+test("logs used without sync, then opened with it, push their history: two devices converge", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.history, corsOrigin: pages.origin });
+  const log = "history";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["hist-a", "hist-b"], async (a, b) => {
+      const pa = await tab(a);
+      const pb = await tab(b);
+      const local = (p, events) =>
+        ev(p, async (events) => {
+          const l = await Logfold.open({ name: "ledger", projections: T.ledger() });
+          const out = await l.append(events);
+          await l.close();
+          return JSON.parse(JSON.stringify(out));
+        }, events);
+      const evA = await ledgerEvents(pa, 50, 31);
+      const evB = (await ledgerEvents(pb, 60, 32)).slice(20);
+      const histA = await local(pa, evA);
+      const histB = await local(pb, evB);
+
+      // Opened with sync while offline: the history is the outbox (provisional, pending).
+      await a.context.setOffline(true);
+      await b.context.setOffline(true);
+      for (const [p, hist, n] of [[pa, histA, 50], [pb, histB, 40]]) {
+        await open(p, "ledger", cfg);
+        const v = await view(p, "ledger");
+        assert.deepEqual(v.events.map((e) => e.id), hist.map((e) => e.id), "the history, in order, with its ids");
+        assert.ok(v.events.every((e) => e.offset === null), "now pending");
+        assert.equal(v.status.pending, n);
+        assert.equal(v.stats.eventsMigrated, n);
+        assert.deepEqual(v.tables, await model(p, hist));
+      }
+      await a.context.setOffline(false);
+      await b.context.setOffline(false);
+      await serverAt(sync, log, 90);
+      await synced(pa, "ledger", 90);
+      await synced(pb, "ledger", 90);
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, [...histA, ...histB].map((e) => e.id), "the two histories");
+      const [va, vb] = [await view(pa, "ledger"), await view(pb, "ledger")];
+      assertConfirmedLike(va.events, server, "device A");
+      assertConfirmedLike(vb.events, server, "device B");
+      const want = await model(pa, server);
+      assert.deepEqual(va.tables, want);
+      assert.deepEqual(vb.tables, want);
+
+      // Reopened (with sync) after a reload: nothing is migrated or pushed again.
+      await reload(pa);
+      await open(pa, "ledger", cfg);
+      await sleep(2000);
+      const again = await view(pa, "ledger");
+      assert.equal(again.stats.eventsMigrated, 0);
+      assertConfirmedLike(again.events, server, "device A after a reload");
+      assert.equal(await sync.head(log), 90);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- pause, resume, now ---------------------------------------------------------------------
+
+test("pause() keeps appends pending and resume() pushes them; now() ends the backoff at once", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.control, corsOrigin: pages.origin });
+  const log = "control";
+  const cfg = { url: sync.url, log, live: false };
+  try {
+    await withDevices(["control"], async (dev) => {
+      const t1 = await tab(dev);
+      const t2 = await tab(dev);
+      await open(t1, "ledger", cfg);
+      await open(t2, "ledger", cfg);
+      const [leader, other] = await oneLeader(t1, t2, "ledger");
+      const events = await ledgerEvents(leader, 8, 41);
+      const ids = [];
+
+      const paused = await ev(leader, () => { S.logs.ledger.sync.pause(); return S.status("ledger"); });
+      assert.equal(paused.state, "paused");
+      ids.push(...(await appendAll(leader, "ledger", events.slice(0, 3), 1)).map((e) => e.id));
+      ids.push(...(await appendAll(other, "ledger", events.slice(3, 4), 1)).map((e) => e.id));
+      await sleep(5000);
+      assert.equal(await sync.head(log), 0, "nothing pushed while paused");
+      assert.equal((await status(leader, "ledger")).pending, 4);
+      assert.equal((await status(other, "ledger")).leader, false, "a paused leader is not replaced");
+      await ev(leader, () => S.logs.ledger.sync.resume());
+      await serverAt(sync, log, 4);
+      await synced(leader, "ledger", 4);
+      await synced(other, "ledger", 4);
+
+      // The server goes down long enough for the backoff to grow; once it is back, now()
+      // pushes in the round it waits for.
+      await sync.kill();
+      ids.push(...(await appendAll(leader, "ledger", events.slice(4, 6), 1)).map((e) => e.id));
+      await until("several failed rounds", () => status(leader, "ledger"), (s) => s.lastError?.code === "NETWORK", 60_000);
+      await sleep(8000);
+      await sync.restart();
+      const after = await ev(leader, async () => JSON.parse(JSON.stringify(await S.logs.ledger.sync.now())), undefined, LONG);
+      assert.equal(await sync.head(log), 6, `now() resolved after a round that pushed: ${JSON.stringify(after)}`);
+      assert.equal(after.pending, 0, JSON.stringify(after));
+      assert.equal(after.lastError, null, JSON.stringify(after));
+
+      // now() in the other tab asks the leader.
+      ids.push(...(await appendAll(other, "ledger", events.slice(6), 1)).map((e) => e.id));
+      await ev(other, () => S.logs.ledger.sync.now(), undefined, LONG);
+      await serverAt(sync, log, 8);
+      assertExactlyOnce((await sync.events(log)).events, ids, "at the end");
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- the browser killed mid-sync ------------------------------------------------------------
+
+test("the browser SIGKILLed mid-sync and relaunched: its outbox survives and the server gets each event once", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.browserKill, corsOrigin: pages.origin });
+  const log = "browser-kill";
+  const cfg = { url: sync.url, log };
+  const total = 3000;
+  const profile = await profileDir("sync-bkill");
+  let dev = await launch(profile);
+  try {
+    const p = await tab(dev);
+    const acked = new Set(); // ids whose append resolved, as the page reported them
+    p.on("console", (m) => {
+      const t = m.text();
+      if (t.startsWith("acked ")) for (const id of t.slice(6).split(",")) acked.add(id);
+    });
+    await open(p, "ledger", cfg);
+    await until("the tab leads", () => status(p, "ledger"), (s) => s.leader);
+    await ev(p, (n) => {
+      const events = T.ledgerEvents(n, 51);
+      (async () => {
+        for (let i = 0; i < events.length; i += 20) {
+          const stored = await S.logs.ledger.append(events.slice(i, i + 20));
+          console.log(`acked ${stored.map((e) => e.id).join(",")}`);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+      return true;
+    }, total);
+    const head = await until("the device mid-sync", () => sync.head(log), (h) => h > 0, 60_000, 20);
+    await dev.kill();
+    assert.ok(head < total, `killed mid-sync (server head ${head} of ${total})`);
+    assert.ok(acked.size > 0);
+
+    dev = await launch(await profileDir("sync-bkill", { fresh: false }));
+    const q = await tab(dev);
+    await open(q, "ledger", cfg);
+    const local = await until("the relaunched tab to push its outbox", () => view(q, "ledger"), (v) => v.status.pending === 0 && v.events.length > 0 && v.status.confirmed === v.events.length, LONG);
+    await serverAt(sync, log, local.events.length);
+    await sleep(1000);
+    const server = (await sync.events(log)).events;
+    const ids = server.map((e) => e.id);
+    assert.equal(new Set(ids).size, ids.length, "no event twice on the server");
+    const missing = [...acked].filter((id) => !ids.includes(id));
+    assert.deepEqual(missing, [], "every acknowledged append reached the server");
+    assert.ok(server.length >= head, "the server lost nothing");
+    const v = await view(q, "ledger");
+    assertConfirmedLike(v.events, server, "the relaunched device");
+    assert.deepEqual(v.tables, await model(q, server));
+    assert.deepEqual(v.rejections, []);
+  } finally {
+    await dev.close();
+    await sync.stop();
+  }
+});
