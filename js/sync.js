@@ -204,7 +204,7 @@ export class Sync {
     const name = `logfold:sync:${this.#core.name}`;
     if (!locks) {
       // No Web Locks (old browsers, some workers): every tab leads; epochs still fence them.
-      this.#becomeLeader(new Promise(() => {}));
+      this.#becomeLeader(() => {});
       return;
     }
     this.#queued?.abort();
