@@ -203,7 +203,8 @@ export class Sync {
     const locks = globalThis.navigator?.locks;
     const name = `logfold:sync:${this.#core.name}`;
     if (!locks) {
-      // No Web Locks (old browsers, some workers): every tab leads; epochs still fence them.
+      // No Web Locks (old browsers, some workers): the newest tab leads, the epoch fences the
+      // others, and they take over when its heartbeat stops.
       this.#becomeLeader(() => {});
       return;
     }
@@ -259,7 +260,8 @@ export class Sync {
     this.#release = null;
     this.#set({ leader: false });
     release?.();
-    if (!this.#closed) this.#requestLock(false);
+    // Queue for the lock again; without Web Locks, wait until the leader's heartbeat stops.
+    if (!this.#closed && globalThis.navigator?.locks) this.#requestLock(false);
   }
 
   // A tab that does not lead watches the leader's heartbeat; a stale one (a frozen tab keeps
