@@ -386,7 +386,13 @@ test("a frozen tab catches up with appends made meanwhile once it is resumed", o
     await ev(other, open);
     const cdp = await browser.context.newCDPSession(other);
     await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
+    // Headless Chromium 156 accepts that and keeps the visible page running, so its scripts are
+    // stopped too: the channel's messages wait, as a frozen tab's would.
+    await cdp.send("Debugger.enable");
+    await cdp.send("Debugger.pause");
     await ev(page, () => T.logs.frozen.append(T.ledgerEvents(300, 77)));
+    await cdp.send("Debugger.resume");
+    await cdp.send("Debugger.disable");
     await cdp.send("Page.setWebLifecycleState", { state: "active" });
     const r = await ev(other, async () => {
       await T.until(() => T.logs.frozen.head === 300, 20_000, "the frozen tab's catch-up");
