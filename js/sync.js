@@ -469,12 +469,15 @@ export class Sync {
         changed = true;
       }
     }
+    // What is confirmed is on the server: once its head is known, it is at least that.
+    const s = this.#status;
+    if (s.serverHead !== null && s.confirmed > s.serverHead) s.serverHead = s.confirmed;
     if (!changed) return;
     if (this.#leading) this.#post({ type: "sync-status", status: this.#status });
-    const s = this.status;
+    const copy = this.status;
     for (const cb of this.#subscribers) {
       try {
-        cb(s);
+        cb(copy);
       } catch (e) {
         console.error("logfold: a sync status subscriber threw:", e);
       }
