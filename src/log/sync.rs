@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use logfold_core::protocol::PushResponse;
-use logfold_core::sync::{Outbox, Pending};
+use logfold_core::sync::{Confirmation, Outbox, Pending};
 use logfold_core::{Event, PROTOCOL_VERSION};
 
 use super::*;
@@ -304,38 +304,49 @@ impl Log {
         let time = js_sys::Date::now() as u64;
         let mut added = Vec::new();
         let mut results = Vec::with_capacity(batches.len());
-        for b in batches {
-            let placed = {
-                let mut ids = inner.ids.borrow_mut();
-                place(b, &mut seq, &mut versions, &mut ids, time)
-            };
-            match placed {
-                Ok(events) => {
-                    let p = Pending {
-                        batch: next,
-                        events: b
-                            .events
-                            .iter()
-                            .zip(&events)
-                            .map(|(e, p)| e.placed(p, time, &inner.client_id).to_owned())
-                            .collect(),
-                        expected: b.expected.iter().cloned().collect(),
-                    };
-                    store
-                        .put_with_key(&bytes_value(&p.encode()), &key(next))
-                        .map_err(storage)?;
-                    next += 1;
-                    added.push(p);
-                    results.push(Ok(Appended { time, events }));
+        // A failed write aborts the transaction: no batch of the group half-written.
+        let mut writes = || -> Result<(), Error> {
+            for b in batches {
+                let placed = {
+                    let mut ids = inner.ids.borrow_mut();
+                    place(b, &mut seq, &mut versions, &mut ids, time)
+                };
+                match placed {
+                    Ok(events) => {
+                        let p = Pending {
+                            batch: next,
+                            events: b
+                                .events
+                                .iter()
+                                .zip(&events)
+                                .map(|(e, p)| e.placed(p, time, &inner.client_id).to_owned())
+                                .collect(),
+                            expected: b.expected.iter().cloned().collect(),
+                        };
+                        store
+                            .put_with_key(&bytes_value(&p.encode()), &key(next))
+                            .map_err(storage)?;
+                        next += 1;
+                        added.push(p);
+                        results.push(Ok(Appended { time, events }));
+                    }
+                    Err(c) => results.push(Err(Error::Conflict(c))),
                 }
-                Err(c) => results.push(Err(Error::Conflict(c))),
             }
+            if !added.is_empty() {
+                let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
+                put(&meta, "nextBatch", next)?;
+                put(&meta, "outboxRev", rev + 1)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = writes() {
+            let _ = tx.abort();
+            return Err(e);
         }
         let count: u64 = added.iter().map(|p| p.events.len() as u64).sum();
         if !added.is_empty() {
             let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-            put(&meta, "nextBatch", next)?;
-            put(&meta, "outboxRev", rev + 1)?;
             if let Err(e) = done.await {
                 self.outbox_unknown();
                 return Err(self.closed_or(e));
@@ -747,21 +758,29 @@ impl Log {
             rejected: Vec::new(),
             fenced: answer.fenced,
         };
-        for r in &answer.rejected {
-            let n = r.pending.batch;
-            let record = r.to_json(time);
-            rejections
-                .put_with_key(&record.as_str().into(), &key(n))
-                .map_err(storage)?;
-            store.delete(&key(n)).map_err(storage)?;
-            out.rejected.push(record);
-        }
-        let acked = answer.acked_through;
         let gone = !answer.rejected.is_empty();
-        put(&meta, "ackedThrough", acked)?;
         let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-        if gone {
-            put(&meta, "outboxRev", rev + 1)?;
+        // A failed write aborts the transaction, and the copy is read again.
+        let mut writes = || -> Result<(), Error> {
+            for r in &answer.rejected {
+                let n = r.pending.batch;
+                let record = r.to_json(time);
+                rejections
+                    .put_with_key(&record.as_str().into(), &key(n))
+                    .map_err(storage)?;
+                store.delete(&key(n)).map_err(storage)?;
+                out.rejected.push(record);
+            }
+            put(&meta, "ackedThrough", answer.acked_through)?;
+            if gone {
+                put(&meta, "outboxRev", rev + 1)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = writes() {
+            let _ = tx.abort();
+            self.outbox_unknown();
+            return Err(e);
         }
         if let Err(e) = done.await {
             self.outbox_unknown();
@@ -837,57 +856,67 @@ impl Log {
             }
         }
         let last = head + events.len() as u64;
-
-        // The confirmed segments, cut like a commit's.
-        let mut written = 0u64;
-        let mut small = 0u32;
-        let mut w = SegmentWriter::new();
-        let mut put_segment = |w: SegmentWriter| -> Result<(), Error> {
-            let (last, bytes) = self.pack(w);
-            if bytes.len() < TARGET_BYTES / 2 {
-                small += 1;
-            }
-            written += 1;
-            segments
-                .put_with_key(&bytes_value(&bytes), &key(last))
-                .map_err(storage)?;
-            Ok(())
-        };
-        for e in &events {
-            let size = e.data.len() + e.meta.as_ref().map_or(0, String::len) + 64;
-            if w.count() > 0 && w.size() + size > inner.cut_at.get() {
-                put_segment(std::mem::take(&mut w))?;
-            }
-            w.push(&e.as_ref());
-        }
-        put_segment(w)?;
-        put(&meta, "head", last)?;
-
-        // Our own events come back in batch order: drop them from the outbox. When they are all
-        // ours and the outbox's front, as shown, the tables already show them (`lag`).
-        let (confirmation, front) = {
-            let mut outbox = inner.outbox.borrow_mut();
-            let o = outbox.as_mut().expect("synced");
-            let c = o.outbox.confirm(&events, o.shown);
-            let front = c.front && o.shown_valid;
-            (c, front)
-        };
-        let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-        if !confirmation.changed.is_empty() {
-            let outbox = inner.outbox.borrow();
-            let o = outbox.as_ref().expect("synced");
-            for n in &confirmation.changed {
-                match o.outbox.batch(*n) {
-                    Some(p) => store.put_with_key(&bytes_value(&p.encode()), &key(*n)),
-                    None => store.delete(&key(*n)),
-                }
-                .map_err(storage)?;
-            }
-            put(&meta, "outboxRev", rev + 1)?;
-        }
-        let ours = confirmation.ours;
         // The version cache must be at `head` before it takes the pulled events' versions.
         self.versions_through(&segments, head).await?;
+
+        // From the first write on, a failure aborts the transaction: nothing half-written.
+        let mut written = 0u64;
+        let mut small = 0u32;
+        let mut confirmation = Confirmation::default();
+        let mut front = false;
+        let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
+        let writes = (|| -> Result<(), Error> {
+            // The confirmed segments, cut like a commit's.
+            let mut w = SegmentWriter::new();
+            let mut put_segment = |w: SegmentWriter| -> Result<(), Error> {
+                let (last, bytes) = self.pack(w);
+                if bytes.len() < TARGET_BYTES / 2 {
+                    small += 1;
+                }
+                written += 1;
+                segments
+                    .put_with_key(&bytes_value(&bytes), &key(last))
+                    .map_err(storage)?;
+                Ok(())
+            };
+            for e in &events {
+                let size = e.data.len() + e.meta.as_ref().map_or(0, String::len) + 64;
+                if w.count() > 0 && w.size() + size > inner.cut_at.get() {
+                    put_segment(std::mem::take(&mut w))?;
+                }
+                w.push(&e.as_ref());
+            }
+            put_segment(w)?;
+            put(&meta, "head", last)?;
+
+            // Our own events come back in batch order: drop them from the outbox. When they
+            // are all ours and the outbox's front, as shown, the tables show them (`lag`).
+            {
+                let mut outbox = inner.outbox.borrow_mut();
+                let o = outbox.as_mut().expect("synced");
+                confirmation = o.outbox.confirm(&events, o.shown);
+                front = confirmation.front && o.shown_valid;
+            }
+            if !confirmation.changed.is_empty() {
+                let outbox = inner.outbox.borrow();
+                let o = outbox.as_ref().expect("synced");
+                for n in &confirmation.changed {
+                    match o.outbox.batch(*n) {
+                        Some(p) => store.put_with_key(&bytes_value(&p.encode()), &key(*n)),
+                        None => store.delete(&key(*n)),
+                    }
+                    .map_err(storage)?;
+                }
+                put(&meta, "outboxRev", rev + 1)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = writes {
+            let _ = tx.abort();
+            self.outbox_unknown();
+            return Err(e);
+        }
+        let ours = confirmation.ours;
         if let Err(e) = done.await {
             self.outbox_unknown();
             return Err(self.closed_or(e));
