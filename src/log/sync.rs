@@ -272,6 +272,28 @@ impl Log {
         Ok((head, versions))
     }
 
+    /// Brings the outbox copy up to what is stored (read again if another tab changed it,
+    /// restamped after the stored head), in a read transaction of its own; returns the head and
+    /// the confirmed ⊕ outbox versions of the streams `also`.
+    async fn read_outbox(
+        &self,
+        also: &HashSet<&str>,
+    ) -> Result<(u64, HashMap<String, u64>), Error> {
+        let tx = idb::transaction(
+            &self.0.db,
+            &["segments", "streams", "meta", "outbox"],
+            false,
+            "default",
+        )
+        .map_err(|e| self.closed_or(e))?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let store = tx.object_store("outbox").map_err(storage)?;
+        let segments = tx.object_store("segments").map_err(storage)?;
+        let streams = tx.object_store("streams").map_err(storage)?;
+        self.refresh_outbox(&meta, &store).await?;
+        self.restamp((&meta, &segments, &streams), also).await
+    }
+
     /// A commit of a synced log: each batch becomes an outbox record, its events placed after
     /// the confirmed log and the outbox (provisional `seq`s and versions).
     pub(super) async fn commit_outbox(
@@ -516,21 +538,7 @@ impl Log {
     }
 
     async fn catch_up_synced_now(&self) -> Result<u64, Error> {
-        let tx = idb::transaction(
-            &self.0.db,
-            &["segments", "streams", "meta", "outbox"],
-            false,
-            "default",
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let store = tx.object_store("outbox").map_err(storage)?;
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let streams = tx.object_store("streams").map_err(storage)?;
-        self.refresh_outbox(&meta, &store).await?;
-        let (head, _) = self
-            .restamp((&meta, &segments, &streams), &HashSet::new())
-            .await?;
+        let (head, _) = self.read_outbox(&HashSet::new()).await?;
         self.0.head.set(self.0.head.get().max(head));
         self.show(None).await?;
         Ok(self.0.head.get() + self.pending())
@@ -543,20 +551,7 @@ impl Log {
         after: u64,
         upto: u64,
     ) -> Result<u64, Error> {
-        let tx = idb::transaction(
-            &self.0.db,
-            &["segments", "streams", "meta", "outbox"],
-            false,
-            "default",
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let store = tx.object_store("outbox").map_err(storage)?;
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let streams = tx.object_store("streams").map_err(storage)?;
-        self.refresh_outbox(&meta, &store).await?;
-        self.restamp((&meta, &segments, &streams), &HashSet::new())
-            .await?;
+        self.read_outbox(&HashSet::new()).await?;
         let outbox = self.0.outbox.borrow();
         let mut last = after;
         for e in outbox.as_ref().expect("synced").outbox.events() {
@@ -574,21 +569,7 @@ impl Log {
 
     /// A stream's version in confirmed ⊕ outbox.
     pub(super) async fn synced_version(&self, stream: &str) -> Result<u64, Error> {
-        let tx = idb::transaction(
-            &self.0.db,
-            &["segments", "streams", "meta", "outbox"],
-            false,
-            "default",
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let store = tx.object_store("outbox").map_err(storage)?;
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let streams = tx.object_store("streams").map_err(storage)?;
-        self.refresh_outbox(&meta, &store).await?;
-        let (_, versions) = self
-            .restamp((&meta, &segments, &streams), &HashSet::from([stream]))
-            .await?;
+        let (_, versions) = self.read_outbox(&HashSet::from([stream])).await?;
         Ok(versions.get(stream).copied().unwrap_or(0))
     }
 
@@ -791,18 +772,7 @@ impl Log {
                 o.rev = rev + 1;
             }
             // The rejected events leave the tables; later outbox events are restamped.
-            let tx = idb::transaction(
-                &inner.db,
-                &["segments", "streams", "meta"],
-                false,
-                "default",
-            )
-            .map_err(|e| self.closed_or(e))?;
-            let meta = tx.object_store("meta").map_err(storage)?;
-            let segments = tx.object_store("segments").map_err(storage)?;
-            let streams = tx.object_store("streams").map_err(storage)?;
-            self.restamp((&meta, &segments, &streams), &HashSet::new())
-                .await?;
+            self.read_outbox(&HashSet::new()).await?;
             self.show(None).await?;
         }
         Ok(out)
@@ -948,19 +918,7 @@ impl Log {
         inner.stats.set(s);
 
         // Restamp the outbox after the new head, then show confirmed ⊕ outbox.
-        let tx = idb::transaction(
-            &inner.db,
-            &["segments", "streams", "meta"],
-            false,
-            "default",
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let streams = tx.object_store("streams").map_err(storage)?;
-        self.restamp((&meta, &segments, &streams), &HashSet::new())
-            .await?;
-        drop(tx);
+        self.read_outbox(&HashSet::new()).await?;
         self.show(Some(&events)).await?;
         if inner.small_segments.get() >= COMPACT_AFTER {
             self.compact_when_idle();
