@@ -58,6 +58,8 @@ export class Sync {
   #wake = new AbortController();
   #lead = null; // aborts the leader's work when it steps down
   #queued = null; // aborts the queued lock request when stealing
+  #release = null; // gives the lock back
+  #beat = null; // the heartbeat timer
   #timers = [];
   #failures = 0;
   #nowWaiters = [];
@@ -247,9 +249,6 @@ export class Sync {
     );
     this.#startLoop();
   }
-
-  #release = null;
-  #beat = null;
 
   #stepDown() {
     this.#leading = false;
