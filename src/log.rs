@@ -293,9 +293,14 @@ impl Log {
         let (seed, random) = random_seed();
         let mut stats = Stats::default();
         let opened = async {
-            let (client_id, streams_through) =
+            let (client_id, streams_through, synced) =
                 Self::init_meta(&db, durability, new_client_id(random)).await?;
-            let (synced, migrated) = sync::prepare(&db, want_sync, durability).await?;
+            // Only the first open with sync has anything to move.
+            let (synced, migrated) = if want_sync && !synced {
+                sync::prepare(&db, durability).await?
+            } else {
+                (synced, 0)
+            };
             stats.events_migrated = migrated;
             let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
             let mut versions = HashMap::new();
@@ -351,20 +356,23 @@ impl Log {
         Ok(log)
     }
 
-    /// Reads (and on first open writes) the format and client id; returns the client id.
+    /// Reads (and on first open writes) the format and client id; returns the client id, the
+    /// stream versions' checkpoint and whether the log is synced.
     async fn init_meta(
         db: &IdbDatabase,
         durability: Durability,
         fresh_id: String,
-    ) -> Result<(String, u64), Error> {
+    ) -> Result<(String, u64, bool), Error> {
         let tx = idb::transaction(db, &["meta"], true, durability.as_str()).map_err(storage)?;
         let done = idb::done(&tx);
         let meta = tx.object_store("meta").map_err(storage)?;
         let get = |k: &str| meta.get(&k.into()).map_err(storage);
         let (format, through, head) = (get("format")?, get("streamsThrough")?, get("head")?);
+        let synced = get("synced")?;
         let format = idb::request(&format).await.map_err(storage)?;
         let through = idb::request(&through).await.map_err(storage)?;
         let head = idb::request(&head).await.map_err(storage)?;
+        let synced = idb::request(&synced).await.map_err(storage)?.is_truthy();
         // Logs written before the checkpoint existed kept `streams` current at every commit.
         let streams_through = match through.as_f64() {
             Some(t) => t as u64,
@@ -395,7 +403,7 @@ impl Log {
             Some(f) if f as u32 == FORMAT => {}
             other => return Err(Error::UnsupportedFormat(other.unwrap_or(0.0) as u32)),
         }
-        Ok((client_id, streams_through))
+        Ok((client_id, streams_through, synced))
     }
 
     fn watch_versionchange(&self) {

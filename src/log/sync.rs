@@ -113,22 +113,20 @@ pub struct Pushed {
     pub fenced: bool,
 }
 
-/// Whether the log at `db` is synced, moving a history written without sync to the outbox
-/// the first time it is opened with sync. Returns (synced, migrated events).
+/// Marks the log at `db` synced, moving a history written without sync to the outbox. Returns
+/// (synced, migrated events); another tab may have done it first.
 pub(super) async fn prepare(
     db: &IdbDatabase,
-    want_sync: bool,
     durability: Durability,
 ) -> Result<(bool, u64), Error> {
     let stores = ["segments", "streams", "meta", "outbox", "snapshots"];
     let tx = idb::transaction(db, &stores, true, durability.as_str()).map_err(storage)?;
     let done = idb::done(&tx);
     let meta = tx.object_store("meta").map_err(storage)?;
-    let synced = get(&meta, "synced").await?.is_truthy();
-    if synced || !want_sync {
+    if get(&meta, "synced").await?.is_truthy() {
         tx.abort().ok();
         let _ = done.await;
-        return Ok((synced, 0));
+        return Ok((true, 0));
     }
     let segments = tx.object_store("segments").map_err(storage)?;
     let (keys, values) = read_segments(&segments, 0, u32::MAX).await?;
