@@ -66,6 +66,10 @@ pub trait LogStore {
     fn head(&mut self) -> Result<u64, Self::Error>;
     /// The highest leader epoch seen from `client`, 0 if none.
     fn client_epoch(&mut self, client: &str) -> Result<u64, Self::Error>;
+    /// The credential the client id is bound to (see [`claim_clients`]), if any.
+    fn client_owner(&mut self, client: &str) -> Result<Option<String>, Self::Error>;
+    /// Binds an unbound client id to `owner`.
+    fn bind_client(&mut self, client: &str, owner: &str) -> Result<(), Self::Error>;
     /// Where the client's batch `batch` went, if it was accepted.
     fn batch_record(
         &mut self,
@@ -241,6 +245,34 @@ pub fn commit<S: LogStore>(
     })
 }
 
+/// Binds the client ids a push names to `owner`, the credential pushing it, unless one of them
+/// is bound to another credential: then nothing is bound and that client id is returned, and
+/// the push must be refused whole. A client id is public (it is every event's `origin`), so
+/// without this a writer could push as another device: fence it with a huge epoch, or take its
+/// batch numbers.
+pub fn claim_clients<S: LogStore>(
+    store: &mut S,
+    batches: &[PushBatch],
+    owner: &str,
+) -> Result<Option<String>, S::Error> {
+    let mut unbound: Vec<&str> = Vec::new();
+    let mut seen = HashSet::new();
+    for b in batches {
+        if !seen.insert(b.client.as_str()) {
+            continue;
+        }
+        match store.client_owner(&b.client)? {
+            Some(o) if o == owner => {}
+            Some(_) => return Ok(Some(b.client.clone())),
+            None => unbound.push(&b.client),
+        }
+    }
+    for client in unbound {
+        store.bind_client(client, owner)?;
+    }
+    Ok(None)
+}
+
 /// A server log in memory: the same rules as the databases, deterministic and synchronous.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
@@ -248,6 +280,7 @@ pub struct MemoryStore {
     ids: HashMap<EventId, u64>,
     batches: HashMap<(String, u64), BatchRecord>,
     epochs: HashMap<String, u64>,
+    owners: HashMap<String, String>,
     versions: HashMap<String, u64>,
 }
 
@@ -290,6 +323,15 @@ impl LogStore for MemoryStore {
 
     fn client_epoch(&mut self, client: &str) -> Result<u64, Self::Error> {
         Ok(self.epochs.get(client).copied().unwrap_or(0))
+    }
+
+    fn client_owner(&mut self, client: &str) -> Result<Option<String>, Self::Error> {
+        Ok(self.owners.get(client).cloned())
+    }
+
+    fn bind_client(&mut self, client: &str, owner: &str) -> Result<(), Self::Error> {
+        self.owners.insert(client.to_owned(), owner.to_owned());
+        Ok(())
     }
 
     fn batch_record(
@@ -501,6 +543,23 @@ mod tests {
             Some(RejectReason::InvalidEvent)
         );
         assert_eq!(log.last_offset(), 0);
+    }
+
+    #[test]
+    fn a_client_id_belongs_to_the_credential_that_first_pushed_it() {
+        let mut log = MemoryStore::new();
+        let b = |client: &str| batch(client, 1, vec![event(1, "a")]);
+        assert_eq!(claim_clients(&mut log, &[b("dev-a")], "alice"), Ok(None));
+        assert_eq!(claim_clients(&mut log, &[b("dev-a")], "alice"), Ok(None));
+        // Bob may not push as alice's device, and his own new id in the same push stays free.
+        let both = [b("dev-b"), b("dev-a")];
+        assert_eq!(
+            claim_clients(&mut log, &both, "bob"),
+            Ok(Some("dev-a".into()))
+        );
+        assert_eq!(log.client_owner("dev-b"), Ok(None));
+        assert_eq!(claim_clients(&mut log, &[b("dev-b")], "bob"), Ok(None));
+        assert_eq!(log.client_owner("dev-b"), Ok(Some("bob".into())));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Bearer tokens and their scopes, read from the `--tokens` file.
 //!
 //! One token per line: the token, then one or more scopes `LOG:read` or `LOG:write` (write
-//! includes read); `*` as LOG means every log. Blank lines and `#` comments are ignored:
+//! includes read); `*` as LOG means every log; optionally `user=NAME`, the identity that owns
+//! the client ids the token pushes as (by default the token itself, see [`identity`]). Blank
+//! lines and `#` comments are ignored:
 //!
 //! ```text
-//! # token           scopes
-//! alice-7f3e9c2d    notes:write todo:read
+//! # token           scopes                  owner
+//! alice-7f3e9c2d    notes:write todo:read   user=alice
 //! backup-reader     *:read
 //! ```
 
@@ -32,6 +34,7 @@ struct Scope {
 struct Token {
     secret: String,
     scopes: Vec<Scope>,
+    user: Option<String>,
 }
 
 /// The known tokens.
@@ -86,7 +89,15 @@ impl Tokens {
             let mut words = line.split_whitespace();
             let secret = words.next().unwrap_or_default().to_owned();
             let mut scopes = Vec::new();
+            let mut user = None;
             for word in words {
+                if let Some(name) = word.strip_prefix("user=") {
+                    if name.is_empty() || user.is_some() {
+                        return Err(syntax("user= needs one name".into()));
+                    }
+                    user = Some(name.to_owned());
+                    continue;
+                }
                 let (log, access) = word.rsplit_once(':').ok_or_else(|| {
                     syntax(format!("scope {word:?} is not LOG:read or LOG:write"))
                 })?;
@@ -109,7 +120,11 @@ impl Tokens {
             if secret.len() < 8 {
                 return Err(syntax("a token must be at least 8 characters".into()));
             }
-            tokens.push(Token { secret, scopes });
+            tokens.push(Token {
+                secret,
+                scopes,
+                user,
+            });
         }
         Ok(Tokens { tokens })
     }
@@ -124,13 +139,14 @@ impl Tokens {
         self.tokens.is_empty()
     }
 
-    /// Checks an `Authorization` header value against `log` and `access`.
+    /// Checks an `Authorization` header value against `log` and `access`; returns the token's
+    /// identity (see [`identity`]).
     pub fn authorize(
         &self,
         authorization: Option<&str>,
         log: &str,
         access: Access,
-    ) -> Result<(), AppError> {
+    ) -> Result<String, AppError> {
         let presented = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
@@ -148,7 +164,10 @@ impl Tokens {
             .iter()
             .any(|s| (s.log == "*" || s.log == log) && (s.write || access == Access::Read));
         if allowed {
-            Ok(())
+            Ok(token
+                .user
+                .as_ref()
+                .map_or_else(|| identity(&token.secret), |u| format!("user:{u}")))
         } else {
             let what = match access {
                 Access::Read => "read",
@@ -159,6 +178,15 @@ impl Tokens {
             )))
         }
     }
+}
+
+/// A token's identity when it names no `user=`, stored with the client ids it pushed as: a
+/// SHA-256 of the secret (so the database never holds a usable token), 32 hex digits. A
+/// rotated secret is a new identity; name a `user=` to keep a device's client id across it.
+pub fn identity(secret: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -181,6 +209,14 @@ mod tests {
         assert!(ok("Bearer writer-123", "notes", Access::Read));
         assert!(!ok("Bearer writer-123", "other", Access::Read));
         assert!(ok("Bearer reader-123", "other", Access::Read));
+        let who = t.authorize(Some("Bearer writer-123"), "notes", Access::Write);
+        assert_eq!(who.unwrap(), identity("writer-123"));
+        assert_ne!(identity("writer-123"), identity("reader-123"));
+        assert_eq!(identity("writer-123").len(), 32);
+        let named = Tokens::parse("new-secret-1 notes:write user=ada\n").unwrap();
+        let who = named.authorize(Some("Bearer new-secret-1"), "notes", Access::Write);
+        assert_eq!(who.unwrap(), "user:ada");
+        assert!(Tokens::parse("new-secret-1 notes:write user=\n").is_err());
         assert!(matches!(
             t.authorize(Some("Bearer reader-123"), "notes", Access::Write),
             Err(AppError::Forbidden(_))

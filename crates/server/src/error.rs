@@ -22,12 +22,24 @@ pub enum AppError {
     /// The body is over the request limit; the client should split it: 413.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A push body that is not `application/json`: 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The client speaks another protocol version: 426.
     #[error("{0}")]
     UpgradeRequired(String),
     /// The database failed: 500, and the push is not acknowledged.
     #[error("storage failed: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> AppError {
+        match e {
+            StoreError::ClientTaken(_) => AppError::Forbidden(e.to_string()),
+            e => AppError::Store(e),
+        }
+    }
 }
 
 impl AppError {
@@ -37,6 +49,9 @@ impl AppError {
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            AppError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+            }
             AppError::UpgradeRequired(_) => (StatusCode::UPGRADE_REQUIRED, "UPGRADE_REQUIRED"),
             AppError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "SERVER"),
         }

@@ -30,7 +30,7 @@ pub use auth::{Access, Tokens};
 pub use error::AppError;
 pub use hub::Hub;
 pub use metrics::Metrics;
-pub use store::Store;
+pub use store::{PushJob, Store};
 
 /// The default largest push body: 16 MiB (a client splits bigger outboxes).
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 pub const DEFAULT_PULL_LIMIT: usize = 1_000;
 /// The largest `limit` of a pull.
 pub const MAX_PULL_LIMIT: usize = 10_000;
+/// The default byte budget of a pull page or a live message (see [`store::page_bytes`]): a
+/// page stops before it, whatever `limit` asks, so the memory a pull holds is bounded by bytes.
+pub const DEFAULT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// How the server is set up.
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct Config {
     pub tokens: Option<Tokens>,
     /// The largest request body in bytes.
     pub max_body: usize,
+    /// The byte budget of a pull page or a live message.
+    pub page_bytes: usize,
     /// Event size and name limits.
     pub limits: Limits,
     /// Origins allowed by CORS; none means no CORS headers.
@@ -59,6 +64,7 @@ impl Default for Config {
         Config {
             tokens: None,
             max_body: DEFAULT_MAX_BODY,
+            page_bytes: DEFAULT_PAGE_BYTES,
             limits: Limits::default(),
             cors_origins: Vec::new(),
             static_dir: None,
@@ -103,22 +109,79 @@ impl AppState {
         &self.inner.metrics
     }
 
-    fn authorize(&self, headers: &HeaderMap, log: &str, access: Access) -> Result<(), AppError> {
+    /// Checks the request may `access` `log`; returns the credential's identity, `None` when
+    /// the server runs without tokens.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        log: &str,
+        access: Access,
+    ) -> Result<Option<String>, AppError> {
         if !valid_log_name(log) {
             return Err(AppError::BadRequest(format!(
                 "log name {log:?} is invalid: use 1 to 128 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
             )));
         }
+        self.check_caller(headers)?;
         match &self.inner.config.tokens {
-            None => Ok(()),
+            None => Ok(None),
             Some(tokens) => {
                 let auth = headers
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok());
-                tokens.authorize(auth, log, access)
+                tokens.authorize(auth, log, access).map(Some)
             }
         }
     }
+}
+
+impl AppState {
+    /// Refuses what a foreign web page can send a server on this machine: a request whose
+    /// `Origin` is neither the server's own nor a `--cors-origin` (a `no-cors` POST needs no
+    /// preflight, so CORS alone does not stop it), and, without tokens, a `Host` that is not
+    /// a loopback name (DNS rebinding: a page's own host name pointed at 127.0.0.1).
+    fn check_caller(&self, headers: &HeaderMap) -> Result<(), AppError> {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if self.inner.config.tokens.is_none() {
+            if let Some(host) = host.filter(|h| !loopback_host(h)) {
+                return Err(AppError::Forbidden(format!(
+                    "host {host:?} is not a loopback name: without tokens the server answers only localhost"
+                )));
+            }
+        }
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin.to_str().unwrap_or_default();
+        let own = host.is_some_and(|h| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(h)
+        });
+        if own || self.inner.config.cors_origins.iter().any(|o| o == origin) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "origin {origin:?} may not call this server: allow it with --cors-origin"
+            )))
+        }
+    }
+}
+
+/// Whether a `Host` header names this machine: `localhost` (or a name under it), an address
+/// in 127.0.0.0/8, or `[::1]`; with or without a port.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next() == Some("::1"),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Log names: 1–128 ASCII letters, digits, `_`, `.` or `-`, starting with a letter or digit.
@@ -206,7 +269,17 @@ async fn push(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
-    state.authorize(&headers, &log, Access::Write)?;
+    let owner = state.authorize(&headers, &log, Access::Write)?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(AppError::UnsupportedMediaType(
+            "a push body must be sent as Content-Type: application/json".into(),
+        ));
+    }
     let max = state.inner.config.max_body;
     let too_large = || {
         AppError::PayloadTooLarge(format!(
@@ -241,7 +314,14 @@ async fn push(
     let started = Instant::now();
     let pushed = state
         .store()
-        .push(&log, request.batches, state.inner.config.limits)
+        .push(
+            &log,
+            PushJob {
+                batches: request.batches,
+                owner,
+            },
+            state.inner.config.limits,
+        )
         .await?;
     state.metrics().push(started.elapsed(), pushed.appended);
     if pushed.appended > 0 {
@@ -285,7 +365,12 @@ async fn pull(
     let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let (events, head) = state
         .store()
-        .read(&log, q.after, pull_limit(q.limit))
+        .read(
+            &log,
+            q.after,
+            pull_limit(q.limit),
+            state.inner.config.page_bytes,
+        )
         .await?;
     if wants_segment(&headers) {
         // A segment holds at least one event, so "nothing new" is an empty body.
@@ -350,13 +435,17 @@ async fn live(
             }
             loop {
                 rx.borrow_and_update();
-                let (events, head) =
-                    match state.store().read(&log, cursor, DEFAULT_PULL_LIMIT).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return Some((Err(AppError::from(e)), (state, log, cursor, rx, true)))
-                        }
-                    };
+                let page = state.inner.config.page_bytes;
+                let (events, head) = match state
+                    .store()
+                    .read(&log, cursor, DEFAULT_PULL_LIMIT, page)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Some((Err(AppError::from(e)), (state, log, cursor, rx, true)))
+                    }
+                };
                 if let Some(last) = events.last() {
                     let next = last.seq;
                     let mut data = String::new();
@@ -374,4 +463,37 @@ async fn live(
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_host;
+
+    #[test]
+    fn loopback_hosts_are_localhost_127_and_ipv6_one() {
+        for h in [
+            "localhost",
+            "localhost:8787",
+            "LOCALHOST",
+            "app.localhost:5173",
+            "127.0.0.1",
+            "127.0.0.1:8787",
+            "127.9.9.9:1",
+            "[::1]:8787",
+            "[::1]",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:8787",
+            "localhost.evil.example",
+            "128.0.0.1:8787",
+            "10.0.0.1",
+            "[::2]:8787",
+            "",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
+    }
 }

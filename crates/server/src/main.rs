@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::future::IntoFuture;
 
 use clap::Parser;
-use logfold_server::{app, AppState, Config, Hub, Store, Tokens, DEFAULT_MAX_BODY};
+use logfold_server::{
+    app, AppState, Config, Hub, Store, Tokens, DEFAULT_MAX_BODY, DEFAULT_PAGE_BYTES,
+};
 
 /// The logfold sync server: gives pushed events global offsets and serves log tails.
 #[derive(Debug, Parser)]
@@ -36,6 +38,10 @@ struct Args {
     /// The largest push request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// The byte budget of a pull page or a live message: a page stops before it, whatever
+    /// its `limit` (it holds at least one event).
+    #[arg(long, default_value_t = DEFAULT_PAGE_BYTES)]
+    page_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +87,7 @@ async fn serve(args: Args, tokens: Option<Tokens>) -> Result<(), Box<dyn std::er
     let config = Config {
         tokens,
         max_body: args.max_body,
+        page_bytes: args.page_bytes,
         cors_origins: args.cors_origins,
         static_dir: args.static_dir,
         ..Config::default()

@@ -39,6 +39,8 @@ on_all_stores!(
     protocol_version_mismatch,
     live_tail_resumes_from_last_event_id,
     metrics_count_requests_and_events,
+    a_client_id_belongs_to_the_token_that_first_pushed_it,
+    pages_are_cut_by_bytes,
 );
 
 fn reason(r: &BatchResult) -> Option<RejectReason> {
@@ -315,6 +317,7 @@ async fn body_over_the_limit_is_refused_whole(kind: Kind) {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         vec![Ok(vec![b' '; 15_000]), Ok(vec![b' '; 15_000])];
     let req = Request::post("/v1/logs/demo/push")
+        .header("content-type", "application/json")
         .body(Body::from_stream(futures_util::stream::iter(chunks)))
         .unwrap();
     assert_eq!(app.request(req).await.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -392,8 +395,21 @@ async fn auth_statuses_write_nothing(kind: Kind) {
     let a = app.post_raw("demo", Some("writer-token-1"), body()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(app.all("demo").await.len(), 3);
-    let a = app.post_raw("demo", Some("admin-token-1"), body()).await;
-    assert_eq!(a.status, StatusCode::OK);
+    // Another token may write too, as a device of its own: client "c" is the writer's now.
+    let as_c = app.post_raw("demo", Some("admin-token-1"), body()).await;
+    assert_eq!(as_c.status, StatusCode::FORBIDDEN);
+    let own = logfold_core::protocol::PushRequest {
+        protocol: 1,
+        batches: vec![batch("admin-device", 1, events("s", 1))],
+    };
+    let a = app
+        .post_raw(
+            "demo",
+            Some("admin-token-1"),
+            serde_json::to_vec(&own).unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
 }
 
 async fn malformed_requests_get_400_and_write_nothing(kind: Kind) {
@@ -517,4 +533,232 @@ async fn metrics_count_requests_and_events(kind: Kind) {
         "{text}"
     );
     assert!(text.contains("logfold_push_seconds_count 2"), "{text}");
+}
+
+async fn a_client_id_belongs_to_the_token_that_first_pushed_it(kind: Kind) {
+    let tokens = "alice-token-1 notes:write\nbob-token-22 notes:write\n";
+    let app = test_app(
+        kind,
+        Config {
+            tokens: Some(Tokens::parse(tokens).unwrap()),
+            ..Config::default()
+        },
+    );
+    let alice = Some("alice-token-1");
+    let bob = Some("bob-token-22");
+    app.push_as("notes", alice, vec![batch("alice-dev", 1, events("a", 2))])
+        .await;
+    // Bob pushes as Alice's device, with a huge epoch and her next batch number: refused
+    // whole, even with a batch of his own device in front of it.
+    let mut forged = batch("alice-dev", 2, events("a", 1));
+    forged.epoch = u64::MAX / 2;
+    let body = serde_json::to_vec(&logfold_core::protocol::PushRequest {
+        protocol: 1,
+        batches: vec![batch("bob-dev", 1, events("b", 1)), forged],
+    })
+    .unwrap();
+    let a = app.post_raw("notes", bob, body).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
+    assert_eq!(a.json()["code"], "FORBIDDEN");
+    assert!(a.json()["message"].as_str().unwrap().contains("alice-dev"));
+    assert_eq!(app.all("notes").await.len(), 2, "nothing of bob's push");
+    // Alice's real batch 2 is still hers: accepted at epoch 1, neither fenced nor a duplicate.
+    let r = app
+        .push_as("notes", alice, vec![batch("alice-dev", 2, events("a", 1))])
+        .await;
+    assert!(
+        matches!(r.results[0], BatchResult::Accepted { .. }),
+        "{:?}",
+        r.results[0]
+    );
+    // Bob's own device was not bound by the refused push, and is his once he pushes it.
+    app.push_as("notes", bob, vec![batch("bob-dev", 1, events("b", 1))])
+        .await;
+    let a = app
+        .post_raw(
+            "notes",
+            alice,
+            serde_json::to_vec(&logfold_core::protocol::PushRequest {
+                protocol: 1,
+                batches: vec![batch("bob-dev", 2, events("b", 1))],
+            })
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let origins: Vec<String> = app
+        .all("notes")
+        .await
+        .into_iter()
+        .map(|e| e.origin)
+        .collect();
+    assert_eq!(origins, ["alice-dev", "alice-dev", "alice-dev", "bob-dev"]);
+}
+
+async fn pages_are_cut_by_bytes(kind: Kind) {
+    const BIG: usize = 256 * 1024;
+    let app = test_app(
+        kind,
+        Config {
+            page_bytes: 1024 * 1024,
+            max_body: 64 * 1024 * 1024,
+            ..Config::default()
+        },
+    );
+    let big = |n: usize| {
+        let mut e = event("s");
+        e.data = format!("\"{}{n}\"", "x".repeat(BIG));
+        e
+    };
+    app.push(
+        "demo",
+        vec![batch("c", 1, (0..20).map(big).collect::<Vec<_>>())],
+    )
+    .await;
+    // Asked for 10,000, a page holds what fits in the budget: 3 events of ~256 KiB in 1 MiB.
+    let mut after = 0;
+    let mut pages = Vec::new();
+    while after < 20 {
+        let a = app
+            .get(
+                &format!("/v1/logs/demo/events?after={after}&limit=10000"),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert!(
+            a.body.len() < 1024 * 1024 + 4096,
+            "page of {} bytes",
+            a.body.len()
+        );
+        let page: logfold_core::protocol::PullResponse = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(page.head, 20);
+        assert_eq!(page.events[0].offset, after + 1, "dense pages");
+        after = page.events.last().unwrap().offset;
+        pages.push(page.events.len());
+    }
+    assert_eq!(pages, [3, 3, 3, 3, 3, 3, 2]);
+    let tight = test_app(
+        kind,
+        Config {
+            page_bytes: 1000,
+            ..Config::default()
+        },
+    );
+    tight
+        .push("demo", vec![batch("c", 1, events("s", 30))])
+        .await;
+    let page = tight.pull("demo", 0, 10_000).await;
+    assert_eq!(page.events.len(), 3, "~300 bytes each in 1,000");
+    let mut huge = event("s");
+    huge.data = format!("\"{}\"", "z".repeat(5000));
+    tight
+        .push("demo", vec![batch("c", 2, vec![huge, event("s")])])
+        .await;
+    let page = tight.pull("demo", 30, 10_000).await;
+    assert_eq!(page.events.len(), 1, "an event over the budget comes alone");
+    assert_eq!(tight.pull("demo", 31, 10_000).await.events.len(), 1);
+}
+
+/// A page a developer visits must not reach the anonymous loopback server: it can POST with
+/// `no-cors` (no preflight) or rebind its own host name to 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_pages_cannot_write_to_an_anonymous_server() {
+    let app = test_app(
+        Kind::Memory,
+        Config {
+            cors_origins: vec!["http://localhost:5173".into()],
+            ..Config::default()
+        },
+    );
+    let body = || {
+        serde_json::to_vec(&logfold_core::protocol::PushRequest {
+            protocol: 1,
+            batches: vec![batch("c", 1, events("s", 1))],
+        })
+        .unwrap()
+    };
+    let post = |content_type: &str, origin: Option<&str>, host: &str| {
+        let mut req = Request::post("/v1/logs/demo/push")
+            .header("content-type", content_type)
+            .header("host", host);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.body(Body::from(body())).unwrap()
+    };
+    let refused = [
+        // The no-cors form post of a foreign page.
+        (
+            post("text/plain", Some("https://evil.example"), "127.0.0.1:8787"),
+            StatusCode::FORBIDDEN,
+        ),
+        // The same from a page of this server's own origin: still not JSON.
+        (
+            post(
+                "text/plain;charset=UTF-8",
+                Some("http://127.0.0.1:8787"),
+                "127.0.0.1:8787",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            post(
+                "application/json",
+                Some("https://evil.example"),
+                "127.0.0.1:8787",
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            post("application/json", Some("null"), "127.0.0.1:8787"),
+            StatusCode::FORBIDDEN,
+        ),
+        // DNS rebinding: the page's own origin and host name, pointed at 127.0.0.1.
+        (
+            post(
+                "application/json",
+                Some("http://evil.example:8787"),
+                "evil.example:8787",
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            post("application/json", None, "evil.example:8787"),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (req, status) in refused {
+        let a = app.request(req).await;
+        assert_eq!(a.status, status, "{}", a.text());
+    }
+    let read = Request::get("/v1/logs/demo/events")
+        .header("host", "evil.example:8787")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.request(read).await.status, StatusCode::FORBIDDEN);
+    assert!(app.all("demo").await.is_empty(), "nothing written");
+
+    let allowed = [
+        post(
+            "application/json",
+            Some("http://127.0.0.1:8787"),
+            "127.0.0.1:8787",
+        ),
+        post(
+            "application/json; charset=utf-8",
+            Some("http://localhost:5173"),
+            "localhost:8787",
+        ),
+        post("application/json", None, "localhost:8787"),
+    ];
+    for req in allowed {
+        let a = app.request(req).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    }
+    assert_eq!(
+        app.all("demo").await.len(),
+        1,
+        "batch 1 once: the later two reuse its number"
+    );
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use logfold_core::commit::claim_clients;
 use logfold_core::protocol::{BatchResult, PushBatch};
 use logfold_core::{commit, Event, Limits, LogStore, MemoryStore};
 
@@ -33,6 +34,19 @@ pub enum StoreError {
     /// The shared transaction this push was part of failed; nothing of it was written.
     #[error("the commit failed: {0}")]
     Group(String),
+    /// The push names a client id bound to another credential; nothing of it was written.
+    #[error("client id {0:?} belongs to another credential: a device pushes only as itself")]
+    ClientTaken(String),
+}
+
+/// One push request: its batches, and the credential it came with (`None` when the server
+/// runs without tokens, where client ids are not bound).
+#[derive(Debug, Clone)]
+pub struct PushJob {
+    /// The batches, in order.
+    pub batches: Vec<PushBatch>,
+    /// Who pushes: an opaque, stable identity of the token.
+    pub owner: Option<String>,
 }
 
 /// The log's state after a push.
@@ -46,26 +60,36 @@ pub struct Pushed {
     pub appended: u64,
 }
 
-/// Commits each grouped push's batches in order into one open store transaction: the loop the
-/// SQLite and PostgreSQL stores share.
+/// One push's answer inside a group: its results, or the client id that refused it whole.
+pub type Answer = Result<Pushed, String>;
+
+/// Commits each grouped push's batches in order into one open store transaction: the loop all
+/// three stores share. A push naming another credential's client id is refused whole.
 fn commit_pushes<S: LogStore>(
     store: &mut S,
-    requests: &[Vec<PushBatch>],
+    requests: &[PushJob],
     limits: &Limits,
-) -> Result<Vec<Pushed>, S::Error> {
+) -> Result<Vec<Answer>, S::Error> {
     let mut answers = Vec::with_capacity(requests.len());
-    for batches in requests {
+    for job in requests {
+        if let Some(owner) = &job.owner {
+            if let Some(taken) = claim_clients(store, &job.batches, owner)? {
+                answers.push(Err(taken));
+                continue;
+            }
+        }
         let before = store.head()?;
-        let results = batches
+        let results = job
+            .batches
             .iter()
             .map(|b| commit(store, b, limits))
             .collect::<Result<Vec<_>, _>>()?;
         let head = store.head()?;
-        answers.push(Pushed {
+        answers.push(Ok(Pushed {
             results,
             head,
             appended: head - before,
-        });
+        }));
     }
     Ok(answers)
 }
@@ -96,7 +120,7 @@ struct LogQueue {
 }
 
 struct Pending {
-    batches: Vec<PushBatch>,
+    job: PushJob,
     reply: tokio::sync::oneshot::Sender<Result<Pushed, StoreError>>,
 }
 
@@ -167,26 +191,20 @@ impl Store {
     pub async fn push(
         &self,
         log: &str,
-        batches: Vec<PushBatch>,
+        job: PushJob,
         limits: Limits,
     ) -> Result<Pushed, StoreError> {
         if let Backend::Memory(logs) = &self.backend {
             let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
             let store = logs.entry(log.to_owned()).or_default();
-            let before = store.last_offset();
-            let results = store.push(&batches, &limits);
-            let head = store.last_offset();
-            return Ok(Pushed {
-                results,
-                head,
-                appended: head - before,
-            });
+            let Ok(mut answers) = commit_pushes(store, std::slice::from_ref(&job), &limits);
+            return answers.remove(0).map_err(StoreError::ClientTaken);
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let lead = {
             let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
             let queue = queues.entry(log.to_owned()).or_default();
-            queue.pending.push(Pending { batches, reply });
+            queue.pending.push(Pending { job, reply });
             !std::mem::replace(&mut queue.committing, true)
         };
         if lead {
@@ -214,7 +232,7 @@ impl Store {
                 queue.pending.drain(..n).collect()
             };
             let (requests, replies): (Vec<_>, Vec<_>) =
-                group.into_iter().map(|p| (p.batches, p.reply)).unzip();
+                group.into_iter().map(|p| (p.job, p.reply)).unzip();
             let log_name = log.clone();
             let outcome = match &self.backend {
                 Backend::Sqlite(s) => {
@@ -230,7 +248,7 @@ impl Store {
             match outcome {
                 Ok(pushed) => {
                     for (reply, p) in replies.into_iter().zip(pushed) {
-                        let _ = reply.send(Ok(p));
+                        let _ = reply.send(p.map_err(StoreError::ClientTaken));
                     }
                 }
                 Err(e) => {
@@ -243,28 +261,66 @@ impl Store {
         }
     }
 
-    /// Up to `limit` events after offset `after`, and the head they were read at.
+    /// Up to `limit` events after offset `after`, about `max_bytes` of them (see
+    /// [`page_bytes`]; at least one), and the head they were read at.
     pub async fn read(
         &self,
         log: &str,
         after: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(Vec<Event>, u64), StoreError> {
         match &self.backend {
             Backend::Memory(logs) => {
                 let logs = logs.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(logs.get(log).map_or((Vec::new(), 0), |s| {
-                    (s.read(after, limit).to_vec(), s.last_offset())
+                    let mut page = Page::new(max_bytes);
+                    let events = s.read(after, limit).iter().take_while(|e| page.fits(e));
+                    (events.cloned().collect(), s.last_offset())
                 }))
             }
             Backend::Sqlite(s) => {
                 let (s, log) = (s.clone(), log.to_owned());
-                blocking(move || s.read(&log, after, limit)).await
+                blocking(move || s.read(&log, after, limit, max_bytes)).await
             }
             Backend::Postgres(s) => {
                 let (s, log) = (s.clone(), log.to_owned());
-                blocking(move || s.read(&log, after, limit)).await
+                blocking(move || s.read(&log, after, limit, max_bytes)).await
             }
         }
+    }
+}
+
+/// What an event costs in a page: its data and meta plus a fixed allowance for the rest. The
+/// PostgreSQL read computes the same sum in SQL.
+pub fn page_bytes(e: &Event) -> usize {
+    e.data.len() + e.meta.as_ref().map_or(0, String::len) + PAGE_EVENT_OVERHEAD
+}
+
+/// The allowance per event for its id, stream, type, offsets and JSON punctuation.
+pub const PAGE_EVENT_OVERHEAD: usize = 100;
+
+/// A page being filled up to a byte budget: the first event always fits, so a page is never
+/// empty while events remain, and never more than one event over the budget.
+struct Page {
+    left: usize,
+    first: bool,
+}
+
+impl Page {
+    fn new(max_bytes: usize) -> Page {
+        Page {
+            left: max_bytes,
+            first: true,
+        }
+    }
+
+    fn fits(&mut self, e: &Event) -> bool {
+        let size = page_bytes(e);
+        let fits = std::mem::take(&mut self.first) || size <= self.left;
+        if fits {
+            self.left = self.left.saturating_sub(size);
+        }
+        fits
     }
 }

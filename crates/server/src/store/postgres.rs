@@ -8,12 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use logfold_core::commit::{BatchRecord, Commit, LogStore, Placed};
-use logfold_core::protocol::PushBatch;
 use logfold_core::{Event, EventId, Limits};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 
-use super::{Pushed, StoreError};
+use super::{Answer, PushJob, StoreError};
 use crate::hub::Hub;
 
 /// The most idle connections kept for reuse.
@@ -61,7 +60,8 @@ CREATE TABLE IF NOT EXISTS clients (
     client TEXT NOT NULL,
     epoch BIGINT NOT NULL,
     PRIMARY KEY (log_id, client)
-);"
+);
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS owner TEXT;"
     )
 }
 
@@ -247,9 +247,9 @@ impl PgStore {
     pub fn push(
         &self,
         log: &str,
-        requests: &[Vec<PushBatch>],
+        requests: &[PushJob],
         limits: &Limits,
-    ) -> Result<Vec<Pushed>, StoreError> {
+    ) -> Result<Vec<Answer>, StoreError> {
         let mut conn = self.take()?;
         let out = self.push_with(&mut conn, log, requests, limits);
         self.give_back(conn);
@@ -260,9 +260,9 @@ impl PgStore {
         &self,
         conn: &mut Conn,
         log: &str,
-        requests: &[Vec<PushBatch>],
+        requests: &[PushJob],
         limits: &Limits,
-    ) -> Result<Vec<Pushed>, StoreError> {
+    ) -> Result<Vec<Answer>, StoreError> {
         let Conn { client, statements } = conn;
         let mut tx = client.transaction()?;
         let lock = prepared(
@@ -299,9 +299,10 @@ impl PgStore {
         log: &str,
         after: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(Vec<Event>, u64), StoreError> {
         let mut conn = self.take()?;
-        let rows = self.read_with(&mut conn, log, after, limit);
+        let rows = self.read_with(&mut conn, log, after, limit, max_bytes);
         self.give_back(conn);
         let rows = rows?;
         let mut head = 0;
@@ -337,19 +338,34 @@ impl PgStore {
         log: &str,
         after: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        // The running size (`store::page_bytes` in SQL) cuts the page at the byte budget
+        // inside the database, so a page of large events never reaches this process whole.
         let read = prepared(
             &mut conn.client,
             &mut conn.statements,
             "SELECT l.head, e.event_offset, e.id, e.stream, e.version, e.type, e.data, e.meta,
                     e.time, e.origin
              FROM logs l LEFT JOIN LATERAL (
-                SELECT * FROM events WHERE log_id = l.id AND event_offset > $2
-                ORDER BY event_offset LIMIT $3) e ON true
-             WHERE l.name = $1",
+                SELECT * FROM (
+                  SELECT ev.*,
+                         sum(octet_length(ev.data) + coalesce(octet_length(ev.meta), 0) + $5)
+                           OVER w AS run,
+                         row_number() OVER w AS n
+                  FROM events ev WHERE ev.log_id = l.id AND ev.event_offset > $2
+                  WINDOW w AS (ORDER BY ev.event_offset)
+                  ORDER BY ev.event_offset LIMIT $3) p
+                WHERE p.run <= $4 OR p.n = 1) e ON true
+             WHERE l.name = $1
+             ORDER BY e.event_offset",
         )?;
-        conn.client
-            .query(&read, &[&log, &(after as i64), &(limit as i64)])
+        let budget = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let overhead = super::PAGE_EVENT_OVERHEAD as i32;
+        conn.client.query(
+            &read,
+            &[&log, &(after as i64), &(limit as i64), &budget, &overhead],
+        )
     }
 }
 
@@ -374,6 +390,7 @@ struct PgLog<'a> {
     batches: HashMap<(String, u64), BatchRecord>,
     ids: HashMap<[u8; 16], Placed>,
     epochs: HashMap<String, u64>,
+    owners: HashMap<String, String>,
     versions: HashMap<String, u64>,
     events: Vec<Event>,
     new_batches: Vec<(String, u64, u64, u64)>,
@@ -385,9 +402,9 @@ impl<'a> PgLog<'a> {
         statements: &'a mut HashMap<&'static str, Statement>,
         log_id: i64,
         head: u64,
-        requests: &[Vec<PushBatch>],
+        requests: &[PushJob],
     ) -> Result<PgLog<'a>, StoreError> {
-        let all = || requests.iter().flatten();
+        let all = || requests.iter().flat_map(|j| &j.batches);
         let clients: Vec<&str> = all().map(|b| b.client.as_str()).collect();
         let numbers: Vec<i64> = all().map(|b| b.batch as i64).collect();
         let id_bytes: Vec<[u8; 16]> = all()
@@ -404,24 +421,25 @@ impl<'a> PgLog<'a> {
             &mut tx,
             statements,
             "SELECT 1 AS k, b.client AS name, b.batch AS x, b.first_offset AS y, b.count AS z,
-                    NULL::bytea AS id
+                    NULL::bytea AS id, NULL::text AS owner
                FROM batches b JOIN UNNEST($2::text[], $3::bigint[]) AS q(client, batch)
                  ON b.client = q.client AND b.batch = q.batch
               WHERE b.log_id = $1
              UNION ALL
-             SELECT 2, NULL, event_offset, version, NULL, id FROM events
+             SELECT 2, NULL, event_offset, version, NULL, id, NULL FROM events
               WHERE log_id = $1 AND id = ANY($4)
              UNION ALL
-             SELECT 3, client, epoch, NULL, NULL, NULL FROM clients
+             SELECT 3, client, epoch, NULL, NULL, NULL, owner FROM clients
               WHERE log_id = $1 AND client = ANY($2)
              UNION ALL
-             SELECT 4, stream, version, NULL, NULL, NULL FROM streams
+             SELECT 4, stream, version, NULL, NULL, NULL, NULL FROM streams
               WHERE log_id = $1 AND stream = ANY($5)",
             &[&log_id, &clients, &numbers, &ids, &streams],
         )?;
         let mut batches = HashMap::new();
         let mut found = HashMap::new();
         let mut epochs = HashMap::new();
+        let mut owners = HashMap::new();
         let mut versions = HashMap::new();
         for r in &rows {
             let x = r.get::<_, i64>(2) as u64;
@@ -441,7 +459,11 @@ impl<'a> PgLog<'a> {
                     found.insert(id_of(r.get(5))?, placed);
                 }
                 3 => {
-                    epochs.insert(r.get(1), x);
+                    let client: String = r.get(1);
+                    if let Some(owner) = r.get::<_, Option<String>>(6) {
+                        owners.insert(client.clone(), owner);
+                    }
+                    epochs.insert(client, x);
                 }
                 _ => {
                     versions.insert(r.get(1), x);
@@ -457,6 +479,7 @@ impl<'a> PgLog<'a> {
             batches,
             ids: found,
             epochs,
+            owners,
             versions,
             events: Vec::new(),
             new_batches: Vec::new(),
@@ -543,6 +566,24 @@ impl LogStore for PgLog<'_> {
 
     fn client_epoch(&mut self, client: &str) -> Result<u64, StoreError> {
         Ok(self.epochs.get(client).copied().unwrap_or(0))
+    }
+
+    fn client_owner(&mut self, client: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.owners.get(client).cloned())
+    }
+
+    fn bind_client(&mut self, client: &str, owner: &str) -> Result<(), StoreError> {
+        // Rare (a device's first push), so a round trip of its own; the row lock on the log
+        // keeps two first pushes from racing.
+        execute(
+            &mut self.tx,
+            self.statements,
+            "INSERT INTO clients (log_id, client, epoch, owner) VALUES ($1, $2, 0, $3)
+             ON CONFLICT (log_id, client) DO UPDATE SET owner = EXCLUDED.owner",
+            &[&self.log_id, &client, &owner],
+        )?;
+        self.owners.insert(client.to_owned(), owner.to_owned());
+        Ok(())
     }
 
     fn batch_record(

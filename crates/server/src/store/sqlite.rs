@@ -7,11 +7,10 @@
 use std::sync::Mutex;
 
 use logfold_core::commit::{BatchRecord, Commit, LogStore, Placed};
-use logfold_core::protocol::PushBatch;
 use logfold_core::{Event, EventId, Limits};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Pushed, StoreError};
+use super::{Answer, PushJob, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS logs (
@@ -51,9 +50,23 @@ CREATE TABLE IF NOT EXISTS clients (
     log_id INTEGER NOT NULL,
     client TEXT NOT NULL,
     epoch INTEGER NOT NULL,
+    owner TEXT,
     PRIMARY KEY (log_id, client)
 ) WITHOUT ROWID;
 ";
+
+/// Columns added after the first release, for databases created before them.
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has_owner: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('clients') WHERE name = 'owner'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_owner {
+        conn.execute_batch("ALTER TABLE clients ADD COLUMN owner TEXT")?;
+    }
+    Ok(())
+}
 
 /// A SQLite database file holding any number of logs.
 #[derive(Debug)]
@@ -85,6 +98,7 @@ impl SqliteStore {
     pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
         let writer = connect(path)?;
         writer.execute_batch(SCHEMA)?;
+        migrate(&writer)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             writer: Mutex::new(writer),
@@ -97,9 +111,9 @@ impl SqliteStore {
     pub fn push(
         &self,
         log: &str,
-        requests: &[Vec<PushBatch>],
+        requests: &[PushJob],
         limits: &Limits,
-    ) -> Result<Vec<Pushed>, StoreError> {
+    ) -> Result<Vec<Answer>, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found: Option<(i64, i64)> = tx
@@ -138,13 +152,14 @@ impl SqliteStore {
         log: &str,
         after: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(Vec<Event>, u64), StoreError> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(c) => c,
             None => connect(&self.path)?,
         };
-        let out = read_in(&mut conn, log, after, limit);
+        let out = read_in(&mut conn, log, after, limit, max_bytes);
         if out.is_ok() {
             let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < 8 {
@@ -160,6 +175,7 @@ fn read_in(
     log: &str,
     after: u64,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<(Vec<Event>, u64), StoreError> {
     let tx = conn.transaction()?;
     let found: Option<(i64, i64)> = tx
@@ -178,9 +194,11 @@ fn read_in(
              ORDER BY event_offset LIMIT ?3",
         )?;
         let mut rows = stmt.query(params![log_id, to_i64(after), limit as i64])?;
+        // Rows are read one at a time, so stopping at the budget bounds memory.
+        let mut page = super::Page::new(max_bytes);
         while let Some(r) = rows.next()? {
             let offset = r.get::<_, i64>(0)? as u64;
-            events.push(Event {
+            let event = Event {
                 id: id_bytes(r, 1)?,
                 stream: r.get(2)?,
                 version: r.get::<_, i64>(3)? as u64,
@@ -191,7 +209,11 @@ fn read_in(
                 origin: r.get(8)?,
                 seq: offset,
                 offset: Some(offset),
-            });
+            };
+            if !page.fits(&event) {
+                break;
+            }
+            events.push(event);
         }
     }
     tx.commit()?;
@@ -220,6 +242,26 @@ impl LogStore for SqliteLog<'_> {
             .query_row(params![self.log_id, client], |r| r.get(0))
             .optional()?;
         Ok(epoch.unwrap_or(0) as u64)
+    }
+
+    fn client_owner(&mut self, client: &str) -> Result<Option<String>, Self::Error> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT owner FROM clients WHERE log_id = ?1 AND client = ?2")?;
+        let owner: Option<Option<String>> = stmt
+            .query_row(params![self.log_id, client], |r| r.get(0))
+            .optional()?;
+        Ok(owner.flatten())
+    }
+
+    fn bind_client(&mut self, client: &str, owner: &str) -> Result<(), Self::Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO clients (log_id, client, epoch, owner) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (log_id, client) DO UPDATE SET owner = excluded.owner",
+            )?
+            .execute(params![self.log_id, client, owner])?;
+        Ok(())
     }
 
     fn batch_record(

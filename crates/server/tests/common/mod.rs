@@ -156,7 +156,12 @@ impl TestApp {
 
     /// The whole log as the server has it, read straight from the store.
     pub async fn all(&self, log: &str) -> Vec<logfold_core::Event> {
-        let (events, head) = self.state.store().read(log, 0, 10_000).await.unwrap();
+        let (events, head) = self
+            .state
+            .store()
+            .read(log, 0, 10_000, usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(
             events.len() as u64,
             head,
