@@ -236,6 +236,12 @@ export interface SyncOptions {
   live?: boolean;
   /** Every open tab hears of every rejected batch. */
   onRejected?: (rejection: Rejection) => void;
+  /**
+   * The largest push request body (default 4 MiB, at least 64 KiB); keep it at most the
+   * server's `--max-body`. A synced batch that could not be pushed in one body, or holds over
+   * 10,000 events, is refused at append with `INVALID_ARGUMENT`.
+   */
+  maxPushBytes?: number;
 }
 
 /** A batch the server refused: it left the outbox and the tables. */

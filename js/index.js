@@ -763,6 +763,7 @@ export const Logfold = {
       ...reducerIds(reducers),
       projector.hooks(),
       syncing !== undefined,
+      syncing?.maxPushBytes ?? 0,
     );
     // A history written without sync moved to the outbox: the confirmed log starts again.
     const migrated = core.stats().eventsMigrated > 0;

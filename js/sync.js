@@ -8,7 +8,9 @@ const HEARTBEAT_MS = 1000;
 const STALE_MS = 4000;
 const WATCH_MS = 1500;
 const PULL_LIMIT = 10000;
+// Bodies of at most this by default: a quarter of the server's default --max-body.
 const PUSH_BYTES = 4 << 20;
+const MIN_PUSH_BYTES = 64 << 10;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const SEGMENT_TYPE = "application/vnd.logfold.segment";
@@ -24,7 +26,7 @@ const sleep = (ms, signal) =>
 export function syncOptions(sync, invalidArgument) {
   if (sync === undefined) return undefined;
   if (sync === null || typeof sync !== "object") throw invalidArgument("sync", "must be an object { url, log, token | getToken }");
-  const { url, log, token, getToken, onRejected, live = true } = sync;
+  const { url, log, token, getToken, onRejected, live = true, maxPushBytes = PUSH_BYTES } = sync;
   let base;
   try {
     base = new URL(url, globalThis.location?.href);
@@ -37,8 +39,11 @@ export function syncOptions(sync, invalidArgument) {
   if (token !== undefined && typeof token !== "string") throw invalidArgument("sync.token", "must be a string");
   if (getToken !== undefined && typeof getToken !== "function") throw invalidArgument("sync.getToken", "must be a function returning a token");
   if (onRejected !== undefined && typeof onRejected !== "function") throw invalidArgument("sync.onRejected", "must be a function");
+  if (!Number.isSafeInteger(maxPushBytes) || maxPushBytes < MIN_PUSH_BYTES) {
+    throw invalidArgument("sync.maxPushBytes", `must be an integer of at least ${MIN_PUSH_BYTES} (bytes), at most the server's --max-body`);
+  }
   const root = base.href.replace(/\/+$/, "");
-  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, token, getToken, onRejected, live: Boolean(live) };
+  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, token, getToken, onRejected, live: Boolean(live), maxPushBytes };
 }
 
 /** `log.sync`: status, control, and (in the leader tab) the sync loop. */
@@ -329,7 +334,7 @@ export class Sync {
 
   async #pushAll(signal) {
     for (;;) {
-      const next = await this.#core.pushRequest(this.#epoch, PUSH_BYTES);
+      const next = await this.#core.pushRequest(this.#epoch);
       if (!next || signal.aborted) return;
       const [body, numbers] = next;
       const head = this.#core.head;

@@ -119,7 +119,8 @@ pub struct LogCore(Log);
 impl LogCore {
     /// Opens log `name`. `durability` is `"strict"` or `"relaxed"`. `tables` is JSON text of
     /// the declarative tables (`{name: definition}`); `reducers` and `reducer_versions` name
-    /// the JS reducers, which `hooks` folds (see [`Projections`]).
+    /// the JS reducers, which `hooks` folds (see [`Projections`]). With `sync`, every push
+    /// body is at most `max_push_bytes`, and so is every batch appended.
     #[wasm_bindgen(unchecked_return_type = "Promise<LogCore>")]
     #[allow(clippy::too_many_arguments)] // one flat call from the JS wrapper
     pub fn open(
@@ -131,6 +132,7 @@ impl LogCore {
         reducer_versions: Vec<u32>,
         hooks: JsValue,
         sync: bool,
+        max_push_bytes: f64,
     ) -> Promise {
         let tables = parse_definitions(tables);
         let reducers = reducer_keys(&reducers, &reducer_versions);
@@ -151,6 +153,7 @@ impl LogCore {
                 reducers,
                 hooks: (!hooks.is_undefined()).then_some(hooks),
             };
+            let sync = sync.then_some(max_push_bytes as usize);
             let log = Log::open(&name, durability, on_close, projections, sync).await?;
             Ok(LogCore(log).into())
         })
@@ -359,19 +362,17 @@ impl LogCore {
 
     /// The next push request body and its batch numbers, or `undefined` when nothing waits.
     #[wasm_bindgen(js_name = pushRequest, unchecked_return_type = "Promise<[string, Float64Array] | undefined>")]
-    pub fn push_request(&self, epoch: f64, max_bytes: f64) -> Promise {
+    pub fn push_request(&self, epoch: f64) -> Promise {
         let log = self.0.clone();
         future_to_promise(async move {
-            Ok(
-                match log.push_request(epoch as u64, max_bytes as usize).await? {
-                    None => JsValue::UNDEFINED,
-                    Some((body, numbers)) => {
-                        let numbers: Vec<f64> = numbers.iter().map(|n| *n as f64).collect();
-                        js_sys::Array::of2(&body.into(), &js_sys::Float64Array::from(&numbers[..]))
-                            .into()
-                    }
-                },
-            )
+            Ok(match log.push_request(epoch as u64).await? {
+                None => JsValue::UNDEFINED,
+                Some((body, numbers)) => {
+                    let numbers: Vec<f64> = numbers.iter().map(|n| *n as f64).collect();
+                    js_sys::Array::of2(&body.into(), &js_sys::Float64Array::from(&numbers[..]))
+                        .into()
+                }
+            })
         })
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures_channel::oneshot;
 use js_sys::{Array, Function, Uint8Array};
 use logfold_core::segment::{Segment, SegmentError, SegmentWriter, TARGET_BYTES};
+use logfold_core::sync::{check_push_batch, DEFAULT_PUSH_BYTES};
 use logfold_core::table::{snapshot, Table, TableDef};
 use logfold_core::{place, Batch, EventRef, IdGenerator, Limits, Placed};
 use rexie::{ObjectStore, Rexie};
@@ -178,6 +179,8 @@ struct Inner {
     client_id: String,
     ids: RefCell<IdGenerator>,
     limits: Limits,
+    /// The largest push body a synced batch must fit in (checked at append).
+    max_push_bytes: usize,
     head: Cell<u64>,
     closed: Cell<Option<CloseReason>>,
     queue: RefCell<Vec<(Batch, Reply)>>,
@@ -284,7 +287,7 @@ impl Log {
         durability: Durability,
         on_close: Option<Function>,
         projections: Projections,
-        want_sync: bool,
+        sync: Option<usize>,
     ) -> Result<Log, Error> {
         if name.is_empty() {
             return Err(Error::argument("name", "must be a non-empty string"));
@@ -296,10 +299,11 @@ impl Log {
             let (client_id, streams_through, synced) =
                 Self::init_meta(&db, durability, new_client_id(random)).await?;
             // Only the first open with sync has anything to move.
-            let (synced, migrated) = if want_sync && !synced {
-                sync::prepare(&db, durability).await?
-            } else {
-                (synced, 0)
+            let (synced, migrated) = match sync {
+                Some(max_push_bytes) if !synced => {
+                    sync::prepare(&db, durability, max_push_bytes).await?
+                }
+                _ => (synced, 0),
             };
             stats.events_migrated = migrated;
             let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
@@ -328,6 +332,7 @@ impl Log {
             client_id,
             ids: RefCell::new(IdGenerator::new(seed)),
             limits: Limits::default(),
+            max_push_bytes: sync.unwrap_or(DEFAULT_PUSH_BYTES),
             head: Cell::new(head),
             closed: Cell::new(None),
             queue: RefCell::new(Vec::new()),
@@ -494,6 +499,11 @@ impl Log {
         batch.validate(&self.0.limits)?;
         if batch.events.is_empty() {
             return Ok(None);
+        }
+        if self.is_synced() {
+            // What the server would refuse must not reach the outbox and the tables.
+            check_push_batch(&batch, &self.0.client_id, self.0.max_push_bytes)
+                .map_err(|e| Error::argument("events", e.to_string()))?;
         }
         let (tx, rx) = oneshot::channel();
         self.0.queue.borrow_mut().push((batch, tx));

@@ -17,14 +17,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 /// Opens `name` strictly, without projections.
 async fn open(name: &str) -> Result<Log, Error> {
-    Log::open(
-        name,
-        Durability::Strict,
-        None,
-        Projections::default(),
-        false,
-    )
-    .await
+    Log::open(name, Durability::Strict, None, Projections::default(), None).await
 }
 
 async fn fresh(name: &str) -> Log {
@@ -249,7 +242,7 @@ async fn destroying_an_open_log_closes_it_instead_of_hanging() {
         Durability::Relaxed,
         Some(on_close),
         Projections::default(),
-        false,
+        None,
     )
     .await
     .unwrap();
@@ -295,7 +288,7 @@ fn balance(log: &Log, account: &str) -> Option<String> {
 #[wasm_bindgen_test]
 async fn tables_fold_appends_and_reopen_from_their_snapshot() {
     destroy("t-tables").await.unwrap();
-    let log = Log::open("t-tables", Durability::Strict, None, ledger(), false)
+    let log = Log::open("t-tables", Durability::Strict, None, ledger(), None)
         .await
         .unwrap();
     log.append(Batch::new(vec![
@@ -315,7 +308,7 @@ async fn tables_fold_appends_and_reopen_from_their_snapshot() {
         .unwrap();
     log.close().await;
 
-    let reopened = Log::open("t-tables", Durability::Strict, None, ledger(), false)
+    let reopened = Log::open("t-tables", Durability::Strict, None, ledger(), None)
         .await
         .unwrap();
     let s = reopened.stats();

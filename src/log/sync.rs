@@ -11,13 +11,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use logfold_core::protocol::PushResponse;
-use logfold_core::sync::{Confirmation, Outbox, Pending};
+use logfold_core::sync::{push_event_bytes, Confirmation, Outbox, Pending};
 use logfold_core::{Event, PROTOCOL_VERSION};
 
 use super::*;
 
 /// Events per outbox batch when a log used without sync moves its history to the outbox.
 const MIGRATE_BATCH: usize = 1000;
+/// Room left in a migrated batch's push body for its client id, numbers and punctuation.
+const MIGRATE_SLACK: usize = 4096;
 
 /// A tab's copy of the `outbox` store, and how much of it the tables show.
 #[derive(Default)]
@@ -118,6 +120,7 @@ pub struct Pushed {
 pub(super) async fn prepare(
     db: &IdbDatabase,
     durability: Durability,
+    max_push_bytes: usize,
 ) -> Result<(bool, u64), Error> {
     let stores = ["segments", "streams", "meta", "outbox", "snapshots"];
     let tx = idb::transaction(db, &stores, true, durability.as_str()).map_err(storage)?;
@@ -134,6 +137,8 @@ pub(super) async fn prepare(
     let mut next = as_u64(&get(&meta, "nextBatch").await?).max(1);
     let mut moved = 0u64;
     let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    let room = max_push_bytes.saturating_sub(MIGRATE_SLACK);
     let flush = |events: &mut Vec<Event>, next: &mut u64| -> Result<(), Error> {
         if events.is_empty() {
             return Ok(());
@@ -153,12 +158,18 @@ pub(super) async fn prepare(
         let mut scratch = Vec::new();
         let seg = Segment::parse_in(bytes, &mut scratch).map_err(|e| Error::corrupt(0, *k, e))?;
         for e in seg.events() {
-            let e = e.map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?;
-            batch.push(e.to_owned());
-            moved += 1;
-            if batch.len() == MIGRATE_BATCH {
+            let e = e
+                .map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?
+                .to_owned();
+            // Cut by count and by push size, so every migrated batch can be pushed.
+            let size = push_event_bytes(&e);
+            if batch.len() == MIGRATE_BATCH || (!batch.is_empty() && batch_bytes + size > room) {
                 flush(&mut batch, &mut next)?;
+                batch_bytes = 0;
             }
+            batch_bytes += size;
+            batch.push(e);
+            moved += 1;
         }
     }
     flush(&mut batch, &mut next)?;
@@ -634,13 +645,9 @@ impl Log {
         }
     }
 
-    /// The next push request: the oldest batches the server has not acknowledged, up to about
-    /// `max_bytes`, as JSON; with their batch numbers. `None` when there is nothing to push.
-    pub async fn push_request(
-        &self,
-        epoch: u64,
-        max_bytes: usize,
-    ) -> Result<Option<(String, Vec<u64>)>, Error> {
+    /// The next push request: the oldest batches the server has not acknowledged, in at most
+    /// the log's push size, as JSON; with their batch numbers. `None` when there is nothing to push.
+    pub async fn push_request(&self, epoch: u64) -> Result<Option<(String, Vec<u64>)>, Error> {
         self.check_open()?;
         let tx = idb::transaction(&self.0.db, &["meta", "outbox"], false, "default")
             .map_err(|e| self.closed_or(e))?;
@@ -653,9 +660,13 @@ impl Log {
             return Ok(None);
         };
         let mut body = String::new();
-        let numbers = o
-            .outbox
-            .write_push(&mut body, &self.0.client_id, epoch, acked, max_bytes);
+        let numbers = o.outbox.write_push(
+            &mut body,
+            &self.0.client_id,
+            epoch,
+            acked,
+            self.0.max_push_bytes,
+        );
         if numbers.is_empty() {
             return Ok(None);
         }

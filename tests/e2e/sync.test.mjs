@@ -11,7 +11,7 @@ import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -53,9 +53,9 @@ function installHelpers() {
     tokenCalls: 0,
     uncaught: [],
     ticks: 0, // a 100 ms timer: it stops when the page is frozen
-    async open(name, { url, log, kind = "ledger", auth = null, live } = {}) {
+    async open(name, { url, log, kind = "ledger", auth = null, live, maxPushBytes } = {}) {
       const heard = (S.heard[name] ??= []);
-      const sync = { url, log, onRejected: (r) => heard.push(json(r)) };
+      const sync = { url, log, maxPushBytes, onRejected: (r) => heard.push(json(r)) };
       if (auth) {
         S.tokens = auth;
         sync.getToken = async () => S.tokens[Math.min(S.tokenCalls++, S.tokens.length - 1)];
@@ -743,6 +743,66 @@ test("403: status error FORBIDDEN and sync paused (no more pushes) until resume(
       assertExactlyOnce((await sync.events("forbid", "reader-token-0003")).events, stored.map((e) => e.id), "after resume");
       const s3 = await status(p, "ledger");
       assert.ok(!["error", "paused"].includes(s3.state) && s3.lastError === null, JSON.stringify(s3));
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- batches the server would refuse --------------------------------------------------------
+
+test("a synced batch that could not be pushed is refused at append; pushes and migrated history fit the server's body limit", opts, async () => {
+  // The server takes bodies of 300 KiB; the page pushes at most 256 KiB.
+  const sync = await startSyncServer({ port: PORTS.limits, corsOrigin: pages.origin, maxBody: 300 << 10 });
+  const log = "limits";
+  const maxPushBytes = 256 << 10;
+  const note = (stream, size, i) => ({ stream, type: "Created", data: { title: `${i}:${"x".repeat(size)}` } });
+  try {
+    await withDevices(["limits"], async (dev) => {
+      const p = await tab(dev);
+      // A history of 200 events of 10 KB written without sync: 2 MB to migrate.
+      const history = Array.from({ length: 200 }, (_, i) => note(`h-${i}`, 10_000, i));
+      await ev(p, async (h) => {
+        const l = await window.Logfold.open({ name: "limits" });
+        await l.append(h);
+        await l.close();
+      }, history);
+      await open(p, "limits", { url: sync.url, log, kind: "notes", maxPushBytes });
+
+      const refused = await ev(p, async ([big, many]) => {
+        const l = S.logs.limits;
+        const codes = [];
+        for (const batch of [big, many]) {
+          try {
+            await l.append(batch);
+            codes.push("appended");
+          } catch (e) {
+            codes.push([e instanceof window.LogfoldError, e.code, e.message]);
+          }
+        }
+        return { codes, events: (await T.readAll(l)).length, notes: [...l.table("notes").scan()].length };
+      }, [Array.from({ length: 30 }, (_, i) => note(`big-${i}`, 10_000, i)), Array.from({ length: 10_001 }, (_, i) => note("many", 1, i))]);
+      assert.deepEqual(refused.codes.map((c) => c.slice?.(0, 2)), [[true, "INVALID_ARGUMENT"], [true, "INVALID_ARGUMENT"]], JSON.stringify(refused.codes));
+      assert.match(refused.codes[0][2], /bytes to push/);
+      assert.match(refused.codes[1][2], /10000 events/);
+      assert.equal(refused.events, 200, "nothing of the refused batches is in the log");
+      assert.equal(refused.notes, 200, "nor in the tables");
+
+      // Batches that fit: 20 of 10 KB, then a small one, each pushed in bodies under the limit.
+      const fits = Array.from({ length: 20 }, (_, i) => note(`fit-${i}`, 10_000, i));
+      await ev(p, async (f) => {
+        await S.logs.limits.append(f);
+        await S.logs.limits.append({ stream: "small", type: "Created", data: { title: "small" } });
+      }, fits);
+      await serverAt(sync, log, 221);
+      await synced(p, "limits", 221);
+      const pushes = await sync.requestsByStatus("push");
+      assert.equal(pushes["413"], undefined, `no push over the body limit: ${JSON.stringify(pushes)}`);
+      assert.ok(pushes["200"] >= 9, `2.2 MB went in bodies of at most 256 KiB: ${JSON.stringify(pushes)}`);
+      const server = (await sync.events(log)).events;
+      assert.equal(new Set(server.map((e) => e.id)).size, 221);
+      assert.equal(server.at(-1).stream, "small");
+      assert.deepEqual(await uncaught(p), []);
     });
   } finally {
     await sync.stop();

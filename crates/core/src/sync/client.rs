@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::append::{assign, AppendError, Batch, Stamp};
-use crate::commit::MAX_BATCH_EVENTS;
 use crate::event::Event;
 use crate::id::{EventId, IdGenerator};
 use crate::protocol::{
@@ -12,6 +11,8 @@ use crate::protocol::{
 };
 use crate::validate::Limits;
 use crate::version::ExpectedVersion;
+
+use super::outbox::{check_push_batch, DEFAULT_PUSH_BYTES};
 
 /// One local batch waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,21 +342,12 @@ impl Client {
 
     /// The server refuses these whole; refusing them here keeps them out of the tables.
     fn check_batch(&self, batch: &Batch) -> Result<(), AppendError> {
-        let invalid = |m: String| Err(AppendError::InvalidArgument(m));
         if batch.events.is_empty() {
-            return invalid("a batch needs at least one event".into());
+            return Err(AppendError::InvalidArgument(
+                "a batch needs at least one event".into(),
+            ));
         }
-        if batch.events.len() > MAX_BATCH_EVENTS {
-            return invalid(format!("a batch holds at most {MAX_BATCH_EVENTS} events"));
-        }
-        // The server keeps one expectation per stream; two here could disagree with it.
-        let mut seen = Vec::new();
-        for (stream, _) in &batch.expected {
-            if seen.contains(&stream) {
-                return invalid(format!("stream {stream:?} has two expected versions"));
-            }
-            seen.push(stream);
-        }
+        check_push_batch(batch, &self.client, DEFAULT_PUSH_BYTES)?;
         batch.validate(&self.limits)
     }
 

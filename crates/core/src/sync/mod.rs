@@ -57,5 +57,8 @@ mod view;
 pub use client::{
     Client, ClientParts, ClientStats, OutboxBatch, PullOutcome, PushOutcome, Rejection, SyncError,
 };
-pub use outbox::{Answer, Confirmation, Outbox, Pending, Rejected};
+pub use outbox::{
+    check_push_batch, push_event_bytes, Answer, Confirmation, Outbox, Pending, Rejected,
+    DEFAULT_PUSH_BYTES,
+};
 pub use view::{Refresh, SyncedProjection, ViewStats};

@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::append::{AppendError, Batch};
+use crate::commit::MAX_BATCH_EVENTS;
 use crate::event::Event;
 use crate::id::EventId;
 use crate::json::{push_str, push_u64, write_event};
@@ -199,9 +201,9 @@ impl Outbox {
         versions
     }
 
-    /// Writes the next push request body: the batches after `acked`, oldest first, up to about
-    /// `max_bytes` (at least one). Returns their numbers; none when nothing waits. Written by
-    /// hand: the data is JSON checked at append, copied as it is.
+    /// Writes the next push request body: the batches after `acked`, oldest first, as many as
+    /// fit in `max_bytes` (measured as written; at least one). Returns their numbers; none when
+    /// nothing waits. Written by hand: the data is JSON checked at append, copied as it is.
     pub fn write_push(
         &self,
         out: &mut String,
@@ -210,50 +212,29 @@ impl Outbox {
         acked: u64,
         max_bytes: usize,
     ) -> Vec<u64> {
+        let begin = out.len();
         out.push_str("{\"protocol\":");
         push_u64(out, u64::from(PROTOCOL_VERSION));
         out.push_str(",\"batches\":[");
-        let start = out.len();
         let mut numbers = Vec::new();
         for p in self.batches.iter().filter(|p| p.batch > acked) {
-            let bytes: usize = p.events.iter().map(|e| e.data.len() + 200).sum();
-            if !numbers.is_empty() && out.len() - start + bytes > max_bytes {
-                break;
-            }
+            let before = out.len();
             if !numbers.is_empty() {
                 out.push(',');
             }
-            numbers.push(p.batch);
-            out.push_str("{\"client\":");
-            push_str(out, client);
-            out.push_str(",\"epoch\":");
-            push_u64(out, epoch);
-            out.push_str(",\"batch\":");
-            push_u64(out, p.batch);
-            out.push_str(",\"expected\":");
-            out.push_str(&serde_json::to_string(&p.expected).unwrap_or_else(|_| "{}".into()));
-            out.push_str(",\"events\":[");
-            for (i, e) in p.events.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str("{\"id\":\"");
-                e.id.write_to(out);
-                out.push_str("\",\"stream\":");
-                push_str(out, &e.stream);
-                out.push_str(",\"type\":");
-                push_str(out, &e.event_type);
-                out.push_str(",\"data\":");
-                out.push_str(&e.data);
-                out.push_str(",\"meta\":");
-                out.push_str(e.meta.as_deref().unwrap_or("null"));
-                out.push_str(",\"time\":");
-                push_u64(out, e.time);
-                out.push_str(",\"version\":");
-                push_u64(out, e.version);
-                out.push('}');
+            write_batch(
+                out,
+                client,
+                epoch,
+                p.batch,
+                &p.expected,
+                p.events.iter().map(PushFields::from),
+            );
+            if !numbers.is_empty() && out.len() - begin + 2 > max_bytes {
+                out.truncate(before);
+                break;
             }
-            out.push_str("]}");
+            numbers.push(p.batch);
         }
         out.push_str("]}");
         numbers
@@ -368,6 +349,140 @@ impl Outbox {
         self.batches.retain(|p| !p.events.is_empty());
         out
     }
+}
+
+/// What a push body carries of one event.
+struct PushFields<'a> {
+    id: EventId,
+    stream: &'a str,
+    event_type: &'a str,
+    data: &'a str,
+    meta: Option<&'a str>,
+    time: u64,
+    version: u64,
+}
+
+impl<'a> From<&'a Event> for PushFields<'a> {
+    fn from(e: &'a Event) -> Self {
+        PushFields {
+            id: e.id,
+            stream: &e.stream,
+            event_type: &e.event_type,
+            data: &e.data,
+            meta: e.meta.as_deref(),
+            time: e.time,
+            version: e.version,
+        }
+    }
+}
+
+fn write_batch<'a>(
+    out: &mut String,
+    client: &str,
+    epoch: u64,
+    number: u64,
+    expected: &BTreeMap<String, ExpectedVersion>,
+    events: impl Iterator<Item = PushFields<'a>>,
+) {
+    out.push_str("{\"client\":");
+    push_str(out, client);
+    out.push_str(",\"epoch\":");
+    push_u64(out, epoch);
+    out.push_str(",\"batch\":");
+    push_u64(out, number);
+    out.push_str(",\"expected\":");
+    out.push_str(&serde_json::to_string(expected).unwrap_or_else(|_| "{}".into()));
+    out.push_str(",\"events\":[");
+    for (i, e) in events.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_event_fields(out, &e);
+    }
+    out.push_str("]}");
+}
+
+fn write_event_fields(out: &mut String, e: &PushFields<'_>) {
+    out.push_str("{\"id\":\"");
+    e.id.write_to(out);
+    out.push_str("\",\"stream\":");
+    push_str(out, e.stream);
+    out.push_str(",\"type\":");
+    push_str(out, e.event_type);
+    out.push_str(",\"data\":");
+    out.push_str(e.data);
+    out.push_str(",\"meta\":");
+    out.push_str(e.meta.unwrap_or("null"));
+    out.push_str(",\"time\":");
+    push_u64(out, e.time);
+    out.push_str(",\"version\":");
+    push_u64(out, e.version);
+    out.push('}');
+}
+
+/// The most bytes an event takes in a push body (with its comma), whatever its id, time and
+/// version: for cutting a run of events into batches that can each be pushed.
+pub fn push_event_bytes(e: &Event) -> usize {
+    let mut out = String::new();
+    write_event_fields(
+        &mut out,
+        &PushFields {
+            id: EventId(u128::MAX),
+            time: u64::MAX,
+            version: u64::MAX,
+            ..PushFields::from(e)
+        },
+    );
+    out.len() + 1
+}
+
+/// The most bytes a push body holds by default ([`check_push_batch`]); the server's default
+/// `--max-body` is four times this.
+pub const DEFAULT_PUSH_BYTES: usize = 4 * 1024 * 1024;
+
+/// The limits the server enforces on a batch, checked at append so that a synced append the
+/// tables show can be pushed: at most [`MAX_BATCH_EVENTS`] events, one expectation per stream,
+/// and a push body of at most `max_push_bytes` holding it alone (so no request passes the
+/// server's body limit and blocks the outbox behind it). Events are checked by
+/// [`Batch::validate`].
+pub fn check_push_batch(
+    batch: &Batch,
+    client: &str,
+    max_push_bytes: usize,
+) -> Result<(), AppendError> {
+    let invalid = |m: String| Err(AppendError::InvalidArgument(m));
+    if batch.events.len() > MAX_BATCH_EVENTS {
+        return invalid(format!(
+            "a synced batch holds at most {MAX_BATCH_EVENTS} events, this one {}: append it in parts",
+            batch.events.len()
+        ));
+    }
+    // The server keeps one expectation per stream; two here could disagree with it.
+    let mut seen = HashSet::new();
+    if let Some((stream, _)) = batch.expected.iter().find(|(s, _)| !seen.insert(s)) {
+        return invalid(format!("stream {stream:?} has two expected versions"));
+    }
+    // The largest body it can be written in: the widest epoch, number, id, time and version.
+    let expected: BTreeMap<String, ExpectedVersion> = batch.expected.iter().cloned().collect();
+    let events = batch.events.iter().map(|e| PushFields {
+        id: EventId(u128::MAX),
+        stream: &e.stream,
+        event_type: &e.event_type,
+        data: &e.data,
+        meta: e.meta.as_deref(),
+        time: u64::MAX,
+        version: u64::MAX,
+    });
+    let mut body = String::from("{\"protocol\":4294967295,\"batches\":[");
+    write_batch(&mut body, client, u64::MAX, u64::MAX, &expected, events);
+    body.push_str("]}");
+    if body.len() > max_push_bytes {
+        return invalid(format!(
+            "the batch takes {} bytes to push, over the limit of {max_push_bytes}: append it in parts",
+            body.len()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -495,10 +610,91 @@ mod tests {
         // A small limit still sends one batch, then stops.
         let mut small = String::new();
         assert_eq!(o.write_push(&mut small, "client-1", 3, 0, 1), [1]);
+        serde_json::from_str::<PushRequest>(&small).unwrap();
+        // The limit is the body as written (meta and escapes included), never passed.
+        let mut whole = String::new();
+        o.write_push(&mut whole, "client-1", 3, 0, usize::MAX);
+        for limit in (small.len()..=whole.len() + 1).step_by(7) {
+            let mut body = String::new();
+            let n = o.write_push(&mut body, "client-1", 3, 0, limit).len();
+            assert!(body.len() <= limit, "{} > {limit}", body.len());
+            serde_json::from_str::<PushRequest>(&body).unwrap();
+            let mut more = String::new();
+            if n < 3 {
+                o.write_push(&mut more, "client-1", 3, 0, usize::MAX);
+                assert!(more.len() > limit, "a batch more would have fit in {limit}");
+            }
+        }
         let mut none = String::new();
         assert!(o
             .write_push(&mut none, "client-1", 3, 3, usize::MAX)
             .is_empty());
+    }
+
+    #[test]
+    fn a_batch_the_server_would_refuse_is_refused_at_append() {
+        use crate::event::NewEvent;
+        let e = |data: String| NewEvent {
+            stream: "s".into(),
+            event_type: "T".into(),
+            data,
+            meta: Some("{\"m\":1}".into()),
+        };
+        let small = Batch::new(vec![e("1".into()); 3]);
+        assert_eq!(check_push_batch(&small, "c", DEFAULT_PUSH_BYTES), Ok(()));
+        let many = Batch::new(vec![e("1".into()); MAX_BATCH_EVENTS + 1]);
+        assert!(matches!(
+            check_push_batch(&many, "c", usize::MAX),
+            Err(AppendError::InvalidArgument(m)) if m.contains("10000")
+        ));
+        let twice = Batch::new(vec![e("1".into())])
+            .expect("s", ExpectedVersion::Any)
+            .expect("s", ExpectedVersion::Exact(1));
+        assert!(check_push_batch(&twice, "c", usize::MAX).is_err());
+        // The bound is the body the batch is pushed in, whatever its place and stamps.
+        let big = Batch::new(vec![e(format!("\"{}\"", "x".repeat(900_000))); 5]);
+        let Err(AppendError::InvalidArgument(m)) = check_push_batch(&big, "c", DEFAULT_PUSH_BYTES)
+        else {
+            panic!("a 4.5 MB batch passed")
+        };
+        assert!(m.contains("bytes to push"), "{m}");
+        let mut ids = IdGenerator::new(1);
+        let outbox = Outbox {
+            batches: vec![Pending {
+                batch: 7,
+                events: small
+                    .events
+                    .iter()
+                    .map(|n| Event {
+                        id: ids.next_id(1),
+                        version: 1,
+                        seq: 1,
+                        time: 1,
+                        origin: "c".into(),
+                        offset: None,
+                        stream: n.stream.clone(),
+                        event_type: n.event_type.clone(),
+                        data: n.data.clone(),
+                        meta: n.meta.clone(),
+                    })
+                    .collect(),
+                expected: BTreeMap::new(),
+            }],
+        };
+        let mut body = String::new();
+        outbox.write_push(&mut body, "c", 1, 0, usize::MAX);
+        let mut bound = 0;
+        for limit in 0..body.len() + 200 {
+            if check_push_batch(&small, "c", limit).is_ok() {
+                bound = limit;
+                break;
+            }
+        }
+        assert!(
+            bound >= body.len(),
+            "bound {bound} under the real {}",
+            body.len()
+        );
     }
 
     #[test]
