@@ -46,6 +46,23 @@ export function syncOptions(sync, invalidArgument) {
   return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, token, getToken, onRejected, live: Boolean(live), maxPushBytes };
 }
 
+// pause() holds for the whole origin (every tab, and reloads): kept in localStorage, where there
+// is one (a worker has none, and pauses only itself and the tabs it can tell).
+const pausedKey = (name) => `logfold:sync-paused:${name}`;
+function readPaused(name) {
+  try {
+    return globalThis.localStorage?.getItem(pausedKey(name)) === "1";
+  } catch {
+    return false;
+  }
+}
+function writePaused(name, paused) {
+  try {
+    if (paused) globalThis.localStorage?.setItem(pausedKey(name), "1");
+    else globalThis.localStorage?.removeItem(pausedKey(name));
+  } catch {}
+}
+
 /** `log.sync`: status, control, and (in the leader tab) the sync loop. */
 export class Sync {
   #core;
@@ -55,7 +72,8 @@ export class Sync {
   #refresh;
   #subscribers = new Set();
   #status;
-  #paused = false;
+  #paused = false; // pause(), in any tab of the origin: stored, so every tab and a new leader keep it
+  #stopped = false; // this leader's loop ended on FORBIDDEN; resume() or now() in any tab restarts it
   #closed = false;
   #leading = false;
   #epoch = 0;
@@ -83,8 +101,9 @@ export class Sync {
     this.#post = post;
     this.#refresh = refresh;
     this.#token = options?.token;
+    this.#paused = Boolean(options) && readPaused(core.name);
     this.#status = {
-      state: options ? (globalThis.navigator?.onLine === false ? "offline" : "syncing") : "paused",
+      state: options && !this.#paused ? (globalThis.navigator?.onLine === false ? "offline" : "syncing") : "paused",
       leader: false,
       pending: core.pending,
       confirmed: core.head,
@@ -117,6 +136,7 @@ export class Sync {
     if (!this.#options) return Promise.reject(this.#errors("INVALID_ARGUMENT", "this log was opened without sync options", { argument: "sync" }));
     if (this.#paused) return Promise.resolve(this.status);
     this.#failures = 0;
+    if (this.#stopped) this.#restart();
     if (!this.#leading) {
       this.#post({ type: "sync-now" });
       return new Promise((resolve) => {
@@ -131,17 +151,38 @@ export class Sync {
     });
   }
 
-  /** Stops pushing and pulling in this tab (appends go on into the outbox). */
+  /**
+   * Stops pushing and pulling in every tab of this origin, until resume() in any of them;
+   * kept across reloads. Appends go on into the outbox.
+   */
   pause() {
+    writePaused(this.#core.name, true);
+    this.#post({ type: "sync-pause" });
+    this.#pauseHere();
+  }
+
+  /** Starts again after pause() or after FORBIDDEN, whichever tab paused or leads. */
+  resume() {
+    if (!this.#options) return;
+    writePaused(this.#core.name, false);
+    this.#post({ type: "sync-resume" });
+    this.#resumeHere();
+  }
+
+  #pauseHere() {
     this.#paused = true;
     this.#lead?.abort();
     this.#set({ state: "paused" });
   }
 
-  /** Starts again after pause() or after FORBIDDEN. */
-  resume() {
-    if (!this.#options || !this.#paused) return;
+  #resumeHere() {
+    if (!this.#options || (!this.#paused && !this.#stopped)) return;
     this.#paused = false;
+    this.#restart();
+  }
+
+  #restart() {
+    this.#stopped = false;
     this.#failures = 0;
     this.#set({ state: "syncing", lastError: null });
     if (this.#leading) this.#startLoop();
@@ -184,6 +225,12 @@ export class Sync {
         break;
       case "sync-now":
         if (this.#leading) this.now().catch(() => {});
+        break;
+      case "sync-pause":
+        if (this.#options) this.#pauseHere();
+        break;
+      case "sync-resume":
+        this.#resumeHere();
         break;
       case "sync-rejected":
         this.#tellRejected(m.rejected);
@@ -287,7 +334,7 @@ export class Sync {
   }
 
   #startLoop() {
-    if (this.#paused || !this.#leading || this.#closed) return;
+    if (this.#paused || this.#stopped || !this.#leading || this.#closed) return;
     this.#lead?.abort();
     const lead = new AbortController();
     this.#lead = lead;
@@ -319,7 +366,7 @@ export class Sync {
         if (signal.aborted) return;
         if (e?.code === "FENCED") return this.#stepDown();
         if (e?.code === "FORBIDDEN") {
-          this.#paused = true;
+          this.#stopped = true;
           this.#set({ state: "error", lastError: describe(e) });
           this.#lead?.abort();
           return;

@@ -702,7 +702,8 @@ test("401: getToken is called again and the request retried; a token that stays 
       const q = await tab(dev);
       await open(q, "bad", { url: sync.url, log: "auth401", auth: ["wrong-token-0002"] });
       await ev(q, () => S.logs.bad.append({ stream: "x", type: "Deposited", data: { account: "x", amount: 1 } }));
-      const s = await until("UNAUTHORIZED", () => status(q, "bad"), (x) => x.lastError?.code === "UNAUTHORIZED", 60_000);
+      // Between retries the state is "syncing" for a moment, the last error kept: wait for both.
+      const s = await until("UNAUTHORIZED", () => status(q, "bad"), (x) => x.lastError?.code === "UNAUTHORIZED" && x.state === "error", 60_000, 50);
       assert.equal(s.state, "error", JSON.stringify(s));
       assert.ok((await ev(q, () => S.tokenCalls)) >= 2, "getToken was called again before giving up");
       assert.equal(s.pending >= 1, true, JSON.stringify(s));
@@ -713,13 +714,17 @@ test("401: getToken is called again and the request retried; a token that stays 
   }
 });
 
-test("403: status error FORBIDDEN and sync paused (no more pushes) until resume()", opts, async () => {
+test("403: status error FORBIDDEN and sync paused (no more pushes) until resume() in any tab", opts, async () => {
   const tokens = "reader-token-0003 forbid:read\n";
   const sync = await startSyncServer({ port: PORTS.auth403, corsOrigin: pages.origin, tokens });
   try {
     await withDevices(["auth403"], async (dev) => {
-      const p = await tab(dev);
-      await open(p, "ledger", { url: sync.url, log: "forbid", auth: ["reader-token-0003"] });
+      const t1 = await tab(dev);
+      const t2 = await tab(dev);
+      const cfg = { url: sync.url, log: "forbid", auth: ["reader-token-0003"] };
+      await open(t1, "ledger", cfg);
+      await open(t2, "ledger", cfg);
+      const [p, other] = await oneLeader(t1, t2, "ledger");
       const stored = await appendAll(p, "ledger", await ledgerEvents(p, 3, 12), 3);
       const s = await until("FORBIDDEN", () => status(p, "ledger"), (x) => x.lastError?.code === "FORBIDDEN", 60_000);
       assert.ok(["error", "paused"].includes(s.state), JSON.stringify(s));
@@ -731,18 +736,21 @@ test("403: status error FORBIDDEN and sync paused (no more pushes) until resume(
       const s2 = await status(p, "ledger");
       assert.ok(["error", "paused"].includes(s2.state), JSON.stringify(s2));
       assert.equal(s2.lastError?.code, "FORBIDDEN");
+      assert.equal((await status(other, "ledger")).lastError?.code, "FORBIDDEN", "the other tab hears of it");
       assert.equal(await sync.head("forbid", "reader-token-0003"), 0);
 
       // The token is granted write access (the server restarts with the new token file):
-      // resume() pushes.
+      // resume() in the tab that does not lead reaches the leader, which pushes.
       await sync.writeTokens("reader-token-0003 forbid:write\n");
       await sync.restart();
-      await ev(p, () => S.logs.ledger.sync.resume());
+      await ev(other, () => S.logs.ledger.sync.resume());
       await serverAt(sync, "forbid", 3, "reader-token-0003");
       await synced(p, "ledger", 3);
+      await synced(other, "ledger", 3);
       assertExactlyOnce((await sync.events("forbid", "reader-token-0003")).events, stored.map((e) => e.id), "after resume");
       const s3 = await status(p, "ledger");
       assert.ok(!["error", "paused"].includes(s3.state) && s3.lastError === null, JSON.stringify(s3));
+      assert.equal(s3.leader, true, "the same tab still leads");
     });
   } finally {
     await sync.stop();
@@ -873,7 +881,7 @@ test("logs used without sync, then opened with it, push their history: two devic
 
 // ---- pause, resume, now ---------------------------------------------------------------------
 
-test("pause() keeps appends pending and resume() pushes them; now() ends the backoff at once", opts, async () => {
+test("pause() in any tab keeps appends pending in all, across a reload; resume() in any tab pushes them; now() ends the backoff at once", opts, async () => {
   const sync = await startSyncServer({ port: PORTS.control, corsOrigin: pages.origin });
   const log = "control";
   const cfg = { url: sync.url, log, live: false };
@@ -887,15 +895,20 @@ test("pause() keeps appends pending and resume() pushes them; now() ends the bac
       const events = await ledgerEvents(leader, 8, 41);
       const ids = [];
 
-      const paused = await ev(leader, () => { S.logs.ledger.sync.pause(); return S.status("ledger"); });
+      // Paused in the tab that does not lead: the leader stops too, for every tab.
+      const paused = await ev(other, () => { S.logs.ledger.sync.pause(); return S.status("ledger"); });
       assert.equal(paused.state, "paused");
+      await until("the leader paused by the other tab", () => status(leader, "ledger"), (s) => s.state === "paused", 10_000, 100);
       ids.push(...(await appendAll(leader, "ledger", events.slice(0, 3), 1)).map((e) => e.id));
       ids.push(...(await appendAll(other, "ledger", events.slice(3, 4), 1)).map((e) => e.id));
+      // A reloaded tab opens paused.
+      await reload(other);
+      assert.equal((await open(other, "ledger", cfg)).state, "paused");
       await sleep(5000);
       assert.equal(await sync.head(log), 0, "nothing pushed while paused");
       assert.equal((await status(leader, "ledger")).pending, 4);
       assert.equal((await status(other, "ledger")).leader, false, "a paused leader is not replaced");
-      await ev(leader, () => S.logs.ledger.sync.resume());
+      await ev(other, () => S.logs.ledger.sync.resume());
       await serverAt(sync, log, 4);
       await synced(leader, "ledger", 4);
       await synced(other, "ledger", 4);
