@@ -133,9 +133,7 @@ impl AppState {
             }
         }
     }
-}
 
-impl AppState {
     /// Refuses what a foreign web page can send a server on this machine: a request whose
     /// `Origin` is neither the server's own nor a `--cors-origin` (a `no-cors` POST needs no
     /// preflight, so CORS alone does not stop it), and, without tokens, a `Host` that is not
