@@ -26,6 +26,10 @@ pub const SEGMENT_CONTENT_TYPE: &str = "application/vnd.logfold.segment";
 
 /// The response header that carries the log's head with a binary pull.
 pub const HEAD_HEADER: &str = "logfold-head";
+/// The response header naming the server log's identity: random, made when the server first
+/// stores the log. A client that synced with one identity and meets another (a restored or
+/// wiped database, another server) has diverged from it. Absent for a log with no events yet.
+pub const LOG_ID_HEADER: &str = "logfold-log-id";
 
 /// `POST /v1/logs/{log}/push`: the client's outbox, in order, cut into batches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

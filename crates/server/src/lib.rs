@@ -15,8 +15,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures_util::stream::{self, Stream};
-use logfold_core::protocol::{PushRequest, PushResponse, HEAD_HEADER, SEGMENT_CONTENT_TYPE};
+use futures_util::stream;
+use logfold_core::protocol::{
+    PushRequest, PushResponse, HEAD_HEADER, LOG_ID_HEADER, SEGMENT_CONTENT_TYPE,
+};
 use logfold_core::{Limits, PROTOCOL_VERSION};
 use serde::Deserialize;
 
@@ -225,7 +227,10 @@ pub fn app(state: AppState) -> Router {
                     header::ACCEPT,
                     header::HeaderName::from_static("last-event-id"),
                 ])
-                .expose_headers([header::HeaderName::from_static(HEAD_HEADER)]),
+                .expose_headers([
+                    header::HeaderName::from_static(HEAD_HEADER),
+                    header::HeaderName::from_static(LOG_ID_HEADER),
+                ]),
         );
     }
     router
@@ -325,12 +330,21 @@ async fn push(
     if pushed.appended > 0 {
         state.inner.hub.advance(&log, pushed.head);
     }
-    Ok(axum::Json(PushResponse {
+    let mut response = axum::Json(PushResponse {
         protocol: PROTOCOL_VERSION,
         head: pushed.head,
         results: pushed.results,
     })
-    .into_response())
+    .into_response();
+    name_log(&mut response, Some(&pushed.log_id));
+    Ok(response)
+}
+
+/// Puts the log's identity in the answer's headers, when it has one (see [`LOG_ID_HEADER`]).
+fn name_log(response: &mut Response, log_id: Option<&str>) {
+    if let Some(v) = log_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        response.headers_mut().insert(LOG_ID_HEADER, v);
+    }
 }
 
 /// `?after=&limit=` of a pull.
@@ -361,7 +375,7 @@ async fn pull(
 ) -> Result<Response, AppError> {
     state.authorize(&headers, &log, Access::Read)?;
     let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let (events, head) = state
+    let tail = state
         .store()
         .read(
             &log,
@@ -370,14 +384,15 @@ async fn pull(
             state.inner.config.page_bytes,
         )
         .await?;
-    if wants_segment(&headers) {
+    let (events, head) = (&tail.events, tail.head);
+    let mut response = if wants_segment(&headers) {
         // A segment holds at least one event, so "nothing new" is an empty body.
         let body = if events.is_empty() {
             Vec::new()
         } else {
             logfold_core::segment::encode(events.iter().map(|e| e.as_ref()))
         };
-        return Ok((
+        (
             [
                 (header::CONTENT_TYPE, SEGMENT_CONTENT_TYPE.to_owned()),
                 (
@@ -387,17 +402,20 @@ async fn pull(
             ],
             body,
         )
-            .into_response());
-    }
-    let mut body =
-        String::with_capacity(64 + events.iter().map(|e| e.data.len() + 160).sum::<usize>());
-    logfold_core::protocol::write_pull_json(&mut body, head, &events);
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+            .into_response()
+    } else {
+        let mut body =
+            String::with_capacity(64 + events.iter().map(|e| e.data.len() + 160).sum::<usize>());
+        logfold_core::protocol::write_pull_json(&mut body, head, events);
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    };
+    name_log(&mut response, tail.log_id.as_deref());
+    Ok(response)
 }
 
 /// `?after=` of a live tail.
@@ -412,7 +430,7 @@ async fn live(
     Path(log): Path<String>,
     headers: HeaderMap,
     query: Result<Query<LiveQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, AppError>>>, AppError> {
+) -> Result<Response, AppError> {
     state.authorize(&headers, &log, Access::Read)?;
     let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     // On reconnect the browser sends the last SSE id it saw, which is an offset.
@@ -425,6 +443,8 @@ async fn live(
         None => q.after,
     };
     let rx = state.inner.hub.watch(&log);
+    // The identity as of the start; a log not written yet has none until its first push.
+    let log_id = state.store().read(&log, after, 1, 0).await?.log_id;
     let events = stream::unfold(
         (state, log, after, rx, false),
         |(state, log, cursor, mut rx, failed)| async move {
@@ -439,7 +459,7 @@ async fn live(
                     .read(&log, cursor, DEFAULT_PULL_LIMIT, page)
                     .await
                 {
-                    Ok(r) => r,
+                    Ok(t) => (t.events, t.head),
                     Err(e) => {
                         return Some((Err(AppError::from(e)), (state, log, cursor, rx, true)))
                     }
@@ -460,7 +480,11 @@ async fn live(
             }
         },
     );
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    name_log(&mut response, log_id.as_deref());
+    Ok(response)
 }
 
 #[cfg(test)]

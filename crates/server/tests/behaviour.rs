@@ -41,6 +41,7 @@ on_all_stores!(
     metrics_count_requests_and_events,
     a_client_id_belongs_to_the_token_that_first_pushed_it,
     pages_are_cut_by_bytes,
+    every_answer_names_the_log_it_comes_from,
 );
 
 fn reason(r: &BatchResult) -> Option<RejectReason> {
@@ -761,4 +762,89 @@ async fn foreign_pages_cannot_write_to_an_anonymous_server() {
         1,
         "batch 1 once: the later two reuse its number"
     );
+}
+
+async fn every_answer_names_the_log_it_comes_from(kind: Kind) {
+    const ID: &str = logfold_core::protocol::LOG_ID_HEADER;
+    let app = test_app(kind, Config::default());
+    let fresh = app.get("/v1/logs/demo/events", None).await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(
+        fresh.headers.get(ID).is_none(),
+        "a log never written has no identity yet"
+    );
+
+    let body = serde_json::to_vec(&logfold_core::protocol::PushRequest {
+        protocol: 1,
+        batches: vec![batch("c", 1, events("s", 2))],
+    })
+    .unwrap();
+    let pushed = app.post_raw("demo", None, body).await;
+    let id = pushed.headers[ID].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    let pulled = app.get("/v1/logs/demo/events?after=2", None).await;
+    assert_eq!(
+        pulled.headers[ID],
+        id.as_str(),
+        "the same identity when nothing is new"
+    );
+    let req = Request::get("/v1/logs/demo/events")
+        .header("accept", SEGMENT_CONTENT_TYPE)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.request(req).await.headers[ID], id.as_str());
+    let live = tower::ServiceExt::oneshot(
+        app.router.clone(),
+        Request::get("/v1/logs/demo/live")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(live.headers()[ID], id.as_str());
+
+    // Another log, and the same log name in another database, are other logs.
+    app.push("other", vec![batch("c", 1, events("s", 1))]).await;
+    let other = app.get("/v1/logs/other/events", None).await;
+    assert_ne!(other.headers[ID], id.as_str());
+    let elsewhere = test_app(kind, Config::default());
+    elsewhere
+        .push("demo", vec![batch("c", 1, events("s", 1))])
+        .await;
+    let there = elsewhere.get("/v1/logs/demo/events", None).await;
+    assert_ne!(
+        there.headers[ID],
+        id.as_str(),
+        "a wiped or other database is another log"
+    );
+}
+
+/// A database made before log identities existed gets them at open, and keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_log_identities_gets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE logs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, head INTEGER NOT NULL);
+             CREATE TABLE clients (log_id INTEGER NOT NULL, client TEXT NOT NULL, epoch INTEGER NOT NULL,
+                                   PRIMARY KEY (log_id, client)) WITHOUT ROWID;
+             INSERT INTO logs (name, head) VALUES ('demo', 0);
+             INSERT INTO clients VALUES (1, 'dev', 3);",
+        )
+        .unwrap();
+    }
+    let open = || {
+        logfold_server::Store::open(
+            path.to_str().unwrap(),
+            "public",
+            &logfold_server::Hub::default(),
+        )
+        .unwrap()
+    };
+    let first = open().read("demo", 0, 10, 1000).await.unwrap().log_id;
+    assert!(first.is_some());
+    let again = open().read("demo", 0, 10, 1000).await.unwrap().log_id;
+    assert_eq!(first, again, "an identity is made once");
 }

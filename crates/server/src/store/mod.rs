@@ -58,6 +58,38 @@ pub struct Pushed {
     pub head: u64,
     /// Events written by this push.
     pub appended: u64,
+    /// The log's identity (see [`new_log_id`]).
+    pub log_id: String,
+}
+
+/// What a read found: events after a cursor, the head, and the log's identity (`None` when
+/// the log has never been written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tail {
+    /// The events, in offset order.
+    pub events: Vec<Event>,
+    /// The log's last offset when read.
+    pub head: u64,
+    /// The log's identity.
+    pub log_id: Option<String>,
+}
+
+/// A fresh log identity: 128 random bits as 32 hex digits, from the standard library's
+/// randomly keyed hasher (no extra dependency; it only has to differ between databases).
+pub fn new_log_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bits = [0u64; 2];
+    for (i, b) in bits.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_usize(i);
+        *b = h.finish();
+    }
+    format!("{:016x}{:016x}", bits[0], bits[1])
 }
 
 /// One push's answer inside a group: its results, or the client id that refused it whole.
@@ -69,6 +101,7 @@ fn commit_pushes<S: LogStore>(
     store: &mut S,
     requests: &[PushJob],
     limits: &Limits,
+    log_id: &str,
 ) -> Result<Vec<Answer>, S::Error> {
     let mut answers = Vec::with_capacity(requests.len());
     for job in requests {
@@ -89,6 +122,7 @@ fn commit_pushes<S: LogStore>(
             results,
             head,
             appended: head - before,
+            log_id: log_id.to_owned(),
         }));
     }
     Ok(answers)
@@ -104,8 +138,8 @@ pub struct Store {
 /// Where the logs are.
 #[derive(Clone)]
 enum Backend {
-    /// Logs in memory: for tests and simulations, lost on exit.
-    Memory(Arc<Mutex<HashMap<String, MemoryStore>>>),
+    /// Logs in memory, with their identities: for tests and simulations, lost on exit.
+    Memory(Arc<Mutex<HashMap<String, (String, MemoryStore)>>>),
     /// A SQLite file.
     Sqlite(Arc<SqliteStore>),
     /// A PostgreSQL database, shareable by several server instances.
@@ -196,8 +230,10 @@ impl Store {
     ) -> Result<Pushed, StoreError> {
         if let Backend::Memory(logs) = &self.backend {
             let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
-            let store = logs.entry(log.to_owned()).or_default();
-            let Ok(mut answers) = commit_pushes(store, std::slice::from_ref(&job), &limits);
+            let (id, store) = logs
+                .entry(log.to_owned())
+                .or_insert_with(|| (new_log_id(), MemoryStore::new()));
+            let Ok(mut answers) = commit_pushes(store, std::slice::from_ref(&job), &limits, id);
             return answers.remove(0).map_err(StoreError::ClientTaken);
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -269,15 +305,20 @@ impl Store {
         after: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<(Vec<Event>, u64), StoreError> {
+    ) -> Result<Tail, StoreError> {
         match &self.backend {
             Backend::Memory(logs) => {
                 let logs = logs.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(logs.get(log).map_or((Vec::new(), 0), |s| {
-                    let mut page = Page::new(max_bytes);
-                    let events = s.read(after, limit).iter().take_while(|e| page.fits(e));
-                    (events.cloned().collect(), s.last_offset())
-                }))
+                let Some((id, s)) = logs.get(log) else {
+                    return Ok(Tail::none());
+                };
+                let mut page = Page::new(max_bytes);
+                let events = s.read(after, limit).iter().take_while(|e| page.fits(e));
+                Ok(Tail {
+                    events: events.cloned().collect(),
+                    head: s.last_offset(),
+                    log_id: Some(id.clone()),
+                })
             }
             Backend::Sqlite(s) => {
                 let (s, log) = (s.clone(), log.to_owned());
@@ -287,6 +328,17 @@ impl Store {
                 let (s, log) = (s.clone(), log.to_owned());
                 blocking(move || s.read(&log, after, limit, max_bytes)).await
             }
+        }
+    }
+}
+
+impl Tail {
+    /// A log never written: no events, head 0, no identity yet.
+    pub fn none() -> Tail {
+        Tail {
+            events: Vec::new(),
+            head: 0,
+            log_id: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use logfold_core::{Event, EventId, Limits};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 
-use super::{Answer, PushJob, StoreError};
+use super::{Answer, PushJob, StoreError, Tail};
 use crate::hub::Hub;
 
 /// The most idle connections kept for reuse.
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS logs (
     name TEXT NOT NULL UNIQUE,
     head BIGINT NOT NULL
 );
+ALTER TABLE logs ADD COLUMN IF NOT EXISTS uid TEXT;
 CREATE TABLE IF NOT EXISTS events (
     log_id BIGINT NOT NULL,
     event_offset BIGINT NOT NULL,
@@ -176,6 +177,14 @@ impl PgStore {
         let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock(727274)", &[])?;
         tx.batch_execute(&schema_sql(schema))?;
+        // Logs stored before identities existed get one now.
+        for row in tx.query("SELECT id FROM logs WHERE uid IS NULL", &[])? {
+            let id: i64 = row.get(0);
+            tx.execute(
+                "UPDATE logs SET uid = $2 WHERE id = $1",
+                &[&id, &super::new_log_id()],
+            )?;
+        }
         tx.commit()?;
         store.give_back(conn);
         store.listen(hub);
@@ -268,7 +277,7 @@ impl PgStore {
         let lock = prepared(
             &mut tx,
             statements,
-            "SELECT id, head FROM logs WHERE name = $1 FOR UPDATE",
+            "SELECT id, head, uid FROM logs WHERE name = $1 FOR UPDATE",
         )?;
         let row = match tx.query_opt(&lock, &[&log])? {
             Some(row) => row,
@@ -276,16 +285,16 @@ impl PgStore {
                 execute(
                     &mut tx,
                     statements,
-                    "INSERT INTO logs (name, head) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
-                    &[&log],
+                    "INSERT INTO logs (name, head, uid) VALUES ($1, 0, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&log, &super::new_log_id()],
                 )?;
                 tx.query_one(&lock, &[&log])?
             }
         };
-        let (log_id, start): (i64, i64) = (row.get(0), row.get(1));
+        let (log_id, start, uid): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
         let start = start as u64;
         let mut store = PgLog::load(tx, statements, log_id, start, requests)?;
-        let answers = super::commit_pushes(&mut store, requests, limits)?;
+        let answers = super::commit_pushes(&mut store, requests, limits, &uid)?;
         let note = format!("{} {log}", store.head);
         store.flush((&channel(&self.schema), &note))?;
         let PgLog { tx, .. } = store;
@@ -300,15 +309,17 @@ impl PgStore {
         after: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<(Vec<Event>, u64), StoreError> {
+    ) -> Result<Tail, StoreError> {
         let mut conn = self.take()?;
         let rows = self.read_with(&mut conn, log, after, limit, max_bytes);
         self.give_back(conn);
         let rows = rows?;
         let mut head = 0;
+        let mut log_id = None;
         let mut events = Vec::with_capacity(rows.len());
         for r in &rows {
             head = r.get::<_, i64>(0) as u64;
+            log_id = r.get(10);
             let Some(offset) = r.get::<_, Option<i64>>(1) else {
                 continue;
             };
@@ -329,7 +340,11 @@ impl PgStore {
                 offset: Some(offset as u64),
             });
         }
-        Ok((events, head))
+        Ok(Tail {
+            events,
+            head,
+            log_id,
+        })
     }
 
     fn read_with(
@@ -346,7 +361,7 @@ impl PgStore {
             &mut conn.client,
             &mut conn.statements,
             "SELECT l.head, e.event_offset, e.id, e.stream, e.version, e.type, e.data, e.meta,
-                    e.time, e.origin
+                    e.time, e.origin, l.uid
              FROM logs l LEFT JOIN LATERAL (
                 SELECT * FROM (
                   SELECT ev.*,

@@ -10,13 +10,14 @@ use logfold_core::commit::{BatchRecord, Commit, LogStore, Placed};
 use logfold_core::{Event, EventId, Limits};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Answer, PushJob, StoreError};
+use super::{Answer, PushJob, StoreError, Tail};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
-    head INTEGER NOT NULL
+    head INTEGER NOT NULL,
+    uid TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     log_id INTEGER NOT NULL,
@@ -55,15 +56,31 @@ CREATE TABLE IF NOT EXISTS clients (
 ) WITHOUT ROWID;
 ";
 
-/// Columns added after the first release, for databases created before them.
+/// Columns added after the first release, for databases created before them; logs stored
+/// before identities existed get one now.
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let has_owner: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('clients') WHERE name = 'owner'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_owner {
+    let has = |table: &str, column: &str| -> Result<bool, rusqlite::Error> {
+        conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )
+    };
+    if !has("clients", "owner")? {
         conn.execute_batch("ALTER TABLE clients ADD COLUMN owner TEXT")?;
+    }
+    if !has("logs", "uid")? {
+        conn.execute_batch("ALTER TABLE logs ADD COLUMN uid TEXT")?;
+    }
+    let unnamed: Vec<i64> = conn
+        .prepare("SELECT id FROM logs WHERE uid IS NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in unnamed {
+        conn.execute(
+            "UPDATE logs SET uid = ?2 WHERE id = ?1",
+            params![id, super::new_log_id()],
+        )?;
     }
     Ok(())
 }
@@ -116,16 +133,22 @@ impl SqliteStore {
     ) -> Result<Vec<Answer>, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: Option<(i64, i64)> = tx
-            .query_row("SELECT id, head FROM logs WHERE name = ?1", [log], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let found: Option<(i64, i64, String)> = tx
+            .query_row(
+                "SELECT id, head, uid FROM logs WHERE name = ?1",
+                [log],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
-        let (log_id, head) = match found {
+        let (log_id, head, uid) = match found {
             Some(f) => f,
             None => {
-                tx.execute("INSERT INTO logs (name, head) VALUES (?1, 0)", [log])?;
-                (tx.last_insert_rowid(), 0)
+                let uid = super::new_log_id();
+                tx.execute(
+                    "INSERT INTO logs (name, head, uid) VALUES (?1, 0, ?2)",
+                    params![log, uid],
+                )?;
+                (tx.last_insert_rowid(), 0, uid)
             }
         };
         let start = head as u64;
@@ -134,7 +157,7 @@ impl SqliteStore {
             log_id,
             head: start,
         };
-        let answers = super::commit_pushes(&mut store, requests, limits)?;
+        let answers = super::commit_pushes(&mut store, requests, limits, &uid)?;
         let head = store.head;
         if head != start {
             tx.execute(
@@ -153,7 +176,7 @@ impl SqliteStore {
         after: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<(Vec<Event>, u64), StoreError> {
+    ) -> Result<Tail, StoreError> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(c) => c,
@@ -176,15 +199,17 @@ fn read_in(
     after: u64,
     limit: usize,
     max_bytes: usize,
-) -> Result<(Vec<Event>, u64), StoreError> {
+) -> Result<Tail, StoreError> {
     let tx = conn.transaction()?;
-    let found: Option<(i64, i64)> = tx
-        .query_row("SELECT id, head FROM logs WHERE name = ?1", [log], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let found: Option<(i64, i64, String)> = tx
+        .query_row(
+            "SELECT id, head, uid FROM logs WHERE name = ?1",
+            [log],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?;
-    let Some((log_id, head)) = found else {
-        return Ok((Vec::new(), 0));
+    let Some((log_id, head, uid)) = found else {
+        return Ok(Tail::none());
     };
     let mut events = Vec::with_capacity(limit.min(10_000));
     {
@@ -217,7 +242,11 @@ fn read_in(
         }
     }
     tx.commit()?;
-    Ok((events, head as u64))
+    Ok(Tail {
+        events,
+        head: head as u64,
+        log_id: Some(uid),
+    })
 }
 
 /// One log inside an open write transaction.

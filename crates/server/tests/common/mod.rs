@@ -156,12 +156,13 @@ impl TestApp {
 
     /// The whole log as the server has it, read straight from the store.
     pub async fn all(&self, log: &str) -> Vec<logfold_core::Event> {
-        let (events, head) = self
+        let tail = self
             .state
             .store()
             .read(log, 0, 10_000, usize::MAX)
             .await
             .unwrap();
+        let (events, head) = (tail.events, tail.head);
         assert_eq!(
             events.len() as u64,
             head,
