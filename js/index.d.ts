@@ -27,6 +27,7 @@ export type ErrorCode =
   | "SERVER"
   | "FENCED"
   | "SYNC_PROTOCOL"
+  | "DIVERGED"
   | "TIMEOUT";
 
 /** Details carried by each error code. */
@@ -47,6 +48,8 @@ export interface ErrorDetails {
   SERVER: { status: number; code?: string };
   FENCED: {};
   SYNC_PROTOCOL: {};
+  /** The server lost confirmed events (`confirmed`, `serverHead`), or holds another log under this name (`expected`, `actual` identities); from `settled`, the `status`. */
+  DIVERGED: { confirmed?: number; serverHead?: number; expected?: string; actual?: string; status?: SyncStatus };
   TIMEOUT: { status: SyncStatus };
 }
 

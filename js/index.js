@@ -774,6 +774,14 @@ export const Logfold = {
       await core.close();
       throw lostError(core.head, mark);
     }
+    if (syncing) {
+      // One local log syncs with one server log: another would merge two logs into one.
+      const bound = await core.claimSyncLog(syncing.log);
+      if (bound !== syncing.log) {
+        await core.close();
+        throw invalidArgument("sync.log", `this log syncs with server log "${bound}", not "${syncing.log}": open another local log name for it`);
+      }
+    }
     writeMark(name, core.head);
     return new Log(core, projector, snapshotEvery, syncing);
   },

@@ -14,6 +14,7 @@ const MIN_PUSH_BYTES = 64 << 10;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const SEGMENT_TYPE = "application/vnd.logfold.segment";
+const LOG_ID_HEADER = "logfold-log-id";
 
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
@@ -43,7 +44,7 @@ export function syncOptions(sync, invalidArgument) {
     throw invalidArgument("sync.maxPushBytes", `must be an integer of at least ${MIN_PUSH_BYTES} (bytes), at most the server's --max-body`);
   }
   const root = base.href.replace(/\/+$/, "");
-  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, token, getToken, onRejected, live: Boolean(live), maxPushBytes };
+  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, log, token, getToken, onRejected, live: Boolean(live), maxPushBytes };
 }
 
 // pause() holds for the whole origin (every tab, and reloads): kept in localStorage, where there
@@ -73,7 +74,9 @@ export class Sync {
   #subscribers = new Set();
   #status;
   #paused = false; // pause(), in any tab of the origin: stored, so every tab and a new leader keep it
-  #stopped = false; // this leader's loop ended on FORBIDDEN; resume() or now() in any tab restarts it
+  #stopped = false; // this leader's loop ended on FORBIDDEN or DIVERGED; resume() or now() in any tab restarts it
+  #serverLog; // the server log's identity, as recorded in meta
+  #verified = false; // the server was checked to still hold our log since the last failure
   #closed = false;
   #leading = false;
   #epoch = 0;
@@ -136,7 +139,6 @@ export class Sync {
     if (!this.#options) return Promise.reject(this.#errors("INVALID_ARGUMENT", "this log was opened without sync options", { argument: "sync" }));
     if (this.#paused) return Promise.resolve(this.status);
     this.#failures = 0;
-    if (this.#stopped) this.#restart();
     if (!this.#leading) {
       this.#post({ type: "sync-now" });
       return new Promise((resolve) => {
@@ -147,7 +149,8 @@ export class Sync {
     }
     return new Promise((resolve) => {
       this.#nowWaiters.push(resolve);
-      this.#kick();
+      if (this.#stopped) this.#restart();
+      else this.#kick();
     });
   }
 
@@ -189,9 +192,15 @@ export class Sync {
     this.#kick();
   }
 
-  /** Resolves once this tab sees no pending events and the confirmed log at the server's head. */
+  /**
+   * Resolves once this tab sees no pending events and the confirmed log at the server's head;
+   * rejects with DIVERGED at once if the server no longer holds this log.
+   */
   settled({ timeout = 30000 } = {}) {
     const ok = (s) => s.pending === 0 && s.serverHead !== null && s.confirmed >= s.serverHead;
+    const diverged = (s) => s.lastError?.code === "DIVERGED";
+    const divergedError = (s) => this.#errors("DIVERGED", s.lastError.message, { status: { ...s } });
+    if (diverged(this.#status)) return Promise.reject(divergedError(this.#status));
     if (ok(this.#status)) return Promise.resolve(this.status);
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
@@ -199,10 +208,11 @@ export class Sync {
         reject(this.#errors("TIMEOUT", `sync did not settle within ${timeout} ms`, { status: this.status }));
       }, timeout);
       const unsubscribe = this.subscribe((s) => {
-        if (ok(s)) {
+        if (ok(s) || diverged(s)) {
           clearTimeout(t);
           unsubscribe();
-          resolve(this.status);
+          if (diverged(s)) reject(divergedError(s));
+          else resolve(this.status);
         }
       });
     });
@@ -364,11 +374,13 @@ export class Sync {
       } catch (e) {
         for (const w of waiters) w(this.status);
         if (signal.aborted) return;
+        this.#verified = false;
         if (e?.code === "FENCED") return this.#stepDown();
-        if (e?.code === "FORBIDDEN") {
+        if (e?.code === "FORBIDDEN" || e?.code === "DIVERGED") {
           this.#stopped = true;
           this.#set({ state: "error", lastError: describe(e) });
           this.#lead?.abort();
+          for (const w of this.#nowWaiters.splice(0)) w(this.status);
           return;
         }
         const offline = e?.code === "NETWORK";
@@ -379,7 +391,41 @@ export class Sync {
     }
   }
 
+  // Before the first push after a start or a failure: the server must still hold the log
+  // this one confirmed from, or the push would write the outbox into another log.
+  async #verify(signal) {
+    const { serverHead } = await this.#page(this.#core.head, signal, 1);
+    this.#checkHead(serverHead);
+    this.#verified = true;
+  }
+
+  #checkHead(serverHead) {
+    const confirmed = this.#core.head;
+    if (serverHead < confirmed) {
+      throw this.#errors(
+        "DIVERGED",
+        `the server's log ends at ${serverHead}, but ${confirmed} events are confirmed here: it lost them (a restored backup, a wiped database?)`,
+        { confirmed, serverHead },
+      );
+    }
+  }
+
+  // Every answer names the server log's identity; the first one met is recorded, another is
+  // divergence: a restored or replaced database, or another server.
+  async #checkLog(response) {
+    const id = response.headers.get(LOG_ID_HEADER);
+    if (!id || id === this.#serverLog) return;
+    this.#serverLog = await this.#core.claimServerLog(id);
+    if (this.#serverLog !== id) {
+      throw this.#errors("DIVERGED", `the server's log "${this.#options.log}" is not the one this log synced with (it has another identity)`, {
+        expected: this.#serverLog,
+        actual: id,
+      });
+    }
+  }
+
   async #pushAll(signal) {
+    if (!this.#verified) await this.#verify(signal);
     for (;;) {
       const next = await this.#core.pushRequest(this.#epoch);
       if (!next || signal.aborted) return;
@@ -388,6 +434,7 @@ export class Sync {
       const response = await this.#fetch("/push", { method: "POST", body, headers: { "content-type": "application/json" } }, signal);
       const text = await response.text();
       const answer = JSON.parse(await this.#core.applyPush(this.#epoch, numbers, text));
+      this.#checkHead(answer.serverHead);
       if (answer.rejected.length > 0) {
         this.#tellRejected(answer.rejected);
         this.#post({ type: "sync-rejected", rejected: answer.rejected });
@@ -406,6 +453,7 @@ export class Sync {
     let next = this.#page(after, signal);
     for (;;) {
       const { body, serverHead } = await next;
+      this.#checkHead(serverHead);
       const last = Math.min(serverHead, after + PULL_LIMIT);
       next = last < serverHead ? this.#page(last, signal) : null;
       next?.catch(() => {}); // awaited below, or dropped
@@ -423,8 +471,8 @@ export class Sync {
     }
   }
 
-  async #page(after, signal) {
-    const response = await this.#fetch(`/events?after=${after}&limit=${PULL_LIMIT}`, { headers: { accept: SEGMENT_TYPE } }, signal);
+  async #page(after, signal, limit = PULL_LIMIT) {
+    const response = await this.#fetch(`/events?after=${after}&limit=${limit}`, { headers: { accept: SEGMENT_TYPE } }, signal);
     const head = Number(response.headers.get("logfold-head"));
     return { body: new Uint8Array(await response.arrayBuffer()), serverHead: Number.isFinite(head) ? head : after };
   }
@@ -466,7 +514,14 @@ export class Sync {
         }
       } catch (e) {
         if (signal.aborted) return;
+        this.#verified = false; // the server may not be the one it was
         if (e?.code === "FENCED") return this.#stepDown();
+        if (e?.code === "DIVERGED") {
+          this.#stopped = true;
+          this.#set({ state: "error", lastError: describe(e) });
+          this.#lead?.abort();
+          return;
+        }
         if (e?.code === "SYNC_PROTOCOL") this.#kick(); // a gap: the loop pulls it
         failures++;
       }
@@ -487,7 +542,10 @@ export class Sync {
         if (signal.aborted) throw e;
         throw this.#errors("NETWORK", `the sync server cannot be reached: ${e?.message ?? e}`, {});
       }
-      if (response.ok) return response;
+      if (response.ok) {
+        await this.#checkLog(response);
+        return response;
+      }
       const body = await response.json().catch(() => ({}));
       const message = body.message ?? `HTTP ${response.status}`;
       if (response.status === 401 && attempt === 0 && this.#options.getToken) {

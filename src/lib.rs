@@ -21,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
-use crate::log::{Appended, Durability, Log, Projections};
+use crate::log::{Appended, Durability, Log, Projections, SyncMark};
 use crate::tables::{parse_definitions, reducer_snapshot_key, TablesView};
 
 pub use error::set_error_class;
@@ -429,6 +429,25 @@ impl LogCore {
     pub fn rejections(&self) -> Promise {
         let log = self.0.clone();
         future_to_promise(async move { Ok(log.rejections().await?.into()) })
+    }
+
+    /// Records the server log name this log syncs with, unless one is; resolves to the one
+    /// recorded.
+    #[wasm_bindgen(js_name = claimSyncLog, unchecked_return_type = "Promise<string>")]
+    pub fn claim_sync_log(&self, name: String) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(
+            async move { Ok(log.claim_sync_mark(SyncMark::Log, &name).await?.into()) },
+        )
+    }
+
+    /// Records the server log's identity, unless one is; resolves to the one recorded.
+    #[wasm_bindgen(js_name = claimServerLog, unchecked_return_type = "Promise<string>")]
+    pub fn claim_server_log(&self, id: String) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(
+            async move { Ok(log.claim_sync_mark(SyncMark::ServerLog, &id).await?.into()) },
+        )
     }
 
     /// Forgets a rejection; resolves to whether there was one.

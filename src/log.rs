@@ -27,7 +27,7 @@ use crate::idb;
 use crate::tables::{table_snapshot_key, Tables};
 
 mod sync;
-pub use sync::{Pulled, Pushed};
+pub use sync::{Pulled, Pushed, SyncMark};
 
 /// The log format this code writes; stored in `meta` and in every segment.
 pub const FORMAT: u32 = 1;

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use logfold_core::protocol::PushResponse;
 use logfold_core::sync::{push_event_bytes, Confirmation, Outbox, Pending};
-use logfold_core::{Event, PROTOCOL_VERSION};
+use logfold_core::{Event, EventId, PROTOCOL_VERSION};
 
 use super::*;
 
@@ -93,6 +93,24 @@ fn put(store: &IdbObjectStore, k: &str, v: u64) -> Result<(), Error> {
 
 fn bytes_value(bytes: &[u8]) -> JsValue {
     Uint8Array::from(bytes).buffer().into()
+}
+
+/// What a synced log records in `meta` about the server log it syncs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMark {
+    /// The server log's name (`sync.log`): reopening with another is refused.
+    Log,
+    /// The server log's identity (`logfold-log-id`): meeting another is divergence.
+    ServerLog,
+}
+
+impl SyncMark {
+    fn key(self) -> &'static str {
+        match self {
+            SyncMark::Log => "syncLog",
+            SyncMark::ServerLog => "serverLog",
+        }
+    }
 }
 
 /// What a pull did, for the sync loop.
@@ -811,6 +829,12 @@ impl Log {
         self.check_epoch(&meta, epoch).await?;
         self.refresh_outbox(&meta, &store).await?;
         let head = as_u64(&get(&meta, "head").await?);
+        // Events already confirmed here must be the very ones: another event at a confirmed
+        // offset means the server's log is not the one this log confirmed from.
+        if events.first().is_some_and(|e| e.seq <= head) {
+            let overlap: Vec<&Event> = events.iter().take_while(|e| e.seq <= head).collect();
+            self.check_overlap(&segments, &overlap).await?;
+        }
         events.retain(|e| e.seq > head);
         let Some(first) = events.first() else {
             done.await.map_err(|e| self.closed_or(e))?;
@@ -939,6 +963,53 @@ impl Log {
         })
     }
 
+    /// Compares pulled events at offsets already confirmed (dense, in order) with the stored
+    /// ones; a different id at any of them is `DIVERGED`.
+    async fn check_overlap(
+        &self,
+        segments: &IdbObjectStore,
+        overlap: &[&Event],
+    ) -> Result<(), Error> {
+        let (Some(first), Some(last)) = (overlap.first(), overlap.last()) else {
+            return Ok(());
+        };
+        let mut stored: HashMap<u64, EventId> = HashMap::new();
+        let mut after = first.seq - 1;
+        while after < last.seq {
+            let (keys, values) = read_segments(segments, after, 16).await?;
+            if keys.is_empty() {
+                break;
+            }
+            for (k, bytes) in keys.iter().zip(&values) {
+                let mut scratch = Vec::new();
+                let seg = Segment::parse_in(bytes, &mut scratch)
+                    .map_err(|e| Error::corrupt(after + 1, *k, e))?;
+                for e in seg.events() {
+                    let e = e.map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?;
+                    if (first.seq..=last.seq).contains(&e.seq) {
+                        stored.insert(e.seq, e.id);
+                    }
+                }
+                after = *k;
+            }
+        }
+        for e in overlap {
+            let ours = stored.get(&e.seq);
+            if ours != Some(&e.id) {
+                return Err(Error::Sync {
+                    code: "DIVERGED",
+                    message: format!(
+                        "the server has event {} at offset {}, but {} is confirmed there: it is not the log this one synced with",
+                        e.id,
+                        e.seq,
+                        ours.map_or_else(|| "nothing".to_owned(), ToString::to_string)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The rejections not yet dismissed, as JSON text of a list.
     pub async fn rejections(&self) -> Result<String, Error> {
         self.check_open()?;
@@ -958,6 +1029,27 @@ impl Log {
         }
         out.push(']');
         Ok(out)
+    }
+
+    /// Records what this log syncs with, unless something is recorded already: `mark` is
+    /// [`SyncMark::Log`] (the server log's name) or [`SyncMark::ServerLog`] (its identity
+    /// there). Returns what is recorded now; one transaction, so the first tab wins.
+    pub async fn claim_sync_mark(&self, mark: SyncMark, value: &str) -> Result<String, Error> {
+        self.check_open()?;
+        let tx = idb::transaction(&self.0.db, &["meta"], true, self.0.durability.as_str())
+            .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let k = mark.key();
+        if let Some(stored) = get(&meta, k).await?.as_string() {
+            tx.abort().ok();
+            let _ = done.await;
+            return Ok(stored);
+        }
+        meta.put_with_key(&value.into(), &k.into())
+            .map_err(storage)?;
+        done.await.map_err(|e| self.closed_or(e))?;
+        Ok(value.to_owned())
     }
 
     /// Forgets a rejection; returns whether there was one.

@@ -62,6 +62,8 @@ test("the demo folds appends into balances, shows them in another tab, and keeps
   await a.reload();
   await a.waitForFunction(() => document.getElementById("total").textContent === "10.99");
   assert.deepEqual(await cells(a, "accounts"), [["acct-1", "10.00", "2"], ["acct-2", "0.99", "1"]]);
+  // The balances render at once, the newest events after a read of the log: wait for them.
+  await a.waitForFunction(() => document.querySelectorAll("#events tr").length >= 3);
   assert.equal((await cells(a, "events")).length, 3);
 
   // The sync server has them, once each, and the page shows them confirmed.

@@ -11,7 +11,7 @@ import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -810,6 +810,66 @@ test("a synced batch that could not be pushed is refused at append; pushes and m
       const server = (await sync.events(log)).events;
       assert.equal(new Set(server.map((e) => e.id)).size, 221);
       assert.equal(server.at(-1).stream, "small");
+      assert.deepEqual(await uncaught(p), []);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- a server that is not the log it was --------------------------------------------------
+
+test("a server whose database was wiped or replaced: DIVERGED, nothing pushed into it, never a silent settled; another sync.log is refused", opts, async () => {
+  const log = "diverged";
+  let sync = await startSyncServer({ port: PORTS.diverged, corsOrigin: pages.origin });
+  const cfg = { url: sync.url, log, kind: "notes" };
+  const note = (i) => ({ stream: `n-${i}`, type: "Created", data: { title: `note ${i}` } });
+  try {
+    await withDevices(["diverged"], async (dev) => {
+      const p = await tab(dev);
+      await open(p, "notes", cfg);
+      await appendAll(p, "notes", [1, 2, 3, 4, 5].map(note), 1);
+      await synced(p, "notes", 5);
+      await serverAt(sync, log, 5);
+
+      // The database is wiped: a new, empty one behind the same URL.
+      await sync.stop();
+      sync = await startSyncServer({ port: PORTS.diverged, corsOrigin: pages.origin });
+      await appendAll(p, "notes", [note(6)], 1);
+      const settled = ev(p, () => S.logs.notes.sync.settled({ timeout: 60_000 }).then(() => "settled", (e) => [e.code, e.message]), undefined, LONG);
+      await ev(p, () => S.logs.notes.sync.now(), undefined, LONG);
+      const [code, message] = await settled;
+      assert.equal(code, "DIVERGED", message);
+      assert.match(message, /ends at 0, but 5 events are confirmed/);
+      const s = await status(p, "notes");
+      assert.equal(s.state, "error", JSON.stringify(s));
+      assert.equal(s.lastError.code, "DIVERGED");
+      assert.equal(s.pending, 1, "the new event stays pending");
+      assert.equal(await sync.head(log), 0, "nothing was pushed into the other log");
+
+      // Another database that does hold a log of that name (with more events): its identity
+      // is not the one recorded.
+      await sync.stop();
+      sync = await startSyncServer({ port: PORTS.diverged, corsOrigin: pages.origin });
+      const foreign = Array.from({ length: 8 }, (_, i) => ({ id: `0190c2a4-5e1f-7c3b-9a10-${String(i).padStart(12, "0")}`, stream: "x", type: "Created", data: { title: "foreign" }, meta: null, time: 1 }));
+      const seeded = await fetch(`${sync.url}/v1/logs/${log}/push`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ protocol: 1, batches: [{ client: "elsewhere", epoch: 1, batch: 1, expected: {}, events: foreign }] }),
+      });
+      assert.equal(seeded.status, 200, await seeded.text());
+      await ev(p, () => S.logs.notes.sync.resume());
+      const s2 = await until("DIVERGED by identity", () => status(p, "notes"), (x) => x.lastError?.code === "DIVERGED" && /another identity/.test(x.lastError.message), 60_000, 100);
+      assert.equal(s2.pending, 1, JSON.stringify(s2));
+      assert.equal(await sync.head(log), 8, "still only the foreign events");
+      const tables = await ev(p, () => S.tables("notes"));
+      assert.deepEqual(Object.keys(tables.notes).sort(), ["n-1", "n-2", "n-3", "n-4", "n-5", "n-6"], "the tables show this log, not the foreign one");
+
+      // The same local log opened to sync with another server log: refused.
+      await reload(p);
+      const refused = await ev(p, ([url]) => window.Logfold.open({ name: "notes", sync: { url, log: "another-log" } }).then(() => null, (e) => [e.code, e.details?.argument, e.message]), [sync.url]);
+      assert.deepEqual(refused?.slice(0, 2), ["INVALID_ARGUMENT", "sync.log"], JSON.stringify(refused));
+      assert.match(refused[2], /syncs with server log "diverged"/);
       assert.deepEqual(await uncaught(p), []);
     });
   } finally {
