@@ -38,7 +38,7 @@ export interface ErrorDetails {
   QUOTA_EXCEEDED: { name: string };
   CORRUPT: { from: number; to: number; reason: string };
   UNSUPPORTED_FORMAT: { format: number };
-  CLOSED: { reason: "closed" | "versionchange" };
+  CLOSED: { reason: "closed" | "versionchange" | "synced" };
   STORAGE: { name: string };
   INVALID_PROJECTION: { projection: string; path: string };
   PROJECTION_FAILED: { projection: string; seq: number; type: string; error: unknown };
@@ -216,7 +216,7 @@ export interface OpenOptions {
   /** `"strict"` (default): an acknowledged append survives an OS crash. */
   durability?: Durability;
   /** Called once when the log closes by itself (another tab upgraded or destroyed it). */
-  onClose?: (reason: "versionchange") => void;
+  onClose?: (reason: "versionchange" | "synced") => void;
   /** Tables and reducers folded from the log, by name. */
   projections?: Record<string, ProjectionDefinition>;
   /** Progress of folding the log at open (a rebuild without a snapshot reports many). */

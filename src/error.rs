@@ -14,13 +14,18 @@ pub enum CloseReason {
     Closed,
     /// Another connection upgraded or deleted the database.
     VersionChange,
+    /// Another tab opened the log with sync, which moved its history to the outbox: this
+    /// tab's positions and tables no longer hold.
+    Synced,
 }
 
 impl CloseReason {
-    fn as_str(self) -> &'static str {
+    /// The reason as JS sees it (`onClose`, `details.reason`).
+    pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::Closed => "closed",
             CloseReason::VersionChange => "versionchange",
+            CloseReason::Synced => "synced",
         }
     }
 }

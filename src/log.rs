@@ -416,22 +416,28 @@ impl Log {
         let handler = Closure::<dyn FnMut()>::new(move || {
             if let Some(inner) = weak.upgrade() {
                 // Close at once so the other tab's upgrade or delete is not blocked.
-                inner.db.close();
-                if inner.closed.get().is_none() {
-                    inner.closed.set(Some(CloseReason::VersionChange));
-                    if let Some(cb) = inner.on_close.borrow().as_ref() {
-                        let _ = cb.call1(&JsValue::NULL, &"versionchange".into());
-                    }
-                }
-                for (_, reply) in inner.queue.borrow_mut().drain(..) {
-                    let _ = reply.send(Err(Error::Closed(CloseReason::VersionChange)));
-                }
+                Log(inner).close_for(CloseReason::VersionChange);
             }
         });
         self.0
             .db
             .set_onversionchange(Some(handler.as_ref().unchecked_ref()));
         *self.0.on_versionchange.borrow_mut() = Some(handler);
+    }
+
+    /// Closes the connection at once for `reason`, tells `onClose`, and fails what waits.
+    fn close_for(&self, reason: CloseReason) {
+        let inner = &self.0;
+        inner.db.close();
+        if inner.closed.get().is_none() {
+            inner.closed.set(Some(reason));
+            if let Some(cb) = inner.on_close.borrow().as_ref() {
+                let _ = cb.call1(&JsValue::NULL, &reason.as_str().into());
+            }
+        }
+        for (_, reply) in inner.queue.borrow_mut().drain(..) {
+            let _ = reply.send(Err(Error::Closed(reason)));
+        }
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -633,6 +639,9 @@ impl Log {
         let streams = tx.object_store("streams").map_err(storage)?;
         let meta = tx.object_store("meta").map_err(storage)?;
 
+        // Another tab may have made the log synced since this one opened: its history is the
+        // outbox now, and a write here would land in the confirmed log.
+        let synced = meta.get(&"synced".into()).map_err(storage)?;
         let mut names: HashSet<&str> = HashSet::new();
         for b in batches {
             names.extend(b.events.iter().map(|e| e.stream.as_str()));
@@ -640,6 +649,12 @@ impl Log {
         let (mut head, mut versions) = self
             .stored_versions(&meta, &segments, &streams, &names)
             .await?;
+        if idb::request(&synced).await.map_err(storage)?.is_truthy() {
+            tx.abort().ok();
+            let _ = done.await;
+            self.close_for(CloseReason::Synced);
+            return Err(Error::Closed(CloseReason::Synced));
+        }
         let head_before = head;
 
         let time = js_sys::Date::now() as u64;
@@ -825,11 +840,19 @@ impl Log {
         let streams = tx.object_store("streams").map_err(storage)?;
         let meta = tx.object_store("meta").map_err(storage)?;
         let segments = tx.object_store("segments").map_err(storage)?;
+        let synced = meta.get(&"synced".into()).map_err(storage)?;
         let head = as_u64(
             &idb::request(&meta.get(&"head".into()).map_err(storage)?)
                 .await
                 .map_err(storage)?,
         );
+        // Versions of a history another tab has since moved to the outbox: not to be written.
+        if !self.is_synced() && idb::request(&synced).await.map_err(storage)?.is_truthy() {
+            tx.abort().ok();
+            let _ = done.await;
+            self.close_for(CloseReason::Synced);
+            return Err(Error::Closed(CloseReason::Synced));
+        }
         // Other tabs' appends since are folded in first, so the checkpoint is of the head.
         self.versions_through(&segments, head).await?;
         let at = inner.versions_at.get();

@@ -11,7 +11,7 @@ import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -878,6 +878,54 @@ test("a server whose database was wiped or replaced: DIVERGED, nothing pushed in
 });
 
 // ---- history written without sync ----------------------------------------------------------
+
+test("a tab that has the log open without sync when another tab syncs it: its next append is CLOSED (synced), nothing written; reopened, it converges", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.tabSynced, corsOrigin: pages.origin });
+  const log = "tab-synced";
+  const notes = { notes: { key: "stream", on: { Created: { set: { title: "data.title", edits: 0 } }, Edited: { set: { title: "data.title" }, count: "edits" } } } };
+  const note = (i) => ({ stream: `n-${i}`, type: "Created", data: { title: `note ${i}` } });
+  try {
+    await withDevices(["tab-synced"], async (dev) => {
+      const plain = await tab(dev);
+      const syncing = await tab(dev);
+      await ev(plain, async ([projections, events]) => {
+        window.A = await window.Logfold.open({ name: "tab-synced", projections, onClose: (r) => (window.closedWith = r) });
+        await window.A.append(events);
+      }, [notes, [note(1), note(2)]]);
+      await open(syncing, log, { url: sync.url, log, kind: "notes" });
+      await synced(syncing, log, 2);
+
+      const refused = await ev(plain, (e) => window.A.append(e).then(() => "appended", (err) => [err.code, err.details?.reason, window.closedWith]), note(3));
+      assert.deepEqual(refused, ["CLOSED", "synced", "synced"]);
+      await sleep(1500);
+      assert.equal(await sync.head(log), 2, "nothing of the refused append reached the server");
+      assert.equal((await view(syncing, log)).events.length, 2, "nor the log");
+
+      // Opened again (without sync options: the log stays synced), its append goes to the
+      // outbox, the leader tab pushes it, and both tabs show the same log and table.
+      const appended = await ev(plain, async ([projections, e]) => {
+        window.A = await window.Logfold.open({ name: "tab-synced", projections });
+        const stored = await window.A.append(e);
+        return stored.id;
+      }, [notes, note(3)]);
+      await serverAt(sync, log, 3);
+      await synced(syncing, log, 3);
+      const server = (await sync.events(log)).events;
+      assert.deepEqual(server.map((e) => e.stream), ["n-1", "n-2", "n-3"]);
+      assert.equal(server[2].id, appended);
+      const seen = await until("the plain tab at 3 confirmed", () => ev(plain, async () => {
+        const events = await window.A.read();
+        return { events: events.map((e) => [e.seq, e.offset, e.id]), notes: [...window.A.table("notes").scan()].map((r) => [r.key, r.row.title]) };
+      }), (v) => v.events.length === 3 && v.events.every((e) => e[1] === e[0]));
+      assert.deepEqual(seen.events.map((e) => e[2]), server.map((e) => e.id));
+      const b = await ev(syncing, (n) => [...S.logs[n].table("notes").scan()].map((r) => [r.key, r.row.title]), log);
+      assert.deepEqual(seen.notes, b, "both tabs fold the same table");
+      assert.deepEqual(await uncaught(plain), []);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
 
 test("logs used without sync, then opened with it, push their history: two devices converge", opts, async () => {
   const sync = await startSyncServer({ port: PORTS.history, corsOrigin: pages.origin });
