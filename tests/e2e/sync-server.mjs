@@ -29,11 +29,12 @@ process.on("exit", () => {
  * folder unless `dir` is given), allowing `corsOrigin`. `tokens` (the token file's text) turns on
  * bearer tokens. Resolves once /healthz answers.
  */
-export async function startSyncServer({ port, corsOrigin, tokens, dir, maxBody } = {}) {
+export async function startSyncServer({ port, corsOrigin, tokens, dir, maxBody, pageBytes } = {}) {
   const folder = dir ?? (await mkdtemp(join(tmpdir(), "logfold-sync-e2e-")));
   const database = join(folder, "sync.sqlite3");
   const args = ["--listen", `127.0.0.1:${port}`, "--database", database];
   if (maxBody) args.push("--max-body", String(maxBody));
+  if (pageBytes) args.push("--page-bytes", String(pageBytes));
   if (corsOrigin) args.push("--cors-origin", corsOrigin);
   const tokensFile = join(folder, "tokens.txt");
   if (tokens !== undefined) {

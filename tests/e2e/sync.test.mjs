@@ -11,7 +11,7 @@ import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -811,6 +811,45 @@ test("a synced batch that could not be pushed is refused at append; pushes and m
       assert.equal(new Set(server.map((e) => e.id)).size, 221);
       assert.equal(server.at(-1).stream, "small");
       assert.deepEqual(await uncaught(p), []);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- pages cut by bytes ----------------------------------------------------------------------
+
+test("a fresh device pulls a log of large events in pages the server cuts by bytes, and settles", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.bigPages, corsOrigin: pages.origin, pageBytes: 1 << 20 });
+  const log = "big-pages";
+  try {
+    // 60 events of 200 KB (12 MB) pushed by another client; a page holds 5 of them.
+    const events = Array.from({ length: 60 }, (_, i) => ({
+      id: `0190c2a4-5e1f-7c3b-9a10-${String(i + 1).padStart(12, "0")}`,
+      stream: `n-${i}`,
+      type: "Created",
+      data: { title: `${i}:${"x".repeat(200_000)}` },
+      meta: null,
+      time: 1_700_000_000_000 + i,
+    }));
+    for (let b = 0; b < 3; b++) {
+      const res = await fetch(`${sync.url}/v1/logs/${log}/push`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ protocol: 1, batches: [{ client: "seeder", epoch: 1, batch: b + 1, expected: {}, events: events.slice(b * 20, b * 20 + 20) }] }),
+      });
+      assert.equal(res.status, 200, await res.text());
+    }
+    await withDevices(["big-pages"], async (dev) => {
+      const p = await tab(dev);
+      await open(p, "big", { url: sync.url, log, kind: "notes", live: false });
+      const s = await ev(p, () => S.logs.big.sync.settled({ timeout: 60_000 }).then((x) => JSON.parse(JSON.stringify(x))), undefined, LONG);
+      assert.equal(s.confirmed, 60, JSON.stringify(s));
+      const v = await view(p, "big");
+      assert.deepEqual(v.events.map((e) => e.id), events.map((e) => e.id));
+      assert.equal(Object.keys(v.tables.notes).length, 60);
+      const pulls = (await sync.requestsByStatus("events"))["200"];
+      assert.ok(pulls >= 12, `12 MB in pages of 1 MiB: ${pulls} pulls`);
     });
   } finally {
     await sync.stop();

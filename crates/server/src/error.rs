@@ -28,6 +28,9 @@ pub enum AppError {
     /// The client speaks another protocol version: 426.
     #[error("{0}")]
     UpgradeRequired(String),
+    /// Too many pushes wait for this log's next commit: 503, with `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
     /// The database failed: 500, and the push is not acknowledged.
     #[error("storage failed: {0}")]
     Store(StoreError),
@@ -37,6 +40,7 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> AppError {
         match e {
             StoreError::ClientTaken(_) => AppError::Forbidden(e.to_string()),
+            StoreError::Busy(_) => AppError::Busy(e.to_string()),
             e => AppError::Store(e),
         }
     }
@@ -53,6 +57,7 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
             AppError::UpgradeRequired(_) => (StatusCode::UPGRADE_REQUIRED, "UPGRADE_REQUIRED"),
+            AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "BUSY"),
             AppError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "SERVER"),
         }
     }
@@ -70,6 +75,11 @@ impl IntoResponse for AppError {
             protocol: PROTOCOL_VERSION,
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

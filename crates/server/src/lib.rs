@@ -32,7 +32,7 @@ pub use auth::{Access, Tokens};
 pub use error::AppError;
 pub use hub::Hub;
 pub use metrics::Metrics;
-pub use store::{PushJob, Store};
+pub use store::{PushJob, Store, DEFAULT_QUEUE_BYTES};
 
 /// The default largest push body: 16 MiB (a client splits bigger outboxes).
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
@@ -322,6 +322,7 @@ async fn push(
             PushJob {
                 batches: request.batches,
                 owner,
+                bytes: bytes.len(),
             },
             state.inner.config.limits,
         )

@@ -9,6 +9,7 @@ use std::future::IntoFuture;
 use clap::Parser;
 use logfold_server::{
     app, AppState, Config, Hub, Store, Tokens, DEFAULT_MAX_BODY, DEFAULT_PAGE_BYTES,
+    DEFAULT_QUEUE_BYTES,
 };
 
 /// The logfold sync server: gives pushed events global offsets and serves log tails.
@@ -42,6 +43,9 @@ struct Args {
     /// its `limit` (it holds at least one event).
     #[arg(long, default_value_t = DEFAULT_PAGE_BYTES)]
     page_bytes: usize,
+    /// Bytes of pushes that may wait for one log's next commit; past it a push gets 503.
+    #[arg(long, default_value_t = DEFAULT_QUEUE_BYTES)]
+    queue_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -81,7 +85,7 @@ fn main() -> ExitCode {
 
 async fn serve(args: Args, tokens: Option<Tokens>) -> Result<(), Box<dyn std::error::Error>> {
     let hub = Hub::default();
-    let store = Store::open(&args.database, &args.pg_schema, &hub)?;
+    let store = Store::open(&args.database, &args.pg_schema, &hub)?.queue_limit(args.queue_bytes);
     let anonymous = tokens.is_none();
     let token_count = tokens.as_ref().map_or(0, Tokens::len);
     let config = Config {

@@ -37,6 +37,9 @@ pub enum StoreError {
     /// The push names a client id bound to another credential; nothing of it was written.
     #[error("client id {0:?} belongs to another credential: a device pushes only as itself")]
     ClientTaken(String),
+    /// The log's queue of pushes waiting for a commit is full; nothing was written.
+    #[error("{0} bytes of pushes already wait for this log: try again in a moment")]
+    Busy(usize),
 }
 
 /// One push request: its batches, and the credential it came with (`None` when the server
@@ -47,6 +50,8 @@ pub struct PushJob {
     pub batches: Vec<PushBatch>,
     /// Who pushes: an opaque, stable identity of the token.
     pub owner: Option<String>,
+    /// The request body's size, counted against the log's queue (see [`Store::queue_limit`]).
+    pub bytes: usize,
 }
 
 /// The log's state after a push.
@@ -133,7 +138,11 @@ fn commit_pushes<S: LogStore>(
 pub struct Store {
     backend: Backend,
     queues: Arc<Mutex<HashMap<String, LogQueue>>>,
+    queue_limit: usize,
 }
+
+/// The default for [`Store::queue_limit`]: four of the largest default push bodies.
+pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where the logs are.
 #[derive(Clone)]
@@ -151,6 +160,8 @@ enum Backend {
 struct LogQueue {
     pending: Vec<Pending>,
     committing: bool,
+    /// The bodies' bytes of `pending`.
+    bytes: usize,
 }
 
 struct Pending {
@@ -202,7 +213,15 @@ impl Store {
         Store {
             backend,
             queues: Arc::default(),
+            queue_limit: DEFAULT_QUEUE_BYTES,
         }
+    }
+
+    /// Sets how many bytes of parsed pushes may wait for one log's next commit; past it a push
+    /// is refused (`Busy`, 503) until the queue drains. A push to an empty queue always waits.
+    pub fn queue_limit(mut self, bytes: usize) -> Store {
+        self.queue_limit = bytes;
+        self
     }
 
     /// An empty in-memory store.
@@ -240,6 +259,11 @@ impl Store {
         let lead = {
             let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
             let queue = queues.entry(log.to_owned()).or_default();
+            // Bounded by bytes, so clients pushing faster than commits cannot fill memory.
+            if !queue.pending.is_empty() && queue.bytes + job.bytes > self.queue_limit {
+                return Err(StoreError::Busy(queue.bytes));
+            }
+            queue.bytes += job.bytes;
             queue.pending.push(Pending { job, reply });
             !std::mem::replace(&mut queue.committing, true)
         };
@@ -265,7 +289,9 @@ impl Store {
                     return;
                 }
                 let n = queue.pending.len().min(MAX_GROUP);
-                queue.pending.drain(..n).collect()
+                let group: Vec<Pending> = queue.pending.drain(..n).collect();
+                queue.bytes -= group.iter().map(|p| p.job.bytes).sum::<usize>();
+                group
             };
             let (requests, replies): (Vec<_>, Vec<_>) =
                 group.into_iter().map(|p| (p.job, p.reply)).unzip();
@@ -374,5 +400,46 @@ impl Page {
             self.left = self.left.saturating_sub(size);
         }
         fits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(bytes: usize) -> PushJob {
+        PushJob {
+            batches: Vec::new(),
+            owner: None,
+            bytes,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_the_push_and_others_logs_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite3");
+        let store = Store::open(path.to_str().unwrap(), "public", &Hub::default())
+            .unwrap()
+            .queue_limit(1000);
+        // A commit in progress with 900 bytes waiting behind it.
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        store.queues.lock().unwrap().insert(
+            "busy".into(),
+            LogQueue {
+                pending: vec![Pending {
+                    job: job(900),
+                    reply,
+                }],
+                committing: true,
+                bytes: 900,
+            },
+        );
+        let refused = store.push("busy", job(200), Limits::default()).await;
+        assert!(matches!(refused, Err(StoreError::Busy(900))), "{refused:?}");
+        assert_eq!(store.queues.lock().unwrap()["busy"].pending.len(), 1);
+        // Another log, and a push bigger than the limit to an empty queue, go through.
+        let pushed = store.push("idle", job(5000), Limits::default()).await;
+        assert!(pushed.is_ok(), "{pushed:?}");
     }
 }
