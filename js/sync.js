@@ -164,7 +164,7 @@ export class Sync {
     this.#pauseHere();
   }
 
-  /** Starts again after pause() or after FORBIDDEN, whichever tab paused or leads. */
+  /** Starts again after pause(), FORBIDDEN or DIVERGED, whichever tab paused or leads. */
   resume() {
     if (!this.#options) return;
     writePaused(this.#core.name, false);
@@ -300,6 +300,7 @@ export class Sync {
     if (this.#closed) return release();
     this.#epoch = epoch;
     this.#leading = true;
+    this.#verified = false; // checked again by this leadership's first push
     this.#release = release;
     this.#set({ leader: true, epoch });
     this.#timers.push(

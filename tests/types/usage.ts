@@ -34,7 +34,7 @@ export async function usage(): Promise<void> {
     name: "bank",
     durability: "relaxed",
     onClose: (reason) => {
-      const r: "versionchange" = reason;
+      const r: "versionchange" | "synced" = reason;
       void r;
     },
   };
@@ -180,7 +180,7 @@ export async function usage(): Promise<void> {
   const badCode: ErrorCode = "NOT_A_CODE";
   // @ts-expect-error details of CONFLICT have no index
   const noIndex = ({} as LogfoldError<"CONFLICT">).details.index;
-  // @ts-expect-error onClose gets "versionchange", not a number
+  // @ts-expect-error onClose gets a reason string, not a number
   await Logfold.open({ name: "x", onClose: (reason: number) => reason });
   // @ts-expect-error the typed data keeps its type
   const notString: string = many[0].data.amount;
