@@ -2,8 +2,12 @@
 //!
 //! A pushed batch is, in this order: checked by the validation rules; answered `duplicate` when
 //! its `(client, batch number)` or all of its event ids are already stored, `partly_known` when
-//! only some are; refused when its leader epoch is stale or an expected version does not hold;
-//! otherwise given the next dense offsets and its streams' next versions and written.
+//! only some are; refused when its leader epoch is stale, when an expected version names a
+//! stream an earlier refused batch of the same client in the same push touched (`depends`: the
+//! client counted those events), or when an expected version does not hold; otherwise given
+//! the next dense offsets and its streams' next versions and written. A batch's epoch is
+//! recorded whatever becomes of it (unless it is stale), so no older leader gets a batch in
+//! after a newer one was heard from.
 //! The in-memory store here drives simulations; the server's SQLite and PostgreSQL stores run
 //! the same [`commit`] inside one database transaction per push.
 
@@ -16,6 +20,7 @@ use crate::event::Event;
 use crate::id::{EventId, IdGenerator};
 use crate::protocol::{BatchResult, PushBatch, RejectReason};
 use crate::validate::Limits;
+use crate::version::ExpectedVersion;
 
 /// The most events one batch may hold.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
@@ -68,6 +73,8 @@ pub trait LogStore {
     fn client_epoch(&mut self, client: &str) -> Result<u64, Self::Error>;
     /// The credential the client id is bound to (see [`claim_clients`]), if any.
     fn client_owner(&mut self, client: &str) -> Result<Option<String>, Self::Error>;
+    /// Records `epoch` as the client's, if it is higher than the one recorded.
+    fn raise_epoch(&mut self, client: &str, epoch: u64) -> Result<(), Self::Error>;
     /// Binds an unbound client id to `owner`.
     fn bind_client(&mut self, client: &str, owner: &str) -> Result<(), Self::Error>;
     /// Where the client's batch `batch` went, if it was accepted.
@@ -137,11 +144,67 @@ fn check_shape(batch: &PushBatch, limits: &Limits) -> Result<Batch, BatchResult>
     }
 }
 
+/// Commits one push's batches into `store` in order, by the rules above; says what became of
+/// each.
+pub fn commit_all<S: LogStore>(
+    store: &mut S,
+    batches: &[PushBatch],
+    limits: &Limits,
+) -> Result<Vec<BatchResult>, S::Error> {
+    // Per client: the streams its refused batches touched.
+    let mut refused: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let streams = refused.entry(&b.client).or_default();
+        let result = commit_after(store, b, limits, streams)?;
+        if matches!(result, BatchResult::Rejected { .. })
+            && !crate::mutants::on(crate::mutants::Mutant::ServerNoDepends)
+        {
+            streams.extend(b.events.iter().map(|e| e.stream.as_str()));
+        }
+        out.push(result);
+    }
+    Ok(out)
+}
+
 /// Commits one batch into `store` by the rules above and says what became of it.
 pub fn commit<S: LogStore>(
     store: &mut S,
     batch: &PushBatch,
     limits: &Limits,
+) -> Result<BatchResult, S::Error> {
+    commit_after(store, batch, limits, &HashSet::new())
+}
+
+/// [`commit`] after earlier batches of the client in the same push touching `refused` were
+/// refused.
+fn commit_after<S: LogStore>(
+    store: &mut S,
+    batch: &PushBatch,
+    limits: &Limits,
+    refused: &HashSet<&str>,
+) -> Result<BatchResult, S::Error> {
+    let current = store.client_epoch(&batch.client)?;
+    let result = judge(store, batch, limits, refused, current)?;
+    let stale = matches!(
+        result,
+        BatchResult::Rejected {
+            reason: RejectReason::StaleEpoch,
+            ..
+        }
+    );
+    if batch.epoch > current && !stale && !matches!(result, BatchResult::Accepted { .. }) {
+        store.raise_epoch(&batch.client, batch.epoch)?;
+    }
+    Ok(result)
+}
+
+fn judge<S: LogStore>(
+    store: &mut S,
+    batch: &PushBatch,
+    limits: &Limits,
+    refused: &HashSet<&str>,
+    current: u64,
 ) -> Result<BatchResult, S::Error> {
     let core = match check_shape(batch, limits) {
         Ok(core) => core,
@@ -186,7 +249,6 @@ pub fn commit<S: LogStore>(
         ));
     }
 
-    let current = store.client_epoch(&batch.client)?;
     if batch.epoch < current {
         return Ok(rejected(
             RejectReason::StaleEpoch,
@@ -195,6 +257,20 @@ pub fn commit<S: LogStore>(
                 batch.epoch, batch.client
             ),
             json!({"epoch": current}),
+        ));
+    }
+
+    let counted = core.expected.iter().find(|(s, v)| {
+        !matches!(v, ExpectedVersion::Any | ExpectedVersion::NoStream)
+            && refused.contains(s.as_str())
+    });
+    if let Some((stream, _)) = counted {
+        return Ok(rejected(
+            RejectReason::Depends,
+            format!(
+                "the expected version of stream {stream:?} counted on an earlier batch of this push that was refused"
+            ),
+            json!({"stream": stream}),
         ));
     }
 
@@ -292,13 +368,10 @@ impl MemoryStore {
 
     /// Commits each batch in order, as one push does.
     pub fn push(&mut self, batches: &[PushBatch], limits: &Limits) -> Vec<BatchResult> {
-        batches
-            .iter()
-            .map(|b| match commit(self, b, limits) {
-                Ok(r) => r,
-                Err(never) => match never {},
-            })
-            .collect()
+        match commit_all(self, batches, limits) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
     }
 
     /// Up to `limit` events after offset `after`.
@@ -323,6 +396,12 @@ impl LogStore for MemoryStore {
 
     fn client_epoch(&mut self, client: &str) -> Result<u64, Self::Error> {
         Ok(self.epochs.get(client).copied().unwrap_or(0))
+    }
+
+    fn raise_epoch(&mut self, client: &str, epoch: u64) -> Result<(), Self::Error> {
+        let e = self.epochs.entry(client.to_owned()).or_insert(0);
+        *e = (*e).max(epoch);
+        Ok(())
     }
 
     fn client_owner(&mut self, client: &str) -> Result<Option<String>, Self::Error> {
@@ -491,6 +570,65 @@ mod tests {
         assert_eq!(reason(&results[1]), Some(RejectReason::PartlyKnown));
         assert_eq!(results[2].offsets(), [2]);
         assert_eq!(log.last_offset(), 2);
+    }
+
+    #[test]
+    fn an_expectation_on_a_stream_an_earlier_refused_batch_touched_is_refused() {
+        let mut log = MemoryStore::new();
+        push(&mut log, batch("other", 1, vec![event(1, "a")]));
+        // c opened "a" offline (refused: it exists) and then counted that event.
+        let mut first = batch("c", 1, vec![event(2, "a")]);
+        first.expected.insert("a".into(), ExpectedVersion::NoStream);
+        let mut second = batch("c", 2, vec![event(3, "a")]);
+        second
+            .expected
+            .insert("a".into(), ExpectedVersion::Exact(1));
+        let mut unrelated = batch("c", 3, vec![event(4, "b")]);
+        unrelated
+            .expected
+            .insert("b".into(), ExpectedVersion::NoStream);
+        let loose = batch("c", 4, vec![event(5, "a")]);
+        let mut others = batch("d", 1, vec![event(6, "a")]);
+        others
+            .expected
+            .insert("a".into(), ExpectedVersion::Exact(1));
+        let results = log.push(
+            &[first, second, unrelated, loose, others],
+            &Limits::default(),
+        );
+        assert_eq!(reason(&results[0]), Some(RejectReason::Conflict));
+        assert_eq!(reason(&results[1]), Some(RejectReason::Depends));
+        assert_eq!(results[2].offsets(), [2], "another stream");
+        assert_eq!(results[3].offsets(), [3], "no expectation");
+        assert_eq!(
+            reason(&results[4]),
+            Some(RejectReason::Conflict),
+            "another client is judged on its own"
+        );
+    }
+
+    #[test]
+    fn an_epoch_is_recorded_from_any_batch_that_carries_it() {
+        let mut log = MemoryStore::new();
+        push(&mut log, batch("c", 1, vec![event(1, "a")]));
+        // The new leader's first batches: a duplicate, then a conflict.
+        let mut dup = batch("c", 1, vec![event(1, "a")]);
+        dup.epoch = 2;
+        assert!(matches!(push(&mut log, dup), BatchResult::Duplicate { .. }));
+        let mut conflict = batch("c", 2, vec![event(2, "a")]);
+        conflict.epoch = 3;
+        conflict
+            .expected
+            .insert("a".into(), ExpectedVersion::NoStream);
+        assert_eq!(
+            reason(&push(&mut log, conflict)),
+            Some(RejectReason::Conflict)
+        );
+        assert_eq!(log.client_epoch("c"), Ok(3));
+        let mut old = batch("c", 3, vec![event(3, "a")]);
+        old.epoch = 2;
+        assert_eq!(reason(&push(&mut log, old)), Some(RejectReason::StaleEpoch));
+        assert_eq!(log.last_offset(), 1);
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod id;
 pub mod json;
 pub mod lz;
 pub mod memory;
+#[doc(hidden)]
+pub mod mutants;
 pub mod protocol;
 pub mod segment;
 pub mod sync;

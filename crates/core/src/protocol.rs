@@ -160,6 +160,9 @@ pub enum RejectReason {
     PartlyKnown,
     /// It comes from a sync leader older than one the server has already heard from.
     StaleEpoch,
+    /// Its expected versions counted on events of an earlier batch of its client that was
+    /// refused (`details.batch`, when the client refused it).
+    Depends,
 }
 
 /// `GET /v1/logs/{log}/events` in JSON, and the payload of each live message.

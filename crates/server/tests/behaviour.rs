@@ -184,15 +184,23 @@ async fn conflicts(kind: Kind) {
     stale
         .expected
         .insert("acct".into(), ExpectedVersion::Exact(1));
-    let mut fresh = batch("c2", 2, vec![event("acct")]);
+    // Another client, judged on its own; then c2 again, whose expectation on "acct" counted
+    // the refused batch's event (`depends`); then c2 on a stream the refused batch did not touch.
+    let mut fresh = batch("c3", 1, vec![event("acct")]);
     fresh
         .expected
         .insert("acct".into(), ExpectedVersion::Exact(2));
+    let mut counted = batch("c2", 2, vec![event("acct")]);
+    counted
+        .expected
+        .insert("acct".into(), ExpectedVersion::Exact(3));
     let mut new_stream = batch("c2", 3, vec![event("acct-2")]);
     new_stream
         .expected
         .insert("acct-2".into(), ExpectedVersion::NoStream);
-    let r = app.push("demo", vec![stale, fresh, new_stream]).await;
+    let r = app
+        .push("demo", vec![stale, fresh, counted, new_stream])
+        .await;
     match &r.results[0] {
         BatchResult::Rejected {
             reason: RejectReason::Conflict,
@@ -209,7 +217,8 @@ async fn conflicts(kind: Kind) {
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert!(matches!(&r.results[1], BatchResult::Accepted { versions, .. } if versions == &[3]));
-    assert_eq!(r.results[2].offsets(), [4]);
+    assert_eq!(reason(&r.results[2]), Some(RejectReason::Depends));
+    assert_eq!(r.results[3].offsets(), [4]);
     let all = app.all("demo").await;
     assert!(
         all.iter().all(|e| e.stream != "other"),

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use logfold_core::commit::claim_clients;
+use logfold_core::commit::{claim_clients, commit_all};
 use logfold_core::protocol::{BatchResult, PushBatch};
-use logfold_core::{commit, Event, Limits, LogStore, MemoryStore};
+use logfold_core::{Event, Limits, LogStore, MemoryStore};
 
 use crate::hub::Hub;
 
@@ -117,11 +117,7 @@ fn commit_pushes<S: LogStore>(
             }
         }
         let before = store.head()?;
-        let results = job
-            .batches
-            .iter()
-            .map(|b| commit(store, b, limits))
-            .collect::<Result<Vec<_>, _>>()?;
+        let results = commit_all(store, &job.batches, limits)?;
         let head = store.head()?;
         answers.push(Ok(Pushed {
             results,

@@ -587,6 +587,20 @@ impl LogStore for PgLog<'_> {
         Ok(self.owners.get(client).cloned())
     }
 
+    fn raise_epoch(&mut self, client: &str, epoch: u64) -> Result<(), StoreError> {
+        // Rare (a new leader's first batch was not accepted): a round trip of its own.
+        execute(
+            &mut self.tx,
+            self.statements,
+            "INSERT INTO clients (log_id, client, epoch) VALUES ($1, $2, $3)
+             ON CONFLICT (log_id, client) DO UPDATE SET epoch = GREATEST(clients.epoch, EXCLUDED.epoch)",
+            &[&self.log_id, &client, &(epoch as i64)],
+        )?;
+        let e = self.epochs.entry(client.to_owned()).or_insert(0);
+        *e = (*e).max(epoch);
+        Ok(())
+    }
+
     fn bind_client(&mut self, client: &str, owner: &str) -> Result<(), StoreError> {
         // Rare (a device's first push), so a round trip of its own; the row lock on the log
         // keeps two first pushes from racing.

@@ -283,6 +283,16 @@ impl LogStore for SqliteLog<'_> {
         Ok(owner.flatten())
     }
 
+    fn raise_epoch(&mut self, client: &str, epoch: u64) -> Result<(), Self::Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO clients (log_id, client, epoch) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (log_id, client) DO UPDATE SET epoch = max(epoch, excluded.epoch)",
+            )?
+            .execute(params![self.log_id, client, to_i64(epoch)])?;
+        Ok(())
+    }
+
     fn bind_client(&mut self, client: &str, owner: &str) -> Result<(), Self::Error> {
         self.tx
             .prepare_cached(
