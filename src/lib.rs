@@ -377,7 +377,7 @@ impl LogCore {
     }
 
     /// Applies a push answer (JSON text) to batches `numbers`. Resolves to JSON text of
-    /// `{ acknowledged, rejected: [rejection], fenced, serverHead }`.
+    /// `{ acknowledged, rejected: [rejection], retracted: [batch], fenced, serverHead }`.
     #[wasm_bindgen(js_name = applyPush, unchecked_return_type = "Promise<string>")]
     pub fn apply_push(&self, epoch: f64, numbers: Vec<f64>, response: String) -> Promise {
         let log = self.0.clone();
@@ -399,6 +399,13 @@ impl LogCore {
             }
             out.push_str("],\"rejected\":[");
             out.push_str(&pushed.rejected.join(","));
+            out.push_str("],\"retracted\":[");
+            for (i, n) in pushed.retracted.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_u64(&mut out, *n);
+            }
             out.push_str(&format!(
                 "],\"fenced\":{},\"serverHead\":{head}}}",
                 pushed.fenced
@@ -408,19 +415,26 @@ impl LogCore {
     }
 
     /// Adds pulled events to the confirmed log: `body` is a JSON pull answer (text) or a
-    /// binary segment (bytes). Resolves to `{ confirmed, ours, head, serverHead }`.
-    #[wasm_bindgen(js_name = applyPull, unchecked_return_type = "Promise<{ confirmed: number, ours: number, head: number, serverHead: number }>")]
+    /// binary segment (bytes). Resolves to `{ confirmed, ours, head, serverHead, retracted }`.
+    #[wasm_bindgen(js_name = applyPull, unchecked_return_type = "Promise<{ confirmed: number, ours: number, head: number, serverHead: number, retracted: number[] }>")]
     pub fn apply_pull(&self, epoch: f64, body: JsValue, server_head: f64) -> Promise {
         let log = self.0.clone();
         future_to_promise(async move {
             let (events, server_head) = pulled_events(&body, server_head as u64)?;
-            let pulled = log.apply_pull(epoch as u64, events).await?;
-            Ok(object(&[
+            let pulled = log.apply_pull(epoch as u64, events, server_head).await?;
+            let out = object(&[
                 ("confirmed", pulled.confirmed as f64),
                 ("ours", pulled.ours as f64),
                 ("head", pulled.head as f64),
                 ("serverHead", server_head as f64),
-            ]))
+            ]);
+            let retracted: js_sys::Array = pulled
+                .retracted
+                .iter()
+                .map(|n| JsValue::from(*n as f64))
+                .collect();
+            js_sys::Reflect::set(&out, &"retracted".into(), &retracted)?;
+            Ok(out)
         })
     }
 

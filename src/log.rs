@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures_channel::oneshot;
 use js_sys::{Array, Function, Uint8Array};
 use logfold_core::segment::{Segment, SegmentError, SegmentWriter, TARGET_BYTES};
-use logfold_core::sync::{check_push_batch, DEFAULT_PUSH_BYTES};
+use logfold_core::sync::{check_batch, DEFAULT_PUSH_BYTES};
 use logfold_core::table::{snapshot, Table, TableDef};
 use logfold_core::{place, Batch, EventRef, IdGenerator, Limits, Placed};
 use rexie::{ObjectStore, Rexie};
@@ -508,7 +508,7 @@ impl Log {
         }
         if self.is_synced() {
             // What the server would refuse must not reach the outbox and the tables.
-            check_push_batch(&batch, &self.0.client_id, self.0.max_push_bytes)
+            check_batch(&batch, &self.0.client_id, self.0.max_push_bytes)
                 .map_err(|e| Error::argument("events", e.to_string()))?;
         }
         let (tx, rx) = oneshot::channel();

@@ -1,18 +1,26 @@
-//! A synced log: the confirmed log in `segments` (each `seq` is its server offset) and the
-//! outbox in `outbox`, one record per appended batch, kept until the pull brings its events
-//! back confirmed. Tables show confirmed ⊕ outbox: the outbox is an overlay that is rolled
-//! back and applied again when the base moves.
+//! A synced log: the confirmed log in `segments` (each `seq` is its server offset), the outbox
+//! in `outbox` (one record per waiting batch) and refused batches in `rejections`. Tables show
+//! confirmed ⊕ outbox: the outbox is an overlay rolled back and applied again when the base
+//! moves.
 //!
-//! Every tab keeps a mirror of the outbox; `meta.outboxRev` changes with every write to the
-//! store, so a tab re-reads it only when another tab changed it. Only the sync leader pushes
-//! and pulls, and each of its transactions checks `meta.epoch` first, so a leader that was
-//! replaced (a frozen tab, thawed) changes nothing.
+//! The rules are `logfold_core::sync::Engine`'s; this file only does I/O. Every step (an
+//! append, a push answer, a pull page, a dismissal) reads what the engine needs in one
+//! IndexedDB transaction, lets the engine decide, and writes its `Writes` in that same
+//! transaction; if it fails, the engine is read again from storage.
+//!
+//! Every tab keeps its own engine; `meta.outboxRev` changes with every write to the outbox, so
+//! a tab reads the stores again only when another tab changed them. Only the sync leader
+//! pushes and pulls, and each of its transactions checks `meta.epoch` first, so a leader that
+//! was replaced (a frozen tab, thawed) changes nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use logfold_core::protocol::PushResponse;
-use logfold_core::sync::{push_event_bytes, Confirmation, Outbox, Pending};
-use logfold_core::{Event, EventId, PROTOCOL_VERSION};
+use logfold_core::sync::{
+    push_event_bytes, BatchState, Engine, Known, OutboxBatch, Push, Rejection, Stored, SyncError,
+    Writes,
+};
+use logfold_core::{Event, EventId};
 
 use super::*;
 
@@ -20,28 +28,30 @@ use super::*;
 const MIGRATE_BATCH: usize = 1000;
 /// Room left in a migrated batch's push body for its client id, numbers and punctuation.
 const MIGRATE_SLACK: usize = 4096;
+/// The stores a sync step reads or writes.
+const STEP_STORES: [&str; 5] = ["segments", "streams", "meta", "outbox", "rejections"];
 
-/// A tab's copy of the `outbox` store, and how much of it the tables show.
+/// A tab's engine, and how much of its outbox the tables show.
 #[derive(Default)]
 pub(super) struct Mirror {
-    outbox: Outbox,
-    /// The `meta.outboxRev` the copy reflects (`u64::MAX`: unknown, read again).
+    engine: Option<Engine>,
+    /// The `meta.outboxRev` the engine reflects (`u64::MAX`: unknown, read again).
     rev: u64,
+    /// The leader epoch this tab pushes with.
+    epoch: u64,
+    /// The push sent and not yet answered.
+    in_flight: Option<Push>,
     /// Outbox events folded into the tables' overlay, from the front.
     shown: usize,
-    /// Whether the overlay still matches the copy's front `shown` events.
+    /// Whether the overlay still matches the outbox's front `shown` events.
     shown_valid: bool,
     /// Confirmed events after the tables' base that the overlay still holds: this client's
     /// own, confirmed in the order they were shown, so the tables did not change.
     lag: u64,
-    /// The stored head the events' stamps are for, and then confirmed ⊕ outbox versions of
-    /// the outbox's streams.
-    stamped: Option<u64>,
-    tip: HashMap<String, u64>,
 }
 
 impl Mirror {
-    /// A copy not read yet.
+    /// An engine not read yet.
     pub(super) fn unread() -> Self {
         Mirror {
             rev: u64::MAX,
@@ -49,25 +59,47 @@ impl Mirror {
         }
     }
 
-    /// After the outbox changed other than at its end: stamps and overlay are stale.
-    fn reshaped(&mut self) {
-        self.shown_valid = false;
-        self.stamped = None;
+    fn engine(&self) -> &Engine {
+        self.engine.as_ref().expect("read in this step")
+    }
+
+    fn engine_mut(&mut self) -> &mut Engine {
+        self.engine.as_mut().expect("read in this step")
+    }
+
+    fn pending(&self) -> usize {
+        self.engine.as_ref().map_or(0, Engine::outbox_len)
     }
 }
 
-fn decode_record(batch: u64, bytes: &[u8]) -> Result<Pending, Error> {
-    Pending::decode(batch, bytes).map_err(|reason| Error::Corrupt {
+fn corrupt_record(what: &str, batch: u64, reason: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
         from: 0,
         to: 0,
-        reason: format!("outbox batch {batch}: {reason}"),
-    })
+        reason: format!("{what} {batch}: {reason}"),
+    }
 }
 
 fn protocol_error(message: impl Into<String>) -> Error {
     Error::Sync {
         code: "SYNC_PROTOCOL",
         message: message.into(),
+    }
+}
+
+/// What the engine refused of a server message.
+fn sync_error(e: SyncError) -> Error {
+    match e {
+        SyncError::Diverged { .. } => Error::Sync {
+            code: "DIVERGED",
+            message: e.to_string(),
+        },
+        SyncError::Inconsistent(reason) => Error::Corrupt {
+            from: 0,
+            to: 0,
+            reason,
+        },
+        e => protocol_error(e.to_string()),
     }
 }
 
@@ -121,16 +153,50 @@ pub struct Pulled {
     pub ours: u64,
     /// The confirmed head now.
     pub head: u64,
+    /// Rejections retracted: the server has their batches after all.
+    pub retracted: Vec<u64>,
 }
 
-/// What a push answer did, for the sync loop: JSON `{ acknowledged, rejected, fenced }`.
+/// What a push answer did, for the sync loop.
 pub struct Pushed {
     /// Batch numbers the server has.
     pub acknowledged: Vec<u64>,
     /// The rejections recorded, as JSON objects.
     pub rejected: Vec<String>,
+    /// Rejections retracted by events confirmed from the answer.
+    pub retracted: Vec<u64>,
     /// The server said a newer leader has pushed: this one must stop.
     pub fenced: bool,
+}
+
+/// One step's object stores.
+struct Stores {
+    meta: IdbObjectStore,
+    segments: IdbObjectStore,
+    streams: IdbObjectStore,
+    outbox: IdbObjectStore,
+    rejections: IdbObjectStore,
+}
+
+impl Stores {
+    fn of(tx: &web_sys::IdbTransaction) -> Result<Stores, Error> {
+        let store = |name| tx.object_store(name).map_err(storage);
+        Ok(Stores {
+            meta: store("meta")?,
+            segments: store("segments")?,
+            streams: store("streams")?,
+            outbox: store("outbox")?,
+            rejections: store("rejections")?,
+        })
+    }
+}
+
+/// What a step wrote besides the records, for the bookkeeping after it commits.
+#[derive(Default)]
+struct Written {
+    segments: u64,
+    small: u32,
+    rev: Option<u64>,
 }
 
 /// Marks the log at `db` synced, moving a history written without sync to the outbox. Returns
@@ -161,10 +227,12 @@ pub(super) async fn prepare(
         if events.is_empty() {
             return Ok(());
         }
-        let p = Pending {
+        let p = OutboxBatch {
             batch: *next,
+            place: *next,
             events: std::mem::take(events),
             expected: BTreeMap::new(),
+            state: BatchState::Waiting,
         };
         outbox
             .put_with_key(&bytes_value(&p.encode()), &key(p.batch))
@@ -221,104 +289,266 @@ impl Log {
             .outbox
             .borrow()
             .as_ref()
-            .map_or(0, |o| o.outbox.len() as u64)
+            .map_or(0, |o| o.pending() as u64)
     }
 
-    /// Reads the outbox again if another tab changed it; returns whether it did.
-    async fn refresh_outbox(
-        &self,
-        meta: &IdbObjectStore,
-        store: &IdbObjectStore,
-    ) -> Result<bool, Error> {
-        let rev = as_u64(&get(meta, "outboxRev").await?);
+    /// Reads the engine again if another tab changed the outbox; returns whether it did.
+    async fn load_engine(&self, s: &Stores) -> Result<bool, Error> {
+        let rev = as_u64(&get(&s.meta, "outboxRev").await?);
         if self.0.outbox.borrow().as_ref().map(|o| o.rev) == Some(rev) {
             return Ok(false);
         }
-        let keys = store.get_all_keys().map_err(storage)?;
-        let values = store.get_all().map_err(storage)?;
+        let next = s.meta.get(&"nextBatch".into()).map_err(storage)?;
+        let acked = s.meta.get(&"ackedThrough".into()).map_err(storage)?;
+        let keys = s.outbox.get_all_keys().map_err(storage)?;
+        let values = s.outbox.get_all().map_err(storage)?;
+        let rejections = s.rejections.get_all().map_err(storage)?;
+        let next = as_u64(&idb::request(&next).await.map_err(storage)?);
+        let acked = as_u64(&idb::request(&acked).await.map_err(storage)?);
         let keys: Array = idb::request(&keys).await.map_err(storage)?.unchecked_into();
         let values: Array = idb::request(&values)
             .await
             .map_err(storage)?
             .unchecked_into();
-        let mut batches = Vec::with_capacity(keys.length() as usize);
+        let rejections: Array = idb::request(&rejections)
+            .await
+            .map_err(storage)?
+            .unchecked_into();
+        let mut outbox = Vec::with_capacity(keys.length() as usize);
         for (k, v) in keys.iter().zip(values.iter()) {
-            batches.push(decode_record(as_u64(&k), &Uint8Array::new(&v).to_vec())?);
+            let n = as_u64(&k);
+            let bytes = Uint8Array::new(&v).to_vec();
+            outbox.push(
+                OutboxBatch::decode(n, &bytes).map_err(|e| corrupt_record("outbox batch", n, e))?,
+            );
         }
-        let mut outbox = self.0.outbox.borrow_mut();
-        let o = outbox.get_or_insert_with(Mirror::default);
-        o.outbox.batches = batches;
+        let mut rejected = Vec::with_capacity(rejections.length() as usize);
+        for v in rejections.iter() {
+            let json = v.as_string().unwrap_or_default();
+            rejected.push(
+                Rejection::ids_from_json(&json).map_err(|e| corrupt_record("rejection", 0, e))?,
+            );
+        }
+        let stored = Stored {
+            client: self.0.client_id.clone(),
+            next_batch: next,
+            acked_through: acked,
+            outbox,
+            rejections: rejected,
+        };
+        let mut engine = Engine::restore(stored, self.0.max_push_bytes).map_err(sync_error)?;
+        let mut mirror = self.0.outbox.borrow_mut();
+        let o = mirror.get_or_insert_with(Mirror::default);
+        engine.set_epoch(o.epoch);
+        o.engine = Some(engine);
         o.rev = rev;
-        o.reshaped();
+        o.shown_valid = false;
         Ok(true)
     }
 
-    /// Forgets the outbox copy after a failed transaction, so the next one reads it again.
+    /// Forgets the engine after a failed transaction, so the next step reads it again.
     fn outbox_unknown(&self) {
         if let Some(o) = self.0.outbox.borrow_mut().as_mut() {
             o.rev = u64::MAX;
-            o.reshaped();
+            o.shown_valid = false;
         }
     }
 
-    /// Restamps the outbox after the stored head (unless it already is) and returns the head and
-    /// the confirmed ⊕ outbox versions of the streams `also`.
-    async fn restamp(
+    /// What the next step needs of the confirmed log: the head, the versions of the outbox's
+    /// streams (unless stamped at this head) and of `also`, and the ids at offsets `ids`.
+    async fn known(
         &self,
-        stores: (&IdbObjectStore, &IdbObjectStore, &IdbObjectStore),
-        also: &HashSet<&str>,
-    ) -> Result<(u64, HashMap<String, u64>), Error> {
-        let (meta, segments, streams) = stores;
-        let head = as_u64(&get(meta, "head").await?);
-        let (fresh, names): (bool, HashSet<String>) = {
-            let outbox = self.0.outbox.borrow();
-            let o = outbox.as_ref().expect("synced");
-            if o.stamped == Some(head) {
-                let names = also.iter().filter(|s| !o.tip.contains_key(**s));
-                (true, names.map(|s| (*s).to_owned()).collect())
-            } else {
-                let names = o.outbox.streams().into_iter().chain(also.iter().copied());
-                (false, names.map(str::to_owned).collect())
-            }
+        s: &Stores,
+        also: &[&str],
+        ids: Option<(u64, u64)>,
+    ) -> Result<Known, Error> {
+        let head = as_u64(&get(&s.meta, "head").await?);
+        let names: HashSet<String> = {
+            let mirror = self.0.outbox.borrow();
+            let engine = mirror.as_ref().expect("synced").engine();
+            let names = engine.streams_to_read(head, also);
+            names.into_iter().map(str::to_owned).collect()
         };
         let names: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let (head, mut versions) = self
-            .stored_versions(meta, segments, streams, &names)
+        let (head, versions) = self
+            .stored_versions(&s.meta, &s.segments, &s.streams, &names)
             .await?;
-        let mut outbox = self.0.outbox.borrow_mut();
-        let o = outbox.as_mut().expect("synced");
-        if !fresh {
-            o.tip = o.outbox.restamp(head, versions.clone());
-            o.stamped = Some(head);
-        }
-        for s in also {
-            if let Some(v) = o.tip.get(*s) {
-                versions.insert((*s).to_owned(), *v);
-            }
-        }
-        Ok((head, versions))
+        let ids = match ids {
+            Some((first, last)) => self.ids_at(&s.segments, first, last.min(head)).await?,
+            None => HashMap::new(),
+        };
+        Ok(Known {
+            head,
+            versions,
+            ids,
+        })
     }
 
-    /// Brings the outbox copy up to what is stored (read again if another tab changed it,
-    /// restamped after the stored head), in a read transaction of its own; returns the head and
-    /// the confirmed ⊕ outbox versions of the streams `also`.
-    async fn read_outbox(
+    /// The ids of the confirmed events at offsets `first..=last`.
+    async fn ids_at(
         &self,
-        also: &HashSet<&str>,
-    ) -> Result<(u64, HashMap<String, u64>), Error> {
-        let tx = idb::transaction(
-            &self.0.db,
-            &["segments", "streams", "meta", "outbox"],
-            false,
-            "default",
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let store = tx.object_store("outbox").map_err(storage)?;
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let streams = tx.object_store("streams").map_err(storage)?;
-        self.refresh_outbox(&meta, &store).await?;
-        self.restamp((&meta, &segments, &streams), also).await
+        segments: &IdbObjectStore,
+        first: u64,
+        last: u64,
+    ) -> Result<HashMap<u64, EventId>, Error> {
+        let mut out = HashMap::new();
+        let mut after = first.saturating_sub(1);
+        while after < last {
+            let (keys, values) = read_segments(segments, after, 16).await?;
+            if keys.is_empty() {
+                break;
+            }
+            for (k, bytes) in keys.iter().zip(&values) {
+                let mut scratch = Vec::new();
+                let seg = Segment::parse_in(bytes, &mut scratch)
+                    .map_err(|e| Error::corrupt(after + 1, *k, e))?;
+                for e in seg.events() {
+                    let e = e.map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?;
+                    if (first..=last).contains(&e.seq) {
+                        out.insert(e.seq, e.id);
+                    }
+                }
+                after = *k;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens a step's transaction and brings the engine up to what is stored. A leader's
+    /// step (`epoch`) is refused once another tab leads.
+    async fn begin(
+        &self,
+        epoch: Option<u64>,
+        durability: &str,
+    ) -> Result<
+        (
+            web_sys::IdbTransaction,
+            wasm_bindgen_futures::JsFuture,
+            Stores,
+        ),
+        Error,
+    > {
+        let tx = idb::transaction(&self.0.db, &STEP_STORES, true, durability)
+            .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let s = Stores::of(&tx)?;
+        if let Some(epoch) = epoch {
+            self.check_epoch(&s.meta, epoch).await?;
+        }
+        self.load_engine(&s).await?;
+        Ok((tx, done, s))
+    }
+
+    /// Issues a step's writes in its transaction: confirmed events as segments (cut like a
+    /// commit's), the outbox and rejection records, the marks. A failed write aborts it all.
+    fn persist(&self, s: &Stores, head: u64, w: &Writes) -> Result<Written, Error> {
+        let inner = &self.0;
+        let mut out = Written::default();
+        if !w.confirmed.is_empty() {
+            let mut seg = SegmentWriter::new();
+            let mut put_segment = |seg: SegmentWriter| -> Result<(), Error> {
+                let (last, bytes) = self.pack(seg);
+                if bytes.len() < TARGET_BYTES / 2 {
+                    out.small += 1;
+                }
+                out.segments += 1;
+                s.segments
+                    .put_with_key(&bytes_value(&bytes), &key(last))
+                    .map_err(storage)?;
+                Ok(())
+            };
+            for e in &w.confirmed {
+                let size = e.data.len() + e.meta.as_ref().map_or(0, String::len) + 64;
+                if seg.count() > 0 && seg.size() + size > inner.cut_at.get() {
+                    put_segment(std::mem::take(&mut seg))?;
+                }
+                seg.push(&e.as_ref());
+            }
+            put_segment(seg)?;
+            put(&s.meta, "head", head + w.confirmed.len() as u64)?;
+        }
+        for (n, bytes) in &w.outbox_put {
+            s.outbox
+                .put_with_key(&bytes_value(bytes), &key(*n))
+                .map_err(storage)?;
+        }
+        for n in &w.outbox_delete {
+            s.outbox.delete(&key(*n)).map_err(storage)?;
+        }
+        for (n, json) in &w.rejections_put {
+            s.rejections
+                .put_with_key(&json.as_str().into(), &key(*n))
+                .map_err(storage)?;
+        }
+        for n in &w.rejections_delete {
+            s.rejections.delete(&key(*n)).map_err(storage)?;
+        }
+        if let Some(n) = w.next_batch {
+            put(&s.meta, "nextBatch", n)?;
+        }
+        if w.outbox_changed() {
+            let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev) + 1;
+            put(&s.meta, "outboxRev", rev)?;
+            out.rev = Some(rev);
+        }
+        Ok(out)
+    }
+
+    /// Writes a step and waits for its transaction; on failure the engine is read again.
+    async fn commit_step(
+        &self,
+        tx: &web_sys::IdbTransaction,
+        done: wasm_bindgen_futures::JsFuture,
+        s: &Stores,
+        head: u64,
+        w: &Writes,
+    ) -> Result<Written, Error> {
+        let written = match self.persist(s, head, w) {
+            Ok(written) => written,
+            Err(e) => {
+                let _ = tx.abort();
+                self.outbox_unknown();
+                return Err(e);
+            }
+        };
+        if let Err(e) = done.await {
+            self.outbox_unknown();
+            return Err(self.closed_or(e));
+        }
+        if let (Some(rev), Some(o)) = (written.rev, self.0.outbox.borrow_mut().as_mut()) {
+            o.rev = rev;
+        }
+        Ok(written)
+    }
+
+    /// After a step that confirmed `events` after `head` committed: the head, the version
+    /// cache and the counters.
+    fn confirmed_now(&self, head: u64, events: &[Event], written: &Written) {
+        let inner = &self.0;
+        let last = head + events.len() as u64;
+        let mut latest: HashMap<&str, u64> = HashMap::new();
+        for e in events {
+            latest.insert(e.stream.as_str(), e.version);
+        }
+        self.remember(latest.into_iter(), last);
+        inner.head.set(inner.head.get().max(last));
+        inner
+            .small_segments
+            .set(inner.small_segments.get() + written.small);
+        let mut s = inner.stats.get();
+        s.transactions += 1;
+        s.segments_written += written.segments;
+        s.events_pulled += events.len() as u64;
+        inner.stats.set(s);
+        if inner.small_segments.get() >= COMPACT_AFTER {
+            self.compact_when_idle();
+        }
+    }
+
+    /// Runs `f` on the engine.
+    fn with_engine<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
+        let mut mirror = self.0.outbox.borrow_mut();
+        f(mirror.as_mut().expect("synced").engine_mut())
     }
 
     /// A commit of a synced log: each batch becomes an outbox record, its events placed after
@@ -328,100 +558,269 @@ impl Log {
         batches: &[&Batch],
     ) -> Result<Vec<Result<Appended, Error>>, Error> {
         let inner = &self.0;
-        let tx = idb::transaction(
-            &inner.db,
-            &["segments", "streams", "meta", "outbox"],
-            true,
-            inner.durability.as_str(),
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let streams = tx.object_store("streams").map_err(storage)?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let store = tx.object_store("outbox").map_err(storage)?;
-        let next_req = meta.get(&"nextBatch".into()).map_err(storage)?;
-        self.refresh_outbox(&meta, &store).await?;
-        let mut names: HashSet<&str> = HashSet::new();
+        let (tx, done, s) = self.begin(None, inner.durability.as_str()).await?;
+        let mut names: Vec<&str> = Vec::new();
         for b in batches {
             names.extend(b.events.iter().map(|e| e.stream.as_str()));
         }
-        let (head, mut versions) = self.restamp((&meta, &segments, &streams), &names).await?;
-        let mut next = as_u64(&idb::request(&next_req).await.map_err(storage)?).max(1);
-        let mut seq = head + self.pending();
-
+        let known = self.known(&s, &names, None).await?;
         let time = js_sys::Date::now() as u64;
-        let mut added = Vec::new();
+        let mut writes = Writes::default();
         let mut results = Vec::with_capacity(batches.len());
-        // A failed write aborts the transaction: no batch of the group half-written.
-        let mut writes = || -> Result<(), Error> {
-            for b in batches {
-                let placed = {
-                    let mut ids = inner.ids.borrow_mut();
-                    place(b, &mut seq, &mut versions, &mut ids, time)
-                };
-                match placed {
-                    Ok(events) => {
-                        let p = Pending {
-                            batch: next,
-                            events: b
-                                .events
-                                .iter()
-                                .zip(&events)
-                                .map(|(e, p)| e.placed(p, time, &inner.client_id).to_owned())
-                                .collect(),
-                            expected: b.expected.iter().cloned().collect(),
-                        };
-                        store
-                            .put_with_key(&bytes_value(&p.encode()), &key(next))
-                            .map_err(storage)?;
-                        next += 1;
-                        added.push(p);
-                        results.push(Ok(Appended { time, events }));
-                    }
-                    Err(c) => results.push(Err(Error::Conflict(c))),
+        let mut count = 0u64;
+        for b in batches {
+            let appended = {
+                let mut ids = inner.ids.borrow_mut();
+                self.with_engine(|e| e.append_checked(&known, b, time, &mut ids))
+            };
+            match appended {
+                Ok((events, w)) => {
+                    writes.merge(w);
+                    count += events.len() as u64;
+                    let events = events
+                        .iter()
+                        .map(|e| Placed {
+                            id: e.id,
+                            version: e.version,
+                            seq: e.seq,
+                        })
+                        .collect();
+                    results.push(Ok(Appended { time, events }));
                 }
+                Err(e) => results.push(Err(Error::from(e))),
             }
-            if !added.is_empty() {
-                let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-                put(&meta, "nextBatch", next)?;
-                put(&meta, "outboxRev", rev + 1)?;
-            }
-            Ok(())
-        };
-        if let Err(e) = writes() {
-            let _ = tx.abort();
-            return Err(e);
         }
-        let count: u64 = added.iter().map(|p| p.events.len() as u64).sum();
-        if !added.is_empty() {
-            let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-            if let Err(e) = done.await {
-                self.outbox_unknown();
-                return Err(self.closed_or(e));
-            }
-            let mut outbox = inner.outbox.borrow_mut();
-            let o = outbox.as_mut().expect("synced");
-            o.outbox.batches.extend(added);
-            o.rev = rev + 1;
-            for name in &names {
-                if let Some(v) = versions.get(*name) {
-                    o.tip.insert((*name).to_owned(), *v);
-                }
-            }
-        } else {
+        if writes.is_empty() {
             done.await.map_err(|e| self.closed_or(e))?;
+        } else {
+            self.commit_step(&tx, done, &s, known.head, &writes).await?;
         }
-        inner.head.set(inner.head.get().max(head));
-        let mut s = inner.stats.get();
-        s.transactions += 1;
-        s.events_appended += count;
-        inner.stats.set(s);
+        inner.head.set(inner.head.get().max(known.head));
+        let mut st = inner.stats.get();
+        st.transactions += 1;
+        st.events_appended += count;
+        inner.stats.set(st);
         if count > 0 {
             // The commit stands either way; a failed read leaves the tables for the next one.
             let _ = self.show(None).await;
         }
         Ok(results)
+    }
+
+    /// What other tabs did: their outbox appends, and the leader's pulls and push answers.
+    pub(super) async fn catch_up_synced(&self) -> Result<u64, Error> {
+        // Under the writer: the tables must not be rebased by a commit or a pull meanwhile.
+        self.exclusive(self.catch_up_synced_now()).await
+    }
+
+    async fn catch_up_synced_now(&self) -> Result<u64, Error> {
+        let head = self.read_engine(&[]).await?.head;
+        self.0.head.set(self.0.head.get().max(head));
+        self.show(None).await?;
+        Ok(self.0.head.get() + self.pending())
+    }
+
+    /// Brings the engine up to what is stored, its outbox stamped after the stored head, in a
+    /// read transaction of its own; returns what it read of the confirmed log (with `also`).
+    async fn read_engine(&self, also: &[&str]) -> Result<Known, Error> {
+        let tx = idb::transaction(&self.0.db, &STEP_STORES, false, "default")
+            .map_err(|e| self.closed_or(e))?;
+        let s = Stores::of(&tx)?;
+        self.load_engine(&s).await?;
+        let known = self.known(&s, also, None).await?;
+        self.with_engine(|e| e.version(&known, ""));
+        Ok(known)
+    }
+
+    /// The outbox events after position `after`, as JSON, after the confirmed ones.
+    pub(super) async fn outbox_json(
+        &self,
+        out: &mut String,
+        after: u64,
+        upto: u64,
+    ) -> Result<u64, Error> {
+        self.read_engine(&[]).await?;
+        let mirror = self.0.outbox.borrow();
+        let mut last = after;
+        for e in mirror.as_ref().expect("synced").engine().outbox_events() {
+            if e.seq <= after || e.seq > upto {
+                continue;
+            }
+            if out.len() > 1 {
+                out.push(',');
+            }
+            logfold_core::json::write_event(out, &e.as_ref());
+            last = e.seq;
+        }
+        Ok(last)
+    }
+
+    /// A stream's version in confirmed ⊕ outbox.
+    pub(super) async fn synced_version(&self, stream: &str) -> Result<u64, Error> {
+        let known = self.read_engine(&[stream]).await?;
+        Ok(self.with_engine(|e| e.version(&known, stream)))
+    }
+
+    /// The next push request: the oldest waiting batches, in at most the log's push size, as
+    /// JSON, with their batch numbers. `None` when there is nothing to push.
+    pub async fn push_request(&self, epoch: u64) -> Result<Option<(String, Vec<u64>)>, Error> {
+        self.check_open()?;
+        let tx = idb::transaction(&self.0.db, &STEP_STORES, false, "default")
+            .map_err(|e| self.closed_or(e))?;
+        let s = Stores::of(&tx)?;
+        self.load_engine(&s).await?;
+        let mut mirror = self.0.outbox.borrow_mut();
+        let Some(o) = mirror.as_mut() else {
+            return Ok(None);
+        };
+        o.epoch = epoch;
+        let push = {
+            let engine = o.engine_mut();
+            engine.set_epoch(epoch);
+            engine.next_push()
+        };
+        o.in_flight = push.clone();
+        Ok(push.map(|p| (p.body, p.batches)))
+    }
+
+    /// Applies the server's answer to the push of batches `numbers` (the one in flight):
+    /// acknowledged batches wait for the pull (or are confirmed now when they continue the
+    /// head); rejected ones leave the outbox, and the tables, for the `rejections` store.
+    pub async fn apply_push(
+        &self,
+        epoch: u64,
+        numbers: &[u64],
+        response: PushResponse,
+    ) -> Result<Pushed, Error> {
+        self.check_open()?;
+        let push = self
+            .0
+            .outbox
+            .borrow()
+            .as_ref()
+            .and_then(|o| o.in_flight.clone())
+            .filter(|p| p.batches == numbers)
+            .ok_or_else(|| protocol_error("a push answer for batches not in flight"))?;
+        self.exclusive(self.apply_push_now(epoch, push, response))
+            .await
+    }
+
+    async fn apply_push_now(
+        &self,
+        epoch: u64,
+        push: Push,
+        response: PushResponse,
+    ) -> Result<Pushed, Error> {
+        let inner = &self.0;
+        let (tx, done, s) = self.begin(Some(epoch), inner.durability.as_str()).await?;
+        let known = self.known(&s, &[], None).await?;
+        let time = js_sys::Date::now() as u64;
+        let (outcome, w) = self
+            .with_engine(|e| e.on_push_answer(&known, &push, &response, time))
+            .map_err(sync_error)?;
+        let written = self.commit_step(&tx, done, &s, known.head, &w).await?;
+        if let Some(o) = inner.outbox.borrow_mut().as_mut() {
+            o.in_flight = None;
+        }
+        let events = &w.confirmed;
+        self.confirmed_now(known.head, events, &written);
+        // Outbox events left or were confirmed: the tables change.
+        if !events.is_empty() || !w.rejections_put.is_empty() {
+            self.after_confirmed(known.head, events, outcome.confirmed.front)
+                .await?;
+        }
+        let rejected = w
+            .rejections_put
+            .iter()
+            .map(|(_, json)| json.clone())
+            .collect();
+        Ok(Pushed {
+            acknowledged: outcome.acknowledged,
+            rejected,
+            retracted: outcome.confirmed.retracted,
+            fenced: outcome.fenced,
+        })
+    }
+
+    /// The overlay after a step moved the outbox or confirmed `events` after `head`: when
+    /// they were all ours and the outbox's front, as shown, the tables already show them
+    /// (`lag`); otherwise the overlay is rebuilt.
+    async fn after_confirmed(&self, head: u64, events: &[Event], front: bool) -> Result<(), Error> {
+        if let Some(o) = self.0.outbox.borrow_mut().as_mut() {
+            if front && !events.is_empty() && o.shown_valid && o.shown >= events.len() {
+                o.shown -= events.len();
+                o.lag += events.len() as u64;
+            } else {
+                o.shown_valid = false;
+            }
+        }
+        let confirmed = (!events.is_empty() && events[0].seq == head + 1).then_some(events);
+        self.show(confirmed).await
+    }
+
+    /// Adds pulled events (each with its server offset) to the confirmed log, moving this
+    /// client's own from the outbox. Events at or below the confirmed head must be the ones
+    /// confirmed there; a gap after it is refused.
+    pub async fn apply_pull(
+        &self,
+        epoch: u64,
+        events: Vec<Event>,
+        server_head: u64,
+    ) -> Result<Pulled, Error> {
+        self.check_open()?;
+        self.exclusive(self.apply_pull_now(epoch, events, server_head))
+            .await
+    }
+
+    async fn apply_pull_now(
+        &self,
+        epoch: u64,
+        events: Vec<Event>,
+        server_head: u64,
+    ) -> Result<Pulled, Error> {
+        let inner = &self.0;
+        let (tx, done, s) = self.begin(Some(epoch), inner.durability.as_str()).await?;
+        let overlap = events.first().map(|e| (e.seq, e.seq + events.len() as u64));
+        // Also brings the version cache to the head, before it takes the pulled versions.
+        let known = self.known(&s, &[], overlap).await?;
+        let (outcome, w) = self
+            .with_engine(|e| e.on_events(&known, events, server_head))
+            .map_err(sync_error)?;
+        if w.is_empty() {
+            done.await.map_err(|e| self.closed_or(e))?;
+            return Ok(Pulled {
+                confirmed: 0,
+                ours: 0,
+                head: known.head,
+                retracted: Vec::new(),
+            });
+        }
+        let written = self.commit_step(&tx, done, &s, known.head, &w).await?;
+        self.confirmed_now(known.head, &w.confirmed, &written);
+        self.after_confirmed(known.head, &w.confirmed, outcome.front)
+            .await?;
+        Ok(Pulled {
+            confirmed: outcome.confirmed as u64,
+            ours: outcome.ours as u64,
+            head: outcome.head,
+            retracted: outcome.retracted,
+        })
+    }
+
+    /// Forgets a rejection; returns whether there was one.
+    pub async fn dismiss_rejection(&self, id: u64) -> Result<bool, Error> {
+        self.check_open()?;
+        let (tx, done, s) = self.begin(None, "default").await?;
+        let found = !idb::request(&s.rejections.get(&key(id)).map_err(storage)?)
+            .await
+            .map_err(storage)?
+            .is_undefined();
+        let mut w = self.with_engine(|e| e.dismiss(id));
+        if found && w.rejections_delete.is_empty() {
+            w.rejections_delete.push(id);
+        }
+        self.commit_step(&tx, done, &s, 0, &w).await?;
+        Ok(found)
     }
 
     /// Brings the tables to confirmed ⊕ outbox: extends the overlay with new outbox events
@@ -457,7 +856,7 @@ impl Log {
             o.shown = 0;
             o.lag = 0;
             o.shown_valid = true;
-            if in_overlay || !o.outbox.is_empty() {
+            if in_overlay || o.pending() > 0 {
                 let mut s = inner.stats.get();
                 s.overlay_rebuilds += 1;
                 inner.stats.set(s);
@@ -468,7 +867,7 @@ impl Log {
             let outbox = inner.outbox.borrow();
             let o = outbox.as_ref().expect("synced");
             let mut tables = inner.tables.borrow_mut();
-            let new: Vec<&Event> = o.outbox.events().skip(o.shown).collect();
+            let new: Vec<&Event> = o.engine().outbox_events().skip(o.shown).collect();
             if !new.is_empty() {
                 tables.begin_overlay();
             }
@@ -488,7 +887,7 @@ impl Log {
             let o = outbox.as_mut().expect("synced");
             o.shown += folded;
             // Everything the overlay holds is confirmed: it becomes the base.
-            let settled = o.lag > 0 && o.outbox.is_empty();
+            let settled = o.lag > 0 && o.pending() == 0;
             if settled {
                 o.lag = 0;
             }
@@ -558,48 +957,6 @@ impl Log {
         Ok(())
     }
 
-    /// What other tabs did: their outbox appends, and the leader's pulls and push answers.
-    pub(super) async fn catch_up_synced(&self) -> Result<u64, Error> {
-        // Under the writer: the tables must not be rebased by a commit or a pull meanwhile.
-        self.exclusive(self.catch_up_synced_now()).await
-    }
-
-    async fn catch_up_synced_now(&self) -> Result<u64, Error> {
-        let (head, _) = self.read_outbox(&HashSet::new()).await?;
-        self.0.head.set(self.0.head.get().max(head));
-        self.show(None).await?;
-        Ok(self.0.head.get() + self.pending())
-    }
-
-    /// The outbox events after position `after`, as JSON, after the confirmed ones.
-    pub(super) async fn outbox_json(
-        &self,
-        out: &mut String,
-        after: u64,
-        upto: u64,
-    ) -> Result<u64, Error> {
-        self.read_outbox(&HashSet::new()).await?;
-        let outbox = self.0.outbox.borrow();
-        let mut last = after;
-        for e in outbox.as_ref().expect("synced").outbox.events() {
-            if e.seq <= after || e.seq > upto {
-                continue;
-            }
-            if out.len() > 1 {
-                out.push(',');
-            }
-            logfold_core::json::write_event(out, &e.as_ref());
-            last = e.seq;
-        }
-        Ok(last)
-    }
-
-    /// A stream's version in confirmed ⊕ outbox.
-    pub(super) async fn synced_version(&self, stream: &str) -> Result<u64, Error> {
-        let (_, versions) = self.read_outbox(&HashSet::from([stream])).await?;
-        Ok(versions.get(stream).copied().unwrap_or(0))
-    }
-
     /// Takes the writer (see `wait_idle`) for a sync step, so it never interleaves with a
     /// commit or a compaction of this tab.
     async fn exclusive<T>(&self, step: impl std::future::Future<Output = T>) -> T {
@@ -663,353 +1020,6 @@ impl Log {
         }
     }
 
-    /// The next push request: the oldest batches the server has not acknowledged, in at most
-    /// the log's push size, as JSON; with their batch numbers. `None` when there is nothing to push.
-    pub async fn push_request(&self, epoch: u64) -> Result<Option<(String, Vec<u64>)>, Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["meta", "outbox"], false, "default")
-            .map_err(|e| self.closed_or(e))?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let store = tx.object_store("outbox").map_err(storage)?;
-        let acked = as_u64(&get(&meta, "ackedThrough").await?);
-        self.refresh_outbox(&meta, &store).await?;
-        let outbox = self.0.outbox.borrow();
-        let Some(o) = outbox.as_ref() else {
-            return Ok(None);
-        };
-        let mut body = String::new();
-        let numbers = o.outbox.write_push(
-            &mut body,
-            &self.0.client_id,
-            epoch,
-            acked,
-            self.0.max_push_bytes,
-        );
-        if numbers.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some((body, numbers)))
-    }
-
-    /// Applies the server's answer to a push of batches `numbers`: acknowledged batches wait for
-    /// the pull; rejected ones leave the outbox (and the tables) for the `rejections` store.
-    pub async fn apply_push(
-        &self,
-        epoch: u64,
-        numbers: &[u64],
-        response: PushResponse,
-    ) -> Result<Pushed, Error> {
-        self.check_open()?;
-        if response.protocol != PROTOCOL_VERSION {
-            return Err(protocol_error(format!(
-                "the server speaks sync protocol {}, this client {PROTOCOL_VERSION}",
-                response.protocol
-            )));
-        }
-        if response.results.len() != numbers.len() {
-            return Err(protocol_error(format!(
-                "the push answer has {} results for {} batches",
-                response.results.len(),
-                numbers.len()
-            )));
-        }
-        let results = response.results.clone();
-        let pushed = self
-            .exclusive(self.apply_push_now(epoch, numbers, response))
-            .await?;
-        // Accepted right after the confirmed head: the server holds exactly these events there,
-        // so they are confirmed now instead of pulled back. The pull skips them later.
-        let events = self.0.outbox.borrow().as_ref().map_or_else(Vec::new, |o| {
-            o.outbox
-                .accepted_after_head(self.0.head.get(), numbers, &results)
-        });
-        if !pushed.fenced && !events.is_empty() {
-            // Best effort: a failure leaves them to the pull.
-            let _ = self.exclusive(self.apply_pull_now(epoch, events)).await;
-        }
-        Ok(pushed)
-    }
-
-    async fn apply_push_now(
-        &self,
-        epoch: u64,
-        numbers: &[u64],
-        response: PushResponse,
-    ) -> Result<Pushed, Error> {
-        let inner = &self.0;
-        let tx = idb::transaction(
-            &inner.db,
-            &["meta", "outbox", "rejections"],
-            true,
-            inner.durability.as_str(),
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let store = tx.object_store("outbox").map_err(storage)?;
-        let rejections = tx.object_store("rejections").map_err(storage)?;
-        self.check_epoch(&meta, epoch).await?;
-        let acked = as_u64(&get(&meta, "ackedThrough").await?);
-        self.refresh_outbox(&meta, &store).await?;
-        let answer = {
-            let mut outbox = inner.outbox.borrow_mut();
-            let o = outbox.as_mut().expect("synced");
-            let answer = o.outbox.answer(acked, numbers, &response.results);
-            if !answer.rejected.is_empty() {
-                o.reshaped();
-            }
-            answer
-        };
-        let time = js_sys::Date::now() as u64;
-        let mut out = Pushed {
-            acknowledged: answer.acknowledged,
-            rejected: Vec::new(),
-            fenced: answer.fenced,
-        };
-        let gone = !answer.rejected.is_empty();
-        let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-        // A failed write aborts the transaction, and the copy is read again.
-        let mut writes = || -> Result<(), Error> {
-            for r in &answer.rejected {
-                let n = r.pending.batch;
-                let record = r.to_json(time);
-                rejections
-                    .put_with_key(&record.as_str().into(), &key(n))
-                    .map_err(storage)?;
-                store.delete(&key(n)).map_err(storage)?;
-                out.rejected.push(record);
-            }
-            put(&meta, "ackedThrough", answer.acked_through)?;
-            if gone {
-                put(&meta, "outboxRev", rev + 1)?;
-            }
-            Ok(())
-        };
-        if let Err(e) = writes() {
-            let _ = tx.abort();
-            self.outbox_unknown();
-            return Err(e);
-        }
-        if let Err(e) = done.await {
-            self.outbox_unknown();
-            return Err(self.closed_or(e));
-        }
-        if gone {
-            if let Some(o) = inner.outbox.borrow_mut().as_mut() {
-                o.rev = rev + 1;
-            }
-            // The rejected events leave the tables; later outbox events are restamped.
-            self.read_outbox(&HashSet::new()).await?;
-            self.show(None).await?;
-        }
-        Ok(out)
-    }
-
-    /// Adds pulled events (each with its server offset) to the confirmed log, moving this
-    /// client's own from the outbox. Events at or below the confirmed head are skipped; a gap
-    /// after it is refused.
-    pub async fn apply_pull(&self, epoch: u64, events: Vec<Event>) -> Result<Pulled, Error> {
-        self.check_open()?;
-        self.exclusive(self.apply_pull_now(epoch, events)).await
-    }
-
-    async fn apply_pull_now(&self, epoch: u64, mut events: Vec<Event>) -> Result<Pulled, Error> {
-        let inner = &self.0;
-        let tx = idb::transaction(
-            &inner.db,
-            &["segments", "meta", "outbox"],
-            true,
-            inner.durability.as_str(),
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let store = tx.object_store("outbox").map_err(storage)?;
-        let segments = tx.object_store("segments").map_err(storage)?;
-        self.check_epoch(&meta, epoch).await?;
-        self.refresh_outbox(&meta, &store).await?;
-        let head = as_u64(&get(&meta, "head").await?);
-        // Events already confirmed here must be the very ones: another event at a confirmed
-        // offset means the server's log is not the one this log confirmed from.
-        if events.first().is_some_and(|e| e.seq <= head) {
-            let overlap: Vec<&Event> = events.iter().take_while(|e| e.seq <= head).collect();
-            self.check_overlap(&segments, &overlap).await?;
-        }
-        events.retain(|e| e.seq > head);
-        let Some(first) = events.first() else {
-            done.await.map_err(|e| self.closed_or(e))?;
-            return Ok(Pulled {
-                confirmed: 0,
-                ours: 0,
-                head,
-            });
-        };
-        if first.seq != head + 1 {
-            return Err(protocol_error(format!(
-                "pulled events start at offset {}, but the confirmed log ends at {head}",
-                first.seq
-            )));
-        }
-        for (i, e) in events.iter().enumerate() {
-            if e.seq != head + 1 + i as u64 {
-                return Err(protocol_error(format!(
-                    "pulled events are not in dense offset order at offset {}",
-                    e.seq
-                )));
-            }
-        }
-        let last = head + events.len() as u64;
-        // The version cache must be at `head` before it takes the pulled events' versions.
-        self.versions_through(&segments, head).await?;
-
-        // From the first write on, a failure aborts the transaction: nothing half-written.
-        let mut written = 0u64;
-        let mut small = 0u32;
-        let mut confirmation = Confirmation::default();
-        let mut front = false;
-        let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev);
-        let writes = (|| -> Result<(), Error> {
-            // The confirmed segments, cut like a commit's.
-            let mut w = SegmentWriter::new();
-            let mut put_segment = |w: SegmentWriter| -> Result<(), Error> {
-                let (last, bytes) = self.pack(w);
-                if bytes.len() < TARGET_BYTES / 2 {
-                    small += 1;
-                }
-                written += 1;
-                segments
-                    .put_with_key(&bytes_value(&bytes), &key(last))
-                    .map_err(storage)?;
-                Ok(())
-            };
-            for e in &events {
-                let size = e.data.len() + e.meta.as_ref().map_or(0, String::len) + 64;
-                if w.count() > 0 && w.size() + size > inner.cut_at.get() {
-                    put_segment(std::mem::take(&mut w))?;
-                }
-                w.push(&e.as_ref());
-            }
-            put_segment(w)?;
-            put(&meta, "head", last)?;
-
-            // Our own events come back in batch order: drop them from the outbox. When they
-            // are all ours and the outbox's front, as shown, the tables show them (`lag`).
-            {
-                let mut outbox = inner.outbox.borrow_mut();
-                let o = outbox.as_mut().expect("synced");
-                confirmation = o.outbox.confirm(&events, o.shown);
-                front = confirmation.front && o.shown_valid;
-            }
-            if !confirmation.changed.is_empty() {
-                let outbox = inner.outbox.borrow();
-                let o = outbox.as_ref().expect("synced");
-                for n in &confirmation.changed {
-                    match o.outbox.batch(*n) {
-                        Some(p) => store.put_with_key(&bytes_value(&p.encode()), &key(*n)),
-                        None => store.delete(&key(*n)),
-                    }
-                    .map_err(storage)?;
-                }
-                put(&meta, "outboxRev", rev + 1)?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = writes {
-            let _ = tx.abort();
-            self.outbox_unknown();
-            return Err(e);
-        }
-        let ours = confirmation.ours;
-        if let Err(e) = done.await {
-            self.outbox_unknown();
-            return Err(self.closed_or(e));
-        }
-        if let Some(o) = inner.outbox.borrow_mut().as_mut() {
-            if !confirmation.changed.is_empty() {
-                o.rev = rev + 1;
-            }
-            if front {
-                // The stamps after the new head stay what they were.
-                o.shown -= events.len();
-                o.lag += events.len() as u64;
-                o.stamped = (o.stamped == Some(head)).then_some(last);
-            } else {
-                o.reshaped();
-            }
-        }
-        let mut latest: HashMap<&str, u64> = HashMap::new();
-        for e in &events {
-            latest.insert(e.stream.as_str(), e.version);
-        }
-        self.remember(latest.into_iter(), last);
-        inner.head.set(last);
-        inner.small_segments.set(inner.small_segments.get() + small);
-        let mut s = inner.stats.get();
-        s.transactions += 1;
-        s.segments_written += written;
-        s.events_pulled += events.len() as u64;
-        inner.stats.set(s);
-
-        // Restamp the outbox after the new head, then show confirmed ⊕ outbox.
-        self.read_outbox(&HashSet::new()).await?;
-        self.show(Some(&events)).await?;
-        if inner.small_segments.get() >= COMPACT_AFTER {
-            self.compact_when_idle();
-        }
-        Ok(Pulled {
-            confirmed: events.len() as u64,
-            ours,
-            head: last,
-        })
-    }
-
-    /// Compares pulled events at offsets already confirmed (dense, in order) with the stored
-    /// ones; a different id at any of them is `DIVERGED`.
-    async fn check_overlap(
-        &self,
-        segments: &IdbObjectStore,
-        overlap: &[&Event],
-    ) -> Result<(), Error> {
-        let (Some(first), Some(last)) = (overlap.first(), overlap.last()) else {
-            return Ok(());
-        };
-        let mut stored: HashMap<u64, EventId> = HashMap::new();
-        let mut after = first.seq - 1;
-        while after < last.seq {
-            let (keys, values) = read_segments(segments, after, 16).await?;
-            if keys.is_empty() {
-                break;
-            }
-            for (k, bytes) in keys.iter().zip(&values) {
-                let mut scratch = Vec::new();
-                let seg = Segment::parse_in(bytes, &mut scratch)
-                    .map_err(|e| Error::corrupt(after + 1, *k, e))?;
-                for e in seg.events() {
-                    let e = e.map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?;
-                    if (first.seq..=last.seq).contains(&e.seq) {
-                        stored.insert(e.seq, e.id);
-                    }
-                }
-                after = *k;
-            }
-        }
-        for e in overlap {
-            let ours = stored.get(&e.seq);
-            if ours != Some(&e.id) {
-                return Err(Error::Sync {
-                    code: "DIVERGED",
-                    message: format!(
-                        "the server has event {} at offset {}, but {} is confirmed there: it is not the log this one synced with",
-                        e.id,
-                        e.seq,
-                        ours.map_or_else(|| "nothing".to_owned(), ToString::to_string)
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// The rejections not yet dismissed, as JSON text of a list.
     pub async fn rejections(&self) -> Result<String, Error> {
         self.check_open()?;
@@ -1050,21 +1060,5 @@ impl Log {
             .map_err(storage)?;
         done.await.map_err(|e| self.closed_or(e))?;
         Ok(value.to_owned())
-    }
-
-    /// Forgets a rejection; returns whether there was one.
-    pub async fn dismiss_rejection(&self, id: u64) -> Result<bool, Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["rejections"], true, "default")
-            .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let store = tx.object_store("rejections").map_err(storage)?;
-        let found = !idb::request(&store.get(&key(id)).map_err(storage)?)
-            .await
-            .map_err(storage)?
-            .is_undefined();
-        store.delete(&key(id)).map_err(storage)?;
-        done.await.map_err(|e| self.closed_or(e))?;
-        Ok(found)
     }
 }

@@ -1,10 +1,11 @@
-//! A projection over a [`Client`]: a base folded from the confirmed log, the outbox on top.
+//! A projection over a client's sync state: a base folded from the confirmed log, the outbox on
+//! top.
 
 use crate::event::Event;
 use crate::id::EventId;
 use crate::table::Projection;
 
-use super::client::Client;
+use super::engine::Engine;
 
 /// What a [`SyncedProjection::refresh`] had to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,14 +86,19 @@ where
         &self.base
     }
 
+    /// The outbox was read again (another engine): the next refresh recomputes the overlay.
+    pub fn forget_overlay(&mut self) {
+        self.rebases_seen = u64::MAX;
+    }
+
     /// The counters.
     pub fn stats(&self) -> ViewStats {
         self.stats
     }
 
-    /// Brings the state up to the client's confirmed log and outbox, doing as little as it can.
-    pub fn refresh(&mut self, client: &Client) -> Refresh {
-        let confirmed = client.confirmed();
+    /// Brings the state up to the confirmed log and the engine's outbox, doing as little as it
+    /// can.
+    pub fn refresh(&mut self, confirmed: &[Event], client: &Engine) -> Refresh {
         let full = !self.extends_base(confirmed);
         if full {
             self.base = self.projection.init();
@@ -139,7 +145,7 @@ where
         !new.is_empty()
     }
 
-    fn rebuild_overlay(&mut self, client: &Client) {
+    fn rebuild_overlay(&mut self, client: &Engine) {
         if client.outbox_len() == 0 {
             self.overlay = None;
             return;
@@ -151,7 +157,7 @@ where
         self.stats.overlay_events += n;
     }
 
-    fn extend_overlay(&mut self, client: &Client) {
+    fn extend_overlay(&mut self, client: &Engine) {
         let mut overlay = match self.overlay.take() {
             Some(o) => o,
             None => self.base.clone(),
