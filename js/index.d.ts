@@ -240,6 +240,11 @@ export interface SyncOptions {
   /** Every open tab hears of every rejected batch. */
   onRejected?: (rejection: Rejection) => void;
   /**
+   * A rejection was wrong after all: a late attempt of the batch was accepted, its events are
+   * confirmed and the record is gone. Called with the rejection's `id`, in every open tab.
+   */
+  onRetracted?: (id: number) => void;
+  /**
    * The largest push request body (default 4 MiB, at least 64 KiB); keep it at most the
    * server's `--max-body`. A synced batch that could not be pushed in one body, or holds over
    * 10,000 events, is refused at append with `INVALID_ARGUMENT`.
@@ -252,7 +257,8 @@ export interface Rejection {
   /** Pass to `dismissRejection`. */
   id: number;
   batch: number;
-  reason: "conflict" | "invalid_event" | "invalid_batch" | "partly_known";
+  /** `depends`: its expected versions counted on events of an earlier rejected batch. */
+  reason: "conflict" | "invalid_event" | "invalid_batch" | "depends";
   message: string;
   /** For a conflict, the stream's version on the server. */
   currentVersion: number | null;

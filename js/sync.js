@@ -27,7 +27,7 @@ const sleep = (ms, signal) =>
 export function syncOptions(sync, invalidArgument) {
   if (sync === undefined) return undefined;
   if (sync === null || typeof sync !== "object") throw invalidArgument("sync", "must be an object { url, log, token | getToken }");
-  const { url, log, token, getToken, onRejected, live = true, maxPushBytes = PUSH_BYTES } = sync;
+  const { url, log, token, getToken, onRejected, onRetracted, live = true, maxPushBytes = PUSH_BYTES } = sync;
   let base;
   try {
     base = new URL(url, globalThis.location?.href);
@@ -40,11 +40,12 @@ export function syncOptions(sync, invalidArgument) {
   if (token !== undefined && typeof token !== "string") throw invalidArgument("sync.token", "must be a string");
   if (getToken !== undefined && typeof getToken !== "function") throw invalidArgument("sync.getToken", "must be a function returning a token");
   if (onRejected !== undefined && typeof onRejected !== "function") throw invalidArgument("sync.onRejected", "must be a function");
+  if (onRetracted !== undefined && typeof onRetracted !== "function") throw invalidArgument("sync.onRetracted", "must be a function");
   if (!Number.isSafeInteger(maxPushBytes) || maxPushBytes < MIN_PUSH_BYTES) {
     throw invalidArgument("sync.maxPushBytes", `must be an integer of at least ${MIN_PUSH_BYTES} (bytes), at most the server's --max-body`);
   }
   const root = base.href.replace(/\/+$/, "");
-  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, log, token, getToken, onRejected, live: Boolean(live), maxPushBytes };
+  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, log, token, getToken, onRejected, onRetracted, live: Boolean(live), maxPushBytes };
 }
 
 // pause() holds for the whole origin (every tab, and reloads): kept in localStorage, where there
@@ -245,6 +246,9 @@ export class Sync {
       case "sync-rejected":
         this.#tellRejected(m.rejected);
         break;
+      case "sync-retracted":
+        this.#tellRetracted(m.retracted);
+        break;
     }
   }
 
@@ -440,6 +444,7 @@ export class Sync {
         this.#tellRejected(answer.rejected);
         this.#post({ type: "sync-rejected", rejected: answer.rejected });
       }
+      this.#retracted(answer.retracted);
       // The outbox changed (rejected), or its front was confirmed from the answer: other tabs
       // fold it.
       if (answer.rejected.length > 0 || this.#core.head > head) this.#post({ head: this.#core.head });
@@ -481,6 +486,24 @@ export class Sync {
   #pulled(pulled) {
     this.#set({ serverHead: Math.max(pulled.serverHead, pulled.head), confirmed: pulled.head, pending: this.#core.pending });
     if (pulled.confirmed > 0) this.#post({ head: pulled.head });
+    this.#retracted(pulled.retracted);
+  }
+
+  // Rejections the log proved wrong (a late attempt of the batch was accepted): every tab hears.
+  #retracted(ids) {
+    if (!ids?.length) return;
+    this.#tellRetracted(ids);
+    this.#post({ type: "sync-retracted", retracted: ids });
+  }
+
+  #tellRetracted(ids) {
+    for (const id of ids) {
+      try {
+        this.#options?.onRetracted?.(id);
+      } catch (e) {
+        console.error("logfold: onRetracted threw:", e);
+      }
+    }
   }
 
   // The live tail: server-sent events read with fetch, so the token goes in a header.

@@ -243,7 +243,7 @@ export async function tables(): Promise<void> {
 
   const synced = await Logfold.open({
     name: "notes",
-    sync: { url: "https://sync.example.com", log: "notes", getToken: async () => "t", onRejected: (r) => void r.currentVersion },
+    sync: { url: "https://sync.example.com", log: "notes", getToken: async () => "t", onRejected: (r) => void r.currentVersion, onRetracted: (id: number) => void id },
   });
   const status = synced.sync?.status;
   const pending: number | undefined = status?.pending;
