@@ -7,11 +7,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, profileDir, launch, ev, ready, sleep, rand, pkgBuilt } from "./harness.mjs";
 import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
+import { startChaosProxy } from "./chaos-proxy.mjs";
 
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -47,6 +48,7 @@ function installHelpers() {
     logs: {},
     kinds: {},
     heard: {}, // what onRejected was called with, per log name
+    retracted: {}, // what onRetracted was called with, per log name
     statuses: {}, // what log.sync.subscribe delivered, per log name
     changes: {}, // what log.subscribe delivered for the table (accounts or notes), per log name
     tokens: [], // getToken returns tokens[min(calls, length - 1)]
@@ -55,7 +57,8 @@ function installHelpers() {
     ticks: 0, // a 100 ms timer: it stops when the page is frozen
     async open(name, { url, log, kind = "ledger", auth = null, live, maxPushBytes } = {}) {
       const heard = (S.heard[name] ??= []);
-      const sync = { url, log, maxPushBytes, onRejected: (r) => heard.push(json(r)) };
+      const retracted = (S.retracted[name] ??= []);
+      const sync = { url, log, maxPushBytes, onRejected: (r) => heard.push(json(r)), onRetracted: (id) => retracted.push(id) };
       if (auth) {
         S.tokens = auth;
         sync.getToken = async () => S.tokens[Math.min(S.tokenCalls++, S.tokens.length - 1)];
@@ -92,6 +95,46 @@ function installHelpers() {
         clientId: log.clientId,
         stats: json(log.stats()),
       };
+    },
+    /**
+     * Appends small random ledger batches for `ms` over accounts acct-0..3, some with an
+     * expected version read just before (may conflict with the other device) and some with one
+     * read long ago (often refused here); resolves to the batches appended (their ids) and how
+     * many were refused at append.
+     */
+    async appendFor(name, ms, seed) {
+      const log = S.logs[name];
+      let x = seed;
+      const rnd = (k) => ((x = (x * 1103515245 + 12345) >>> 0), (x >>> 8) % k);
+      const acct = () => `acct-${rnd(4)}`;
+      const batches = [];
+      let refused = 0;
+      const old = {};
+      const end = Date.now() + ms;
+      while (Date.now() < end) {
+        const a = acct();
+        const amount = 1 + rnd(100);
+        const kind = rnd(10);
+        try {
+          let stored;
+          if (kind < 5) {
+            stored = await log.append([{ stream: a, type: "Deposited", data: { account: a, amount } }, { stream: a, type: "Withdrawn", data: { account: a, amount: 1 } }].slice(0, 1 + rnd(2)));
+          } else if (kind < 8) {
+            const v = await log.version(a);
+            old[a] ??= v;
+            stored = await log.append([{ stream: a, type: "Withdrawn", data: { account: a, amount } }], { expectedVersion: v });
+          } else {
+            const b = acct();
+            stored = await log.append([{ stream: a, type: "Transferred", data: { from: a, to: b, amount } }], { expectedVersion: old[a] ?? 0 });
+          }
+          batches.push(stored.map((e) => e.id));
+        } catch (e) {
+          if (e.code !== "CONFLICT") throw e;
+          refused += 1;
+        }
+        await new Promise((r) => setTimeout(r, 20 + rnd(120)));
+      }
+      return { batches, refused };
     },
     /** Appends `events` in batches of `size`; resolves to the stored events. */
     async appendAll(name, events, size = 100, pauseMs = 0) {
@@ -1135,6 +1178,91 @@ test("the browser SIGKILLed mid-sync and relaunched: its outbox survives and the
     assert.deepEqual(v.rejections, []);
   } finally {
     await dev.close();
+    await sync.stop();
+  }
+});
+
+// ---- chaos between the browsers and the server -----------------------------------------------
+
+test("chaos on the network (delays, cuts mid-request and mid-response, refusals, duplicated requests) while two devices append; clean again, both settle on the server's log exactly", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.chaos, corsOrigin: pages.origin });
+  const proxy = await startChaosProxy({ port: PORTS.chaosProxy, target: PORTS.chaos, seed: 7 });
+  const log = "chaos";
+  const cfg = { url: proxy.url, log };
+  try {
+    await withDevices(["chaos-a", "chaos-b"], async (a, b) => {
+      const pa = await tab(a);
+      const pb = await tab(b);
+      await open(pa, "ledger", cfg);
+      await open(pb, "ledger", cfg);
+      const opened = [0, 1, 2, 3].map((i) => ({ stream: `acct-${i}`, type: "Opened", data: { account: `acct-${i}`, owner: `owner ${i}` } }));
+      const first = await appendAll(pa, "ledger", opened, 4);
+      await synced(pa, "ledger", 4);
+      await synced(pb, "ledger", 4);
+
+      proxy.setChaos(true);
+      const [ra, rb] = await Promise.all([
+        ev(pa, ([n, ms, seed]) => S.appendFor(n, ms, seed), ["ledger", 20_000, 11], LONG),
+        ev(pb, ([n, ms, seed]) => S.appendFor(n, ms, seed), ["ledger", 20_000, 12], LONG),
+      ]);
+      proxy.setChaos(false);
+      const drawn = proxy.counts();
+      for (const f of ["refuse", "delay", "cutRequest", "cutResponse", "duplicate"]) assert.ok(drawn[f] > 0, `the proxy drew ${f}: ${JSON.stringify(drawn)}`);
+      assert.ok(ra.batches.length > 20 && rb.batches.length > 20, `both appended: ${ra.batches.length}, ${rb.batches.length}`);
+
+      // Clean again: both settle on the server's head, which no longer moves.
+      const settled = async () => {
+        const head = await sync.head(log);
+        const [sa, sb] = [await status(pa, "ledger"), await status(pb, "ledger")];
+        return { head, sa, sb };
+      };
+      await ev(pa, () => S.logs.ledger.sync.now());
+      await ev(pb, () => S.logs.ledger.sync.now());
+      const done = await until("both devices settled on the server's head", settled, ({ head, sa, sb }) =>
+        [sa, sb].every((s) => s.pending === 0 && s.confirmed === head), LONG);
+      await sleep(1000);
+      assert.equal(await sync.head(log), done.head, "the server's head stayed");
+
+      const server = (await sync.events(log)).events;
+      const ids = server.map((e) => e.id);
+      assert.equal(new Set(ids).size, ids.length, "no event twice on the server");
+      server.forEach((e, i) => assert.equal(e.offset, i + 1, "server offsets dense"));
+      const onServer = new Set(ids);
+      const [va, vb] = [await view(pa, "ledger"), await view(pb, "ledger")];
+      assertConfirmedLike(va.events, server, "device A");
+      assertConfirmedLike(vb.events, server, "device B");
+      const want = await model(pa, server);
+      assert.deepEqual(va.tables, want, "A's tables are the fold of the server's log");
+      assert.deepEqual(vb.tables, want, "B's tables are the fold of the server's log");
+
+      // Every batch is on the server whole, or rejected on its own device (and heard there).
+      let accepted = first.length;
+      for (const [name, r, v, other] of [["A", ra, va, vb], ["B", rb, vb, va]]) {
+        const rejected = new Map(v.rejections.map((x) => [x.events.map((e) => e.id).join(), x]));
+        for (const batch of r.batches) {
+          const stored = batch.filter((id) => onServer.has(id)).length;
+          if (stored === batch.length) {
+            accepted += stored;
+            assert.ok(!rejected.has(batch.join()), `${name}: a batch on the server is also rejected`);
+          } else {
+            assert.equal(stored, 0, `${name}: a batch is partly on the server`);
+            const rej = rejected.get(batch.join());
+            assert.ok(rej, `${name}: a batch neither on the server nor rejected: ${batch}`);
+            assert.ok(["conflict", "depends"].includes(rej.reason), `${name}: rejected as ${rej.reason}`);
+            assert.ok(v.heard.some((h) => h.id === rej.id), `${name}: onRejected heard rejection ${rej.id}`);
+          }
+        }
+        assert.equal(rejected.size, r.batches.filter((b) => !onServer.has(b[0])).length, `${name}: no other rejections`);
+        const theirs = new Set(other.rejections.flatMap((x) => x.events.map((e) => e.id)));
+        assert.ok(r.batches.flat().every((id) => !theirs.has(id)), `${name}'s rejections reached only ${name}`);
+      }
+      assert.equal(accepted, server.length, "the server holds only what the devices appended");
+      console.log(`chaos: proxy ${JSON.stringify(drawn)}; appended ${ra.batches.length} + ${rb.batches.length} batches (refused at append ${ra.refused} + ${rb.refused}); rejected ${va.rejections.length} + ${vb.rejections.length}; server ${server.length} events`);
+      assert.deepEqual(await uncaught(pa), []);
+      assert.deepEqual(await uncaught(pb), []);
+    });
+  } finally {
+    await proxy.close();
     await sync.stop();
   }
 });
