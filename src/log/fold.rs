@@ -1,0 +1,369 @@
+//! The projections: folding committed events, catching up with other tabs, snapshots, and
+//! the tables as of a position.
+
+use super::*;
+
+impl Log {
+    pub(super) fn has_projections(&self) -> bool {
+        !self.0.tables.borrow().is_empty() || !self.0.projections.reducers.is_empty()
+    }
+
+    /// Folds a commit's events into the projections before its appends resolve: from memory
+    /// when the projections were at the position it started from, else (another tab appended
+    /// in between) by catching up from IndexedDB.
+    pub(super) async fn fold_committed(
+        &self,
+        head_before: u64,
+        head: u64,
+        batches: &[&Batch],
+        results: &[Result<Appended, Error>],
+        time: u64,
+    ) {
+        if !self.has_projections() {
+            self.0.tables.borrow_mut().set_seq(head);
+            return;
+        }
+        if self.0.tables.borrow().seq() != head_before {
+            // The commit stands either way; a failed read leaves the tables for the next one.
+            let _ = self.catch_up().await;
+            return;
+        }
+        let mut text = self.events_text();
+        {
+            let mut tables = self.0.tables.borrow_mut();
+            for (batch, result) in batches.iter().zip(results) {
+                let Ok(appended) = result else { continue };
+                for (e, p) in batch.events.iter().zip(&appended.events) {
+                    let e = e.placed(p, time, &self.0.client_id);
+                    tables.fold(&e);
+                    if let Some(text) = text.as_mut() {
+                        if text.len() > 1 {
+                            text.push(',');
+                        }
+                        logfold_core::json::write_event(text, &e);
+                    }
+                }
+            }
+        }
+        self.emit(text);
+    }
+
+    /// A JSON list to collect events in for the JS reducers, if there are any.
+    pub(super) fn events_text(&self) -> Option<String> {
+        (!self.0.projections.reducers.is_empty()).then(|| String::from("["))
+    }
+
+    /// Tells JS what the last fold step did: the events (for reducers) and the changed rows.
+    /// No borrow of the tables is held, so JS may read them.
+    pub(super) fn emit(&self, events: Option<String>) {
+        self.emit_as(events, false);
+    }
+
+    pub(super) fn emit_as(&self, events: Option<String>, overlay: bool) {
+        let (changes, seq) = {
+            let mut t = self.0.tables.borrow_mut();
+            (t.take_changes(), t.seq())
+        };
+        let events = events.filter(|t| t.len() > 1).map(|mut t| {
+            t.push(']');
+            t
+        });
+        self.0.projections.fold(events, changes, seq, overlay);
+    }
+
+    /// Folds what other tabs appended since the projections' position (and moves the head).
+    /// Returns the new position.
+    pub async fn catch_up(&self) -> Result<u64, Error> {
+        self.check_open()?;
+        if self.is_synced() {
+            return self.catch_up_synced().await;
+        }
+        if !self.has_projections() {
+            let tx = idb::transaction(&self.0.db, &["meta"], false, "default")
+                .map_err(|e| self.closed_or(e))?;
+            let meta = tx.object_store("meta").map_err(storage)?;
+            let head = as_u64(
+                &idb::request(&meta.get(&"head".into()).map_err(storage)?)
+                    .await
+                    .map_err(storage)?,
+            );
+            self.0.head.set(self.0.head.get().max(head));
+            self.0.tables.borrow_mut().set_seq(self.0.head.get());
+            return Ok(head);
+        }
+        loop {
+            let after = self.0.tables.borrow().seq();
+            let (keys, values) = self.segments_after(after, PAGE).await?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut text = self.events_text();
+            let mut folded = 0;
+            for (k, bytes) in keys.iter().zip(&values) {
+                let from = self.0.tables.borrow().seq() + 1;
+                let mut scratch = Vec::new();
+                let seg = Segment::parse_in(bytes, &mut scratch)
+                    .map_err(|e| Error::corrupt(from, *k, e))?;
+                folded += fold_segment(
+                    &mut self.0.tables.borrow_mut(),
+                    &seg,
+                    u64::MAX,
+                    text.as_mut(),
+                )
+                .map_err(|e| Error::corrupt(from, *k, e))?;
+            }
+            let seq = self.0.tables.borrow().seq();
+            self.0.head.set(self.0.head.get().max(seq));
+            let mut s = self.0.stats.get();
+            s.events_replayed += folded;
+            self.0.stats.set(s);
+            self.emit(text);
+        }
+        Ok(self.0.tables.borrow().seq())
+    }
+
+    /// The live tables, shared with JS readers.
+    pub fn tables(&self) -> Rc<RefCell<Tables>> {
+        Rc::clone(&self.0.tables)
+    }
+
+    /// Writes a snapshot of every table, and the given reducer snapshots, in one transaction.
+    /// Returns the position they are of. Snapshots can be rebuilt, so the write is relaxed.
+    pub async fn write_snapshots(&self, reducers: Vec<(String, JsValue)>) -> Result<u64, Error> {
+        self.check_open()?;
+        // A synced log snapshots its base only: the outbox may yet be rejected.
+        let (tables, seq) = {
+            let t = self.0.tables.borrow();
+            let tables = if t.in_overlay() {
+                Vec::new()
+            } else {
+                t.snapshots()
+            };
+            (tables, t.base_seq())
+        };
+        let tx = idb::transaction(&self.0.db, &["snapshots"], true, "relaxed")
+            .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let store = tx.object_store("snapshots").map_err(storage)?;
+        let mut written = 0;
+        for (k, bytes) in &tables {
+            store
+                .put_with_key(&Uint8Array::from(&bytes[..]).buffer(), &k.as_str().into())
+                .map_err(storage)?;
+            written += 1;
+        }
+        for (k, value) in &reducers {
+            // A state the browser cannot clone is left without a snapshot, not an error.
+            match store.put_with_key(value, &k.as_str().into()) {
+                Ok(_) => written += 1,
+                Err(e) => self
+                    .0
+                    .projections
+                    .warn(&format!("no snapshot of {k}: {}", Error::from_dom(&e))),
+            }
+        }
+        done.await.map_err(|e| self.closed_or(e))?;
+        let mut s = self.0.stats.get();
+        s.snapshots_written += written;
+        self.0.stats.set(s);
+        Ok(seq)
+    }
+
+    /// The stored values of the given snapshot keys (`undefined` where none).
+    pub async fn read_snapshots(&self, keys: &[String]) -> Result<Vec<JsValue>, Error> {
+        self.check_open()?;
+        let tx = idb::transaction(&self.0.db, &["snapshots"], false, "default")
+            .map_err(|e| self.closed_or(e))?;
+        let store = tx.object_store("snapshots").map_err(storage)?;
+        let reqs = keys
+            .iter()
+            .map(|k| store.get(&k.as_str().into()).map_err(storage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(idb::request(&r).await.map_err(storage)?);
+        }
+        Ok(out)
+    }
+
+    /// Read-only tables as of position `seq`: each from its snapshot when that is not past
+    /// `seq`, then folded up to `seq`. `on_events` gets the events after `reducers_from` (for
+    /// the JS reducers) as JSON text, a page at a time.
+    pub async fn tables_at(
+        &self,
+        seq: u64,
+        reducers_from: u64,
+        on_events: Option<&Function>,
+    ) -> Result<Tables, Error> {
+        self.check_open()?;
+        let stored = self
+            .read_snapshots(&self.0.projections.table_keys())
+            .await?;
+        let mut start = reducers_from;
+        let mut entries = Vec::new();
+        for ((name, def), value) in self.0.projections.tables.iter().zip(stored) {
+            let table = decode_snapshot(&value, def)
+                .ok()
+                .filter(|t| t.seq() <= seq)
+                .unwrap_or_else(|| Table::new(Arc::clone(def)));
+            start = start.min(table.seq());
+            entries.push((name.clone(), table));
+        }
+        let mut tables = Tables::new(entries, start);
+        while tables.seq() < seq {
+            let after = tables.seq();
+            let (keys, values) = self.segments_after(after, PAGE).await?;
+            if keys.is_empty() {
+                return Err(Error::argument(
+                    "seq",
+                    format!("position {seq} is past the log's head {after}"),
+                ));
+            }
+            let mut text = on_events.map(|_| String::from("["));
+            for (k, bytes) in keys.iter().zip(&values) {
+                let from = tables.seq() + 1;
+                let mut scratch = Vec::new();
+                let seg = Segment::parse_in(bytes, &mut scratch)
+                    .map_err(|e| Error::corrupt(from, *k, e))?;
+                fold_segment(&mut tables, &seg, seq, text.as_mut())
+                    .map_err(|e| Error::corrupt(from, *k, e))?;
+                if tables.seq() >= seq {
+                    break;
+                }
+            }
+            if let (Some(f), Some(mut t)) = (on_events, text.filter(|t| t.len() > 1)) {
+                t.push(']');
+                // The JS side catches its own failures (a reducer that throws).
+                let _ = f.call1(&JsValue::NULL, &t.into());
+            }
+        }
+        Ok(tables)
+    }
+}
+
+/// Reads the snapshots the projections can start from (those that are intact and not past the
+/// stored head), tells JS which reducer snapshots it may use, and returns the tables, set to
+/// fold on from the lowest position any projection is at.
+pub(super) async fn load_snapshots(
+    db: &IdbDatabase,
+    p: &Projections,
+    stats: &mut Stats,
+) -> Result<Tables, Error> {
+    if p.tables.is_empty() && p.reducers.is_empty() {
+        return Ok(Tables::new(Vec::new(), u64::MAX));
+    }
+    let tx = idb::transaction(db, &["snapshots", "meta"], false, "default").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let store = tx.object_store("snapshots").map_err(storage)?;
+    let head_req = meta.get(&"head".into()).map_err(storage)?;
+    let table_keys = p.table_keys();
+    let reqs = table_keys
+        .iter()
+        .chain(&p.reducers)
+        .map(|k| store.get(&k.as_str().into()).map_err(storage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+    let mut values = Vec::with_capacity(reqs.len());
+    for r in &reqs {
+        values.push(idb::request(r).await.map_err(storage)?);
+    }
+    let (table_values, reducer_values) = values.split_at(p.tables.len());
+
+    let mut start = u64::MAX;
+    let discard = |stats: &mut Stats, key: &str, why: String| {
+        stats.snapshots_discarded += 1;
+        p.warn(&format!(
+            "snapshot {key} not used: {why}; rebuilding from the log"
+        ));
+    };
+    let mut entries = Vec::with_capacity(p.tables.len());
+    for (((name, def), value), k) in p.tables.iter().zip(table_values).zip(&table_keys) {
+        let mut table = None;
+        if !value.is_undefined() {
+            match decode_snapshot(value, def) {
+                Ok(t) if t.seq() <= head => table = Some(t),
+                Ok(t) => discard(stats, k, ahead(t.seq(), head)),
+                Err(why) => discard(stats, k, why),
+            }
+        }
+        let table = match table {
+            Some(t) => {
+                stats.snapshots_loaded += 1;
+                t
+            }
+            None => {
+                stats.projections_rebuilt += 1;
+                Table::new(Arc::clone(def))
+            }
+        };
+        start = start.min(table.seq());
+        entries.push((name.clone(), table));
+    }
+    let usable = Array::new();
+    for (value, k) in reducer_values.iter().zip(&p.reducers) {
+        let seq = js_sys::Reflect::get(value, &"seq".into())
+            .ok()
+            .and_then(|s| s.as_f64());
+        let has_state = js_sys::Reflect::has(value, &"state".into()).unwrap_or(false);
+        match seq {
+            _ if value.is_undefined() => {}
+            Some(seq) if has_state && seq >= 0.0 && seq as u64 <= head => {
+                stats.snapshots_loaded += 1;
+                start = start.min(seq as u64);
+                usable.push(value);
+                continue;
+            }
+            Some(seq) if has_state && seq >= 0.0 => discard(stats, k, ahead(seq as u64, head)),
+            _ => discard(stats, k, "not a snapshot".into()),
+        }
+        stats.projections_rebuilt += 1;
+        start = 0;
+        usable.push(&JsValue::UNDEFINED);
+    }
+    p.call("start", &[usable.into()]);
+    Ok(Tables::new(entries, start))
+}
+
+/// A table from a stored snapshot value, or why it cannot be used.
+pub(super) fn decode_snapshot(value: &JsValue, def: &Arc<TableDef>) -> Result<Table, String> {
+    let bytes = value
+        .dyn_ref::<js_sys::ArrayBuffer>()
+        .ok_or("not a snapshot")?;
+    snapshot::decode(&Uint8Array::new(bytes).to_vec(), Arc::clone(def)).map_err(|e| e.to_string())
+}
+
+pub(super) fn ahead(seq: u64, head: u64) -> String {
+    format!("it is of position {seq}, past the log's head {head} (the log was repaired or reset)")
+}
+
+/// Folds the events of `seg` after the tables' position and up to `upto`, writing them as
+/// JSON to `text` for the JS reducers. Returns how many it folded.
+pub(super) fn fold_segment(
+    tables: &mut Tables,
+    seg: &Segment<'_>,
+    upto: u64,
+    text: Option<&mut String>,
+) -> Result<u64, SegmentError> {
+    let after = tables.seq();
+    let last = seg.last_seq().min(upto);
+    if last <= after {
+        return Ok(0);
+    }
+    if let Some(text) = text {
+        logfold_core::json::write_segment(text, seg, after, upto)?;
+    }
+    if tables.is_empty() {
+        tables.set_seq(last);
+    } else {
+        for e in seg.events() {
+            let e = e?;
+            if e.seq > upto {
+                break;
+            }
+            if e.seq > after {
+                tables.fold(&e);
+            }
+        }
+    }
+    Ok(last - after)
+}

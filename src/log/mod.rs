@@ -1,0 +1,522 @@
+//! The browser log: an append-only event log in IndexedDB, with group commit and compaction.
+//!
+//! Stores (all created with the first format so later features need no schema change):
+//! `segments` (key: the segment's last position; value: an encoded segment), `streams`
+//! (stream → version as of `meta.streamsThrough`), `meta` (format, clientId, head, compacted,
+//! streamsThrough), `outbox`, `snapshots`, `rejections`. Keying a segment by its *last*
+//! position lets a read "after n" start with one ranged `getAll` over keys `> n`.
+//!
+//! Here: opening, closing and the shared state. Beside it, one job each: `writer` (the append
+//! queue, group commit, the commit of an unsynced log), `versions` (stream versions: cache,
+//! store, checkpoint), `compact`, `read`, `fold` (projections: folding, other tabs, snapshots,
+//! `tables_at`), `verify` (the check at open, repair, destroy) and `sync` (a synced log: the
+//! sync engine's steps over IndexedDB).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_channel::oneshot;
+use js_sys::{Array, Function, Uint8Array};
+use logfold_core::segment::{Segment, SegmentError, SegmentWriter, TARGET_BYTES};
+use logfold_core::sync::{check_batch, DEFAULT_PUSH_BYTES};
+use logfold_core::table::{snapshot, Table, TableDef};
+use logfold_core::{place, Batch, EventRef, IdGenerator, Limits, Placed};
+use rexie::{ObjectStore, Rexie};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{IdbDatabase, IdbKeyRange, IdbObjectStore};
+
+use crate::error::{CloseReason, Error};
+use crate::idb;
+use crate::tables::{table_snapshot_key, Tables};
+
+mod compact;
+mod fold;
+mod read;
+mod sync;
+mod verify;
+mod versions;
+mod writer;
+
+use fold::*;
+use read::*;
+use verify::*;
+
+pub use sync::{Pulled, Pushed, SyncMark};
+pub use verify::{destroy, repair, RepairReport};
+
+/// The log format this code writes; stored in `meta` and in every segment.
+pub const FORMAT: u32 = 1;
+const SCHEMA_VERSION: u32 = 1;
+const STORES: [&str; 6] = [
+    "segments",
+    "streams",
+    "meta",
+    "outbox",
+    "snapshots",
+    "rejections",
+];
+/// Small segments written since the last compaction before this handle compacts on its own.
+const COMPACT_AFTER: u32 = 64;
+/// Small segments after which compaction runs between appends rather than waiting for a pause.
+const COMPACT_NOW: u32 = 4096;
+/// How long appends must pause before a scheduled compaction runs, in milliseconds.
+const IDLE_MS: i32 = 250;
+/// The most segments one compaction transaction reads, so it never holds the store for long.
+const COMPACT_BATCH: u32 = 1024;
+/// Stream versions kept in memory; past this many the ones already in `streams` are dropped.
+const VERSION_CACHE: usize = 100_000;
+/// Streams changed since the last checkpoint after which one runs between appends.
+const CHECKPOINT_NOW: usize = 20_000;
+/// Segments per `getAll` when reading the log through (about 6 MiB when compacted).
+const PAGE: u32 = 128;
+
+/// Counters since this handle opened.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Readwrite transactions committed (appends and compactions).
+    pub transactions: u64,
+    /// Segments written by appends.
+    pub segments_written: u64,
+    /// Segments merged away by compaction.
+    pub segments_merged: u64,
+    /// Compaction transactions.
+    pub compactions: u64,
+    /// Events appended through this handle.
+    pub events_appended: u64,
+    /// Events folded into the projections from IndexedDB (at open, and from other tabs).
+    pub events_replayed: u64,
+    /// Projection snapshots used at open.
+    pub snapshots_loaded: u64,
+    /// Snapshots found damaged or ahead of the log, and not used.
+    pub snapshots_discarded: u64,
+    /// Snapshots written.
+    pub snapshots_written: u64,
+    /// Projections that had no usable snapshot at open and were folded from the start.
+    pub projections_rebuilt: u64,
+    /// Sync: times the outbox overlay was rolled back and applied again on a new base.
+    pub overlay_rebuilds: u64,
+    /// Sync: outbox events folded into the overlay.
+    pub overlay_events: u64,
+    /// Sync: confirmed events folded into the base after open.
+    pub base_events: u64,
+    /// Sync: events pulled into the confirmed log by this tab.
+    pub events_pulled: u64,
+    /// Sync: events that moved from a log used without sync to the outbox at this open.
+    pub events_migrated: u64,
+}
+
+/// How hard a commit works before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flushed to disk before the append resolves: survives an OS crash or power loss.
+    Strict,
+    /// Handed to the OS before the append resolves: survives a browser crash, not an OS crash.
+    Relaxed,
+}
+
+impl Durability {
+    fn as_str(self) -> &'static str {
+        match self {
+            Durability::Strict => "strict",
+            Durability::Relaxed => "relaxed",
+        }
+    }
+}
+
+/// What an append gave its events: one commit time, and per event its id, version and position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Milliseconds since the Unix epoch, the same for the whole commit.
+    pub time: u64,
+    /// Per event, in batch order.
+    pub events: Vec<Placed>,
+}
+
+type Reply = oneshot::Sender<Result<Appended, Error>>;
+
+/// What `Logfold.open({ projections })` asks the log to keep up to date.
+#[derive(Default)]
+pub struct Projections {
+    /// Declarative tables, folded here.
+    pub tables: Vec<(String, Arc<TableDef>)>,
+    /// The snapshot keys of the JS reducers, which JS folds from the events it is given.
+    pub reducers: Vec<String>,
+    /// The JS side: `start(reducerSnapshots)`, `fold(eventsJson, changesJson, seq, overlay)`,
+    /// `rebase()` (back to the base: the outbox overlay is rolled back), `progress(done,
+    /// total)` and `warn(message)`.
+    pub hooks: Option<JsValue>,
+}
+
+impl Projections {
+    fn call(&self, method: &str, args: &[JsValue]) {
+        let Some(hooks) = &self.hooks else { return };
+        let Ok(f) = js_sys::Reflect::get(hooks, &method.into()) else {
+            return;
+        };
+        let Some(f) = f.dyn_ref::<Function>() else {
+            return;
+        };
+        // The JS side catches its own failures; a throw here would only lose the message.
+        let _ = f.apply(hooks, &args.iter().collect::<Array>());
+    }
+
+    /// `overlay`: the events are outbox events, folded on top of the base (see `sync`).
+    fn fold(&self, events: Option<String>, changes: Option<String>, seq: u64, overlay: bool) {
+        let text = |t: Option<String>| t.map_or(JsValue::NULL, |t| t.into());
+        self.call(
+            "fold",
+            &[text(events), text(changes), key(seq), overlay.into()],
+        );
+    }
+
+    /// The snapshot keys of the declarative tables.
+    fn table_keys(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .map(|(name, def)| table_snapshot_key(name, def))
+            .collect()
+    }
+
+    fn warn(&self, message: &str) {
+        self.call("warn", &[message.into()]);
+    }
+}
+
+/// An open log. Cheap to clone (shared handle).
+#[derive(Clone)]
+pub struct Log(Rc<Inner>);
+
+struct Inner {
+    name: String,
+    db: IdbDatabase,
+    durability: Durability,
+    client_id: String,
+    ids: RefCell<IdGenerator>,
+    limits: Limits,
+    /// The largest push body a synced batch must fit in (checked at append).
+    max_push_bytes: usize,
+    head: Cell<u64>,
+    closed: Cell<Option<CloseReason>>,
+    queue: RefCell<Vec<(Batch, Reply)>>,
+    writing: Cell<bool>,
+    idle: RefCell<Vec<oneshot::Sender<()>>>,
+    stats: Cell<Stats>,
+    small_segments: Cell<u32>,
+    /// Uncompressed bytes at which a commit cuts a segment (see `commit`).
+    cut_at: Cell<usize>,
+    compaction_scheduled: Cell<bool>,
+    /// Stream versions as of stored head `versions_at`: every stream changed after the
+    /// `streams` store's checkpoint, and any others read since (see `commit`).
+    versions: RefCell<HashMap<String, u64>>,
+    versions_at: Cell<u64>,
+    /// Streams whose version is newer than the `streams` store's (see `checkpoint_streams`).
+    dirty: RefCell<HashSet<String>>,
+    on_close: RefCell<Option<Function>>,
+    on_versionchange: RefCell<Option<Closure<dyn FnMut()>>>,
+    projections: Projections,
+    tables: Rc<RefCell<Tables>>,
+    /// The outbox, for a synced log (see `sync`); `None` when the log confirms its own appends.
+    outbox: RefCell<Option<sync::Mirror>>,
+}
+
+/// The IndexedDB database name of log `name`.
+pub fn database_name(name: &str) -> String {
+    format!("logfold:{name}")
+}
+
+fn storage(e: JsValue) -> Error {
+    Error::from_dom(&e)
+}
+
+fn key(n: u64) -> JsValue {
+    JsValue::from_f64(n as f64)
+}
+
+fn as_u64(v: &JsValue) -> u64 {
+    v.as_f64().map_or(0, |f| f as u64)
+}
+
+/// Creates the schema if the database is new (rexie's builder), then opens the live
+/// connection that handles `versionchange`.
+async fn connect(name: &str) -> Result<IdbDatabase, Error> {
+    let db_name = database_name(name);
+    let mut builder = Rexie::builder(&db_name).version(SCHEMA_VERSION);
+    for store in STORES {
+        builder = builder.add_object_store(ObjectStore::new(store));
+    }
+    match builder.build().await {
+        Ok(db) => db.close(),
+        // rexie surfaces the DOMException only in its Debug text.
+        Err(e) if format!("{e:?}").contains("VersionError") => {
+            return Err(Error::UnsupportedFormat(0))
+        }
+        Err(e) => {
+            return Err(Error::Storage {
+                name: "OpenError".into(),
+                message: format!("{e:?}"),
+            })
+        }
+    }
+    let req = idb::factory()
+        .map_err(storage)?
+        .open_with_u32(&db_name, SCHEMA_VERSION)
+        .map_err(storage)?;
+    let db: IdbDatabase = idb::request(&req).await.map_err(storage)?.unchecked_into();
+    let names = db.object_store_names();
+    if STORES.iter().any(|s| !names.contains(s)) {
+        db.close();
+        return Err(Error::Storage {
+            name: "InvalidStateError".into(),
+            message: "the database was deleted while it opened; open again".into(),
+        });
+    }
+    Ok(db)
+}
+
+fn random_seed() -> (u64, [u8; 16]) {
+    let mut bytes = [0u8; 24];
+    let crypto: web_sys::Crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
+        .expect("crypto")
+        .unchecked_into();
+    crypto
+        .get_random_values_with_u8_array(&mut bytes)
+        .expect("getRandomValues");
+    let seed = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    (seed, bytes[8..].try_into().expect("16 bytes"))
+}
+
+fn new_client_id(random: [u8; 16]) -> String {
+    // A UUIDv4: the client id needs no order, only uniqueness.
+    let mut b = random;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    logfold_core::EventId::from_bytes(b).to_string()
+}
+
+impl Log {
+    /// Opens (creating if needed) log `name`, verifies every stored segment, and brings the
+    /// projections up to date: each from its snapshot when one matches, else from the start.
+    pub async fn open(
+        name: &str,
+        durability: Durability,
+        on_close: Option<Function>,
+        projections: Projections,
+        sync: Option<usize>,
+    ) -> Result<Log, Error> {
+        if name.is_empty() {
+            return Err(Error::argument("name", "must be a non-empty string"));
+        }
+        let db = connect(name).await?;
+        let (seed, random) = random_seed();
+        let mut stats = Stats::default();
+        let opened = async {
+            let (client_id, streams_through, synced) =
+                Self::init_meta(&db, durability, new_client_id(random)).await?;
+            // Only the first open with sync has anything to move.
+            let (synced, migrated) = match sync {
+                Some(max_push_bytes) if !synced => {
+                    sync::prepare(&db, durability, max_push_bytes).await?
+                }
+                _ => (synced, 0),
+            };
+            stats.events_migrated = migrated;
+            let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
+            let mut versions = HashMap::new();
+            let head = verify_and_fold(
+                &db,
+                &mut tables,
+                &projections,
+                &mut stats,
+                (streams_through, &mut versions),
+            )
+            .await?;
+            Ok::<_, Error>((client_id, head, tables, versions, synced))
+        };
+        let (client_id, head, tables, versions, synced) = match opened.await {
+            Ok(v) => v,
+            Err(e) => {
+                db.close();
+                return Err(e);
+            }
+        };
+        let log = Log(Rc::new(Inner {
+            name: name.to_owned(),
+            db,
+            durability,
+            client_id,
+            ids: RefCell::new(IdGenerator::new(seed)),
+            limits: Limits::default(),
+            max_push_bytes: sync.unwrap_or(DEFAULT_PUSH_BYTES),
+            head: Cell::new(head),
+            closed: Cell::new(None),
+            queue: RefCell::new(Vec::new()),
+            writing: Cell::new(false),
+            idle: RefCell::new(Vec::new()),
+            stats: Cell::new(stats),
+            small_segments: Cell::new(0),
+            cut_at: Cell::new(TARGET_BYTES),
+            compaction_scheduled: Cell::new(false),
+            dirty: RefCell::new(versions.keys().cloned().collect()),
+            versions: RefCell::new(versions),
+            versions_at: Cell::new(head),
+            on_close: RefCell::new(on_close),
+            on_versionchange: RefCell::new(None),
+            projections,
+            tables: Rc::new(RefCell::new(tables)),
+            outbox: RefCell::new(synced.then(sync::Mirror::unread)),
+        }));
+        log.watch_versionchange();
+        if synced {
+            if let Err(e) = log.catch_up_synced().await {
+                log.0.db.close();
+                return Err(e);
+            }
+        }
+        Ok(log)
+    }
+
+    /// Reads (and on first open writes) the format and client id; returns the client id, the
+    /// stream versions' checkpoint and whether the log is synced.
+    async fn init_meta(
+        db: &IdbDatabase,
+        durability: Durability,
+        fresh_id: String,
+    ) -> Result<(String, u64, bool), Error> {
+        let tx = idb::transaction(db, &["meta"], true, durability.as_str()).map_err(storage)?;
+        let done = idb::done(&tx);
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let get = |k: &str| meta.get(&k.into()).map_err(storage);
+        let (format, through, head) = (get("format")?, get("streamsThrough")?, get("head")?);
+        let synced = get("synced")?;
+        let format = idb::request(&format).await.map_err(storage)?;
+        let through = idb::request(&through).await.map_err(storage)?;
+        let head = idb::request(&head).await.map_err(storage)?;
+        let synced = idb::request(&synced).await.map_err(storage)?.is_truthy();
+        // Logs written before the checkpoint existed kept `streams` current at every commit.
+        let streams_through = match through.as_f64() {
+            Some(t) => t as u64,
+            None => {
+                meta.put_with_key(&key(as_u64(&head)), &"streamsThrough".into())
+                    .map_err(storage)?;
+                as_u64(&head)
+            }
+        };
+        let client = idb::request(&meta.get(&"clientId".into()).map_err(storage)?)
+            .await
+            .map_err(storage)?;
+        let client_id = match client.as_string() {
+            Some(id) => id,
+            None => {
+                meta.put_with_key(&fresh_id.as_str().into(), &"clientId".into())
+                    .map_err(storage)?;
+                fresh_id
+            }
+        };
+        if format.is_undefined() {
+            meta.put_with_key(&FORMAT.into(), &"format".into())
+                .map_err(storage)?;
+        }
+        done.await.map_err(storage)?;
+        match format.as_f64() {
+            None if format.is_undefined() => {}
+            Some(f) if f as u32 == FORMAT => {}
+            other => return Err(Error::UnsupportedFormat(other.unwrap_or(0.0) as u32)),
+        }
+        Ok((client_id, streams_through, synced))
+    }
+
+    fn watch_versionchange(&self) {
+        let weak = Rc::downgrade(&self.0);
+        let handler = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                // Close at once so the other tab's upgrade or delete is not blocked.
+                Log(inner).close_for(CloseReason::VersionChange);
+            }
+        });
+        self.0
+            .db
+            .set_onversionchange(Some(handler.as_ref().unchecked_ref()));
+        *self.0.on_versionchange.borrow_mut() = Some(handler);
+    }
+
+    /// Closes the connection at once for `reason`, tells `onClose`, and fails what waits.
+    fn close_for(&self, reason: CloseReason) {
+        let inner = &self.0;
+        inner.db.close();
+        if inner.closed.get().is_none() {
+            inner.closed.set(Some(reason));
+            if let Some(cb) = inner.on_close.borrow().as_ref() {
+                let _ = cb.call1(&JsValue::NULL, &reason.as_str().into());
+            }
+        }
+        for (_, reply) in inner.queue.borrow_mut().drain(..) {
+            let _ = reply.send(Err(Error::Closed(reason)));
+        }
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        match self.0.closed.get() {
+            Some(reason) => Err(Error::Closed(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// The log's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// This client's id, the `origin` of its events.
+    pub fn client_id(&self) -> &str {
+        &self.0.client_id
+    }
+
+    /// The highest position this handle has seen.
+    pub fn head(&self) -> u64 {
+        self.0.head.get()
+    }
+
+    /// Whether the log is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.get().is_some()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> Stats {
+        self.0.stats.get()
+    }
+
+    /// A failure after `versionchange` closed the connection reads as `CLOSED`.
+    fn closed_or(&self, e: JsValue) -> Error {
+        match self.0.closed.get() {
+            Some(reason) => Error::Closed(reason),
+            None => storage(e),
+        }
+    }
+
+    /// Waits for pending appends, then closes the connection.
+    pub async fn close(&self) {
+        if self.0.closed.get().is_some() {
+            return;
+        }
+        loop {
+            self.wait_idle().await;
+            self.0.writing.set(true);
+            let _ = self.checkpoint_streams().await;
+            self.finish_writing();
+            // Appends that came during the checkpoint go first; close waits for them too.
+            if self.0.queue.borrow().is_empty() {
+                break;
+            }
+            self.start_writer();
+        }
+        self.0.closed.set(Some(CloseReason::Closed));
+        self.0.db.close();
+        self.0.db.set_onversionchange(None);
+        self.0.on_versionchange.borrow_mut().take();
+    }
+}

@@ -1,0 +1,204 @@
+//! Checking the log at open (folding it on the way), repair, and deletion.
+
+use super::*;
+
+/// Verifies the log (see [`first_damage`]) and folds it into the projections on the way, so
+/// open reads the log once. Also collects the stream versions of the events after the
+/// `streams` store's checkpoint. Returns the head.
+pub(super) async fn verify_and_fold(
+    db: &IdbDatabase,
+    tables: &mut Tables,
+    p: &Projections,
+    stats: &mut Stats,
+    (streams_through, versions): (u64, &mut HashMap<String, u64>),
+) -> Result<u64, Error> {
+    let mut text = None;
+    let mut replayed = 0;
+    let mut visit = |seg: Option<&Segment<'_>>, head: u64| -> Result<(), Error> {
+        if let Some(seg) = seg.filter(|s| s.last_seq() > streams_through) {
+            for e in seg.events() {
+                let e = e.map_err(|e| Error::corrupt(seg.first_seq(), seg.last_seq(), e))?;
+                if e.seq > streams_through {
+                    versions.insert(e.stream.to_owned(), e.version);
+                }
+            }
+        }
+        let Some(seg) = seg else {
+            // A page ended: hand its events to JS and report progress.
+            let events = text.take().filter(|t: &String| t.len() > 1).map(|mut t| {
+                t.push(']');
+                t
+            });
+            if events.is_some() {
+                p.fold(events, None, tables.seq(), false);
+            }
+            p.call("progress", &[key(tables.seq().min(head)), key(head)]);
+            return Ok(());
+        };
+        if tables.seq() == u64::MAX {
+            return Ok(()); // nothing to fold
+        }
+        if text.is_none() && !p.reducers.is_empty() {
+            text = Some(String::from("["));
+        }
+        let from = seg.first_seq();
+        replayed += fold_segment(tables, seg, u64::MAX, text.as_mut())
+            .map_err(|e| Error::corrupt(from, seg.last_seq(), e))?;
+        Ok(())
+    };
+    let result = first_damage(db, &mut visit).await?;
+    stats.events_replayed += replayed;
+    match result {
+        (head, None) => {
+            // Also when the log is empty, or nothing needed folding.
+            tables.set_seq(head);
+            Ok(head)
+        }
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// Sees each intact segment, then `None` at the end of each page; the `u64` is the head.
+pub(super) type Visit<'v> = dyn FnMut(Option<&Segment<'_>>, u64) -> Result<(), Error> + 'v;
+
+/// The head, and the first damaged segment as a `Corrupt` (or `UnsupportedFormat`) error.
+/// One readonly transaction, so appends and compaction in other tabs cannot make an intact
+/// log look damaged halfway through. `visit` sees each intact segment in order, and `None`
+/// after each page; the next page is already being read meanwhile.
+pub(super) async fn first_damage(
+    db: &IdbDatabase,
+    visit: &mut Visit<'_>,
+) -> Result<(u64, Option<Error>), Error> {
+    let tx = idb::transaction(db, &["segments", "meta"], false, "default").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let store = tx.object_store("segments").map_err(storage)?;
+    let head_req = meta.get(&"head".into()).map_err(storage)?;
+    let mut next = request_segments(&store, 0, PAGE)?;
+    let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+    let mut prev = 0u64;
+    loop {
+        let (keys, values) = next.get().await?;
+        let Some(last) = keys.last() else { break };
+        next = request_segments(&store, *last, PAGE)?;
+        for (k, bytes) in keys.iter().zip(&values) {
+            let mut scratch = Vec::new();
+            let seg = match Segment::parse_in(bytes, &mut scratch) {
+                Ok(seg) => seg,
+                Err(e) => return Ok((head, Some(Error::corrupt(prev + 1, *k, e)))),
+            };
+            if seg.first_seq() != prev + 1 || seg.last_seq() != *k {
+                let reason = format!(
+                    "segment holds positions {}..={}, not {}..={k}",
+                    seg.first_seq(),
+                    seg.last_seq(),
+                    prev + 1
+                );
+                return Ok((
+                    head,
+                    Some(Error::Corrupt {
+                        from: prev + 1,
+                        to: *k,
+                        reason,
+                    }),
+                ));
+            }
+            if let Err(e) = visit(Some(&seg), head) {
+                return Ok((head, Some(e)));
+            }
+            prev = *k;
+        }
+        visit(None, head)?;
+    }
+    if prev != head {
+        let reason = format!("the log's head is {head} but its segments end at {prev}");
+        return Ok((
+            head,
+            Some(Error::Corrupt {
+                from: prev + 1,
+                to: head.max(prev + 1),
+                reason,
+            }),
+        ));
+    }
+    Ok((head, None))
+}
+
+/// What [`repair`] did: the new head and the positions it dropped.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RepairReport {
+    /// The head after repair.
+    pub head: u64,
+    /// The positions dropped, if any were damaged.
+    pub dropped: Option<(u64, u64)>,
+}
+
+/// Keeps the intact prefix of log `name`: drops the first damaged segment and all after it,
+/// then rebuilds the stream versions from what is left.
+pub async fn repair(name: &str) -> Result<RepairReport, Error> {
+    let db = connect(name).await?;
+    let result = repair_db(&db).await;
+    db.close();
+    result
+}
+
+pub(super) async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
+    let (head, damage) = first_damage(db, &mut |_, _| Ok(())).await?;
+    let damage = match damage {
+        None => {
+            return Ok(RepairReport {
+                head,
+                dropped: None,
+            })
+        }
+        Some(Error::Corrupt { from, .. }) => from,
+        Some(e) => return Err(e),
+    };
+    let keep = damage - 1;
+
+    let tx =
+        idb::transaction(db, &["segments", "streams", "meta"], true, "strict").map_err(storage)?;
+    let done = idb::done(&tx);
+    let segments = tx.object_store("segments").map_err(storage)?;
+    let streams = tx.object_store("streams").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let range = IdbKeyRange::lower_bound_with_open(&key(keep), true).map_err(storage)?;
+    segments.delete(&range).map_err(storage)?;
+    let (_, values) = read_segments(&segments, 0, u32::MAX).await?;
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for bytes in &values {
+        let mut scratch = Vec::new();
+        let seg = Segment::parse_in(bytes, &mut scratch).map_err(|e| Error::corrupt(0, keep, e))?;
+        for e in seg.events() {
+            let e: EventRef<'_> =
+                e.map_err(|e| Error::corrupt(seg.first_seq(), seg.last_seq(), e))?;
+            versions.insert(e.stream.to_owned(), e.version);
+        }
+    }
+    streams.clear().map_err(storage)?;
+    for (name, v) in &versions {
+        streams
+            .put_with_key(&key(*v), &JsValue::from_str(name))
+            .map_err(storage)?;
+    }
+    meta.put_with_key(&key(keep), &"head".into())
+        .map_err(storage)?;
+    meta.put_with_key(&key(keep), &"streamsThrough".into())
+        .map_err(storage)?;
+    meta.put_with_key(&key(0), &"compacted".into())
+        .map_err(storage)?;
+    done.await.map_err(storage)?;
+    Ok(RepairReport {
+        head: keep,
+        dropped: Some((damage, head.max(damage))),
+    })
+}
+
+/// Deletes log `name`'s database; waits until every connection has closed.
+pub async fn destroy(name: &str) -> Result<(), Error> {
+    Rexie::delete(&database_name(name))
+        .await
+        .map_err(|e| Error::Storage {
+            name: "DeleteError".into(),
+            message: format!("{e:?}"),
+        })
+}

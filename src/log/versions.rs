@@ -1,0 +1,188 @@
+//! Stream versions: the cache in memory, the `streams` store and its checkpoint.
+
+use super::*;
+
+impl Log {
+    /// The stored head and the versions of `names`, inside the caller's transaction. They come
+    /// from the cache, brought up to the stored head first (another tab's appends move it), and
+    /// for streams it lacks from the `streams` store, which is current for every stream the
+    /// cache lacks. Those reads go out with the head's.
+    pub(super) async fn stored_versions(
+        &self,
+        meta: &IdbObjectStore,
+        segments: &IdbObjectStore,
+        streams: &IdbObjectStore,
+        names: &HashSet<&str>,
+    ) -> Result<(u64, HashMap<String, u64>), Error> {
+        let head_req = meta.get(&"head".into()).map_err(storage)?;
+        let missing: Vec<&str> = {
+            let cache = self.0.versions.borrow();
+            names
+                .iter()
+                .copied()
+                .filter(|s| !cache.contains_key(*s))
+                .collect()
+        };
+        let reqs = get_versions(streams, &missing)?;
+        let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        self.versions_through(segments, head).await?;
+        let mut versions: HashMap<String, u64> = HashMap::with_capacity(names.len());
+        for (name, req) in reqs {
+            versions.insert(
+                name.to_owned(),
+                as_u64(&idb::request(&req).await.map_err(storage)?),
+            );
+        }
+        let cache = self.0.versions.borrow();
+        for name in names {
+            if let Some(v) = cache.get(*name) {
+                versions.insert((*name).to_owned(), *v);
+            }
+        }
+        Ok((head, versions))
+    }
+
+    /// Brings the version cache from `versions_at` up to the stored `head` by reading the
+    /// segments other tabs wrote in between (inside the caller's transaction).
+    pub(super) async fn versions_through(
+        &self,
+        segments: &IdbObjectStore,
+        head: u64,
+    ) -> Result<(), Error> {
+        let at = self.0.versions_at.get();
+        if head <= at {
+            return Ok(());
+        }
+        let (keys, values) = read_segments(segments, at, u32::MAX).await?;
+        let mut seen = Vec::new();
+        for (k, bytes) in keys.iter().zip(&values) {
+            let mut scratch = Vec::new();
+            let seg = Segment::parse_in(bytes, &mut scratch)
+                .map_err(|e| Error::corrupt(at + 1, *k, e))?;
+            for e in seg.events() {
+                let e = e.map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?;
+                if e.seq > at && e.seq <= head {
+                    seen.push((e.stream.to_owned(), e.version));
+                }
+            }
+        }
+        self.remember(seen.iter().map(|(s, v)| (s.as_str(), *v)), head);
+        Ok(())
+    }
+
+    /// Records committed stream versions as of stored head `head`; they are newer than the
+    /// `streams` store's until a checkpoint writes them.
+    pub(super) fn remember<'a>(&self, versions: impl Iterator<Item = (&'a str, u64)>, head: u64) {
+        let mut cache = self.0.versions.borrow_mut();
+        let mut dirty = self.0.dirty.borrow_mut();
+        for (stream, v) in versions {
+            if let Some(old) = cache.get_mut(stream) {
+                *old = v;
+            } else {
+                cache.insert(stream.to_owned(), v);
+            }
+            if !dirty.contains(stream) {
+                dirty.insert(stream.to_owned());
+            }
+        }
+        if cache.len() > VERSION_CACHE {
+            // What the store already has can be read again; what it lacks must stay.
+            cache.retain(|s, _| dirty.contains(s));
+        }
+        self.0.versions_at.set(self.0.versions_at.get().max(head));
+    }
+
+    /// Writes the versions the `streams` store lacks and moves its checkpoint to the head, so
+    /// the next open folds only the segments after it. Relaxed: a lost checkpoint is redone.
+    pub(super) async fn checkpoint_streams(&self) -> Result<(), Error> {
+        let inner = &self.0;
+        if inner.dirty.borrow().is_empty() {
+            return Ok(());
+        }
+        let tx = idb::transaction(&inner.db, &["segments", "streams", "meta"], true, "relaxed")
+            .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let streams = tx.object_store("streams").map_err(storage)?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let segments = tx.object_store("segments").map_err(storage)?;
+        let synced = meta.get(&"synced".into()).map_err(storage)?;
+        let head = as_u64(
+            &idb::request(&meta.get(&"head".into()).map_err(storage)?)
+                .await
+                .map_err(storage)?,
+        );
+        // Versions of a history another tab has since moved to the outbox: not to be written.
+        if !self.is_synced() && idb::request(&synced).await.map_err(storage)?.is_truthy() {
+            tx.abort().ok();
+            let _ = done.await;
+            self.close_for(CloseReason::Synced);
+            return Err(Error::Closed(CloseReason::Synced));
+        }
+        // Other tabs' appends since are folded in first, so the checkpoint is of the head.
+        self.versions_through(&segments, head).await?;
+        let at = inner.versions_at.get();
+        let written: Vec<(String, u64)> = {
+            let cache = inner.versions.borrow();
+            let dirty = inner.dirty.borrow();
+            dirty
+                .iter()
+                .map(|s| (s.clone(), cache[s.as_str()]))
+                .collect()
+        };
+        for (s, v) in &written {
+            streams
+                .put_with_key(&key(*v), &JsValue::from_str(s))
+                .map_err(storage)?;
+        }
+        meta.put_with_key(&key(at), &"streamsThrough".into())
+            .map_err(storage)?;
+        done.await.map_err(|e| self.closed_or(e))?;
+        let cache = inner.versions.borrow();
+        let mut dirty = inner.dirty.borrow_mut();
+        for (s, v) in &written {
+            if cache.get(s.as_str()) == Some(v) {
+                dirty.remove(s);
+            }
+        }
+        let mut st = inner.stats.get();
+        st.transactions += 1;
+        inner.stats.set(st);
+        Ok(())
+    }
+
+    /// The stream's current version, read from IndexedDB (other tabs may have appended).
+    pub async fn version(&self, stream: &str) -> Result<u64, Error> {
+        self.check_open()?;
+        if self.is_synced() {
+            return self.synced_version(stream).await;
+        }
+        let tx = idb::transaction(
+            &self.0.db,
+            &["segments", "streams", "meta"],
+            false,
+            "default",
+        )
+        .map_err(|e| self.closed_or(e))?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let store = tx.object_store("streams").map_err(storage)?;
+        let head_req = meta.get(&"head".into()).map_err(storage)?;
+        let stored = store.get(&JsValue::from_str(stream)).map_err(storage)?;
+        let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        let segments = tx.object_store("segments").map_err(storage)?;
+        self.versions_through(&segments, head).await?;
+        let stored = as_u64(&idb::request(&stored).await.map_err(storage)?);
+        let cached = self.0.versions.borrow().get(stream).copied();
+        Ok(cached.unwrap_or(stored))
+    }
+}
+
+/// Issues a `get` per stream name in the `streams` store.
+pub(super) fn get_versions<'a>(
+    store: &IdbObjectStore,
+    names: &[&'a str],
+) -> Result<Vec<(&'a str, web_sys::IdbRequest)>, Error> {
+    names
+        .iter()
+        .map(|s| Ok((*s, store.get(&JsValue::from_str(s)).map_err(storage)?)))
+        .collect()
+}
