@@ -294,6 +294,9 @@ impl Log {
 
     /// Reads the engine again if another tab changed the outbox; returns whether it did.
     async fn load_engine(&self, s: &Stores) -> Result<bool, Error> {
+        if !self.is_synced() {
+            return Ok(false);
+        }
         let rev = as_u64(&get(&s.meta, "outboxRev").await?);
         if self.0.outbox.borrow().as_ref().map(|o| o.rev) == Some(rev) {
             return Ok(false);
@@ -338,7 +341,7 @@ impl Log {
         };
         let mut engine = Engine::restore(stored, self.0.max_push_bytes).map_err(sync_error)?;
         let mut mirror = self.0.outbox.borrow_mut();
-        let o = mirror.get_or_insert_with(Mirror::default);
+        let o = mirror.as_mut().expect("synced");
         engine.set_epoch(o.epoch);
         o.engine = Some(engine);
         o.rev = rev;
@@ -815,7 +818,12 @@ impl Log {
             .await
             .map_err(storage)?
             .is_undefined();
-        let mut w = self.with_engine(|e| e.dismiss(id));
+        // A log that is not synced has no engine; its rejections are only records.
+        let mut w = if self.is_synced() {
+            self.with_engine(|e| e.dismiss(id))
+        } else {
+            Writes::default()
+        };
         if found && w.rejections_delete.is_empty() {
             w.rejections_delete.push(id);
         }

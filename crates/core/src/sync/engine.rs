@@ -136,29 +136,40 @@ impl Writes {
     /// Adds a later step's writes (e.g. several appends in one transaction).
     pub fn merge(&mut self, later: Writes) {
         self.confirmed.extend(later.confirmed);
-        for (n, record) in later.outbox_put {
-            self.outbox_delete.retain(|d| *d != n);
-            self.outbox_put.retain(|(p, _)| *p != n);
-            self.outbox_put.push((n, record));
-        }
-        for n in later.outbox_delete {
-            self.outbox_put.retain(|(p, _)| *p != n);
-            if !self.outbox_delete.contains(&n) {
-                self.outbox_delete.push(n);
-            }
-        }
-        for (n, record) in later.rejections_put {
-            self.rejections_delete.retain(|d| *d != n);
-            self.rejections_put.retain(|(p, _)| *p != n);
-            self.rejections_put.push((n, record));
-        }
-        for n in later.rejections_delete {
-            self.rejections_put.retain(|(p, _)| *p != n);
-            if !self.rejections_delete.contains(&n) {
-                self.rejections_delete.push(n);
-            }
-        }
+        merge_records(
+            &mut self.outbox_put,
+            &mut self.outbox_delete,
+            later.outbox_put,
+            later.outbox_delete,
+        );
+        merge_records(
+            &mut self.rejections_put,
+            &mut self.rejections_delete,
+            later.rejections_put,
+            later.rejections_delete,
+        );
         self.next_batch = later.next_batch.or(self.next_batch);
+    }
+}
+
+/// Puts and deletes of records by key, a later step's over an earlier one's: the last word on
+/// a key wins.
+fn merge_records<T>(
+    puts: &mut Vec<(u64, T)>,
+    deletes: &mut Vec<u64>,
+    later_puts: Vec<(u64, T)>,
+    later_deletes: Vec<u64>,
+) {
+    for (n, record) in later_puts {
+        deletes.retain(|d| *d != n);
+        puts.retain(|(p, _)| *p != n);
+        puts.push((n, record));
+    }
+    for n in later_deletes {
+        puts.retain(|(p, _)| *p != n);
+        if !deletes.contains(&n) {
+            deletes.push(n);
+        }
     }
 }
 

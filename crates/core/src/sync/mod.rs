@@ -1,6 +1,7 @@
 //! The sync rules of a client, once: a state machine with no I/O, no clocks and no browser
-//! types. The browser runs [`Engine`] over IndexedDB (`src/sync` in the `logfold` crate); the
-//! simulation (`tests/sync_sim.rs`) runs the same engine over [`MemoryClientStore`].
+//! types. The browser runs [`Engine`] over IndexedDB (`src/log/sync.rs` in the `logfold`
+//! crate); the simulation (`tests/sync_sim.rs`) runs the same engine over
+//! [`MemoryClientStore`].
 //!
 //! # Words
 //! - **confirmed log**: a dense prefix of the server's log; each event's `seq` is its offset.
