@@ -490,6 +490,18 @@ impl World {
         self.tab(at);
         let node = &mut self.nodes[at.node];
         let tab = &mut node.tabs[at.tab];
+        // What a step calls the front must be the outbox's first events as the step found it,
+        // and the rest of the outbox must be as it was (the browser's tables then keep their
+        // overlay as it is).
+        let before: Vec<EventId> = tab.engine.outbox_events().map(|e| e.id).collect();
+        let check_front = |front: bool, confirmed: &[Event], engine: &Engine| {
+            if front {
+                let ids: Vec<EventId> = confirmed.iter().map(|e| e.id).collect();
+                let after: Vec<EventId> = engine.outbox_events().map(|e| e.id).collect();
+                assert!(before.starts_with(&ids), "a front that was not the outbox's front");
+                assert_eq!(after, before[ids.len()..], "the outbox after the front moved");
+            }
+        };
         let w = match m {
             Msg::Push(_, push, resp) => {
                 let waiting = waiting(&tab.engine);
@@ -500,10 +512,15 @@ impl World {
                 for n in &out.rejected {
                     assert!(waiting.contains(n), "batch {n} was not waiting");
                 }
+                check_front(out.confirmed.front, &w.confirmed, &tab.engine);
                 w
             }
             Msg::Request(..) => unreachable!("requests go to the server"),
-            Msg::Pull(_, resp) => tab.engine.on_pull(&node.store, resp).expect("pull").1,
+            Msg::Pull(_, resp) => {
+                let (out, w) = tab.engine.on_pull(&node.store, resp).expect("pull");
+                check_front(out.front, &w.confirmed, &tab.engine);
+                w
+            }
         };
         self.crash_or_write(at, &w, true);
         true

@@ -218,8 +218,8 @@ pub struct PullOutcome {
     /// Batches resent under a new number (old, new): what the server lacked of a batch it
     /// held in part.
     pub resent: Vec<(u64, u64)>,
-    /// The new events were all ours and the outbox's first ones, in order: the outbox after
-    /// them kept its places and versions.
+    /// The new events were all ours and the first ones of the outbox as the step found it,
+    /// in order: the outbox after them kept its places and versions.
     pub front: bool,
     /// The confirmed head after the step.
     pub head: u64,
@@ -697,6 +697,8 @@ impl Engine {
             self.stats.confirmed_from_answers += events.len() as u64;
         }
         out.confirmed = self.confirm(log, head, events, &mut step)?;
+        // `front` is about the outbox as the step found it, and batches left it before.
+        out.confirmed.front &= out.rejected.is_empty();
         if !out.rejected.is_empty() && out.confirmed.confirmed == 0 {
             self.rebases += 1;
         }
