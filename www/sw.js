@@ -1,27 +1,46 @@
-// Offline support: network first, falling back to what was cached on the last visit, so a new
-// build is picked up when online and the page still opens offline.
-const CACHE = "logfold-demo-v1";
+// Offline from the first visit: at install the app shell, the package's JS and the .wasm are
+// precached under this build's version (scripts/demo-site.mjs stamps both lines below), and
+// served from that cache. A new build is a new service worker with a new cache; the old
+// cache is deleted once it takes over.
+const VERSION = "dev";
+const PRECACHE = [];
+const CACHE = `logfold-demo-${VERSION}`;
 
-self.addEventListener("install", () => self.skipWaiting());
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+self.addEventListener("install", (event) => {
+  event.waitUntil(
+    (async () => {
+      const cache = await caches.open(CACHE);
+      // Fresh copies, not the HTTP cache's: they must all be of this build.
+      await cache.addAll(PRECACHE.map((path) => new Request(path, { cache: "reload" })));
+      await self.skipWaiting();
+    })(),
+  );
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    (async () => {
+      for (const name of await caches.keys()) {
+        if (name.startsWith("logfold-demo-") && name !== CACHE) await caches.delete(name);
+      }
+      await self.clients.claim();
+    })(),
+  );
+});
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
-  // The sync API (/v1/) goes straight to the network: a cached pull would be stale, and the
-  // live tail is a stream.
+  // The sync API (/v1/) goes to the network: a cached pull would be stale, and the live tail
+  // is a stream. So does anything not of this site.
   if (event.request.method !== "GET" || url.origin !== self.location.origin || url.pathname.startsWith("/v1/")) return;
   event.respondWith(
     (async () => {
       const cache = await caches.open(CACHE);
-      try {
-        const response = await fetch(event.request);
-        if (response.ok) await cache.put(event.request, response.clone());
-        return response;
-      } catch (offline) {
-        const cached = await cache.match(event.request, { ignoreSearch: true });
-        if (cached) return cached;
-        throw offline;
-      }
+      // A visit with a query (?device=b) is the same page.
+      const page = event.request.mode === "navigate" ? await cache.match("./") : undefined;
+      const hit = page ?? (await cache.match(event.request, { ignoreSearch: true }));
+      if (hit) return hit;
+      return fetch(event.request);
     })(),
   );
 });

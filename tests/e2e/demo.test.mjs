@@ -1,28 +1,41 @@
-// The offline demo (www/) as `npm start` runs it: served by the sync server itself. Appending
-// shows in the balances, in this tab and in another one, reaches the server, and the page keeps
-// its log across a reload.
+// The offline demo (www/) as `npm start` runs it: the site scripts/demo-site.mjs builds, served
+// by the sync server itself. Offline from the first visit, a transfer in every open tab, time
+// travel, and a rejection in the log inspector. Screenshots go to tests/e2e/output/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { cp, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, PKG_DIR, profileDir, launch, sleep, TEST_TIMEOUT } from "./harness.mjs";
+import { ROOT, profileDir, launch, sleep, TEST_TIMEOUT } from "./harness.mjs";
+import { buildDemo } from "../../scripts/demo-site.mjs";
 
 const PORT = 47316;
 const SERVER = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, "target"), "server/logfold-server");
+const OUTPUT = join(ROOT, "tests/e2e/output");
+const url = `http://127.0.0.1:${PORT}/`;
 let server, browser, dir;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "logfold-demo-"));
-  await cp(join(ROOT, "www"), join(dir, "site"), { recursive: true });
-  await cp(PKG_DIR, join(dir, "site/pkg"), { recursive: true });
+async function startServer() {
   server = spawn(SERVER, ["--listen", `127.0.0.1:${PORT}`, "--database", join(dir, "demo.sqlite3"), "--static", join(dir, "site")], { stdio: "ignore" });
   for (let i = 0; ; i++) {
-    if (await fetch(`http://127.0.0.1:${PORT}/healthz`).then((r) => r.ok, () => false)) break;
+    if (await fetch(`${url}healthz`).then((r) => r.ok, () => false)) return;
     if (i > 100) throw new Error("the sync server did not start");
     await sleep(100);
   }
+}
+
+async function stopServer() {
+  const exited = new Promise((ok) => server.once("exit", ok));
+  server.kill("SIGKILL");
+  await exited;
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "logfold-demo-"));
+  await buildDemo(join(dir, "site"));
+  await mkdir(OUTPUT, { recursive: true });
+  await startServer();
   browser = await launch(await profileDir("demo"));
 });
 after(async () => {
@@ -31,44 +44,150 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const url = `http://127.0.0.1:${PORT}/`;
-const cells = (page, body) => page.$$eval(`#${body} tr`, (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+const text = (page, id) => page.$eval(`#${id}`, (e) => e.textContent);
+const rows = (page, body) => page.$$eval(`#${body} tr`, (trs) => trs.map((r) => [...r.cells].map((c) => c.textContent)));
+const balances = async (page) => Object.fromEntries((await rows(page, "accounts")).map((r) => [r[0], r[2]]));
+const status = (page) => page.evaluate(() => document.getElementById("sync-detail").textContent);
+const shot = (page, name) => page.screenshot({ path: join(OUTPUT, `demo-${name}.png`), fullPage: true });
 
-async function deposit(page, account, amount, type = "Deposited") {
-  await page.fill("input[name=account]", account);
-  await page.selectOption("select[name=type]", type);
-  await page.fill("input[name=amount]", String(amount));
-  await page.click("#append button");
+async function visit(page, path = "") {
+  await page.goto(url + path);
+  await page.waitForSelector("body[data-ready=true]", { state: "attached" });
 }
 
-test("the demo folds appends into balances, shows them in another tab, and keeps them across a reload", { timeout: TEST_TIMEOUT }, async () => {
+async function openAccount(page, account, owner) {
+  await page.fill("#open-account", account);
+  await page.fill("#open-owner", owner);
+  await page.click("#open button");
+  await page.waitForFunction((a) => [...document.querySelectorAll("#accounts tr td:first-child")].some((td) => td.textContent === a), account);
+}
+
+async function move(page, account, amount, kind = "Deposited") {
+  await page.selectOption("#move-account", account);
+  await page.waitForFunction((a) => document.getElementById("move-version").textContent.startsWith(`${a} `), account);
+  await page.fill("#move-amount", amount);
+  await page.click(`#move button[value=${kind}]`);
+  await page.waitForFunction(() => document.getElementById("move-amount").value === "" || document.querySelector("#move .error:not(:empty)"));
+}
+
+/** Waits until the page shows nothing pending and `n` confirmed. */
+const settled = (page, n) => page.waitForFunction((n) => document.getElementById("sync-detail").textContent.startsWith(`${n} confirmed · 0 pending`), n, { timeout: 60_000 });
+
+async function serverEvents() {
+  return (await (await fetch(`${url}v1/logs/demo-ledger/events`)).json()).events;
+}
+
+test("first visit, then offline with the server down: the app opens from the cache with its data, and what is appended then is pushed when the server is back", { timeout: TEST_TIMEOUT }, async () => {
+  const page = await browser.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await visit(page);
+  // The service worker precached the app at install; it controls the page once active.
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await openAccount(page, "savings", "Ada");
+  await openAccount(page, "checking", "Ada");
+  await move(page, "savings", "1250.00");
+  await settled(page, 3);
+
+  await stopServer();
+  await browser.context.setOffline(true);
+  await visit(page);
+  assert.deepEqual(await balances(page), { checking: "0.00", savings: "1,250.00" }, "the data, from IndexedDB");
+  await move(page, "checking", "20.50");
+  assert.equal((await balances(page)).checking, "20.50");
+  await page.waitForFunction(() => document.querySelector("#events tr .tag.pending"));
+  assert.match(await status(page), /3 confirmed · 1 pending/);
+  await shot(page, "offline");
+
+  await startServer();
+  await browser.context.setOffline(false);
+  await page.click("#sync-now");
+  await settled(page, 4);
+  const events = await serverEvents();
+  assert.deepEqual(events.map((e) => [e.stream, e.type, e.data.amount ?? null]), [["savings", "Opened", null], ["checking", "Opened", null], ["savings", "Deposited", 125000], ["checking", "Deposited", 2050]]);
+  await page.close();
+});
+
+test("a transfer changes two rows in every open tab; bad input gets the log's typed error next to its field and writes nothing", { timeout: TEST_TIMEOUT }, async () => {
   const a = await browser.newPage();
   const b = await browser.newPage();
-  await a.goto(url);
-  await b.goto(url);
-  await a.waitForFunction(() => document.getElementById("status").textContent.includes("events"));
-  await b.waitForFunction(() => document.getElementById("status").textContent.includes("events"));
+  await visit(a);
+  await visit(b);
+  await a.selectOption("#transfer-from", "savings");
+  await a.selectOption("#transfer-to", "checking");
+  await a.fill("#transfer-amount", "100");
+  await a.click("#transfer button");
+  for (const p of [a, b]) {
+    await p.waitForFunction(() => [...document.querySelectorAll("#accounts tr")].some((r) => r.cells[0].textContent === "savings" && r.cells[2].textContent === "1,150.00"));
+    assert.deepEqual(await balances(p), { checking: "120.50", savings: "1,150.00" });
+  }
+  assert.equal(await text(a, "total"), "1,270.50", "a transfer moves money, the bank total stays");
 
-  await deposit(a, "acct-1", 1250);
-  await deposit(a, "acct-1", 250, "Withdrawn");
-  await deposit(a, "acct-2", 99);
-  await a.waitForFunction(() => document.getElementById("total").textContent === "10.99");
-  assert.deepEqual(await cells(a, "accounts"), [["acct-1", "10.00", "2"], ["acct-2", "0.99", "1"]]);
+  // An empty account name: the log refuses the event, the form says why, nothing is appended.
+  await a.waitForFunction(() => document.querySelector("#events tr")?.cells[4].textContent === "Transferred");
+  const before = (await rows(a, "events")).length;
+  await a.fill("#open-account", "");
+  await a.fill("#open-owner", "Bob");
+  await a.click("#open button");
+  await a.waitForFunction(() => document.getElementById("open-account-error").textContent !== "");
+  assert.match(await text(a, "open-account-error"), /^INVALID_EVENT: /);
+  assert.equal(await a.evaluate(() => document.activeElement.id), "open-account", "focus goes to the field to fix");
+  // A name taken already: CONFLICT, said as such.
+  await a.fill("#open-account", "savings");
+  await a.click("#open button");
+  await a.waitForFunction(() => /exists already/.test(document.getElementById("open-account-error").textContent));
+  await sleep(300);
+  assert.equal((await rows(a, "events")).length, before, "nothing was appended");
+  await shot(a, "errors");
+  await a.close();
+  await b.close();
+});
 
-  // The other tab hears of the appends and folds them itself.
-  await b.waitForFunction(() => document.getElementById("total").textContent === "10.99");
-  assert.deepEqual(await cells(b, "accounts"), [["acct-1", "10.00", "2"], ["acct-2", "0.99", "1"]]);
+test("the time travel slider shows the balances as of the position picked", { timeout: TEST_TIMEOUT }, async () => {
+  const page = await browser.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await visit(page);
+  await settled(page, 5);
+  // Position 3: both accounts opened and 1,250 deposited; nothing else yet.
+  await page.$eval("#travel", (s) => { s.value = "3"; s.dispatchEvent(new Event("input")); });
+  await page.waitForFunction(() => document.getElementById("travel-at").textContent === "3" && document.querySelectorAll("#travel-accounts tr").length === 2);
+  await page.waitForFunction(() => document.getElementById("travel-total").textContent === "1,250.00");
+  assert.deepEqual(await rows(page, "travel-accounts"), [["checking", "0.00"], ["savings", "1,250.00"]]);
+  await page.$eval("#travel", (s) => { s.value = "1"; s.dispatchEvent(new Event("input")); });
+  await page.waitForFunction(() => document.getElementById("travel-total").textContent === "0.00" && document.querySelectorAll("#travel-accounts tr").length === 1);
+  assert.deepEqual(await rows(page, "travel-accounts"), [["savings", "0.00"]]);
+  // The chart has a point per position and marks the one picked.
+  assert.equal(await page.$eval("#chart polyline", (p) => p.getAttribute("points").split(" ").length), 6);
+  assert.ok(await page.$("#chart .marker"));
+  await shot(page, "time-travel");
+  await page.close();
+});
 
-  await a.reload();
-  await a.waitForFunction(() => document.getElementById("total").textContent === "10.99");
-  assert.deepEqual(await cells(a, "accounts"), [["acct-1", "10.00", "2"], ["acct-2", "0.99", "1"]]);
-  // The balances render at once, the newest events after a read of the log: wait for them.
-  await a.waitForFunction(() => document.querySelectorAll("#events tr").length >= 3);
-  assert.equal((await cells(a, "events")).length, 3);
-
-  // The sync server has them, once each, and the page shows them confirmed.
-  await a.waitForFunction(() => /3 events confirmed, 0 pending/.test(document.getElementById("status").textContent));
-  const pulled = await (await fetch(`http://127.0.0.1:${PORT}/v1/logs/demo-ledger/events`)).json();
-  assert.deepEqual(pulled.events.map((e) => [e.stream, e.type, e.data.amount]), [["acct-1", "Deposited", 1250], ["acct-1", "Withdrawn", 250], ["acct-2", "Deposited", 99]]);
-  assert.ok((await cells(a, "events")).every((row) => !row[0].includes("pending")));
+test("a withdrawal from a stale view on a second device is rejected by the server and shown in its log inspector until dismissed", { timeout: TEST_TIMEOUT }, async () => {
+  const a = await browser.newPage();
+  const b = await browser.newPage();
+  await b.setViewportSize({ width: 1280, height: 900 });
+  await visit(a);
+  await visit(b, "?device=b");
+  assert.equal(await text(b, "device"), "device B");
+  await settled(b, 5);
+  // B stops syncing and picks savings; A withdraws from it meanwhile.
+  await b.click("#sync-pause");
+  await b.waitForFunction(() => document.getElementById("sync-state").textContent === "paused");
+  await b.selectOption("#move-account", "checking");
+  await b.selectOption("#move-account", "savings");
+  await move(a, "savings", "50", "Withdrawn");
+  await settled(a, 6);
+  // B still sees the old version, so its own check passes; the server's does not.
+  await move(b, "savings", "70", "Withdrawn");
+  assert.equal((await balances(b)).savings, "1,080.00");
+  await b.click("#sync-pause");
+  await b.waitForFunction(() => document.querySelector("#rejections .rejection"), null, { timeout: 60_000 });
+  assert.match(await b.$eval("#rejections .rejection", (r) => r.textContent), /conflict/);
+  await b.waitForFunction(() => [...document.querySelectorAll("#accounts tr")].some((r) => r.cells[0].textContent === "savings" && r.cells[2].textContent === "1,100.00"));
+  await shot(b, "rejection");
+  await b.click("#rejections button");
+  await b.waitForFunction(() => !document.querySelector("#rejections .rejection"));
+  assert.equal((await serverEvents()).filter((e) => e.type === "Withdrawn").length, 1, "only A's withdrawal is on the server");
+  await a.close();
+  await b.close();
 });
