@@ -498,8 +498,15 @@ impl World {
             if front {
                 let ids: Vec<EventId> = confirmed.iter().map(|e| e.id).collect();
                 let after: Vec<EventId> = engine.outbox_events().map(|e| e.id).collect();
-                assert!(before.starts_with(&ids), "a front that was not the outbox's front");
-                assert_eq!(after, before[ids.len()..], "the outbox after the front moved");
+                assert!(
+                    before.starts_with(&ids),
+                    "a front that was not the outbox's front"
+                );
+                assert_eq!(
+                    after,
+                    before[ids.len()..],
+                    "the outbox after the front moved"
+                );
             }
         };
         let w = match m {
