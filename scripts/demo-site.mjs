@@ -28,8 +28,7 @@ export async function buildDemo(out, { www = join(ROOT, "www"), pkg = join(ROOT,
   const hash = createHash("sha256");
   for (const f of files) hash.update(f).update(await readFile(join(out, f)));
   const version = hash.digest("hex").slice(0, 12);
-  // The page itself is precached as "./" (what a visit asks for), not as index.html.
-  const precache = ["./", ...files.filter((f) => f !== "index.html")];
+  const precache = files;
   const sw = (await readFile(join(out, "sw.js"), "utf8"))
     .replace(/const VERSION = "[^"]*";/, `const VERSION = ${JSON.stringify(version)};`)
     .replace(/const PRECACHE = \[[^\]]*\];/, `const PRECACHE = ${JSON.stringify(precache)};`);

@@ -9,9 +9,17 @@ const CACHE = `logfold-demo-${VERSION}`;
 self.addEventListener("install", (event) => {
   event.waitUntil(
     (async () => {
+      // Fresh copies, not the HTTP cache's: they must all be of this build. (fetch, because
+      // Chromium's cache.addAll does not honour a request's cache mode.)
+      const fresh = await Promise.all(
+        PRECACHE.map(async (path) => {
+          const response = await fetch(path, { cache: "no-store" });
+          if (!response.ok) throw new Error(`${path}: ${response.status}`);
+          return [path, response];
+        }),
+      );
       const cache = await caches.open(CACHE);
-      // Fresh copies, not the HTTP cache's: they must all be of this build.
-      await cache.addAll(PRECACHE.map((path) => new Request(path, { cache: "reload" })));
+      for (const [path, response] of fresh) await cache.put(path, response);
       await self.skipWaiting();
     })(),
   );
@@ -36,8 +44,8 @@ self.addEventListener("fetch", (event) => {
   event.respondWith(
     (async () => {
       const cache = await caches.open(CACHE);
-      // A visit with a query (?device=b) is the same page.
-      const page = event.request.mode === "navigate" ? await cache.match("./") : undefined;
+      // A visit (with a query or not: ?device=b) is the same page.
+      const page = event.request.mode === "navigate" ? await cache.match("index.html") : undefined;
       const hit = page ?? (await cache.match(event.request, { ignoreSearch: true }));
       if (hit) return hit;
       return fetch(event.request);

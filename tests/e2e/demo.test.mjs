@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, profileDir, launch, sleep, TEST_TIMEOUT } from "./harness.mjs";
@@ -190,4 +190,29 @@ test("a withdrawal from a stale view on a second device is rejected by the serve
   assert.equal((await serverEvents()).filter((e) => e.type === "Withdrawn").length, 1, "only A's withdrawal is on the server");
   await a.close();
   await b.close();
+});
+
+test("the demo is installable, and a new build replaces the cached one", { timeout: TEST_TIMEOUT }, async () => {
+  const page = await browser.newPage();
+  await visit(page);
+  const cdp = await page.context().newCDPSession(page);
+  const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+  assert.deepEqual(installabilityErrors, [], "Chromium finds nothing missing to install it");
+  const cached = () => page.evaluate(() => caches.keys());
+  const [old] = await cached();
+  assert.match(old, /^logfold-demo-[0-9a-f]{12}$/);
+
+  // A new build: other bytes, so another version and another service worker.
+  const www = join(dir, "www-next");
+  await cp(join(ROOT, "www"), www, { recursive: true });
+  const index = join(www, "index.html");
+  await writeFile(index, (await readFile(index, "utf8")).replace("<title>logfold ledger</title>", "<title>logfold ledger, next</title>"));
+  const { version } = await buildDemo(join(dir, "site"), { www });
+  assert.notEqual(`logfold-demo-${version}`, old);
+  await visit(page);
+  // The new service worker installs, takes over and deletes the old build's cache.
+  await page.waitForFunction((v) => caches.keys().then((k) => k.length === 1 && k[0] === `logfold-demo-${v}`), version, { timeout: 30_000 });
+  await visit(page);
+  assert.match(await page.evaluate(() => navigator.serviceWorker.controller?.scriptURL ?? ""), /\/sw\.js$/);
+  await page.close();
 });
