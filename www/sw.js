@@ -9,11 +9,11 @@ const CACHE = `logfold-demo-${VERSION}`;
 self.addEventListener("install", (event) => {
   event.waitUntil(
     (async () => {
-      // Fresh copies, not the HTTP cache's: they must all be of this build. (fetch, because
-      // Chromium's cache.addAll does not honour a request's cache mode.)
+      // Fresh copies of this build, past any HTTP cache on the way (the query makes the URL
+      // the build's own); stored under the plain path.
       const fresh = await Promise.all(
         PRECACHE.map(async (path) => {
-          const response = await fetch(path, { cache: "no-store" });
+          const response = await fetch(`${path}?build=${VERSION}`, { cache: "no-store" });
           if (!response.ok) throw new Error(`${path}: ${response.status}`);
           return [path, response];
         }),
