@@ -111,6 +111,9 @@ async function pick(form) {
   $(`${form}-version`).textContent = picked[form] ? `${account} is at version ${picked[form].version}; it is checked again when you submit.` : "";
 }
 
+/** After this tab's own append both forms pick again: what it just did is not a stale view. */
+const pickBoth = () => Promise.all([pick("move"), pick("transfer")]);
+
 /** Library errors in a form: shown next to the field they are about. */
 function showError(e, fields) {
   if (!(e instanceof LogfoldError)) throw e;
@@ -160,7 +163,7 @@ $("move").addEventListener("submit", async (ev) => {
     await log.append({ stream: p.account, type: kind, data: { account: p.account, amount, day: today() } }, { expectedVersion: p.version });
     $("move-amount").value = "";
     announce(`${kind === "Deposited" ? "Deposited" : "Withdrew"} ${money(amount)} ${kind === "Deposited" ? "into" : "from"} ${p.account}.`);
-    await pick("move");
+    await pickBoth();
     $("move-amount").focus();
   } catch (e) {
     showError(e, { stream: "move-account", other: "move-amount" });
@@ -184,7 +187,7 @@ $("transfer").addEventListener("submit", async (ev) => {
     await log.append({ stream: p.account, type: "Transferred", data: { from: p.account, to, amount, day: today() } }, { expectedVersion: p.version });
     $("transfer-amount").value = "";
     announce(`Moved ${money(amount)} from ${p.account} to ${to}.`);
-    await pick("transfer");
+    await pickBoth();
     $("transfer-amount").focus();
   } catch (e) {
     showError(e, { stream: "transfer-from", other: "transfer-amount" });
