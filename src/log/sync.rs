@@ -730,7 +730,7 @@ impl Log {
         // Outbox events left or were confirmed: the tables change.
         if !events.is_empty() || !w.rejections_put.is_empty() {
             self.after_confirmed(known.head, events, outcome.confirmed.front)
-                .await?;
+                .await;
         }
         let rejected = w
             .rejections_put
@@ -745,10 +745,26 @@ impl Log {
         })
     }
 
-    /// The overlay after a step moved the outbox or confirmed `events` after `head`: when
-    /// they were all ours and the outbox's front, as shown, the tables already show them
-    /// (`lag`); otherwise the overlay is rebuilt.
-    async fn after_confirmed(&self, head: u64, events: &[Event], front: bool) -> Result<(), Error> {
+    /// The tables after a committed step moved the outbox or confirmed `events` after `head`:
+    /// when they were all ours and the outbox's front, as shown, the tables already show them
+    /// (`lag`); otherwise the overlay is rebuilt. The step stands whatever happens here, and
+    /// its outcome must reach the sync loop (rejections to tell), so a failure only warns and
+    /// leaves the tables to be rebuilt from IndexedDB.
+    async fn after_confirmed(&self, head: u64, events: &[Event], front: bool) {
+        if let Err(e) = self.show_confirmed(head, events, front).await {
+            self.0.projections.warn(&format!(
+                "the tables could not show a sync step: {e}; rebuilding them"
+            ));
+            self.outbox_unknown();
+            if let Err(e) = self.show(None).await {
+                self.0
+                    .projections
+                    .warn(&format!("the tables could not be rebuilt: {e}"));
+            }
+        }
+    }
+
+    async fn show_confirmed(&self, head: u64, events: &[Event], front: bool) -> Result<(), Error> {
         if let Some(o) = self.0.outbox.borrow_mut().as_mut() {
             if front && !events.is_empty() && o.shown_valid && o.shown >= events.len() {
                 o.shown -= events.len();
@@ -801,7 +817,7 @@ impl Log {
         let written = self.commit_step(&tx, done, &s, known.head, &w).await?;
         self.confirmed_now(known.head, &w.confirmed, &written);
         self.after_confirmed(known.head, &w.confirmed, outcome.front)
-            .await?;
+            .await;
         Ok(Pulled {
             confirmed: outcome.confirmed as u64,
             ours: outcome.ours as u64,

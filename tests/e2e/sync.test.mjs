@@ -305,8 +305,9 @@ test("two devices append while offline, reconnect, and end with identical logs a
 
       // Both online now: an append on A reaches B's table through the live tail (no now()).
       const before = vb.tables.accounts["acct-3"];
-      const dep = await ev(pa, () => S.logs.ledger.append({ stream: "acct-3", type: "Deposited", data: { account: "acct-3", amount: 4242 } }));
+      // Cleared first: B may hear the deposit before A's append call has even returned.
       await ev(pb, () => { S.changes.ledger.length = 0; });
+      const dep = await ev(pa, () => S.logs.ledger.append({ stream: "acct-3", type: "Deposited", data: { account: "acct-3", amount: 4242 } }));
       const row = await until("A's deposit in B's table", () => ev(pb, () => S.tables("ledger").accounts["acct-3"]), (r) => r && r.balance === before.balance + 4242);
       assert.equal(row.movements, before.movements + 1);
       const heardB = await until("B's table subscriber to hear A's deposit", () => ev(pb, () => S.changes.ledger), (c) => c.some((x) => x.changes.some((ch) => ch.key === "acct-3" && ch.row?.balance === row.balance)), 30_000);
