@@ -399,13 +399,15 @@ export class Sync {
   // Before the first push after a start or a failure: the server must still hold the log
   // this one confirmed from, or the push would write the outbox into another log.
   async #verify(signal) {
-    const { serverHead } = await this.#page(this.#core.head, signal, 1);
-    this.#checkHead(serverHead);
+    const confirmed = this.#core.head;
+    const { serverHead } = await this.#page(confirmed, signal, 1);
+    this.#checkHead(serverHead, confirmed);
     this.#verified = true;
   }
 
-  #checkHead(serverHead) {
-    const confirmed = this.#core.head;
+  // `confirmed`: this log's head when the request was sent. The live tail moves the head
+  // meanwhile, past what an answer about an earlier moment can know of.
+  #checkHead(serverHead, confirmed) {
     if (serverHead < confirmed) {
       throw this.#errors(
         "DIVERGED",
@@ -439,12 +441,13 @@ export class Sync {
       const response = await this.#fetch("/push", { method: "POST", body, headers: { "content-type": "application/json" } }, signal);
       const text = await response.text();
       const answer = JSON.parse(await this.#core.applyPush(this.#epoch, numbers, text));
-      this.#checkHead(answer.serverHead);
+      // What the answer did is stored: the app hears of it before anything else can fail.
       if (answer.rejected.length > 0) {
         this.#tellRejected(answer.rejected);
         this.#post({ type: "sync-rejected", rejected: answer.rejected });
       }
       this.#retracted(answer.retracted);
+      this.#checkHead(answer.serverHead, head);
       // The outbox changed (rejected), or its front was confirmed from the answer: other tabs
       // fold it.
       if (answer.rejected.length > 0 || this.#core.head > head) this.#post({ head: this.#core.head });
@@ -459,7 +462,7 @@ export class Sync {
     let next = this.#page(after, signal);
     for (;;) {
       const { body, serverHead } = await next;
-      this.#checkHead(serverHead);
+      this.#checkHead(serverHead, after);
       const last = Math.min(serverHead, after + PULL_LIMIT);
       next = last < serverHead ? this.#page(last, signal) : null;
       next?.catch(() => {}); // awaited below, or dropped
