@@ -623,7 +623,12 @@ export interface Rejection {
 
 /** Where sync stands, as this tab sees it ({@link Sync.status}). */
 export interface SyncStatus {
-  /** `syncing` while a round is under way or due; `error` after a failure (see `lastError`); `paused` after {@link Sync.pause}. */
+  /**
+   * `syncing`: a round is under way; `online`: the last round succeeded (the leader then follows
+   * the live tail); `offline`: the server could not be reached (or the browser went offline),
+   * retried with backoff; `error`: another failure (see `lastError`), retried too unless it is
+   * `FORBIDDEN` or `DIVERGED`; `paused`: after {@link Sync.pause}.
+   */
   state: "online" | "offline" | "syncing" | "error" | "paused";
   /** Whether this tab is the one that syncs (one per log and origin). */
   leader: boolean;
