@@ -225,8 +225,8 @@ export interface LogfoldError<C extends ErrorCode = ErrorCode> extends Error {
 export declare const LogfoldError: {
   /** Makes an error as logfold does (for tests and wrappers). */
   new <C extends ErrorCode>(code: C, message: string, details: ErrorDetails[C]): LogfoldError<C>;
-  /** What `instanceof` checks. */
-  readonly prototype: LogfoldError;
+  /** What `instanceof` checks: one type per code, so that testing `code` narrows `details`. */
+  readonly prototype: { [C in ErrorCode]: LogfoldError<C> }[ErrorCode];
 };
 
 /**
