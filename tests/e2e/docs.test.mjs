@@ -122,6 +122,7 @@ function instrument(code) {
     }
     if (/^\s*import\b/.test(line)) throw new Error(`line ${i + 1}: only \`import { … } from "logfold"\` is understood`);
     const m = /^(\s*)(.*?)\s*\/\/ → (.*)$/.exec(line);
+    if (!m && line.includes("→")) throw new Error(`line ${i + 1}: a → not in the form \`expr; // → value\`, so nothing would check it`);
     if (!m) return line;
     const [, indent, statement, expected] = m;
     const k = checks.length;
@@ -269,10 +270,11 @@ test("an example fails when a stated result is wrong, never runs, or the example
     "a check that never ran": [/never ran/, "try {", "  await Logfold.open({ name: \"x\" });", "} catch (e) {", "  e.code; // → \"CLOSED\"", "}"],
     "a throw": [/threw/, "await Logfold.open({ name: \"\" });"],
     "a missing key": [/stated result is wrong/, "({ a: 1, b: 2 }); // → { a: 1 }"],
+    "an arrow no check would see": [/not in the form/, "1 + 1; //→ 3"],
   };
   for (const [what, [reason, ...lines]] of Object.entries(bad)) {
     const run = runExample({ name: what, code: lines.join("\n"), line: 1, file: join(ROOT, "self-test") });
-    await assert.rejects(run, (e) => e instanceof assert.AssertionError && reason.test(e.message), what);
+    await assert.rejects(run, (e) => reason.test(e.message), what);
   }
   // …and a right one passes, with undefined properties counted as absent.
   assert.equal(await runExample({ name: "right", code: "({ a: 1, b: undefined }); // → { a: 1 }", line: 1, file: join(ROOT, "self-test") }), 1);
