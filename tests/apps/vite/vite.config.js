@@ -1,0 +1,3 @@
+export default {
+  base: "./", // the build is served from a subfolder
+};
