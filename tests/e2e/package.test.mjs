@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { createRequire } from "node:module";
 import { ROOT, PKG_DIR, profileDir, launch, ev, sleep, pkgBuilt, withTimeout, WAIT } from "./harness.mjs";
 import { startSyncServer, serverBuilt, SERVER_BIN } from "./sync-server.mjs";
 import { serve } from "../../scripts/serve.mjs";
@@ -171,11 +172,11 @@ async function ledgerScenario(url, { server, name }) {
 
     // Another device deposits: the page pulls it live, the subscription and the page show it.
     await push(server, log, [{ stream: "acct-seed", type: "Deposited", data: { amount: 5 } }]);
+    // (Polled as a whole: a report reads the log, then the table, and a pull may land between.)
     const live = await until(async () => {
       const r = await ev(page, () => window.app.report());
-      return r.rows.find((x) => x.key === "acct-seed").row.balance === 45 && r;
-    }, "the remote deposit in the page's table");
-    assert.equal(live.events.at(-1).offset, 7);
+      return r.rows.find((x) => x.key === "acct-seed").row.balance === 45 && r.events.at(-1).offset === 7 && r;
+    }, "the remote deposit in the page's log and table");
     assert.ok(live.changes.some((c) => c.seq === 7 && c.changes[0].row.balance === 45), "the subscription heard the remote deposit");
     await until(async () => (await listed(page)).includes("acct-seed Seed 45"), "the remote deposit rendered");
 
@@ -325,4 +326,14 @@ test("strict TypeScript compiles against the installed types (bundler and NodeNe
     const r = spawnSync(join(BIN, "tsc"), ["-p", config, "--pretty", "false"], { cwd: join(APPS, "ts"), encoding: "utf8", timeout: 120_000 });
     assert.equal(r.status, 0, `tsc -p ${config}:\n${r.stdout}${r.stderr}`);
   }
+});
+
+test("the installed package's exports: the entry, logfold/react, the wasm and package.json; internals stay private", opts, () => {
+  const resolve = createRequire(join(APPS, "package.json")).resolve;
+  const dir = join(APPS, "node_modules/logfold");
+  assert.equal(resolve("logfold"), join(dir, "index.js"));
+  assert.equal(resolve("logfold/react"), join(dir, "react.js"));
+  assert.equal(resolve("logfold/logfold_bg.wasm"), join(dir, "logfold_bg.wasm"));
+  assert.equal(resolve("logfold/package.json"), join(dir, "package.json"));
+  assert.throws(() => resolve("logfold/sync.js"), { code: "ERR_PACKAGE_PATH_NOT_EXPORTED" });
 });
