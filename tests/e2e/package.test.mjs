@@ -21,7 +21,7 @@ const APPS = join(ROOT, "tests/apps");
 const BIN = join(APPS, "node_modules/.bin");
 // 47340–47349 are this file's. The built apps share one static origin; each Vite dev server is
 // another origin, so it gets a sync server of its own (each allows one CORS origin).
-const PORTS = { sync: 47340, static: 47341, viteDev: 47342, viteDevSync: 47343, vite7Dev: 47344, vite7DevSync: 47345, reactDev: 47346, reactDevSync: 47347 };
+const PORTS = { sync: 47340, static: 47341, viteDev: 47342, viteDevSync: 47343, vite7Dev: 47344, vite7DevSync: 47345, reactDev: 47346, reactDevSync: 47347, workerDev: 47348, workerDevSync: 47349 };
 const STATIC = `http://127.0.0.1:${PORTS.static}`;
 const opts = { timeout: 180_000 };
 
@@ -257,6 +257,12 @@ test("a page with no bundler imports the installed package through an import map
 test("the log opened in a dedicated worker (Vite build), the page talking to it by postMessage", opts, async (t) => {
   viteBuild(t, "worker");
   await ledgerScenario(`${STATIC}/worker/dist/index.html`, { server: sync, name: "worker" });
+});
+
+test("the log in a dedicated worker on Vite's dev server", opts, async () => {
+  await onDevServer(VITE, "worker", [PORTS.workerDev, PORTS.workerDevSync], async (url, server) => {
+    await ledgerScenario(url, { server, name: "worker-dev" });
+  });
 });
 
 /**
