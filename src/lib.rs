@@ -13,10 +13,8 @@ pub mod log;
 pub mod tables;
 
 use js_sys::{Function, Promise};
-use logfold_core::json::push_u64;
+use logfold_core::json::{push_u64, JsonError, Reader};
 use logfold_core::{Batch, ExpectedVersion, NewEvent};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -26,16 +24,41 @@ use crate::tables::{parse_definitions, reducer_snapshot_key, TablesView};
 
 pub use error::set_error_class;
 
-/// An event as the JS wrapper sends it: `data` and `meta` stay raw JSON text.
-#[derive(Deserialize)]
-struct WireEvent<'a> {
-    stream: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    #[serde(borrow)]
-    data: &'a RawValue,
-    #[serde(borrow, default)]
-    meta: Option<&'a RawValue>,
+/// The wrapper's event list, `[{stream, type, data, meta?}]`, with `data` and `meta` kept as
+/// their JSON text (`meta: null` is no meta).
+fn wire_events(text: &str) -> Result<Vec<NewEvent>, JsonError> {
+    let mut r = Reader::new(text);
+    let mut events = Vec::new();
+    r.array(|r| {
+        let (mut stream, mut event_type, mut data, mut meta) = (None, None, None, None);
+        r.object(|r, key| {
+            match &*key {
+                "stream" => stream = Some(r.string()?.into_owned()),
+                "type" => event_type = Some(r.string()?.into_owned()),
+                "data" => data = Some(r.skip()?.to_owned()),
+                "meta" => {
+                    meta = (!r.null()?)
+                        .then(|| r.skip())
+                        .transpose()?
+                        .map(str::to_owned)
+                }
+                _ => drop(r.skip()?),
+            }
+            Ok(())
+        })?;
+        match (stream, event_type, data) {
+            (Some(stream), Some(event_type), Some(data)) => events.push(NewEvent {
+                stream,
+                event_type,
+                data,
+                meta,
+            }),
+            _ => return Err(r.error("an event needs stream, type and data")),
+        }
+        Ok(())
+    })?;
+    r.end()?;
+    Ok(events)
 }
 
 /// Splits the wrapper's event list into batches with their expected versions (`streams[i]`
@@ -47,7 +70,7 @@ fn split_batches(
     versions: Vec<f64>,
     counts: &[u32],
 ) -> Result<Vec<Batch>, Error> {
-    let wire: Vec<WireEvent<'_>> = serde_json::from_str(events_json)
+    let wire = wire_events(events_json)
         .map_err(|e| Error::argument("events", format!("not an event list: {e}")))?;
     let total: usize = sizes.iter().map(|n| *n as usize).sum();
     if total != wire.len() || sizes.len() != counts.len() || streams.len() != versions.len() {
@@ -56,12 +79,7 @@ fn split_batches(
             "batch sizes do not match the events",
         ));
     }
-    let mut events = wire.into_iter().map(|w| NewEvent {
-        stream: w.stream,
-        event_type: w.event_type,
-        data: w.data.get().to_owned(),
-        meta: w.meta.map(|m| m.get().to_owned()).filter(|m| m != "null"),
-    });
+    let mut events = wire.into_iter();
     let mut expected = streams.into_iter().zip(versions);
     Ok(sizes
         .iter()
@@ -143,7 +161,7 @@ impl LogCore {
                 other => {
                     return Err(Error::argument(
                         "durability",
-                        format!("{other:?} is not \"strict\" or \"relaxed\""),
+                        format!("\"{other}\" is not \"strict\" or \"relaxed\""),
                     )
                     .into())
                 }
@@ -382,10 +400,12 @@ impl LogCore {
     pub fn apply_push(&self, epoch: f64, numbers: Vec<f64>, response: String) -> Promise {
         let log = self.0.clone();
         future_to_promise(async move {
-            let response: logfold_core::protocol::PushResponse = serde_json::from_str(&response)
-                .map_err(|e| Error::Sync {
-                    code: "SYNC_PROTOCOL",
-                    message: format!("the push answer is not valid: {e}"),
+            let response =
+                logfold_core::protocol::PushResponse::from_json(&response).map_err(|e| {
+                    Error::Sync {
+                        code: "SYNC_PROTOCOL",
+                        message: format!("the push answer is not valid: {e}"),
+                    }
                 })?;
             let numbers: Vec<u64> = numbers.iter().map(|n| *n as u64).collect();
             let head = response.head;
@@ -406,10 +426,11 @@ impl LogCore {
                 }
                 push_u64(&mut out, *n);
             }
-            out.push_str(&format!(
-                "],\"fenced\":{},\"serverHead\":{head}}}",
-                pushed.fenced
-            ));
+            out.push_str("],\"fenced\":");
+            out.push_str(if pushed.fenced { "true" } else { "false" });
+            out.push_str(",\"serverHead\":");
+            push_u64(&mut out, head);
+            out.push('}');
             Ok(out.into())
         })
     }
@@ -493,8 +514,8 @@ fn pulled_events(
         message: format!("the pull answer is not valid: {what}"),
     };
     if let Some(text) = body.as_string() {
-        let r: logfold_core::protocol::PullResponse =
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let r = logfold_core::protocol::PullResponse::from_json(&text)
+            .map_err(|e| bad(e.to_string()))?;
         return Ok((r.events.into_iter().map(Into::into).collect(), r.head));
     }
     let bytes = js_sys::Uint8Array::new(body).to_vec();

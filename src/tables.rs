@@ -4,9 +4,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use logfold_core::json::{read::parse, Json, Reader};
 use logfold_core::table::{snapshot, FoldError, Key, Table, TableDef, Value};
 use logfold_core::EventRef;
-use serde_json::Value as Json;
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
@@ -341,12 +341,12 @@ fn same(v: &Value, want: &Json) -> bool {
     match (v, want) {
         (Value::Null, Json::Null) => true,
         (Value::Bool(a), Json::Bool(b)) => a == b,
-        (Value::Num(a), Json::Number(b)) => b.as_f64() == Some(*a),
-        (Value::Str(a), Json::String(b)) => a == b,
-        (Value::List(items), Json::Array(wants)) => {
+        (Value::Num(a), Json::Num(b)) => a == b,
+        (Value::Str(a), Json::Str(b)) => a == b,
+        (Value::List(items), Json::Arr(wants)) => {
             items.len() == wants.len() && items.iter().zip(wants).all(|(a, b)| same(a, b))
         }
-        (Value::Raw(raw), _) => serde_json::from_str::<Json>(raw).is_ok_and(|j| &j == want),
+        (Value::Raw(raw), _) => parse(raw).is_ok_and(|j| &j == want),
         _ => false,
     }
 }
@@ -410,8 +410,8 @@ impl TablesView {
         };
         let filter = match filter {
             None => Vec::new(),
-            Some(text) => match serde_json::from_str::<Json>(&text) {
-                Ok(Json::Object(o)) => o.into_iter().collect(),
+            Some(text) => match parse(&text) {
+                Ok(Json::Obj(o)) => o,
                 _ => {
                     return Err(
                         Error::argument("where", "must be an object of field → value").into(),
@@ -448,8 +448,15 @@ impl TablesView {
 /// Parses the tables of `Logfold.open({ projections })`, given as JSON text of
 /// `{name: definition}`; a fault is `INVALID_PROJECTION` with its path.
 pub fn parse_definitions(json: &str) -> Result<Vec<(String, std::sync::Arc<TableDef>)>, Error> {
-    let defs: serde_json::Map<String, Json> = serde_json::from_str(json)
-        .map_err(|e| Error::argument("projections", format!("not a JSON object: {e}")))?;
+    let not_object = |e| Error::argument("projections", format!("not a JSON object: {e}"));
+    let mut defs = Vec::new();
+    let mut r = Reader::new(json);
+    r.object(|r, name| {
+        defs.push((name.into_owned(), r.value()?));
+        Ok(())
+    })
+    .and_then(|_| r.end())
+    .map_err(not_object)?;
     defs.into_iter()
         .map(|(name, def)| {
             TableDef::parse(&def)

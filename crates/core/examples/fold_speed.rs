@@ -23,7 +23,7 @@ fn main() {
             ]
         }
     });
-    let def = Arc::new(TableDef::parse(&def).unwrap());
+    let def = Arc::new(TableDef::parse_text(&def.to_string()).unwrap());
     let events: Vec<Event> = (1..=n)
         .map(|seq| {
             let a = seq % 1000;

@@ -31,7 +31,7 @@ fn main() {
             ]
         }
     });
-    let def = Arc::new(TableDef::parse(&def).unwrap());
+    let def = Arc::new(TableDef::parse_text(&def.to_string()).unwrap());
     let events = ledger_events(n);
 
     let start = Instant::now();

@@ -105,7 +105,7 @@ fn rejected(
     BatchResult::Rejected {
         reason,
         message: message.into(),
-        details,
+        details: details.to_string(),
     }
 }
 
@@ -476,6 +476,10 @@ mod tests {
     use crate::protocol::PushEvent;
     use crate::version::ExpectedVersion;
 
+    fn json_of(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
+    }
+
     fn event(n: u128, stream: &str) -> PushEvent {
         PushEvent {
             id: EventId(n),
@@ -642,7 +646,7 @@ mod tests {
                 reason: RejectReason::Conflict,
                 details,
                 ..
-            } => assert_eq!(details["actual"], 2),
+            } => assert_eq!(json_of(&details)["actual"], 2),
             other => panic!("expected a conflict, got {other:?}"),
         }
         assert_eq!(log.last_offset(), 2);
@@ -663,7 +667,10 @@ mod tests {
                 details,
                 ..
             } => assert_eq!(
-                (details["index"].as_u64(), details["field"].as_str()),
+                (
+                    json_of(&details)["index"].as_u64(),
+                    json_of(&details)["field"].as_str()
+                ),
                 (Some(1), Some("type"))
             ),
             other => panic!("{other:?}"),

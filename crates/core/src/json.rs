@@ -6,6 +6,10 @@
 use crate::event::EventRef;
 use crate::segment::{Segment, SegmentError};
 
+pub mod read;
+
+pub use read::{Json, JsonError, Reader};
+
 /// Appends `s` as a JSON string literal.
 pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
@@ -22,7 +26,10 @@ pub fn push_str(out: &mut String, s: &str) {
         };
         out.push_str(&s[start..i]);
         if esc.is_empty() {
-            out.push_str(&format!("\\u{b:04x}"));
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
         } else {
             out.push_str(esc);
         }
@@ -53,6 +60,19 @@ pub fn push_u64(out: &mut String, mut v: u64) {
         }
     }
     out.push_str(std::str::from_utf8(&buf[i..]).expect("ascii digits"));
+}
+
+/// Appends a finite `v` as JSON writes it (integers without a fraction, others in their
+/// shortest round-trip form); `null` if it is not finite, as `JSON.stringify` does.
+pub fn push_f64(out: &mut String, v: f64) {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        push_i64(out, v as i64);
+    } else if v.is_finite() {
+        // Not core's f64 Display, which would add ~14 KB of formatting code to the wasm.
+        out.push_str(zmij::Buffer::new().format_finite(v));
+    } else {
+        out.push_str("null");
+    }
 }
 
 /// Writes one event object; `stream`, `event_type` and `origin` come already escaped, so a

@@ -17,6 +17,10 @@ use crate::id::EventId;
 use crate::json::push_str;
 use crate::version::ExpectedVersion;
 
+mod read;
+
+pub use read::{read_expected, write_expected};
+
 /// The protocol version this code speaks; a push with any other is refused whole.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -128,9 +132,9 @@ pub enum BatchResult {
         reason: RejectReason,
         /// A sentence for people.
         message: String,
-        /// What a client needs to act, e.g. the stream's current version.
-        #[serde(default)]
-        details: serde_json::Value,
+        /// What a client needs to act, e.g. the stream's current version: JSON text.
+        #[serde(default = "null_text", with = "tagged_json")]
+        details: String,
     },
 }
 
@@ -317,6 +321,10 @@ impl<'de> Deserialize<'de> for ExpectedVersion {
     }
 }
 
+fn null_text() -> String {
+    "null".to_owned()
+}
+
 /// JSON text carried as a JSON value: checked by the parser, kept byte for byte.
 mod raw_json {
     use super::*;
@@ -329,6 +337,19 @@ mod raw_json {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         let raw: Box<RawValue> = Deserialize::deserialize(d)?;
         Ok(Box::<str>::from(raw).into_string())
+    }
+}
+
+/// Like `raw_json`, for a field of an internally tagged enum, whose buffered content cannot
+/// give a raw value: read as a tree and written back as compact text.
+mod tagged_json {
+    use super::*;
+
+    pub use super::raw_json::serialize;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let v: serde_json::Value = Deserialize::deserialize(d)?;
+        Ok(v.to_string())
     }
 }
 
@@ -389,7 +410,7 @@ mod tests {
         let r = BatchResult::Rejected {
             reason: RejectReason::PartlyKnown,
             message: "m".into(),
-            details: serde_json::json!({"known": 1}),
+            details: r#"{"known":1}"#.into(),
         };
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(

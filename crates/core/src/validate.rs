@@ -84,9 +84,7 @@ pub fn check_event(event: &NewEvent, index: usize, limits: &Limits) -> Result<()
 
 /// Checks that `text` is one JSON value with finite numbers.
 pub fn check_json(text: &str) -> Result<(), String> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map(|_| ())
-        .map_err(|e| format!("is not valid JSON: {e}"))
+    crate::json::read::check(text).map_err(|e| format!("is not valid JSON: {e}"))
 }
 
 #[cfg(test)]

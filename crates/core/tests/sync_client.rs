@@ -427,7 +427,7 @@ fn an_old_rejection_is_retracted_when_the_log_shows_the_batch_accepted() {
         results: vec![BatchResult::Rejected {
             reason: RejectReason::Conflict,
             message: "earlier".into(),
-            details: serde_json::json!({}),
+            details: "{}".into(),
         }],
     };
     assert_eq!(c.on_push_response(&req, &refused).unwrap().rejected, [1]);

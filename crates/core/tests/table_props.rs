@@ -23,7 +23,7 @@ fn ledger() -> Arc<TableDef> {
             "Closed": { "delete": true }
         }
     });
-    Arc::new(TableDef::parse(&def).unwrap())
+    Arc::new(TableDef::parse_text(&def.to_string()).unwrap())
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +110,10 @@ proptest! {
 fn a_snapshot_of_another_definition_is_not_used() {
     let table = fold(&ledger(), log_of(&[Op::Open(1)]).iter().map(Event::as_ref));
     let other = Arc::new(
-        TableDef::parse(&serde_json::json!({ "on": { "Opened": { "count": "n" } } })).unwrap(),
+        TableDef::parse_text(
+            &serde_json::json!({ "on": { "Opened": { "count": "n" } } }).to_string(),
+        )
+        .unwrap(),
     );
     assert_eq!(
         snapshot::decode(&snapshot::encode(&table), other).unwrap_err(),

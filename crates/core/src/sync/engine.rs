@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::append::{assign, AppendError, Batch, Stamp};
 use crate::event::Event;
 use crate::id::{EventId, IdGenerator};
+use crate::json::push_u64;
 use crate::mutants::{on, Mutant};
 use crate::protocol::{BatchResult, PullResponse, PushResponse, RejectReason, PROTOCOL_VERSION};
 use crate::validate::Limits;
@@ -718,7 +719,7 @@ impl Engine {
         i: usize,
         reason: RejectReason,
         message: String,
-        details: serde_json::Value,
+        details: String,
         now: u64,
         step: &mut Step,
     ) {
@@ -772,7 +773,9 @@ impl Engine {
             let message = format!(
                 "batch {n} expected versions that counted on events of a batch the server refused"
             );
-            let details = serde_json::json!({ "batch": n });
+            let mut details = String::from("{\"batch\":");
+            push_u64(&mut details, n);
+            details.push('}');
             self.reject(i, RejectReason::Depends, message, details, now, step);
             self.stats.depends += 1;
             out.push(n);

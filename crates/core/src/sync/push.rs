@@ -79,7 +79,7 @@ fn write_fields<'a>(
     out.push_str(",\"batch\":");
     push_u64(out, number);
     out.push_str(",\"expected\":");
-    out.push_str(&serde_json::to_string(expected).expect("expectations serialize"));
+    crate::protocol::write_expected(out, expected);
     out.push_str(",\"events\":[");
     for (i, e) in events.enumerate() {
         if i > 0 {

@@ -4,18 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::event::Event;
 use crate::id::EventId;
-use crate::json::{push_str, push_u64, write_event};
-use crate::protocol::RejectReason;
+use crate::json::{push_str, push_u64, write_event, JsonError, Reader};
+use crate::protocol::{read_expected, write_expected, RejectReason};
 use crate::segment::{Segment, SegmentWriter};
 use crate::version::ExpectedVersion;
 
 /// Where an outbox batch stands with the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchState {
     /// Not known to be on the server: pushed (again) until an answer says what became of it.
     Waiting,
@@ -46,14 +43,85 @@ pub struct OutboxBatch {
     pub state: BatchState,
 }
 
-/// The header of a stored batch, before its events.
-#[derive(Serialize, Deserialize)]
+/// The header of a stored batch, before its events, as JSON:
+/// `{"expected":{…},"state":"waiting"|"acknowledged"|{"reconcile":{"through":n}},"place":n}`
+/// (`place` absent when it is the batch number).
 struct Header {
     expected: BTreeMap<String, ExpectedVersion>,
     state: BatchState,
-    /// Absent: the batch number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     place: Option<u64>,
+}
+
+impl Header {
+    fn write(&self) -> String {
+        let mut out = String::from("{\"expected\":");
+        write_expected(&mut out, &self.expected);
+        out.push_str(",\"state\":");
+        match self.state {
+            BatchState::Waiting => out.push_str("\"waiting\""),
+            BatchState::Acknowledged => out.push_str("\"acknowledged\""),
+            BatchState::Reconcile { through } => {
+                out.push_str("{\"reconcile\":{\"through\":");
+                push_u64(&mut out, through);
+                out.push_str("}}");
+            }
+        }
+        if let Some(place) = self.place {
+            out.push_str(",\"place\":");
+            push_u64(&mut out, place);
+        }
+        out.push('}');
+        out
+    }
+
+    fn read(text: &str) -> Result<Header, JsonError> {
+        let mut r = Reader::new(text);
+        let (mut expected, mut state, mut place) = (None, None, None);
+        r.object(|r, key| {
+            match &*key {
+                "expected" => expected = Some(read_expected(r)?),
+                "state" => state = Some(read_state(r)?),
+                "place" => place = (!r.null()?).then(|| r.u64()).transpose()?,
+                _ => drop(r.skip()?),
+            }
+            Ok(())
+        })?;
+        r.end()?;
+        Ok(Header {
+            expected: expected.ok_or_else(|| r.error("missing field expected"))?,
+            state: state.ok_or_else(|| r.error("missing field state"))?,
+            place,
+        })
+    }
+}
+
+fn read_state(r: &mut Reader<'_>) -> Result<BatchState, JsonError> {
+    if r.peek() == Some(b'"') {
+        return match &*r.string()? {
+            "waiting" => Ok(BatchState::Waiting),
+            "acknowledged" => Ok(BatchState::Acknowledged),
+            _ => Err(r.error("unknown batch state")),
+        };
+    }
+    let mut through = None;
+    r.object(|r, key| {
+        if key != "reconcile" {
+            return Err(r.error("unknown batch state"));
+        }
+        r.object(|r, key| {
+            match &*key {
+                "through" => through = Some(r.u64()?),
+                _ => drop(r.skip()?),
+            }
+            Ok(())
+        })
+    })?;
+    let through = through.ok_or_else(|| r.error("missing field through"))?;
+    Ok(BatchState::Reconcile { through })
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())
 }
 
 /// Marks the record layout with a header; the first layout began with the expectations'
@@ -69,7 +137,7 @@ impl OutboxBatch {
             state: self.state,
             place: (self.place != self.batch).then_some(self.place),
         };
-        let header = serde_json::to_vec(&header).expect("a header serializes");
+        let header = header.write().into_bytes();
         let mut w = SegmentWriter::new();
         for e in &self.events {
             w.push(&e.as_ref());
@@ -97,12 +165,16 @@ impl OutboxBatch {
         if rest.len() < len {
             return Err("too short".into());
         }
+        let text = utf8(&rest[..len])?;
         let header = if headed {
-            serde_json::from_slice(&rest[..len]).map_err(|e| format!("header: {e}"))?
+            Header::read(text).map_err(|e| format!("header: {e}"))?
         } else {
+            let mut r = Reader::new(text);
+            let expected = read_expected(&mut r)
+                .and_then(|e| r.end().map(|_| e))
+                .map_err(|e| format!("expectations: {e}"))?;
             Header {
-                expected: serde_json::from_slice(&rest[..len])
-                    .map_err(|e| format!("expectations: {e}"))?,
+                expected,
                 state: BatchState::Waiting,
                 place: None,
             }
@@ -134,8 +206,8 @@ pub struct Rejection {
     pub reason: RejectReason,
     /// The server's sentence for people.
     pub message: String,
-    /// What the app needs to act, e.g. the stream's current version.
-    pub details: serde_json::Value,
+    /// What the app needs to act, e.g. the stream's current version: JSON text.
+    pub details: String,
     /// When it was rejected (ms since the Unix epoch).
     pub time: u64,
 }
@@ -144,22 +216,31 @@ impl Rejection {
     /// The stored record, which is also what the app sees: `{ id, batch, reason, message,
     /// details, currentVersion, time, events }`, the events as they were last shown.
     pub fn to_json(&self) -> String {
-        let reason = serde_json::to_string(&self.reason).expect("a reason serializes");
-        let current = self
-            .details
-            .get("actual")
-            .filter(|v| v.is_number())
-            .map_or_else(|| "null".to_owned(), |v| v.to_string());
+        let current = match crate::json::read::parse(&self.details) {
+            Ok(d) => match d.get("actual") {
+                Some(crate::json::Json::Num(n)) => {
+                    let mut out = String::new();
+                    crate::json::push_f64(&mut out, *n);
+                    out
+                }
+                _ => "null".to_owned(),
+            },
+            Err(_) => "null".to_owned(),
+        };
         let mut out = String::from("{\"id\":");
         push_u64(&mut out, self.batch.batch);
         out.push_str(",\"batch\":");
         push_u64(&mut out, self.batch.batch);
         out.push_str(",\"reason\":");
-        out.push_str(&reason);
+        push_str(&mut out, self.reason.as_str());
         out.push_str(",\"message\":");
         push_str(&mut out, &self.message);
         out.push_str(",\"details\":");
-        out.push_str(&self.details.to_string());
+        out.push_str(if self.details.is_empty() {
+            "null"
+        } else {
+            &self.details
+        });
         out.push_str(",\"currentVersion\":");
         out.push_str(&current);
         out.push_str(",\"time\":");
@@ -177,17 +258,29 @@ impl Rejection {
 
     /// The batch number and event ids of a stored record: what a client needs to retract it.
     pub fn ids_from_json(json: &str) -> Result<(u64, Vec<EventId>), String> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: EventId,
-        }
-        #[derive(Deserialize)]
-        struct Stored {
-            batch: u64,
-            events: Vec<Id>,
-        }
-        let s: Stored = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        Ok((s.batch, s.events.into_iter().map(|e| e.id).collect()))
+        let mut r = Reader::new(json);
+        let (mut batch, mut ids) = (None, Vec::new());
+        r.object(|r, key| {
+            match &*key {
+                "batch" => batch = Some(r.u64()?),
+                "events" => r.array(|r| {
+                    r.object(|r, key| {
+                        if key == "id" {
+                            let text = r.string()?;
+                            ids.push(text.parse().map_err(|_| r.error("not an event id"))?);
+                        } else {
+                            r.skip()?;
+                        }
+                        Ok(())
+                    })
+                })?,
+                _ => drop(r.skip()?),
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        let batch = batch.ok_or_else(|| "missing field batch".to_owned())?;
+        Ok((batch, ids))
     }
 }
 
@@ -256,7 +349,7 @@ mod tests {
             batch: batch(BatchState::Waiting, 7),
             reason: RejectReason::Conflict,
             message: "stream \"s0\" is at version 5".into(),
-            details: serde_json::json!({ "stream": "s0", "expected": 4, "actual": 5 }),
+            details: serde_json::json!({ "stream": "s0", "expected": 4, "actual": 5 }).to_string(),
             time: 42,
         };
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value as Json};
+use crate::json::{self, Json};
 
 use super::value::Value;
 use super::{Fnv, FxBuild};
@@ -94,21 +94,28 @@ fn fail<T>(path: &str, message: impl Into<String>) -> Result<T, DefinitionError>
 }
 
 impl TableDef {
-    /// Parses a definition given as JSON.
+    /// Parses a definition given as JSON text.
+    pub fn parse_text(text: &str) -> Result<TableDef, DefinitionError> {
+        let def = json::read::parse(text).map_err(|e| DefinitionError {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        TableDef::parse(&def)
+    }
+
+    /// Parses a definition given as a JSON tree.
     pub fn parse(def: &Json) -> Result<TableDef, DefinitionError> {
-        let obj = def
-            .as_object()
-            .map_or_else(|| fail("", "a table definition is an object"), Ok)?;
-        for k in obj.keys() {
+        let obj = object(def).map_or_else(|| fail("", "a table definition is an object"), Ok)?;
+        for (k, _) in obj {
             if !matches!(k.as_str(), "key" | "on") {
                 return fail(k, "unknown option (expected \"key\" or \"on\")");
             }
         }
-        let key = match obj.get("key") {
+        let key = match def.get("key") {
             None => Source::Stream,
             Some(v) => source(v, "key")?,
         };
-        let on = obj.get("on").and_then(Json::as_object).map_or_else(
+        let on = def.get("on").and_then(object).map_or_else(
             || fail("on", "must be an object of event type → operations"),
             Ok,
         )?;
@@ -117,12 +124,12 @@ impl TableDef {
         for (ty, ops) in on {
             let path = format!("on.{ty}");
             let parsed = match ops {
-                Json::Array(list) => list
+                Json::Arr(list) => list
                     .iter()
                     .enumerate()
                     .map(|(i, op)| parse_op(op, &format!("{path}[{i}]"), &mut fields))
                     .collect::<Result<Vec<_>, _>>()?,
-                Json::Object(_) => vec![parse_op(ops, &path, &mut fields)?],
+                Json::Obj(_) => vec![parse_op(ops, &path, &mut fields)?],
                 _ => return fail(&path, "must be an operation or a list of them"),
             };
             handlers.insert(ty.clone(), parsed);
@@ -131,7 +138,7 @@ impl TableDef {
             key,
             on: handlers,
             fields,
-            hash: hash_hex(&def.to_string()),
+            hash: hash_hex(&def.to_text()),
         })
     }
 }
@@ -147,9 +154,7 @@ fn field_index(fields: &mut Vec<String>, name: &str, path: &str) -> Result<usize
 }
 
 fn parse_op(op: &Json, path: &str, fields: &mut Vec<String>) -> Result<Op, DefinitionError> {
-    let obj = op
-        .as_object()
-        .map_or_else(|| fail(path, "an operation is an object"), Ok)?;
+    let obj = object(op).map_or_else(|| fail(path, "an operation is an object"), Ok)?;
     let mut out = Op::default();
     for (k, v) in obj {
         let p = format!("{path}.{k}");
@@ -164,7 +169,7 @@ fn parse_op(op: &Json, path: &str, fields: &mut Vec<String>) -> Result<Op, Defin
             }
             "count" => {
                 let names: Vec<&Json> = match v {
-                    Json::Array(a) => a.iter().collect(),
+                    Json::Arr(a) => a.iter().collect(),
                     other => vec![other],
                 };
                 for n in names {
@@ -213,9 +218,7 @@ fn pairs(
     path: &str,
     fields: &mut Vec<String>,
 ) -> Result<Vec<(usize, Source)>, DefinitionError> {
-    let obj: &Map<String, Json> = v
-        .as_object()
-        .map_or_else(|| fail(path, "must be an object of field → value"), Ok)?;
+    let obj = object(v).map_or_else(|| fail(path, "must be an object of field → value"), Ok)?;
     obj.iter()
         .map(|(f, s)| {
             let p = format!("{path}.{f}");
@@ -226,7 +229,7 @@ fn pairs(
 
 fn source(v: &Json, path: &str) -> Result<Source, DefinitionError> {
     match v {
-        Json::String(s) => Ok(match s.as_str() {
+        Json::Str(s) => Ok(match s.as_str() {
             "stream" => Source::Stream,
             "type" => Source::Type,
             "id" => Source::Id,
@@ -240,24 +243,30 @@ fn source(v: &Json, path: &str) -> Result<Source, DefinitionError> {
             s if s.starts_with("meta.") => Source::Meta(field_path(&s[5..], path)?),
             s => Source::Const(Value::Str(s.to_owned())),
         }),
-        Json::Object(o) if o.len() == 1 && o.contains_key("value") => {
-            Ok(Source::Const(Value::from_constant(&o["value"])))
+        Json::Obj(o) if o.len() == 1 && o[0].0 == "value" => {
+            Ok(Source::Const(Value::from_constant(&o[0].1)))
         }
-        Json::Object(_) | Json::Array(_) => fail(
+        Json::Obj(_) | Json::Arr(_) => fail(
             path,
             "a value is an event field name or a constant; wrap objects as { \"value\": … }",
         ),
-        Json::Number(n) if n.as_f64().is_none_or(|f| !f.is_finite()) => {
-            fail(path, "numbers must be finite")
-        }
         other => Ok(Source::Const(Value::from_constant(other))),
+    }
+}
+
+fn object(v: &Json) -> Option<&[(String, Json)]> {
+    match v {
+        Json::Obj(members) => Some(members),
+        _ => None,
     }
 }
 
 fn field_path(p: &str, path: &str) -> Result<Vec<String>, DefinitionError> {
     let parts: Vec<String> = p.split('.').map(str::to_owned).collect();
     if parts.iter().any(String::is_empty) {
-        return fail(path, format!("{p:?} is not a field path like \"a.b\""));
+        let mut quoted = String::new();
+        json::push_str(&mut quoted, p);
+        return fail(path, format!("{quoted} is not a field path like \"a.b\""));
     }
     Ok(parts)
 }
@@ -266,5 +275,8 @@ fn hash_hex(text: &str) -> String {
     use std::hash::Hasher;
     let mut h = Fnv::default();
     h.write(text.as_bytes());
-    format!("{:016x}", h.finish())
+    let hash = h.finish();
+    (0..16)
+        .map(|i| char::from_digit(((hash >> (60 - 4 * i)) & 15) as u32, 16).unwrap_or('0'))
+        .collect()
 }

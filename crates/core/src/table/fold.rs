@@ -831,7 +831,7 @@ mod tests {
                 { "row": "meta.team", "count": "scores" }
             ] }
         });
-        let mut t = Table::new(Arc::new(TableDef::parse(&def).unwrap()));
+        let mut t = Table::new(Arc::new(TableDef::parse_text(&def.to_string()).unwrap()));
         let data = [
             r#"{"score": {"value": 3, "why": "x"}, "who": {"id": "p1"}}"#,
             r#"{"who": {"name": "n", "id": "p1"}, "score": {"value": 4}}"#,
@@ -879,7 +879,7 @@ mod tests {
                 "ByUser": { "row": "meta.user", "count": "movements" }
             }
         });
-        let def = Arc::new(TableDef::parse(&def).unwrap());
+        let def = Arc::new(TableDef::parse_text(&def.to_string()).unwrap());
         let mut r = Rng(3);
         for round in 0..40 {
             let events = events(&mut r, 300);

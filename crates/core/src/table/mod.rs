@@ -148,7 +148,7 @@ mod tests {
                 "Closed": { "delete": true }
             }
         });
-        Arc::new(TableDef::parse(&def).unwrap())
+        Arc::new(TableDef::parse_text(&def.to_string()).unwrap())
     }
 
     fn run(events: &[(&str, &str)]) -> Table {
@@ -298,7 +298,7 @@ mod tests {
         let def = serde_json::json!({ "key": "data.account", "on": {
             "Tagged": { "append": { "tags": "data.tag" } },
             "Bumped": { "set": { "note": "bumped" }, "count": "tags" } } });
-        let def = Arc::new(TableDef::parse(&def).unwrap());
+        let def = Arc::new(TableDef::parse_text(&def.to_string()).unwrap());
         let mut log = MemoryLog::new("c", 1);
         for (ty, data) in [
             ("Tagged", r#"{"account":"b","tag":"x"}"#),
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn definitions_are_refused_with_the_path_of_the_problem() {
-        let bad = |def: serde_json::Value| TableDef::parse(&def).unwrap_err();
+        let bad = |def: serde_json::Value| TableDef::parse_text(&def.to_string()).unwrap_err();
         assert_eq!(
             bad(serde_json::json!({ "on": { "A": { "ad": { "x": 1 } } } })).path,
             "on.A.ad"
@@ -344,14 +344,22 @@ mod tests {
 
     #[test]
     fn the_hash_tells_definitions_apart() {
-        let a = TableDef::parse(&serde_json::json!({ "on": { "A": { "count": "n" } } })).unwrap();
-        let b = TableDef::parse(&serde_json::json!({ "on": { "A": { "count": "m" } } })).unwrap();
+        let a = TableDef::parse_text(
+            &serde_json::json!({ "on": { "A": { "count": "n" } } }).to_string(),
+        )
+        .unwrap();
+        let b = TableDef::parse_text(
+            &serde_json::json!({ "on": { "A": { "count": "m" } } }).to_string(),
+        )
+        .unwrap();
         assert_ne!(a.hash, b.hash);
         assert_eq!(
             a.hash,
-            TableDef::parse(&serde_json::json!({ "on": { "A": { "count": "n" } } }))
-                .unwrap()
-                .hash
+            TableDef::parse_text(
+                &serde_json::json!({ "on": { "A": { "count": "n" } } }).to_string()
+            )
+            .unwrap()
+            .hash
         );
     }
 }

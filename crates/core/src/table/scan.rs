@@ -148,7 +148,8 @@ fn unescaped_slot<S: AsRef<str>>(
     out: &[Option<&str>],
 ) -> Option<usize> {
     let raw = std::str::from_utf8(raw).ok()?;
-    let key = serde_json::from_str::<String>(&format!("\"{raw}\"")).ok()?;
+    let quoted = format!("\"{raw}\"");
+    let key = crate::json::Reader::new(&quoted).string().ok()?;
     names
         .iter()
         .zip(out)

@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use crate::json::push_str;
+use crate::json::{push_str, Json, Reader};
 
 /// A value in a row. Objects and arrays taken from events are kept as their JSON text.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,7 @@ impl Value {
         let raw = raw.trim();
         Some(match raw.as_bytes().first()? {
             b'"' if !raw.contains('\\') => Value::Str(raw[1..raw.len() - 1].to_owned()),
-            b'"' => Value::Str(serde_json::from_str(raw).ok()?),
+            b'"' => Value::Str(Reader::new(raw).string().ok()?.into_owned()),
             b't' => Value::Bool(true),
             b'f' => Value::Bool(false),
             b'n' => Value::Null,
@@ -37,13 +37,13 @@ impl Value {
     }
 
     /// The value of a JSON constant from a definition.
-    pub fn from_constant(v: &serde_json::Value) -> Value {
+    pub fn from_constant(v: &Json) -> Value {
         match v {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => Value::Num(n.as_f64().unwrap_or(f64::NAN)),
-            serde_json::Value::String(s) => Value::Str(s.clone()),
-            other => Value::Raw(other.to_string()),
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Num(n) => Value::Num(*n),
+            Json::Str(s) => Value::Str(s.clone()),
+            other => Value::Raw(other.to_text()),
         }
     }
 
@@ -70,19 +70,12 @@ impl Value {
 }
 
 fn write_number(out: &mut String, n: f64) {
-    if n.fract() == 0.0 && n.abs() < 9.0e15 {
-        crate::json::push_i64(out, n as i64);
-    } else if n.is_finite() {
-        // serde_json's shortest round-trip writer: core's f64 Display would add ~18 KB of wasm.
-        out.push_str(&serde_json::to_string(&n).unwrap_or_else(|_| "null".into()));
-    } else {
-        out.push_str("null");
-    }
+    crate::json::push_f64(out, n);
 }
 
-/// A JSON number's value, through serde_json's parser (already in the build, unlike core's).
+/// A JSON number's value.
 pub fn parse_f64(text: &str) -> Option<f64> {
-    serde_json::from_str(text).ok()
+    Reader::new(text).f64().ok()
 }
 
 /// A row key: a number or a string; numbers order before strings, as in IndexedDB.

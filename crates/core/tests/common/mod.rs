@@ -24,7 +24,7 @@ pub fn ledger() -> Arc<TableDef> {
             ]
         }
     });
-    Arc::new(TableDef::parse(&def).unwrap())
+    Arc::new(TableDef::parse_text(&def.to_string()).unwrap())
 }
 
 pub fn opened(account: &str, owner: &str) -> NewEvent {
