@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, accessSync, constants, mkdtempSync, rmSync } from "node:fs";
 import { join, delimiter } from "node:path";
 import { tmpdir } from "node:os";
+import { gzipSync } from "node:zlib";
 import { ROOT, PKG_DIR, startServer, profileDir, launch, ev, TEST_TIMEOUT } from "./harness.mjs";
 
 const PORT = 47314;
@@ -98,6 +99,16 @@ test("pkg/ is the release build, already optimized by wasm-opt", { timeout: TEST
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// The budget is 120 KB gzip (issue 12) and is not met yet: this limit only keeps the wasm from
+// growing again (it went 101 → 156 → 218 → 242 KiB). Lower it with every cut; scripts/size-profile
+// shows where the bytes are.
+const WASM_GZIP_LIMIT = 225_000;
+
+test(`the wasm stays within ${WASM_GZIP_LIMIT} bytes gzip`, { timeout: TEST_TIMEOUT }, () => {
+  const gzip = gzipSync(readFileSync(WASM), { level: 9 }).length;
+  assert.ok(gzip <= WASM_GZIP_LIMIT, `pkg/logfold_bg.wasm is ${gzip} bytes gzip, over ${WASM_GZIP_LIMIT}: see scripts/size-profile`);
 });
 
 test("the release package loads and works in a real page (open, append, read, errors)", { timeout: TEST_TIMEOUT }, async () => {
