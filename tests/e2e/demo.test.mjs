@@ -179,7 +179,8 @@ test("a withdrawal from a stale view on a second device is rejected by the serve
   await settled(a, 6);
   // B still sees the old version, so its own check passes; the server's does not.
   await move(b, "savings", "70", "Withdrawn");
-  assert.equal((await balances(b)).savings, "1,080.00");
+  // The form clears when the append resolves; the table is drawn on the change that follows.
+  await b.waitForFunction(() => [...document.querySelectorAll("#accounts tr")].some((r) => r.cells[0].textContent === "savings" && r.cells[2].textContent === "1,080.00"));
   await b.click("#sync-pause");
   await b.waitForFunction(() => document.querySelector("#rejections .rejection"), null, { timeout: 60_000 });
   assert.match(await b.$eval("#rejections .rejection", (r) => r.textContent), /conflict/);
