@@ -113,7 +113,7 @@ export interface ErrorDetails {
   };
   /** Any other IndexedDB failure. */
   STORAGE: {
-    /** The DOMException's name. */
+    /** The DOMException's name; `"NotSupportedError"` where there is no IndexedDB (Node, SSR). */
     name: string;
   };
   /** A projection definition is not valid. */

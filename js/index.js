@@ -16,6 +16,10 @@ export class LogfoldError extends Error {
 
 let ready;
 function load() {
+  // Outside a browser (Node, server-side rendering) say so, rather than fail to fetch the wasm.
+  if (!globalThis.indexedDB) {
+    return Promise.reject(new LogfoldError("STORAGE", "IndexedDB is not available here: logfold runs in a browser page or worker", { name: "NotSupportedError" }));
+  }
   ready ??= init().then(() => setErrorClass(LogfoldError));
   return ready;
 }

@@ -111,6 +111,19 @@ test(`the wasm stays within ${WASM_GZIP_LIMIT} bytes gzip`, { timeout: TEST_TIME
   assert.ok(gzip <= WASM_GZIP_LIMIT, `pkg/logfold_bg.wasm is ${gzip} bytes gzip, over ${WASM_GZIP_LIMIT}: see scripts/size-profile`);
 });
 
+test("outside a browser the package imports, and open says IndexedDB is missing (STORAGE)", { timeout: TEST_TIMEOUT }, () => {
+  // What server-side rendering meets: importing is harmless, opening is a typed error.
+  const script = `
+    const m = await import(${JSON.stringify(join(PKG_DIR, "index.js"))});
+    try { await m.Logfold.open({ name: "ssr" }); console.log("opened"); }
+    catch (e) { console.log(JSON.stringify({ typed: e instanceof m.LogfoldError, code: e.code, details: e.details, message: e.message })); }`;
+  const r = run(process.execPath, ["--input-type=module", "-e", script]);
+  assert.equal(r.status, 0, r.stderr);
+  const got = JSON.parse(r.stdout.trim());
+  assert.deepEqual({ typed: got.typed, code: got.code, details: got.details }, { typed: true, code: "STORAGE", details: { name: "NotSupportedError" } });
+  assert.match(got.message, /IndexedDB is not available here/);
+});
+
 test("the release package loads and works in a real page (open, append, read, errors)", { timeout: TEST_TIMEOUT }, async () => {
   assert.ok(existsSync(join(PKG_DIR, "index.js")), "pkg/ is missing: run npm run build");
   const server = await startServer(PORT);
