@@ -549,6 +549,31 @@ export interface OpenOptions {
   snapshotEvery?: number;
   /** Sync with a logfold server. Once a log has synced, its appends wait in the outbox until pushed. */
   sync?: SyncOptions;
+  /**
+   * Called when {@link StorageReport.atRisk} changes: events only this browser has are older
+   * than `storageRiskAfter` and the origin's storage is not persisted, so the browser may evict
+   * them (Safari does after 7 days without a visit). Checked at open, every minute, and by
+   * {@link Log.storage} and {@link Log.persist}.
+   */
+  onStorageRisk?: (report: StorageReport) => void;
+  /** How old an unsynced event may get before it counts as at risk, in ms (default a day). */
+  storageRiskAfter?: number;
+}
+
+/** What {@link Log.storage} reports. */
+export interface StorageReport {
+  /** Whether the browser keeps this origin's storage under pressure (`navigator.storage.persisted()`). */
+  persisted: boolean;
+  /** Bytes this origin uses, as the browser estimates (`null` where it cannot say). */
+  usage: number | null;
+  /** Bytes this origin may use (`null` where the browser cannot say). */
+  quota: number | null;
+  /** Events only this browser has: the outbox of a synced log, every event of a log without sync. */
+  unsynced: number;
+  /** The oldest of those events' `time`, or `null` when there are none. */
+  oldestUnsynced: number | null;
+  /** Storage is not persisted and an unsynced event is older than `storageRiskAfter`. */
+  atRisk: boolean;
 }
 
 /**
@@ -854,6 +879,26 @@ export interface Log {
    * ```
    */
   stats(): LogStats;
+  /**
+   * What the browser keeps and whether it may evict it (see {@link StorageReport}). To ask for
+   * storage that is kept, call {@link Log.persist}.
+   *
+   * @example
+   * ```js
+   * const log = await Logfold.open({ name: "notes" });
+   * await log.append({ stream: "note-1", type: "Written", data: { text: "hello" } });
+   * const report = await log.storage();
+   * report.unsynced; // → 1
+   * report.usage > 0; // → true
+   * ```
+   */
+  storage(): Promise<StorageReport>;
+  /**
+   * Asks the browser to keep this origin's storage (`navigator.storage.persist()`), and resolves
+   * to whether it will. Browsers decide by their own rules (Chromium grants it to installed or
+   * often-used sites; Firefox asks the user), so call it after a user action.
+   */
+  persist(): Promise<boolean>;
   /**
    * A declarative table (see {@link Table}). Up to date when `append` resolves; throws
    * `INVALID_ARGUMENT` for an unknown name or a reducer.

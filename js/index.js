@@ -15,6 +15,10 @@ export class LogfoldError extends Error {
 }
 
 let ready;
+const DAY_MS = 24 * 60 * 60 * 1000;
+// How often an open log with onStorageRisk looks again.
+const STORAGE_CHECK_MS = 60_000;
+
 function load() {
   // Outside a browser (Node, server-side rendering) say so, rather than fail to fetch the wasm.
   if (!globalThis.indexedDB) {
@@ -460,6 +464,10 @@ class Log {
   #channel = null;
   #catching = null;
   #again = false;
+  // { onStorageRisk, after }: see storage(); the last atRisk told, and the timer that looks.
+  #risk;
+  #atRisk = false;
+  #riskTimer;
   #onVisible = () => {
     if (globalThis.document?.visibilityState === "visible") this.refresh();
   };
@@ -467,8 +475,9 @@ class Log {
   /** Sync with a server (`log.sync`); undefined for a log that confirms its own appends. */
   sync;
 
-  constructor(core, projector, snapshotEvery, sync) {
+  constructor(core, projector, snapshotEvery, sync, risk) {
     this.#core = core;
+    this.#risk = risk;
     this.#p = projector;
     this.#view = core.tables();
     this.#snapshotEvery = snapshotEvery;
@@ -491,6 +500,47 @@ class Log {
       });
       projector.onChange = () => this.sync?.changed();
     }
+    if (risk.onStorageRisk) {
+      this.#riskTimer = setInterval(() => this.storage().catch(() => {}), STORAGE_CHECK_MS);
+      this.storage().catch(() => {});
+    }
+  }
+
+  /**
+   * What the browser keeps of this origin and whether it may evict it: `{ persisted, usage,
+   * quota, unsynced, oldestUnsynced, atRisk }`. `unsynced` counts the events only this browser
+   * has (the outbox of a synced log; every event of a log without sync), `oldestUnsynced` is
+   * the oldest one's time; `atRisk` is true when storage is not persisted and that event is
+   * older than `storageRiskAfter`. Calls `onStorageRisk` if `atRisk` changed.
+   */
+  async storage() {
+    const s = globalThis.navigator?.storage;
+    const [persisted, estimate] = await Promise.all([
+      s?.persisted ? s.persisted() : false,
+      s?.estimate ? s.estimate() : {},
+    ]);
+    const unsynced = this.sync ? this.#core.pending : this.#core.head;
+    let oldestUnsynced = null;
+    if (unsynced > 0) {
+      // A synced log's outbox events come after its confirmed ones.
+      const [first] = await this.read({ after: this.sync ? this.sync.status.confirmed : 0, limit: 1 });
+      oldestUnsynced = first?.time ?? null;
+    }
+    const atRisk = !persisted && oldestUnsynced !== null && Date.now() - oldestUnsynced >= this.#risk.after;
+    const report = { persisted, usage: estimate.usage ?? null, quota: estimate.quota ?? null, unsynced, oldestUnsynced, atRisk };
+    if (atRisk !== this.#atRisk) {
+      this.#atRisk = atRisk;
+      if (!this.closed) this.#risk.onStorageRisk?.(report);
+    }
+    return report;
+  }
+
+  /** Asks the browser to keep this origin's storage (`navigator.storage.persist()`); resolves to whether it will. */
+  async persist() {
+    const s = globalThis.navigator?.storage;
+    const granted = s?.persist ? await s.persist() : false;
+    if (this.#risk.onStorageRisk) await this.storage();
+    return granted;
   }
 
   get name() {
@@ -729,6 +779,7 @@ class Log {
 
   async close() {
     if (this.closed) return;
+    clearInterval(this.#riskTimer);
     // Appends of this tick are not in wasm yet: send them, so close() waits for them too.
     const flushed = this.#flush();
     globalThis.document?.removeEventListener("visibilitychange", this.#onVisible);
@@ -745,10 +796,12 @@ class Log {
 export const Logfold = {
   async open(options) {
     await load();
-    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync } = options ?? {};
+    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync, onStorageRisk, storageRiskAfter = DAY_MS } = options ?? {};
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
     if (onClose !== undefined && typeof onClose !== "function") throw invalidArgument("onClose", "must be a function");
     if (onProgress !== undefined && typeof onProgress !== "function") throw invalidArgument("onProgress", "must be a function");
+    if (onStorageRisk !== undefined && typeof onStorageRisk !== "function") throw invalidArgument("onStorageRisk", "must be a function");
+    if (!(Number.isFinite(storageRiskAfter) && storageRiskAfter >= 0)) throw invalidArgument("storageRiskAfter", "must be a non-negative number of milliseconds");
     if (!(snapshotEvery === Infinity || (Number.isSafeInteger(snapshotEvery) && snapshotEvery > 0))) {
       throw invalidArgument("snapshotEvery", "must be a positive integer (events) or Infinity");
     }
@@ -787,7 +840,7 @@ export const Logfold = {
       }
     }
     writeMark(name, core.head);
-    return new Log(core, projector, snapshotEvery, syncing);
+    return new Log(core, projector, snapshotEvery, syncing, { onStorageRisk, after: storageRiskAfter });
   },
 
   async destroy(name) {

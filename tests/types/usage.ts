@@ -15,6 +15,7 @@ import type {
   OpenOptions,
   ReadOptions,
   RepairReport,
+  StorageReport,
   StoredEvent,
 } from "logfold";
 
@@ -101,6 +102,11 @@ export async function usage(): Promise<void> {
   await log.compact();
   const stats: LogStats = log.stats();
   const counters: number[] = [stats.transactions, stats.segmentsWritten, stats.segmentsMerged, stats.compactions, stats.eventsAppended];
+  const kept: StorageReport = await log.storage();
+  const oldest: number | null = kept.oldestUnsynced;
+  const granted: boolean = await log.persist();
+  const watched = await Logfold.open({ name: "bank", storageRiskAfter: 7 * 86_400_000, onStorageRisk: (r) => void r.atRisk });
+  void [oldest, granted, kept.usage, watched];
   await log.close();
   await strict.close();
   await Logfold.destroy("bank");
@@ -176,6 +182,8 @@ export async function usage(): Promise<void> {
   log.head = 3;
   // @ts-expect-error stats are numbers
   const statText: string = log.stats().transactions;
+  // @ts-expect-error atRisk is a boolean
+  const riskText: string = (await log.storage()).atRisk;
   // @ts-expect-error a code that is not an ErrorCode
   const badCode: ErrorCode = "NOT_A_CODE";
   // @ts-expect-error details of CONFLICT have no index
@@ -190,7 +198,7 @@ export async function usage(): Promise<void> {
     // @ts-expect-error the caught value is unknown until narrowed
     void err.code;
   }
-  void [wrong, seqText, notArray, notOne, statText, badCode, noIndex, notString];
+  void [wrong, seqText, notArray, notOne, statText, riskText, badCode, noIndex, notString];
 }
 
 export function handle(err: LogfoldError): string {
