@@ -94,12 +94,16 @@ export interface ErrorDetails {
   };
   /** A stored segment is damaged, or positions the log once stored are gone. See {@link Logfold.repair}. */
   CORRUPT: {
-    /** The first position affected. */
+    /** The first position affected (0 when a sync record is damaged, not a segment). */
     from: number;
-    /** The last position affected. */
+    /** The last position affected (0 when a sync record is damaged). */
     to: number;
     /** What was wrong. */
     reason: string;
+    /** A damaged sync record's store: `"outbox"`, `"rejections"` or `"meta"`. */
+    store?: "outbox" | "rejections" | "meta";
+    /** A damaged sync record's key: its batch number (0 when not one record's). */
+    key?: number;
   };
   /** The log was written by a newer logfold. */
   UNSUPPORTED_FORMAT: {
@@ -779,6 +783,11 @@ export interface RepairReport {
     /** The last position dropped. */
     to: number;
   } | null;
+  /**
+   * The sync records dropped or rewritten because they could not be read, e.g. `"outbox 6"`
+   * (a pending batch, whose events are lost with its record), `"rejections 3"`, `"meta nextBatch"`.
+   */
+  records: string[];
 }
 
 /** An open log, from {@link Logfold.open}. */
@@ -1055,7 +1064,7 @@ export declare const Logfold: {
    * const log = await Logfold.open({ name: "ledger" });
    * await log.append([{ stream: "a", type: "T" }, { stream: "a", type: "T" }]);
    * await log.close();
-   * await Logfold.repair("ledger"); // → { head: 2, dropped: null }
+   * await Logfold.repair("ledger"); // → { head: 2, dropped: null, records: [] }
    * ```
    */
   repair(name: string): Promise<RepairReport>;

@@ -174,6 +174,28 @@ function lostError(head, mark) {
   );
 }
 
+// A reducer snapshot is a structured clone of the state, which IndexedDB does not check: it
+// carries a checksum of its JSON text, so a damaged one is rebuilt rather than used.
+function snapshotChecksum(seq, state) {
+  let text;
+  try {
+    text = `${seq}:${JSON.stringify(state)}`;
+  } catch {
+    return null; // not JSON (a BigInt, a cycle): kept unchecked
+  }
+  let h = 0x811c9dc5; // FNV-1a
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+function sealSnapshot(seq, state) {
+  return { seq, state, check: snapshotChecksum(seq, state) };
+}
+
+function intactSnapshot(s) {
+  return "check" in s && s.check === snapshotChecksum(s.seq, s.state);
+}
+
 function invalidProjection(projection, path, message) {
   return new LogfoldError("INVALID_PROJECTION", `invalid projection: ${path}: ${message}`, { projection, path });
 }
@@ -321,6 +343,7 @@ class Projector {
         }
       },
       warn: (message) => console.warn(`logfold: ${message}`),
+      intact: (snapshot) => intactSnapshot(snapshot),
     };
   }
 
@@ -695,7 +718,7 @@ class Log {
     const states = new Map();
     reducers.forEach((r, i) => {
       const s = stored[i];
-      const usable = s !== null && typeof s === "object" && typeof s.seq === "number" && s.seq <= seq && "state" in s;
+      const usable = s !== null && typeof s === "object" && typeof s.seq === "number" && s.seq <= seq && "state" in s && intactSnapshot(s);
       states.set(r.name, usable ? { state: s.state, seq: s.seq, failure: null } : { state: r.initial(), seq: 0, failure: null });
     });
     const from = Math.min(seq, ...[...states.values()].map((s) => s.seq));
@@ -717,7 +740,7 @@ class Log {
     // The bases: in a synced log, the outbox may yet be rejected.
     const reducers = [...this.#p.reducers.values()].filter((r) => !r.base.failure);
     this.#snapshotting = this.#core
-      .writeSnapshots(...reducerIds(reducers), reducers.map((r) => ({ seq: r.base.seq, state: r.base.state })))
+      .writeSnapshots(...reducerIds(reducers), reducers.map((r) => sealSnapshot(r.base.seq, r.base.state)))
       .then((seq) => {
         this.#snapshotAt = seq;
       })

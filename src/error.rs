@@ -55,6 +55,15 @@ pub enum Error {
         /// What the check found.
         reason: String,
     },
+    /// A stored sync record (an outbox batch, a rejection, the batch counter) is damaged.
+    CorruptRecord {
+        /// The store: `outbox`, `rejections` or `meta`.
+        store: &'static str,
+        /// The record's key (a batch number; 0 when the damage is not one record's).
+        key: u64,
+        /// What the check found.
+        reason: String,
+    },
     /// The stored log was written by a newer (or unknown) format.
     UnsupportedFormat(u32),
     /// The log is closed.
@@ -93,7 +102,7 @@ impl Error {
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Error::Conflict(_) => "CONFLICT",
             Error::QuotaExceeded => "QUOTA_EXCEEDED",
-            Error::Corrupt { .. } => "CORRUPT",
+            Error::Corrupt { .. } | Error::CorruptRecord { .. } => "CORRUPT",
             Error::UnsupportedFormat(_) => "UNSUPPORTED_FORMAT",
             Error::Closed(_) => "CLOSED",
             Error::Storage { .. } => "STORAGE",
@@ -160,6 +169,14 @@ impl Error {
                 set("to", (*to as f64).into());
                 set("reason", reason.as_str().into());
             }
+            Error::CorruptRecord { store, key, reason } => {
+                // No positions are lost: from and to stay 0, as the types say.
+                set("from", 0.into());
+                set("to", 0.into());
+                set("reason", reason.as_str().into());
+                set("store", (*store).into());
+                set("key", (*key as f64).into());
+            }
             Error::UnsupportedFormat(f) => set("format", (*f).into()),
             Error::Closed(r) => set("reason", r.as_str().into()),
             Error::Storage { name, .. } => set("name", name.as_str().into()),
@@ -217,6 +234,10 @@ impl fmt::Display for Error {
             Error::Corrupt { from, to, reason } => {
                 write!(f, "the segment holding positions {from}..={to} is damaged ({reason}); see Logfold.repair")
             }
+            Error::CorruptRecord { store, key, reason } => write!(
+                f,
+                "the {store} record {key} is damaged ({reason}); Logfold.repair drops it"
+            ),
             Error::UnsupportedFormat(v) => write!(
                 f,
                 "the stored log has format {v}, which this version of logfold cannot read"

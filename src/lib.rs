@@ -548,7 +548,7 @@ pub fn destroy_log(name: String) -> Promise {
 }
 
 /// Keeps the intact prefix of a damaged log.
-#[wasm_bindgen(js_name = repairLog, unchecked_return_type = "Promise<{ head: number, dropped: { from: number, to: number } | null }>")]
+#[wasm_bindgen(js_name = repairLog, unchecked_return_type = "Promise<{ head: number, dropped: { from: number, to: number } | null, records: string[] }>")]
 pub fn repair_log(name: String) -> Promise {
     future_to_promise(async move {
         let report = log::repair(&name).await?;
@@ -558,6 +558,12 @@ pub fn repair_log(name: String) -> Promise {
         };
         let out = object(&[("head", report.head as f64)]);
         js_sys::Reflect::set(&out, &"dropped".into(), &dropped)?;
+        let records: js_sys::Array = report
+            .records
+            .iter()
+            .map(|r| JsValue::from_str(r))
+            .collect();
+        js_sys::Reflect::set(&out, &"records".into(), &records)?;
         Ok(out)
     })
 }

@@ -307,13 +307,16 @@ pub(super) async fn load_snapshots(
         let has_state = js_sys::Reflect::has(value, &"state".into()).unwrap_or(false);
         match seq {
             _ if value.is_undefined() => {}
-            Some(seq) if has_state && seq >= 0.0 && seq as u64 <= head => {
+            Some(seq) if has_state && seq >= 0.0 && seq as u64 > head => {
+                discard(stats, k, ahead(seq as u64, head))
+            }
+            Some(seq) if has_state && seq >= 0.0 && p.intact(value) => {
                 stats.snapshots_loaded += 1;
                 start = start.min(seq as u64);
                 usable.push(value);
                 continue;
             }
-            Some(seq) if has_state && seq >= 0.0 => discard(stats, k, ahead(seq as u64, head)),
+            Some(_) if has_state => discard(stats, k, "its checksum does not match it".into()),
             _ => discard(stats, k, "not a snapshot".into()),
         }
         stats.projections_rebuilt += 1;

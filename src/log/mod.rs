@@ -184,6 +184,20 @@ impl Projections {
     fn warn(&self, message: &str) {
         self.call("warn", &[message.into()]);
     }
+
+    /// Whether JS finds a reducer snapshot intact: its checksum matches its state.
+    fn intact(&self, snapshot: &JsValue) -> bool {
+        let Some(hooks) = &self.hooks else {
+            return true;
+        };
+        match js_sys::Reflect::get(hooks, &"intact".into()) {
+            Ok(f) => match f.dyn_ref::<Function>() {
+                Some(f) => f.call1(hooks, snapshot).is_ok_and(|v| v.is_truthy()),
+                None => true,
+            },
+            Err(_) => true,
+        }
+    }
 }
 
 /// An open log. Cheap to clone (shared handle).

@@ -72,11 +72,11 @@ impl Mirror {
     }
 }
 
-fn corrupt_record(what: &str, batch: u64, reason: impl std::fmt::Display) -> Error {
-    Error::Corrupt {
-        from: 0,
-        to: 0,
-        reason: format!("{what} {batch}: {reason}"),
+fn corrupt_record(store: &'static str, key: u64, reason: impl std::fmt::Display) -> Error {
+    Error::CorruptRecord {
+        store,
+        key,
+        reason: reason.to_string(),
     }
 }
 
@@ -94,9 +94,9 @@ fn sync_error(e: SyncError) -> Error {
             code: "DIVERGED",
             message: e.to_string(),
         },
-        SyncError::Inconsistent(reason) => Error::Corrupt {
-            from: 0,
-            to: 0,
+        SyncError::Inconsistent(reason) => Error::CorruptRecord {
+            store: "outbox",
+            key: 0,
             reason,
         },
         e => protocol_error(e.to_string()),
@@ -305,11 +305,16 @@ impl Log {
         let acked = s.meta.get(&"ackedThrough".into()).map_err(storage)?;
         let keys = s.outbox.get_all_keys().map_err(storage)?;
         let values = s.outbox.get_all().map_err(storage)?;
+        let rejection_keys = s.rejections.get_all_keys().map_err(storage)?;
         let rejections = s.rejections.get_all().map_err(storage)?;
         let next = as_u64(&idb::request(&next).await.map_err(storage)?);
         let acked = as_u64(&idb::request(&acked).await.map_err(storage)?);
         let keys: Array = idb::request(&keys).await.map_err(storage)?.unchecked_into();
         let values: Array = idb::request(&values)
+            .await
+            .map_err(storage)?
+            .unchecked_into();
+        let rejection_keys: Array = idb::request(&rejection_keys)
             .await
             .map_err(storage)?
             .unchecked_into();
@@ -321,15 +326,15 @@ impl Log {
         for (k, v) in keys.iter().zip(values.iter()) {
             let n = as_u64(&k);
             let bytes = Uint8Array::new(&v).to_vec();
-            outbox.push(
-                OutboxBatch::decode(n, &bytes).map_err(|e| corrupt_record("outbox batch", n, e))?,
-            );
+            outbox
+                .push(OutboxBatch::decode(n, &bytes).map_err(|e| corrupt_record("outbox", n, e))?);
         }
         let mut rejected = Vec::with_capacity(rejections.length() as usize);
-        for v in rejections.iter() {
+        for (k, v) in rejection_keys.iter().zip(rejections.iter()) {
             let json = v.as_string().unwrap_or_default();
             rejected.push(
-                Rejection::ids_from_json(&json).map_err(|e| corrupt_record("rejection", 0, e))?,
+                Rejection::ids_from_json(&json)
+                    .map_err(|e| corrupt_record("rejections", as_u64(&k), e))?,
             );
         }
         let stored = Stored {

@@ -124,12 +124,14 @@ pub(super) async fn first_damage(
 }
 
 /// What [`repair`] did: the new head and the positions it dropped.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RepairReport {
     /// The head after repair.
     pub head: u64,
     /// The positions dropped, if any were damaged.
     pub dropped: Option<(u64, u64)>,
+    /// The sync records dropped or rewritten, e.g. `outbox 6`, `meta nextBatch`.
+    pub records: Vec<String>,
 }
 
 /// Keeps the intact prefix of log `name`: drops the first damaged segment and all after it,
@@ -142,14 +144,20 @@ pub async fn repair(name: &str) -> Result<RepairReport, Error> {
 }
 
 pub(super) async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
+    let (head, dropped) = repair_segments(db).await?;
+    let records = repair_sync_records(db).await?;
+    Ok(RepairReport {
+        head,
+        dropped,
+        records,
+    })
+}
+
+/// Drops the first damaged segment and all after it; returns the head and what was dropped.
+async fn repair_segments(db: &IdbDatabase) -> Result<(u64, Option<(u64, u64)>), Error> {
     let (head, damage) = first_damage(db, &mut |_, _| Ok(())).await?;
     let damage = match damage {
-        None => {
-            return Ok(RepairReport {
-                head,
-                dropped: None,
-            })
-        }
+        None => return Ok((head, None)),
         Some(Error::Corrupt { from, .. }) => from,
         Some(e) => return Err(e),
     };
@@ -187,10 +195,79 @@ pub(super) async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
     meta.put_with_key(&key(0), &"compacted".into())
         .map_err(storage)?;
     done.await.map_err(storage)?;
-    Ok(RepairReport {
-        head: keep,
-        dropped: Some((damage, head.max(damage))),
-    })
+    Ok((keep, Some((damage, head.max(damage)))))
+}
+
+/// Drops the outbox batches and rejections that cannot be read, and puts the next batch
+/// number back above every stored one, so a synced log opens again. A dropped batch's events
+/// are lost: its record no longer says what they were (and the server never had them whole).
+async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
+    let tx =
+        idb::transaction(db, &["outbox", "rejections", "meta"], true, "strict").map_err(storage)?;
+    let done = idb::done(&tx);
+    let outbox = tx.object_store("outbox").map_err(storage)?;
+    let rejections = tx.object_store("rejections").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let reqs = [
+        outbox.get_all_keys().map_err(storage)?,
+        outbox.get_all().map_err(storage)?,
+        rejections.get_all_keys().map_err(storage)?,
+        rejections.get_all().map_err(storage)?,
+    ];
+    let synced_req = meta.get(&"synced".into()).map_err(storage)?;
+    let next_req = meta.get(&"nextBatch".into()).map_err(storage)?;
+    let rev_req = meta.get(&"outboxRev".into()).map_err(storage)?;
+    let mut got = Vec::with_capacity(reqs.len());
+    for r in &reqs {
+        got.push(Array::from(&idb::request(r).await.map_err(storage)?));
+    }
+    let synced = idb::request(&synced_req).await.map_err(storage)?;
+    let next = idb::request(&next_req).await.map_err(storage)?;
+    let rev = as_u64(&idb::request(&rev_req).await.map_err(storage)?);
+    if !synced.is_truthy() {
+        // A log without sync has no outbox, and no batch counter to put back.
+        done.await.map_err(storage)?;
+        return Ok(Vec::new());
+    }
+    let mut fixed = Vec::new();
+    let mut top = 0;
+    for (k, v) in got[0].iter().zip(got[1].iter()) {
+        let n = as_u64(&k);
+        let bytes = match v.dyn_ref::<js_sys::ArrayBuffer>() {
+            Some(b) => Uint8Array::new(b).to_vec(),
+            None => Vec::new(),
+        };
+        if logfold_core::sync::OutboxBatch::decode(n, &bytes).is_ok_and(|b| !b.events.is_empty()) {
+            top = top.max(n);
+        } else {
+            outbox.delete(&k).map_err(storage)?;
+            fixed.push(format!("outbox {n}"));
+        }
+    }
+    for (k, v) in got[2].iter().zip(got[3].iter()) {
+        let n = as_u64(&k);
+        let json = v.as_string().unwrap_or_default();
+        if logfold_core::sync::Rejection::ids_from_json(&json).is_ok() {
+            top = top.max(n);
+        } else {
+            rejections.delete(&k).map_err(storage)?;
+            fixed.push(format!("rejections {n}"));
+        }
+    }
+    // The engine refuses a counter at or below a stored batch: numbers would be reused.
+    let stored_next = next.as_f64().filter(|f| f.fract() == 0.0 && *f >= 1.0);
+    if stored_next.map_or(true, |f| (f as u64) <= top) {
+        meta.put_with_key(&key(top + 1), &"nextBatch".into())
+            .map_err(storage)?;
+        fixed.push("meta nextBatch".to_owned());
+    }
+    if !fixed.is_empty() {
+        // Other tabs read the outbox again.
+        meta.put_with_key(&key(rev + 1), &"outboxRev".into())
+            .map_err(storage)?;
+    }
+    done.await.map_err(storage)?;
+    Ok(fixed)
 }
 
 /// Deletes log `name`'s database; waits until every connection has closed.

@@ -194,7 +194,7 @@ async function corruptThenRepair(name, orig, from, to, what) {
   assert.deepEqual(await ev(page, (name) => T.raw(name), name), raw, `${what}: a refused open wrote nothing`);
   const rep = await ev(page, (name) => Logfold.repair(name), name);
   const head = orig.length;
-  assert.deepEqual(rep, { head: from - 1, dropped: { from, to: Math.max(head, to) } }, `${what}: the repair report`);
+  assert.deepEqual(rep, { head: from - 1, dropped: { from, to: Math.max(head, to) }, records: [] }, `${what}: the repair report`);
   const w = await ev(page, (name) => D.view(name), name);
   await assertLog(w, orig.slice(0, from - 1), `${what}, after repair`);
   return w;
@@ -264,7 +264,6 @@ for (const [key, kind, expect] of [
 
 for (const target of ["table", "reducer"]) {
   for (const kind of KINDS) {
-    if (target === "reducer" && kind === "flip") continue; // not detected (reducer snapshots carry no CRC): reported, not yet fixed
     test(`snapshots: ${kind} of the ${target} snapshot → not used, rebuilt from the log`, opts, async () => {
       const name = `snap-${target}-${kind}`;
       const { events, snapshots } = await seed(name);
@@ -349,7 +348,7 @@ for (const kind of KINDS) {
     const v = await openA(s, { append: false });
     assertCorrupt(v.error, prev + 1, kind === "delete" ? s.segments[i + 1] : key, s.A);
     const rep = await ev(page, (name) => Logfold.repair(name), s.A);
-    assert.deepEqual(rep, { head: prev, dropped: { from: prev + 1, to: 21 } }, `${s.A}: repair report`);
+    assert.deepEqual(rep, { head: prev, dropped: { from: prev + 1, to: 21 }, records: [] }, `${s.A}: repair report`);
     const w = await openA(s, { settle: true, append: false });
     await assertLikeServer(s, w, s.A);
     assert.equal(w.rejections.length, 1, `${s.A}: the rejection is kept`);
@@ -359,20 +358,25 @@ for (const kind of KINDS) {
 }
 
 
-/** Open fails with CORRUPT naming `what`, and for a while after nothing reaches the server. */
-async function corruptRecord(s, what) {
+/**
+ * Open fails with CORRUPT naming the record (`details.store`, `details.key`, no positions), and
+ * for a while after nothing reaches the server; repair drops it (`records` says so) and the log
+ * opens again with its confirmed events and syncs.
+ */
+async function corruptRecord(s, store, key, dropped) {
   const v = await openA(s, { append: false });
   assert.equal(v.error?.code, "CORRUPT", `${s.A}: ${JSON.stringify(v.error ?? v.status)}`);
   assert.equal(v.error.isLogfoldError, true);
-  assert.match(v.error.details.reason, what, `${s.A}: the reason names the record`);
+  assert.deepEqual({ store: v.error.details.store, key: v.error.details.key, from: v.error.details.from, to: v.error.details.to }, { store, key, from: 0, to: 0 }, `${s.A}: the details name the record`);
   await new Promise((r) => setTimeout(r, 1500));
   const server = await sync.events(s.log);
   assert.equal(server.head, 21, `${s.A}: nothing pushed`);
-  // Recorded, not asserted: repair keeps the segments and does not look at these stores.
-  const rep = await ev(page, (name) => T.attempt(() => Logfold.repair(name)), s.A);
-  const again = await openA(s, { append: false });
-  const dropped = rep.threw ? rep.code : JSON.stringify(rep.value.dropped);
-  return again.error ? `CORRUPT, nothing pushed; repair drops ${dropped}, still CORRUPT` : "CORRUPT, nothing pushed; repair recovers";
+  const rep = await ev(page, (name) => Logfold.repair(name), s.A);
+  assert.deepEqual(rep, { head: 21, dropped: null, records: [dropped] }, `${s.A}: the repair report`);
+  const again = await openA(s, { settle: true, append: false });
+  assert.ok(!again.error, `${s.A}: after repair the log opens: ${JSON.stringify(again.error)}`);
+  assert.deepEqual(again.events.slice(0, 21), s.local.slice(0, 21), `${s.A}: the confirmed events are kept`);
+  return `CORRUPT (${store} ${key}), nothing pushed; repair drops ${dropped}, the log opens`;
 }
 
 for (const store of ["outbox", "rejections"]) {
@@ -381,7 +385,7 @@ for (const store of ["outbox", "rejections"]) {
       const s = await syncedSeed(`${store}-${kind}`);
       const key = (store === "outbox" ? s.outbox : s.rejectionKeys)[0];
       await ev(page, (a) => D.damage(a.A, a.store, a.key, a.kind), { A: s.A, store, key, kind });
-      outcomes.push([`${store} (synced)`, kind, await corruptRecord(s, store === "outbox" ? /outbox batch/ : /rejection/)]);
+      outcomes.push([`${store} (synced)`, kind, await corruptRecord(s, store, key, `${store} ${key}`)]);
     });
   }
 }
@@ -421,7 +425,7 @@ for (const [key, kind] of [["synced", "delete"], ["clientId", "delete"], ["syncL
 test("synced meta.nextBatch: delete → CORRUPT at open (the outbox's batch numbers no longer fit), nothing pushed", opts, async () => {
   const s = await syncedSeed("meta-nextBatch-delete");
   await ev(page, (a) => D.damage(a.A, "meta", "nextBatch", "delete"), { A: s.A });
-  outcomes.push(["meta (synced)", "nextBatch delete", await corruptRecord(s, /outbox batch/)]);
+  outcomes.push(["meta (synced)", "nextBatch delete", await corruptRecord(s, "outbox", 0, "meta nextBatch")]);
 });
 
 test("synced meta.head: flip → CORRUPT past the segments; repair keeps every event; sync goes on", opts, async () => {
@@ -429,7 +433,7 @@ test("synced meta.head: flip → CORRUPT past the segments; repair keeps every e
   await ev(page, (a) => D.damage(a.A, "meta", "head", "flip"), { A: s.A });
   const v = await openA(s, { append: false });
   assertCorrupt(v.error, 22, 21 ^ 0xff, s.A);
-  assert.deepEqual(await ev(page, (name) => Logfold.repair(name), s.A), { head: 21, dropped: { from: 22, to: 21 ^ 0xff } });
+  assert.deepEqual(await ev(page, (name) => Logfold.repair(name), s.A), { head: 21, dropped: { from: 22, to: 21 ^ 0xff }, records: [] });
   await assertLikeServer(s, await openA(s, { settle: true, append: false }), s.A);
   outcomes.push(["meta (synced)", "head flip", "CORRUPT, repair keeps all, syncs"]);
 });
@@ -450,3 +454,31 @@ test("synced meta.serverLog: flip → DIVERGED (another server log's identity), 
   assert.equal(await sync.head(s.log), 21, "nothing pushed");
   outcomes.push(["meta (synced)", "serverLog flip", "DIVERGED, nothing pushed"]);
 });
+
+// ---- known to fail ------------------------------------------------------------------------------
+// Nothing checks the streams store (a cache of stream versions as of meta.streamsThrough): a
+// damaged record gives wrong versions, and the next append is stored with one. Detecting a
+// deleted record needs a digest of the whole store; it is the first thing to fix next.
+const STREAMS_TODO = "a damaged streams record is not detected (open bug)";
+
+for (const kind of ["flip", "delete", "wrongType"]) {
+  test(`streams: ${kind} of a stream's version → the right version is still used`, { ...opts, todo: STREAMS_TODO }, async () => {
+    const name = `find-streams-${kind}`;
+    const { events } = await seed(name);
+    await ev(page, (a) => D.damage(a.name, "streams", "acct-0", a.kind), { name, kind });
+    // Before anything else is appended: does an expectation of "no events" pass on a stream of 8?
+    const none = await ev(page, async (name) => {
+      const log = await Logfold.open({ name });
+      try {
+        return await T.attempt(() => log.append({ stream: "acct-0", type: "Deposited", data: { account: "acct-0", amount: 1 } }, { expectedVersion: "none" }));
+      } finally {
+        await log.close();
+      }
+    }, name);
+    const v = await ev(page, (name) => D.view(name), name);
+    console.log(`finding streams ${kind}: expectedVersion "none" on a stream of ${versionsOf(events)["acct-0"]} events: ${none.code ?? `accepted as version ${none.value.version}`}; then version() ${v.versions["acct-0"]}, next append version ${v.next?.version}`);
+    assert.equal(none.code, "CONFLICT", "an expectation of no events on a stream with events");
+    await assertLog(v, events, name);
+  });
+}
+
