@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use logfold_core::crc32::crc32;
 use logfold_core::json::{self, Reader};
 use logfold_core::protocol::{PullResponse, PushRequest, PushResponse, RejectReason};
 use logfold_core::segment::{Segment, SegmentWriter};
@@ -24,7 +25,24 @@ pub const TARGETS: &[&str] = &[
     "table-definition",
     "snapshot",
     "event-id",
+    "segment-sealed",
+    "snapshot-sealed",
 ];
+
+/// `bytes` with its CRC-32 appended, as a segment's and a snapshot's trailer has: the
+/// `-sealed` targets fuzz the framed content, since AFL++ alone almost never mutates a
+/// checksummed input into one whose checksum still matches.
+fn sealed(bytes: &[u8]) -> Vec<u8> {
+    let mut framed = bytes.to_vec();
+    framed.extend_from_slice(&crc32(bytes).to_le_bytes());
+    framed
+}
+
+/// `bytes` without its 4-byte trailer: the seed of a `-sealed` target.
+fn unsealed(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.truncate(bytes.len().saturating_sub(4));
+    bytes
+}
 
 /// The table definition that snapshots are decoded against.
 pub fn ledger() -> Arc<TableDef> {
@@ -41,20 +59,24 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+fn read_segment(bytes: &[u8]) {
+    let mut scratch = Vec::new();
+    if let Ok(seg) = Segment::parse_in(bytes, &mut scratch) {
+        let _ = seg.decode();
+        let mut events = seg.events();
+        while let Some(Ok(_)) = events.next_indexed() {}
+        let mut out = String::from("[");
+        let _ = json::write_segment(&mut out, &seg, 0, u64::MAX);
+    }
+}
+
 /// Feeds `bytes` to the decoder `name`. It must return whatever the bytes are: a panic here is
 /// a finding. Returns false for an unknown name.
 pub fn run(name: &str, bytes: &[u8], def: &Arc<TableDef>) -> bool {
     match name {
-        "segment" => {
-            let mut scratch = Vec::new();
-            if let Ok(seg) = Segment::parse_in(bytes, &mut scratch) {
-                let _ = seg.decode();
-                let mut events = seg.events();
-                while let Some(Ok(_)) = events.next_indexed() {}
-                let mut out = String::from("[");
-                let _ = json::write_segment(&mut out, &seg, 0, u64::MAX);
-            }
-        }
+        "segment" => read_segment(bytes),
+        "segment-sealed" => read_segment(&sealed(bytes)),
+        "snapshot-sealed" => drop(snapshot::decode(&sealed(bytes), def.clone())),
         "lz" => {
             let mut out = Vec::new();
             for size in [0, bytes.len(), bytes.len() * 4, 1 << 16] {
@@ -84,6 +106,30 @@ pub fn run(name: &str, bytes: &[u8], def: &Arc<TableDef>) -> bool {
     true
 }
 
+/// Whether `bytes` is an input the decoder `name` accepts, so a seed is known to start AFL++
+/// from a real input (a rejected one would only exercise the first check).
+pub fn accepts(name: &str, bytes: &[u8], def: &Arc<TableDef>) -> bool {
+    let text = || std::str::from_utf8(bytes).ok();
+    let mut scratch = Vec::new();
+    match name {
+        "segment" => Segment::parse_in(bytes, &mut scratch).is_ok_and(|s| s.decode().is_ok()),
+        // Compressed content carries no size: seeds() checks its own round trip instead.
+        "lz" => !bytes.is_empty(),
+        "json" => text().is_some_and(|t| json::read::parse(t).is_ok()),
+        // Their seeds are all the JSON texts, each valid as JSON if not as that answer.
+        "push-answer" | "pull-answer" => text().is_some_and(|t| json::read::check(t).is_ok()),
+        "push-request" => serde_json::from_slice::<PushRequest>(bytes).is_ok(),
+        "outbox-record" => OutboxBatch::decode(3, bytes).is_ok(),
+        "rejection-record" => text().is_some_and(|t| Rejection::ids_from_json(t).is_ok()),
+        "table-definition" => text().is_some_and(|t| TableDef::parse_text(t).is_ok()),
+        "snapshot" => snapshot::decode(bytes, def.clone()).is_ok(),
+        "segment-sealed" => accepts("segment", &sealed(bytes), def),
+        "snapshot-sealed" => accepts("snapshot", &sealed(bytes), def),
+        "event-id" => text().is_some_and(|t| t.parse::<EventId>().is_ok()),
+        _ => false,
+    }
+}
+
 fn sample_events(count: u64) -> Vec<Event> {
     let mut ids = IdGenerator::new(29);
     let kinds = ["Opened", "Deposited", "Withdrawn"];
@@ -92,7 +138,10 @@ fn sample_events(count: u64) -> Vec<Event> {
             let account = format!("acct-{}", n % 3);
             Event {
                 id: ids.next_id(1_710_000_000_000 + n),
-                data: format!(r#"{{"account":"{account}","amount":{},"note":"ü\t\"{n}\""}}"#, n * 5),
+                data: format!(
+                    r#"{{"account":"{account}","amount":{},"note":"ü\t\"{n}\""}}"#,
+                    n * 5
+                ),
                 stream: account,
                 version: n.div_ceil(3),
                 event_type: kinds[(n % 3) as usize].into(),
@@ -176,8 +225,11 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
             write_segment(&events[..1], true),
         ],
         "lz" => {
-            let mut packed = Vec::new();
-            logfold_core::lz::compress(events[1].data.repeat(16).as_bytes(), &mut packed);
+            let plain = events[1].data.repeat(16).into_bytes();
+            let (mut packed, mut back) = (Vec::new(), Vec::new());
+            logfold_core::lz::compress(&plain, &mut packed);
+            logfold_core::lz::decompress(&packed, plain.len(), &mut back).expect("the seed expands");
+            assert_eq!(back, plain, "the lz seed round-trips");
             vec![packed]
         }
         "json" | "push-answer" | "pull-answer" => json_texts,
@@ -202,6 +254,8 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
             EventId::from_bytes([0x5a; 16]).write_to(&mut id);
             vec![id.into_bytes()]
         }
+        "segment-sealed" => seeds("segment").into_iter().map(unsealed).collect(),
+        "snapshot-sealed" => seeds("snapshot").into_iter().map(unsealed).collect(),
         _ => Vec::new(),
     }
 }

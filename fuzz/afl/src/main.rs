@@ -56,7 +56,10 @@ fn checked(name: &str, bytes: &[u8], def: &std::sync::Arc<logfold_core::table::T
 fn main() {
     let name = std::env::var("LOGFOLD_AFL_TARGET").unwrap_or_default();
     if !logfold_afl::TARGETS.contains(&name.as_str()) {
-        eprintln!("set LOGFOLD_AFL_TARGET to one of: {}", logfold_afl::TARGETS.join(", "));
+        eprintln!(
+            "set LOGFOLD_AFL_TARGET to one of: {}",
+            logfold_afl::TARGETS.join(", ")
+        );
         std::process::exit(2);
     }
     let def = logfold_afl::ledger();
