@@ -379,7 +379,13 @@ impl PgStore {
         let overhead = super::PAGE_EVENT_OVERHEAD as i32;
         conn.client.query(
             &read,
-            &[&log, &(after as i64), &(limit as i64), &budget, &overhead],
+            &[
+                &log,
+                &i64::try_from(after).unwrap_or(i64::MAX),
+                &(limit as i64),
+                &budget,
+                &overhead,
+            ],
         )
     }
 }

@@ -101,8 +101,10 @@ fn connect(path: &str) -> Result<Connection, rusqlite::Error> {
     Ok(conn)
 }
 
+/// Offsets past `i64::MAX` cannot exist; saturating keeps `after=u64::MAX` meaning "nothing
+/// after", where a plain cast would wrap to -1 and read the log from its start.
 fn to_i64(v: u64) -> i64 {
-    v as i64
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn id_bytes(row: &rusqlite::Row<'_>, ix: usize) -> Result<EventId, rusqlite::Error> {
