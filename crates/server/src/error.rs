@@ -22,6 +22,9 @@ pub enum AppError {
     /// The body is over the request limit; the client should split it: 413.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The push body did not arrive in time: 408.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A push body that is not `application/json`: 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -47,12 +50,18 @@ impl From<StoreError> for AppError {
 }
 
 impl AppError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            AppError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
             AppError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }

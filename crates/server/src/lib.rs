@@ -43,6 +43,13 @@ pub const MAX_PULL_LIMIT: usize = 10_000;
 /// The default byte budget of a pull page or a live message (see [`store::page_bytes`]): a
 /// page stops before it, whatever `limit` asks, so the memory a pull holds is bounded by bytes.
 pub const DEFAULT_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// The deepest a push body may nest arrays and objects, an event's `data` and `meta` included
+/// (serde_json's own limit for the typed fields; `data` is kept raw and would pass unchecked,
+/// then hand every client that reads it a parser's worst case).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// The default time a push body may take to arrive whole.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How the server is set up.
 #[derive(Debug, Clone)]
@@ -53,6 +60,8 @@ pub struct Config {
     pub max_body: usize,
     /// The byte budget of a pull page or a live message.
     pub page_bytes: usize,
+    /// How long a push body may take to arrive; past it the push gets 408.
+    pub body_timeout: std::time::Duration,
     /// Event size and name limits.
     pub limits: Limits,
     /// Origins allowed by CORS; none means no CORS headers.
@@ -67,6 +76,7 @@ impl Default for Config {
             tokens: None,
             max_body: DEFAULT_MAX_BODY,
             page_bytes: DEFAULT_PAGE_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             limits: Limits::default(),
             cors_origins: Vec::new(),
             static_dir: None,
@@ -124,16 +134,21 @@ impl AppState {
                 "log name {log:?} is invalid: use 1 to 128 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
             )));
         }
-        self.check_caller(headers)?;
-        match &self.inner.config.tokens {
-            None => Ok(None),
-            Some(tokens) => {
-                let auth = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                tokens.authorize(auth, log, access).map(Some)
-            }
+        let checked = self
+            .check_caller(headers)
+            .and_then(|()| match &self.inner.config.tokens {
+                None => Ok(None),
+                Some(tokens) => {
+                    let auth = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    tokens.authorize(auth, log, access).map(Some)
+                }
+            });
+        if let Err(e) = &checked {
+            self.metrics().auth_failure(e.status().as_u16());
         }
+        checked
     }
 
     /// Refuses what a foreign web page can send a server on this machine: a request whose
@@ -295,9 +310,22 @@ async fn push(
     if declared.is_some_and(|n| n > max) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, max)
+    // A client trickling its body would otherwise hold the connection and its buffer forever.
+    let timeout = state.inner.config.body_timeout;
+    let bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, max))
         .await
+        .map_err(|_| {
+            AppError::RequestTimeout(format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ))
+        })?
         .map_err(|_| too_large())?;
+    if nested_deeper_than(&bytes, MAX_JSON_DEPTH) {
+        return Err(AppError::BadRequest(format!(
+            "the push body is not valid: it nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
     let request: PushRequest = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(e) => {
@@ -339,6 +367,34 @@ async fn push(
     .into_response();
     name_log(&mut response, Some(&pushed.log_id));
     Ok(response)
+}
+
+/// Whether JSON text nests `[`/`{` deeper than `max`, outside strings; one pass, no parse.
+fn nested_deeper_than(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Puts the log's identity in the answer's headers, when it has one (see [`LOG_ID_HEADER`]).
@@ -490,7 +546,15 @@ async fn live(
 
 #[cfg(test)]
 mod tests {
-    use super::loopback_host;
+    use super::{loopback_host, nested_deeper_than};
+
+    #[test]
+    fn nesting_is_counted_outside_strings() {
+        assert!(!nested_deeper_than(br#"{"a":[[1]]}"#, 3));
+        assert!(nested_deeper_than(br#"{"a":[[[1]]]}"#, 3));
+        assert!(!nested_deeper_than(br#"{"a":"[[[[{{\"[["}"#, 1));
+        assert!(!nested_deeper_than(br#"[1],[2],[3]"#, 1));
+    }
 
     #[test]
     fn loopback_hosts_are_localhost_127_and_ipv6_one() {

@@ -43,6 +43,9 @@ struct Args {
     /// its `limit` (it holds at least one event).
     #[arg(long, default_value_t = DEFAULT_PAGE_BYTES)]
     page_bytes: usize,
+    /// Seconds a push body may take to arrive whole; past it the push gets 408.
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
     /// Bytes of pushes that may wait for one log's next commit; past it a push gets 503.
     #[arg(long, default_value_t = DEFAULT_QUEUE_BYTES)]
     queue_bytes: usize,
@@ -92,6 +95,7 @@ async fn serve(args: Args, tokens: Option<Tokens>) -> Result<(), Box<dyn std::er
         tokens,
         max_body: args.max_body,
         page_bytes: args.page_bytes,
+        body_timeout: std::time::Duration::from_secs(args.body_timeout),
         cors_origins: args.cors_origins,
         static_dir: args.static_dir,
         ..Config::default()

@@ -15,6 +15,7 @@ const BUCKETS: [f64; 12] = [
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
+    auth_failures: Mutex<BTreeMap<u16, u64>>,
     events_appended: AtomicU64,
     push_buckets: [AtomicU64; BUCKETS.len()],
     push_count: AtomicU64,
@@ -26,6 +27,13 @@ impl Metrics {
     pub fn request(&self, route: &str, status: u16) {
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((route.to_owned(), status)).or_insert(0) += 1;
+    }
+
+    /// Counts a request refused by authorization (401 no or unknown token, 403 out of scope
+    /// or a foreign origin), so guessing tokens shows as a rate.
+    pub fn auth_failure(&self, status: u16) {
+        let mut map = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(status).or_insert(0) += 1;
     }
 
     /// Counts a committed push: how long it took and how many events it appended.
@@ -61,6 +69,23 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "logfold_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str(
+            "# HELP logfold_auth_failures_total Requests refused by authorization, by status.\n",
+        );
+        out.push_str("# TYPE logfold_auth_failures_total counter\n");
+        for status in [401, 403] {
+            let n = self
+                .auth_failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&status)
+                .copied()
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "logfold_auth_failures_total{{status=\"{status}\"}} {n}"
             );
         }
         out.push_str("# HELP logfold_events_appended_total Events written by accepted batches.\n");
