@@ -9,7 +9,6 @@
 //!  [--minutes M] [--pg URL] [--server PATH] [--out PATH]` (scripts/soak does all of it).
 
 #[path = "../tests/common/http.rs"]
-#[allow(dead_code)]
 mod http;
 
 use std::collections::{BTreeMap, HashMap};
@@ -301,8 +300,16 @@ async fn run_client(
             retried = true;
         }
         // Every fifth push, catch up on the log, alternating JSON and binary segments.
-        if number % 5 == 0 {
-            cursor = pull_page(&http, &target, &stats, &log, cursor, number % 10 == 0).await;
+        if number.is_multiple_of(5) {
+            cursor = pull_page(
+                &http,
+                &target,
+                &stats,
+                &log,
+                cursor,
+                number.is_multiple_of(10),
+            )
+            .await;
         }
         tokio::time::sleep(Duration::from_millis(rng.next(2 * think_ms + 1))).await;
     }
@@ -651,7 +658,7 @@ pub async fn run(o: Options) -> Report {
             });
             println!("soak: SIGKILLed at {killed_at:.0} s with {acked_before} events acknowledged; up again in {down_ms:.0} ms");
         }
-        if samples.len() % 30 == 0 {
+        if samples.len().is_multiple_of(30) {
             let s = samples.last().unwrap();
             println!(
                 "soak: {:>5.0} s  {} events  rss {} kB  slow tail queued {} B  errors {}",
