@@ -216,6 +216,7 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
     ];
     let synced_req = meta.get(&"synced".into()).map_err(storage)?;
     let next_req = meta.get(&"nextBatch".into()).map_err(storage)?;
+    let acked_req = meta.get(&"ackedThrough".into()).map_err(storage)?;
     let rev_req = meta.get(&"outboxRev".into()).map_err(storage)?;
     let mut got = Vec::with_capacity(reqs.len());
     for r in &reqs {
@@ -223,6 +224,7 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
     }
     let synced = idb::request(&synced_req).await.map_err(storage)?;
     let next = idb::request(&next_req).await.map_err(storage)?;
+    let acked = as_u64(&idb::request(&acked_req).await.map_err(storage)?);
     let rev = as_u64(&idb::request(&rev_req).await.map_err(storage)?);
     if !synced.is_truthy() {
         // A log without sync has no outbox, and no batch counter to put back.
@@ -254,7 +256,9 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
             fixed.push(format!("rejections {n}"));
         }
     }
-    // The engine refuses a counter at or below a stored batch: numbers would be reused.
+    // The engine refuses a counter at or below a stored batch, and a number at or below the
+    // acknowledged ones is taken for acknowledged (and the server has it): never reuse one.
+    let top = top.max(acked);
     let stored_next = next.as_f64().filter(|f| f.fract() == 0.0 && *f >= 1.0);
     if stored_next.map_or(true, |f| (f as u64) <= top) {
         meta.put_with_key(&key(top + 1), &"nextBatch".into())
