@@ -553,7 +553,11 @@ class Log {
     const report = { persisted, usage: estimate.usage ?? null, quota: estimate.quota ?? null, unsynced, oldestUnsynced, atRisk };
     if (atRisk !== this.#atRisk) {
       this.#atRisk = atRisk;
-      if (!this.closed) this.#risk.onStorageRisk?.(report);
+      try {
+        if (!this.closed) this.#risk.onStorageRisk?.(report);
+      } catch (e) {
+        console.error("logfold: onStorageRisk threw:", e);
+      }
     }
     return report;
   }
