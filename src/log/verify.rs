@@ -259,8 +259,9 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
     // The engine refuses a counter at or below a stored batch, and a number at or below the
     // acknowledged ones is taken for acknowledged (and the server has it): never reuse one.
     let top = top.max(acked);
+    // A missing counter is read as 1, which is right while no batch number was ever used.
     let stored_next = next.as_f64().filter(|f| f.fract() == 0.0 && *f >= 1.0);
-    if stored_next.map_or(true, |f| (f as u64) <= top) {
+    if stored_next.map_or(top > 0, |f| (f as u64) <= top) {
         meta.put_with_key(&key(top + 1), &"nextBatch".into())
             .map_err(storage)?;
         fixed.push("meta nextBatch".to_owned());
