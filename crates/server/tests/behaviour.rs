@@ -1,6 +1,7 @@
 //! The behaviour suite: every scenario runs on the memory, SQLite and PostgreSQL stores, so
 //! the simulated server cannot drift from the real ones.
 
+#[macro_use]
 mod common;
 
 use axum::body::Body;
@@ -11,20 +12,6 @@ use logfold_core::protocol::{BatchResult, RejectReason, SEGMENT_CONTENT_TYPE};
 use logfold_core::segment::Segment;
 use logfold_core::{ExpectedVersion, Limits};
 use logfold_server::{Config, Tokens};
-
-macro_rules! on_all_stores {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() { super::$scenario(Kind::Memory).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$scenario(Kind::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$scenario(Kind::Postgres).await }
-        }
-    )*};
-}
 
 on_all_stores!(
     round_trip,

@@ -2,6 +2,7 @@
 //! endpoint, and hostile requests (deep JSON, odd queries, slow bodies, thousands of live
 //! tails) each get a clear answer and write nothing. Every "writes nothing" reads the store.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -13,20 +14,6 @@ use logfold_core::protocol::{PushRequest, SEGMENT_CONTENT_TYPE};
 use logfold_core::EventId;
 use logfold_server::{app, AppState, Config, Hub, Tokens};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-macro_rules! on_all_stores {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() { super::$scenario(Kind::Memory).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$scenario(Kind::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$scenario(Kind::Postgres).await }
-        }
-    )*};
-}
 
 on_all_stores!(
     a_token_for_one_log_never_reaches_another,

@@ -3,6 +3,22 @@
 
 pub mod http;
 
+/// One test per store for each `scenario(kind)` named (a module per scenario).
+#[allow(unused_macros)] // not every test crate that shares this module runs scenarios
+macro_rules! on_all_stores {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() { super::$scenario(Kind::Memory).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$scenario(Kind::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$scenario(Kind::Postgres).await }
+        }
+    )*};
+}
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
