@@ -36,12 +36,7 @@ fn wire_events(text: &str) -> Result<Vec<NewEvent>, JsonError> {
                 "stream" => stream = Some(r.string()?.into_owned()),
                 "type" => event_type = Some(r.string()?.into_owned()),
                 "data" => data = Some(r.skip()?.to_owned()),
-                "meta" => {
-                    meta = (!r.null()?)
-                        .then(|| r.skip())
-                        .transpose()?
-                        .map(str::to_owned)
-                }
+                "meta" => meta = r.raw_or_null()?.map(str::to_owned),
                 _ => drop(r.skip()?),
             }
             Ok(())

@@ -107,6 +107,14 @@ impl<'a> Reader<'a> {
         Ok(false)
     }
 
+    /// Reads any value as its raw text, or `None` for `null` (an event's `meta`).
+    pub fn raw_or_null(&mut self) -> Result<Option<&'a str>, JsonError> {
+        if self.null()? {
+            return Ok(None);
+        }
+        self.skip().map(Some)
+    }
+
     /// Reads `true` or `false`.
     pub fn bool(&mut self) -> Result<bool, JsonError> {
         match self.peek() {

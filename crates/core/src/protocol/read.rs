@@ -169,12 +169,7 @@ fn pulled_event(r: &mut Reader<'_>) -> Result<PulledEvent, JsonError> {
             "version" => version = Some(r.u64()?),
             "type" => event_type = Some(r.string()?.into_owned()),
             "data" => data = Some(r.skip()?.to_owned()),
-            "meta" => {
-                meta = (!r.null()?)
-                    .then(|| r.skip())
-                    .transpose()?
-                    .map(str::to_owned)
-            }
+            "meta" => meta = r.raw_or_null()?.map(str::to_owned),
             "time" => time = Some(r.u64()?),
             "origin" => origin = Some(r.string()?.into_owned()),
             _ => drop(r.skip()?),
