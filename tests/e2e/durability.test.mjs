@@ -231,19 +231,23 @@ async function crashLoop(durability) {
         for (let i = 0; i < 50 && !RESET.test(b.stderr()); i++) await sleep(100);
         return RESET.test(b.stderr());
       };
+      // Chromium said it reset IndexedDB, as logfold saw: the round starts over from empty.
+      // Told what was lost, the app repairs: the log starts over from what is left (nothing).
+      const startOver = async (when, detected) => {
+        assert.ok(await browserReset(), "logfold reported lost positions, but Chromium did not say it reset IndexedDB");
+        report.push({ round, browserResetIndexedDb: detected });
+        console.log(`# ${durability} round ${round}: Chromium reset IndexedDB ${when}; ${detected}`);
+        state.acked.clear();
+        state.streams = [];
+        await ev(page, (n) => window.Logfold.repair(n), name);
+      };
       const emptied = !got.lost && got.rows.length === 0 && state.acked.size > 0;
       // The head the next open must find: none of what the browser deleted.
       let startHead = got.head;
       if (got.lost || (emptied && (await browserReset()))) {
         startHead = 0;
-        assert.ok(await browserReset(), "logfold reported lost positions, but Chromium did not say it reset IndexedDB");
         const detected = got.lost ? `logfold reported CORRUPT ${got.lost.from}..${got.lost.to}` : "logfold's head mark was lost in the same crash";
-        report.push({ round, browserResetIndexedDb: detected });
-        console.log(`# ${durability} round ${round}: Chromium reset IndexedDB after the kill; ${detected}`);
-        state.acked.clear();
-        state.streams = [];
-        // Told what was lost, the app repairs: the log starts over from what is left (nothing).
-        await ev(page, (n) => window.Logfold.repair(n), name);
+        await startOver("after the kill", detected);
       } else {
         const seen = await keepEvidence(profile, round, () => verify(state, got, `${durability} round ${round}`), b, report);
         report.push({ round, ...seen, acked: state.acked.size });
@@ -282,12 +286,7 @@ async function crashLoop(durability) {
         return log.head;
       }, { name, durability, round, streams });
       if (writerHead.lost) {
-        assert.ok(await browserReset(), "logfold reported lost positions, but Chromium did not say it reset IndexedDB");
-        console.log(`# ${durability} round ${round}: Chromium reset IndexedDB after the round's first open; logfold reported CORRUPT`);
-        report.push({ round, browserResetIndexedDb: "logfold reported CORRUPT at the round's second open" });
-        state.acked.clear();
-        state.streams = [];
-        await ev(page, (n) => window.Logfold.repair(n), name);
+        await startOver("after the round's first open", "logfold reported CORRUPT at the round's second open");
         continue;
       }
       await keepEvidence(profile, round, () =>
