@@ -34,6 +34,9 @@ pub enum AppError {
     /// Too many pushes wait for this log's next commit: 503, with `Retry-After`.
     #[error("{0}")]
     Busy(String),
+    /// As many live tails are open as the server or the log may have: 503, with `Retry-After`.
+    #[error("{0}")]
+    TooManyTails(String),
     /// The database failed: 500, and the push is not acknowledged.
     #[error("storage failed: {0}")]
     Store(StoreError),
@@ -67,6 +70,7 @@ impl AppError {
             }
             AppError::UpgradeRequired(_) => (StatusCode::UPGRADE_REQUIRED, "UPGRADE_REQUIRED"),
             AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "BUSY"),
+            AppError::TooManyTails(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_TAILS"),
             AppError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "SERVER"),
         }
     }
@@ -85,9 +89,15 @@ impl IntoResponse for AppError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A full queue drains within a commit; open tails close at their clients' pace.
+            let after = if matches!(self, AppError::TooManyTails(_)) {
+                "5"
+            } else {
+                "1"
+            };
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static(after));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

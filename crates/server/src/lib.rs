@@ -5,7 +5,8 @@
 
 #![warn(missing_docs)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Path, Query, Request, State};
@@ -26,12 +27,14 @@ pub mod auth;
 pub mod error;
 pub mod hub;
 pub mod metrics;
+pub mod net;
 pub mod store;
 
 pub use auth::{Access, Tokens};
 pub use error::AppError;
 pub use hub::Hub;
 pub use metrics::Metrics;
+pub use net::serve;
 pub use store::{PushJob, Store, DEFAULT_QUEUE_BYTES};
 
 /// The default largest push body: 16 MiB (a client splits bigger outboxes).
@@ -51,6 +54,18 @@ pub const MAX_JSON_DEPTH: usize = 128;
 /// The default time a push body may take to arrive whole.
 pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The default time a request's head (request line and headers) may take to arrive.
+pub const DEFAULT_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The default time a client may leave every byte sent to it unread before it is disconnected.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The default most live tails open at once, over all logs.
+pub const DEFAULT_MAX_TAILS: usize = 10_000;
+
+/// The default most live tails open at once on one log.
+pub const DEFAULT_MAX_TAILS_PER_LOG: usize = 5_000;
+
 /// How the server is set up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -62,6 +77,16 @@ pub struct Config {
     pub page_bytes: usize,
     /// How long a push body may take to arrive; past it the push gets 408.
     pub body_timeout: std::time::Duration,
+    /// How long a request's head may take to arrive on a socket served by [`serve`]; past it
+    /// the connection is closed. An idle keep-alive connection is closed after it too.
+    pub header_timeout: std::time::Duration,
+    /// How long a client served by [`serve`] may take none of the bytes sent to it; past it
+    /// the connection is closed (a live tail that stopped reading frees its message).
+    pub stall_timeout: std::time::Duration,
+    /// The most live tails open at once, over all logs; past it a tail gets 503.
+    pub max_tails: usize,
+    /// The most live tails open at once on one log; past it a tail gets 503.
+    pub max_tails_per_log: usize,
     /// Event size and name limits.
     pub limits: Limits,
     /// Origins allowed by CORS; none means no CORS headers.
@@ -77,6 +102,10 @@ impl Default for Config {
             max_body: DEFAULT_MAX_BODY,
             page_bytes: DEFAULT_PAGE_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            max_tails: DEFAULT_MAX_TAILS,
+            max_tails_per_log: DEFAULT_MAX_TAILS_PER_LOG,
             limits: Limits::default(),
             cors_origins: Vec::new(),
             static_dir: None,
@@ -96,6 +125,38 @@ struct Inner {
     hub: Hub,
     config: Config,
     metrics: Metrics,
+    /// Live tails open now: in all, and by log.
+    tails: Mutex<Tails>,
+}
+
+#[derive(Debug, Default)]
+struct Tails {
+    open: usize,
+    by_log: HashMap<String, usize>,
+}
+
+/// A live tail's place in the count of open tails, given back when the tail's stream is
+/// dropped (the client went away, or the connection was closed).
+#[derive(Debug)]
+struct TailSlot {
+    state: AppState,
+    log: String,
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        let mut tails = self.state.tails();
+        tails.open -= 1;
+        if let Some(n) = tails.by_log.get_mut(&self.log) {
+            *n -= 1;
+            if *n == 0 {
+                tails.by_log.remove(&self.log);
+            }
+        }
+        let open = tails.open;
+        drop(tails);
+        self.state.metrics().tails_open(open);
+    }
 }
 
 impl AppState {
@@ -107,6 +168,7 @@ impl AppState {
                 hub,
                 config,
                 metrics: Metrics::default(),
+                tails: Mutex::default(),
             }),
         }
     }
@@ -119,6 +181,51 @@ impl AppState {
     /// The counters behind `/metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// How the server is set up.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn tails(&self) -> std::sync::MutexGuard<'_, Tails> {
+        self.inner.tails.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for one more live tail on `log`, or the limit it would pass.
+    fn open_tail(&self, log: &str) -> Result<TailSlot, AppError> {
+        let config = &self.inner.config;
+        let mut tails = self.tails();
+        let on_log = tails.by_log.get(log).copied().unwrap_or(0);
+        let refused = if tails.open >= config.max_tails {
+            Some((
+                "server",
+                format!(
+                    "{} live tails are open, the most this server keeps (--max-tails)",
+                    tails.open
+                ),
+            ))
+        } else if on_log >= config.max_tails_per_log {
+            Some(("log", format!("{on_log} live tails are open on log {log:?}, the most one log may have (--max-tails-per-log)")))
+        } else {
+            None
+        };
+        if let Some((scope, message)) = refused {
+            drop(tails);
+            self.metrics().tail_refused(scope);
+            return Err(AppError::TooManyTails(format!(
+                "{message}: try again later"
+            )));
+        }
+        tails.open += 1;
+        *tails.by_log.entry(log.to_owned()).or_insert(0) += 1;
+        let open = tails.open;
+        drop(tails);
+        self.metrics().tails_open(open);
+        Ok(TailSlot {
+            state: self.clone(),
+            log: log.to_owned(),
+        })
     }
 
     /// Checks the request may `access` `log`; returns the credential's identity, `None` when
@@ -499,12 +606,16 @@ async fn live(
             .ok_or_else(|| AppError::BadRequest("Last-Event-ID must be an offset".into()))?,
         None => q.after,
     };
+    let slot = state.open_tail(&log)?;
     let rx = state.inner.hub.watch(&log);
     // The identity as of the start; a log not written yet has none until its first push.
     let log_id = state.store().read(&log, after, 1, 0).await?.log_id;
+    // The stream is polled for its next message only once the connection has taken the last
+    // one, so a tail holds one message at most, however slowly its client reads; the watch
+    // channel holds a head hint, never events.
     let events = stream::unfold(
-        (state, log, after, rx, false),
-        |(state, log, cursor, mut rx, failed)| async move {
+        (state, log, after, rx, false, slot),
+        |(state, log, cursor, mut rx, failed, slot)| async move {
             if failed {
                 return None;
             }
@@ -518,18 +629,19 @@ async fn live(
                 {
                     Ok(t) => (t.events, t.head),
                     Err(e) => {
-                        return Some((Err(AppError::from(e)), (state, log, cursor, rx, true)))
+                        return Some((Err(AppError::from(e)), (state, log, cursor, rx, true, slot)))
                     }
                 };
                 if let Some(last) = events.last() {
                     let next = last.seq;
                     let mut data = String::new();
                     logfold_core::protocol::write_pull_json(&mut data, head, &events);
+                    state.metrics().live_bytes(data.len());
                     let message = SseEvent::default()
                         .event("events")
                         .id(next.to_string())
                         .data(data);
-                    return Some((Ok(message), (state, log, next, rx, false)));
+                    return Some((Ok(message), (state, log, next, rx, false, slot)));
                 }
                 if rx.changed().await.is_err() {
                     return None;

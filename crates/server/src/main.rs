@@ -4,12 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::future::IntoFuture;
-
 use clap::Parser;
 use logfold_server::{
-    app, AppState, Config, Hub, Store, Tokens, DEFAULT_MAX_BODY, DEFAULT_PAGE_BYTES,
-    DEFAULT_QUEUE_BYTES,
+    AppState, Config, Hub, Store, Tokens, DEFAULT_MAX_BODY, DEFAULT_MAX_TAILS,
+    DEFAULT_MAX_TAILS_PER_LOG, DEFAULT_PAGE_BYTES, DEFAULT_QUEUE_BYTES,
 };
 
 /// The logfold sync server: gives pushed events global offsets and serves log tails.
@@ -49,6 +47,20 @@ struct Args {
     /// Bytes of pushes that may wait for one log's next commit; past it a push gets 503.
     #[arg(long, default_value_t = DEFAULT_QUEUE_BYTES)]
     queue_bytes: usize,
+    /// Seconds a request's line and headers may take to arrive; past it the connection is
+    /// closed (an idle keep-alive connection too).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a client may take none of the bytes sent to it (a live tail that stopped
+    /// reading); past it the connection is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    stall_timeout: u64,
+    /// The most live tails open at once over all logs; past it a tail gets 503.
+    #[arg(long, default_value_t = DEFAULT_MAX_TAILS)]
+    max_tails: usize,
+    /// The most live tails open at once on one log; past it a tail gets 503.
+    #[arg(long, default_value_t = DEFAULT_MAX_TAILS_PER_LOG)]
+    max_tails_per_log: usize,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +108,10 @@ async fn serve(args: Args, tokens: Option<Tokens>) -> Result<(), Box<dyn std::er
         max_body: args.max_body,
         page_bytes: args.page_bytes,
         body_timeout: std::time::Duration::from_secs(args.body_timeout),
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        stall_timeout: std::time::Duration::from_secs(args.stall_timeout),
+        max_tails: args.max_tails,
+        max_tails_per_log: args.max_tails_per_log,
         cors_origins: args.cors_origins,
         static_dir: args.static_dir,
         ..Config::default()
@@ -111,12 +127,10 @@ async fn serve(args: Args, tokens: Option<Tokens>) -> Result<(), Box<dyn std::er
     } else {
         println!("logfold-server: {token_count} bearer tokens loaded");
     }
-    let router = app(AppState::new(store, hub, config));
+    let state = AppState::new(store, hub, config);
     let stop = std::sync::Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
-    let serving = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stopped.notified().await })
-        .into_future();
+    let serving = logfold_server::serve(listener, state, async move { stopped.notified().await });
     tokio::pin!(serving);
     tokio::select! {
         done = &mut serving => return Ok(done?),

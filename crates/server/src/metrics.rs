@@ -20,7 +20,17 @@ pub struct Metrics {
     push_buckets: [AtomicU64; BUCKETS.len()],
     push_count: AtomicU64,
     push_micros: AtomicU64,
+    tails_open: AtomicU64,
+    tails_refused: Mutex<BTreeMap<&'static str, u64>>,
+    live_bytes: AtomicU64,
+    connections_closed: Mutex<BTreeMap<&'static str, u64>>,
 }
+
+/// The scopes a live tail can be refused at: the server's limit or the log's.
+const TAIL_SCOPES: [&str; 2] = ["server", "log"];
+
+/// Why the server closed a connection on its own.
+const CLOSE_REASONS: [&str; 2] = ["header_timeout", "stalled"];
 
 impl Metrics {
     /// Counts a finished request by route pattern and status.
@@ -48,6 +58,42 @@ impl Metrics {
         self.push_count.fetch_add(1, Ordering::Relaxed);
         self.push_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Sets how many live tails are open now.
+    pub fn tails_open(&self, open: usize) {
+        self.tails_open.store(open as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a live tail refused because `scope` (`server` or `log`) has as many as it may.
+    pub fn tail_refused(&self, scope: &'static str) {
+        let mut map = self.tails_refused.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(scope).or_insert(0) += 1;
+    }
+
+    /// Counts the bytes of a live message handed to its connection.
+    pub fn live_bytes(&self, bytes: usize) {
+        self.live_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a connection the server closed: `header_timeout` (its request head did not
+    /// arrive in time) or `stalled` (it took nothing sent to it in time).
+    pub fn connection_closed(&self, reason: &'static str) {
+        let mut map = self
+            .connections_closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Live tails open now.
+    pub fn live_tails(&self) -> u64 {
+        self.tails_open.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of live messages handed to connections since start.
+    pub fn live_bytes_sent(&self) -> u64 {
+        self.live_bytes.load(Ordering::Relaxed)
     }
 
     /// Events appended since start.
@@ -95,6 +141,39 @@ impl Metrics {
             "logfold_events_appended_total {}",
             self.events_appended()
         );
+        out.push_str("# HELP logfold_live_tails Live tails open now.\n");
+        out.push_str("# TYPE logfold_live_tails gauge\n");
+        let _ = writeln!(out, "logfold_live_tails {}", self.live_tails());
+        out.push_str("# HELP logfold_live_tails_refused_total Live tails refused with 503 at the server's or the log's limit.\n");
+        out.push_str("# TYPE logfold_live_tails_refused_total counter\n");
+        let refused = self.tails_refused.lock().unwrap_or_else(|e| e.into_inner());
+        for scope in TAIL_SCOPES {
+            let n = refused.get(scope).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "logfold_live_tails_refused_total{{scope=\"{scope}\"}} {n}"
+            );
+        }
+        drop(refused);
+        out.push_str(
+            "# HELP logfold_live_bytes_total Bytes of live messages handed to connections.\n",
+        );
+        out.push_str("# TYPE logfold_live_bytes_total counter\n");
+        let _ = writeln!(out, "logfold_live_bytes_total {}", self.live_bytes_sent());
+        out.push_str("# HELP logfold_connections_closed_total Connections the server closed: request head not in time, or the client took nothing sent to it in time.\n");
+        out.push_str("# TYPE logfold_connections_closed_total counter\n");
+        let closed = self
+            .connections_closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for reason in CLOSE_REASONS {
+            let n = closed.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "logfold_connections_closed_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        drop(closed);
         out.push_str("# HELP logfold_push_seconds Time to commit a push request.\n");
         out.push_str("# TYPE logfold_push_seconds histogram\n");
         for (bound, count) in BUCKETS.iter().zip(&self.push_buckets) {

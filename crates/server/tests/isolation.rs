@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use logfold_core::protocol::{PushRequest, SEGMENT_CONTENT_TYPE};
 use logfold_core::EventId;
-use logfold_server::{app, AppState, Config, Hub, Tokens};
+use logfold_server::{AppState, Config, Hub, Tokens};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 on_all_stores!(
@@ -265,15 +265,18 @@ async fn deep_json_gets_400_and_writes_nothing(kind: Kind) {
     );
 }
 
-/// The router on a real loopback socket (port 0), for what only a socket shows.
+/// The server on a real loopback socket (port 0), for what only a socket shows.
 async fn serve(config: Config) -> (String, AppState, Hub, Option<tempfile::TempDir>) {
     let hub = Hub::default();
     let (store, dir) = open_store(Kind::Sqlite, &hub);
     let state = AppState::new(store, hub.clone(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = app(state.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(logfold_server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
     (addr.to_string(), state, hub, dir)
 }
 
