@@ -1,6 +1,9 @@
 //! Stream versions and the optimistic-concurrency check (KurrentDB's expected version).
 
 use std::fmt;
+use std::hash::Hasher;
+
+use crate::table::Fnv;
 
 /// What the appender believes the stream's version to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,9 +59,73 @@ pub struct ConflictError {
     pub actual: u64,
 }
 
+/// An order-free digest of a set of stream versions: each (stream, version) record's hash
+/// XORed in. A writer updates it from the records it replaces, and a reader of the whole set
+/// compares it, so a deleted, changed or mistyped record shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VersionsDigest(u64);
+
+impl VersionsDigest {
+    /// Digests stay below 2^53, so a JS number holds them exactly.
+    const MASK: u64 = (1 << 53) - 1;
+
+    /// A digest as stored; `None` if `value` is not one.
+    pub fn from_stored(value: u64) -> Option<VersionsDigest> {
+        (value <= Self::MASK).then_some(VersionsDigest(value))
+    }
+
+    /// Adds the record if absent from the set, removes it if present.
+    pub fn toggle(&mut self, stream: &str, version: u64) {
+        let mut h = Fnv::default();
+        h.write(stream.as_bytes());
+        // The separator keeps ("a1", 2) and ("a", 12)-like pairs apart.
+        h.write_u8(0xff);
+        h.write_u64(version);
+        self.0 ^= h.finish() & Self::MASK;
+    }
+
+    /// Adds or removes the checkpoint position the versions are as of, as the stream "",
+    /// which no stream is named.
+    pub fn toggle_through(&mut self, seq: u64) {
+        self.toggle("", seq);
+    }
+
+    /// The value to store.
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn digest(records: &[(&str, u64)]) -> VersionsDigest {
+        let mut d = VersionsDigest::default();
+        for (s, v) in records {
+            d.toggle(s, *v);
+        }
+        d
+    }
+
+    #[test]
+    fn a_versions_digest_is_of_the_set_not_its_order() {
+        let all = [("acct-0", 8), ("acct-1", 3), ("b", 1)];
+        let d = digest(&all);
+        assert_eq!(d, digest(&[all[2], all[0], all[1]]));
+        assert_eq!(VersionsDigest::from_stored(d.value()), Some(d));
+        assert!(d.value() < 1 << 53);
+        // A record deleted, changed or added shows.
+        assert_ne!(d, digest(&all[..2]));
+        assert_ne!(d, digest(&[("acct-0", 9), all[1], all[2]]));
+        assert_ne!(d, digest(&[all[0], all[1], all[2], ("c", 1)]));
+        // Replacing a record by toggling the old out and the new in is the same as a fresh set.
+        let mut moved = d;
+        moved.toggle("acct-0", 8);
+        moved.toggle("acct-0", 9);
+        assert_eq!(moved, digest(&[("acct-0", 9), all[1], all[2]]));
+        assert_eq!(VersionsDigest::from_stored(1 << 53), None);
+    }
 
     #[test]
     fn checks_each_kind_of_expectation() {
