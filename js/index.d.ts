@@ -770,6 +770,8 @@ export interface LogStats {
   eventsPulled: number;
   /** Sync: events of a log used without sync that became the outbox at this open. */
   eventsMigrated: number;
+  /** Stream-version stores found damaged at open and rebuilt from the log (nothing is lost). */
+  streamsRebuilt: number;
 }
 
 /** What {@link Logfold.repair} did. */

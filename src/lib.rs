@@ -330,7 +330,7 @@ impl LogCore {
 
     /// Counters since open.
     #[wasm_bindgen(
-        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number, eventsReplayed: number, snapshotsLoaded: number, snapshotsDiscarded: number, snapshotsWritten: number, projectionsRebuilt: number, overlayRebuilds: number, overlayEvents: number, baseEvents: number, eventsPulled: number, eventsMigrated: number }"
+        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number, eventsReplayed: number, snapshotsLoaded: number, snapshotsDiscarded: number, snapshotsWritten: number, projectionsRebuilt: number, overlayRebuilds: number, overlayEvents: number, baseEvents: number, eventsPulled: number, eventsMigrated: number, streamsRebuilt: number }"
     )]
     pub fn stats(&self) -> JsValue {
         let ser = serde_wasm_bindgen::Serializer::json_compatible();

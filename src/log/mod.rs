@@ -22,7 +22,7 @@ use js_sys::{Array, Function, Uint8Array};
 use logfold_core::segment::{Segment, SegmentError, SegmentWriter, TARGET_BYTES};
 use logfold_core::sync::{check_batch, DEFAULT_PUSH_BYTES};
 use logfold_core::table::{snapshot, Table, TableDef};
-use logfold_core::{place, Batch, EventRef, IdGenerator, Limits, Placed};
+use logfold_core::{place, Batch, IdGenerator, Limits, Placed};
 use rexie::{ObjectStore, Rexie};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -43,6 +43,7 @@ mod writer;
 use fold::*;
 use read::*;
 use verify::*;
+use versions::{check_streams, rewrite_streams};
 
 pub use sync::{Pulled, Pushed, SyncMark};
 pub use verify::{destroy, repair, RepairReport};
@@ -107,6 +108,8 @@ pub struct Stats {
     pub events_pulled: u64,
     /// Sync: events that moved from a log used without sync to the outbox at this open.
     pub events_migrated: u64,
+    /// `streams` stores found not to match their digest at open and rebuilt from the segments.
+    pub streams_rebuilt: u64,
 }
 
 /// How hard a commit works before it is acknowledged.
@@ -348,6 +351,9 @@ impl Log {
                 (streams_through, &mut versions),
             )
             .await?;
+            if check_streams(&db).await? {
+                stats.streams_rebuilt += 1;
+            }
             Ok::<_, Error>((client_id, head, tables, versions, synced))
         };
         let (client_id, head, tables, versions, synced) = match opened.await {
@@ -430,6 +436,11 @@ impl Log {
                 fresh_id
             }
         };
+        if format.is_undefined() && head.is_undefined() {
+            // A new log: its empty `streams` store has the digest 0.
+            meta.put_with_key(&key(0), &"streamsCheck".into())
+                .map_err(storage)?;
+        }
         if format.is_undefined() {
             meta.put_with_key(&FORMAT.into(), &"format".into())
                 .map_err(storage)?;

@@ -265,7 +265,13 @@ pub(super) async fn prepare(
             .clear()
             .map_err(storage)?;
     }
-    for k in ["head", "streamsThrough", "compacted", "ackedThrough"] {
+    for k in [
+        "head",
+        "streamsThrough",
+        "streamsCheck",
+        "compacted",
+        "ackedThrough",
+    ] {
         put(&meta, k, 0)?;
     }
     put(&meta, "nextBatch", next)?;

@@ -171,26 +171,8 @@ async fn repair_segments(db: &IdbDatabase) -> Result<(u64, Option<(u64, u64)>), 
     let meta = tx.object_store("meta").map_err(storage)?;
     let range = IdbKeyRange::lower_bound_with_open(&key(keep), true).map_err(storage)?;
     segments.delete(&range).map_err(storage)?;
-    let (_, values) = read_segments(&segments, 0, u32::MAX).await?;
-    let mut versions: HashMap<String, u64> = HashMap::new();
-    for bytes in &values {
-        let mut scratch = Vec::new();
-        let seg = Segment::parse_in(bytes, &mut scratch).map_err(|e| Error::corrupt(0, keep, e))?;
-        for e in seg.events() {
-            let e: EventRef<'_> =
-                e.map_err(|e| Error::corrupt(seg.first_seq(), seg.last_seq(), e))?;
-            versions.insert(e.stream.to_owned(), e.version);
-        }
-    }
-    streams.clear().map_err(storage)?;
-    for (name, v) in &versions {
-        streams
-            .put_with_key(&key(*v), &JsValue::from_str(name))
-            .map_err(storage)?;
-    }
+    rewrite_streams(&segments, &streams, &meta, keep).await?;
     meta.put_with_key(&key(keep), &"head".into())
-        .map_err(storage)?;
-    meta.put_with_key(&key(keep), &"streamsThrough".into())
         .map_err(storage)?;
     meta.put_with_key(&key(0), &"compacted".into())
         .map_err(storage)?;

@@ -1,5 +1,7 @@
 //! Stream versions: the cache in memory, the `streams` store and its checkpoint.
 
+use logfold_core::VersionsDigest;
+
 use super::*;
 
 impl Log {
@@ -106,6 +108,8 @@ impl Log {
         let meta = tx.object_store("meta").map_err(storage)?;
         let segments = tx.object_store("segments").map_err(storage)?;
         let synced = meta.get(&"synced".into()).map_err(storage)?;
+        let check = meta.get(&"streamsCheck".into()).map_err(storage)?;
+        let through = meta.get(&"streamsThrough".into()).map_err(storage)?;
         let head = as_u64(
             &idb::request(&meta.get(&"head".into()).map_err(storage)?)
                 .await
@@ -129,12 +133,28 @@ impl Log {
                 .map(|s| (s.clone(), cache[s.as_str()]))
                 .collect()
         };
+        // The digest moves from the records replaced to the ones written. A wrong stored
+        // digest stays wrong, and the next open rebuilds the store.
+        let names: Vec<&str> = written.iter().map(|(s, _)| s.as_str()).collect();
+        let old = get_versions(&streams, &names)?;
+        let mut digest =
+            stored_digest(&idb::request(&check).await.map_err(storage)?).unwrap_or_default();
+        digest.toggle_through(as_u64(&idb::request(&through).await.map_err(storage)?));
+        digest.toggle_through(at);
+        for ((name, req), (_, v)) in old.into_iter().zip(&written) {
+            if let Some(old) = stored_version(&idb::request(&req).await.map_err(storage)?) {
+                digest.toggle(name, old);
+            }
+            digest.toggle(name, *v);
+        }
         for (s, v) in &written {
             streams
                 .put_with_key(&key(*v), &JsValue::from_str(s))
                 .map_err(storage)?;
         }
         meta.put_with_key(&key(at), &"streamsThrough".into())
+            .map_err(storage)?;
+        meta.put_with_key(&key(digest.value()), &"streamsCheck".into())
             .map_err(storage)?;
         done.await.map_err(|e| self.closed_or(e))?;
         let cache = inner.versions.borrow();
@@ -174,6 +194,114 @@ impl Log {
         let cached = self.0.versions.borrow().get(stream).copied();
         Ok(cached.unwrap_or(stored))
     }
+}
+
+/// A `streams` record's version: a whole number from 1 up, else damage.
+pub(super) fn stored_version(v: &JsValue) -> Option<u64> {
+    let f = v.as_f64()?;
+    (f >= 1.0 && f.fract() == 0.0 && f <= MAX_SAFE).then_some(f as u64)
+}
+
+fn stored_digest(v: &JsValue) -> Option<VersionsDigest> {
+    let f = v.as_f64()?;
+    (f >= 0.0 && f.fract() == 0.0 && f <= MAX_SAFE)
+        .then(|| VersionsDigest::from_stored(f as u64))
+        .flatten()
+}
+
+const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+/// Whether the `streams` store, read whole, matches its digest `meta.streamsCheck` (and the
+/// checkpoint `meta.streamsThrough` it is as of, which must not pass the head).
+async fn streams_intact(db: &IdbDatabase) -> Result<bool, Error> {
+    let tx = idb::transaction(db, &["streams", "meta"], false, "default").map_err(storage)?;
+    let streams = tx.object_store("streams").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let get = |k: &str| meta.get(&k.into()).map_err(storage);
+    let (check, through, head) = (get("streamsCheck")?, get("streamsThrough")?, get("head")?);
+    let keys = streams.get_all_keys().map_err(storage)?;
+    let values = streams.get_all().map_err(storage)?;
+    let check = idb::request(&check).await.map_err(storage)?;
+    let through = idb::request(&through).await.map_err(storage)?;
+    let head = as_u64(&idb::request(&head).await.map_err(storage)?);
+    let keys: Array = idb::request(&keys).await.map_err(storage)?.unchecked_into();
+    let values: Array = idb::request(&values)
+        .await
+        .map_err(storage)?
+        .unchecked_into();
+    let (Some(stored), Some(through)) = (stored_digest(&check), through.as_f64()) else {
+        return Ok(false);
+    };
+    if through < 0.0 || through.fract() != 0.0 || through as u64 > head {
+        return Ok(false);
+    }
+    let mut digest = VersionsDigest::default();
+    digest.toggle_through(through as u64);
+    for (k, v) in keys.iter().zip(values.iter()) {
+        match (k.as_string(), stored_version(&v)) {
+            (Some(name), Some(version)) => digest.toggle(&name, version),
+            _ => return Ok(false),
+        }
+    }
+    Ok(digest == stored)
+}
+
+/// Checks the `streams` store at open and, if it does not match its digest, rebuilds it from
+/// the segments: it is derived data, so nothing is lost. Returns whether it was rebuilt.
+pub(super) async fn check_streams(db: &IdbDatabase) -> Result<bool, Error> {
+    if streams_intact(db).await? {
+        return Ok(false);
+    }
+    let tx =
+        idb::transaction(db, &["segments", "streams", "meta"], true, "strict").map_err(storage)?;
+    let done = idb::done(&tx);
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let head = as_u64(
+        &idb::request(&meta.get(&"head".into()).map_err(storage)?)
+            .await
+            .map_err(storage)?,
+    );
+    let segments = tx.object_store("segments").map_err(storage)?;
+    let streams = tx.object_store("streams").map_err(storage)?;
+    rewrite_streams(&segments, &streams, &meta, head).await?;
+    done.await.map_err(storage)?;
+    Ok(true)
+}
+
+/// Rewrites the `streams` store, its checkpoint and its digest from the segments up to `head`,
+/// inside the caller's transaction.
+pub(super) async fn rewrite_streams(
+    segments: &IdbObjectStore,
+    streams: &IdbObjectStore,
+    meta: &IdbObjectStore,
+    head: u64,
+) -> Result<(), Error> {
+    let (keys, values) = read_segments(segments, 0, u32::MAX).await?;
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for (k, bytes) in keys.iter().zip(&values) {
+        let mut scratch = Vec::new();
+        let seg = Segment::parse_in(bytes, &mut scratch).map_err(|e| Error::corrupt(0, *k, e))?;
+        for e in seg.events() {
+            let e = e.map_err(|e| Error::corrupt(seg.first_seq(), seg.last_seq(), e))?;
+            if e.seq <= head {
+                versions.insert(e.stream.to_owned(), e.version);
+            }
+        }
+    }
+    streams.clear().map_err(storage)?;
+    let mut digest = VersionsDigest::default();
+    digest.toggle_through(head);
+    for (name, v) in &versions {
+        digest.toggle(name, *v);
+        streams
+            .put_with_key(&key(*v), &JsValue::from_str(name))
+            .map_err(storage)?;
+    }
+    meta.put_with_key(&key(head), &"streamsThrough".into())
+        .map_err(storage)?;
+    meta.put_with_key(&key(digest.value()), &"streamsCheck".into())
+        .map_err(storage)?;
+    Ok(())
 }
 
 /// Issues a `get` per stream name in the `streams` store.
