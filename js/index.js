@@ -63,7 +63,7 @@ function jsonFault(value, ancestors, seen) {
         return undefined;
       }
       const proto = Object.getPrototypeOf(value);
-      if (proto !== Object.prototype && proto !== null) {
+      if (proto !== Object.prototype && proto !== null && !isObjectPrototype(proto)) {
         const kind = value.constructor?.name || "object with a prototype";
         return { path: [], reason: `is a ${kind}, not plain JSON` };
       }
@@ -86,6 +86,15 @@ function jsonFault(value, ancestors, seen) {
     default:
       return { path: [], reason: `is a ${typeof value}, not plain JSON` };
   }
+}
+
+// Another realm's Object.prototype: a plain object made in an iframe, or by a WebDriver script
+// in Firefox, which runs in a sandbox of its own. Its own prototype is null and its constructor
+// is that realm's Object.
+function isObjectPrototype(proto) {
+  if (Object.getPrototypeOf(proto) !== null) return false;
+  const ctor = Object.getOwnPropertyDescriptor(proto, "constructor")?.value;
+  return typeof ctor === "function" && ctor.name === "Object" && ctor.prototype === proto;
 }
 
 // Checks a data or meta value; returns it as it will be stored (a copy without undefined
