@@ -377,19 +377,25 @@ export class Sync {
         }
         await sleep(this.#options.live ? 60000 : 2000, AbortSignal.any([signal, wake]));
       } catch (e) {
-        for (const w of waiters) w(this.status);
-        if (signal.aborted) return;
+        // now() resolves with the status this failure leaves (offline, error), not "syncing".
+        const answer = () => waiters.forEach((w) => w(this.status));
+        if (signal.aborted) return answer();
         this.#verified = false;
-        if (e?.code === "FENCED") return this.#stepDown();
+        if (e?.code === "FENCED") {
+          this.#stepDown();
+          return answer();
+        }
         if (e?.code === "FORBIDDEN" || e?.code === "DIVERGED") {
           this.#stopped = true;
           this.#set({ state: "error", lastError: describe(e) });
           this.#lead?.abort();
+          answer();
           for (const w of this.#nowWaiters.splice(0)) w(this.status);
           return;
         }
         const offline = e?.code === "NETWORK";
         this.#set({ state: offline ? "offline" : "error", lastError: describe(e) });
+        answer();
         const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.#failures++);
         await sleep(delay * (0.5 + Math.random()), AbortSignal.any([signal, this.#wake.signal]));
       }
