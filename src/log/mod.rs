@@ -437,8 +437,9 @@ impl Log {
             }
         };
         if format.is_undefined() && head.is_undefined() {
-            // A new log: its empty `streams` store has the digest 0.
-            meta.put_with_key(&key(0), &"streamsCheck".into())
+            // A new log: its `streams` store is empty as of position 0.
+            let empty = logfold_core::VersionsDigest::empty().value();
+            meta.put_with_key(&key(empty), &"streamsCheck".into())
                 .map_err(storage)?;
         }
         if format.is_undefined() {

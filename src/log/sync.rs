@@ -265,15 +265,10 @@ pub(super) async fn prepare(
             .clear()
             .map_err(storage)?;
     }
-    for k in [
-        "head",
-        "streamsThrough",
-        "streamsCheck",
-        "compacted",
-        "ackedThrough",
-    ] {
+    for k in ["head", "streamsThrough", "compacted", "ackedThrough"] {
         put(&meta, k, 0)?;
     }
+    put(&meta, "streamsCheck", logfold_core::VersionsDigest::empty().value())?;
     put(&meta, "nextBatch", next)?;
     let rev = as_u64(&get(&meta, "outboxRev").await?);
     put(&meta, "outboxRev", rev + 1)?;

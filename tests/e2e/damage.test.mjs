@@ -470,6 +470,7 @@ test("streams: two tabs appending, checkpointing and compacting keep the digest 
   const r = await ev(page, async (name) => {
     const a = await Logfold.open({ name, projections: T.ledger() });
     const b = await Logfold.open({ name, projections: T.ledger() });
+    const fresh = a.stats().streamsRebuilt + b.stats().streamsRebuilt;
     const events = T.ledgerEvents(60, 11, 9);
     for (let i = 0; i < 60; i += 6) {
       await (i % 12 ? a : b).append(events.slice(i, i + 6));
@@ -480,7 +481,7 @@ test("streams: two tabs appending, checkpointing and compacting keep the digest 
     const c = await Logfold.open({ name, projections: T.ledger() });
     const versions = {};
     for (let i = 0; i < 9; i++) versions[`acct-${i}`] = await c.version(`acct-${i}`);
-    const out = { rebuilt: c.stats().streamsRebuilt, versions, stored: await T.readAll(c) };
+    const out = { fresh, rebuilt: c.stats().streamsRebuilt, versions, stored: await T.readAll(c) };
     await c.close();
     return out;
   }, "streams-digest-kept");
@@ -489,7 +490,25 @@ test("streams: two tabs appending, checkpointing and compacting keep the digest 
   for (let i = 0; i < 9; i++) expected[`acct-${i}`] ??= 0;
   assert.equal(r.stored.length, 60);
   assert.deepEqual(r.versions, expected);
+  assert.equal(r.fresh, 0, "a new log's empty streams store matches its digest");
   assert.equal(r.rebuilt, 0, "an undamaged streams store matches its digest");
+});
+
+test("streams: a log that becomes synced keeps a true digest (no rebuild at its opens)", opts, async () => {
+  const r = await ev(page, async ({ name, dead }) => {
+    const opened = [];
+    let log = await Logfold.open({ name, projections: T.ledger() });
+    await log.append(T.ledgerEvents(12, 5, 3));
+    opened.push(log.stats());
+    await log.close();
+    for (let i = 0; i < 2; i++) {
+      log = await Logfold.open({ name, projections: T.ledger(), sync: { url: dead, log: "never" } });
+      opened.push(log.stats());
+      await log.close();
+    }
+    return opened.map((s) => [s.eventsMigrated, s.streamsRebuilt]);
+  }, { name: "streams-digest-synced", dead: `http://127.0.0.1:${DEAD_PORT}` });
+  assert.deepEqual(r, [[0, 0], [12, 0], [0, 0]], "[events migrated, streams rebuilt] at each open");
 });
 
 for (const kind of ["flip", "delete", "wrongType"]) {

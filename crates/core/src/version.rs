@@ -69,6 +69,13 @@ impl VersionsDigest {
     /// Digests stay below 2^53, so a JS number holds them exactly.
     const MASK: u64 = (1 << 53) - 1;
 
+    /// The digest of no versions as of position 0: a new log's.
+    pub fn empty() -> VersionsDigest {
+        let mut d = VersionsDigest::default();
+        d.toggle_through(0);
+        d
+    }
+
     /// A digest as stored; `None` if `value` is not one.
     pub fn from_stored(value: u64) -> Option<VersionsDigest> {
         (value <= Self::MASK).then_some(VersionsDigest(value))
