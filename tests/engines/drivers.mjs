@@ -21,7 +21,7 @@ export const WAIT = 30_000;
 export const TEST_TIMEOUT = 120_000;
 
 /** Every port tests/engines and bench/engines.mjs listen on. */
-export const PORTS = { page: 47380, sync: 47381, chromium: 47382, firefox: 47383, webkit: 47384, benchPage: 47385, benchSync: 47386, benchDriver: 47387 };
+export const PORTS = { page: 47380, sync: 47381, chromium: 47382, firefox: 47383, webkit: 47384, benchPage: 47385, benchSync: 47386, benchDriver: 47387, bare: 47388 };
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -39,7 +39,7 @@ function which(name) {
 }
 
 const GECKODRIVER = process.env.GECKODRIVER ?? (existsSync(join(homedir(), ".cargo/bin/geckodriver")) ? join(homedir(), ".cargo/bin/geckodriver") : which("geckodriver"));
-const MINIBROWSER = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser";
+export const MINIBROWSER = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser";
 
 /**
  * What each engine needs. `caps(profile)` are the W3C capabilities of a new session on
@@ -65,11 +65,12 @@ export const ENGINES = {
     driver: GECKODRIVER,
     browser: "/usr/bin/firefox-esr",
     args: (port, profile) => ["--port", String(port), "--host", "127.0.0.1", "--profile-root", profile],
-    caps: () => ({
+    caps: (profile) => ({
       browserName: "firefox",
       "moz:firefoxOptions": {
         binary: "/usr/bin/firefox-esr",
-        args: ["-headless"],
+        // A profile of our own (not geckodriver's temporary copy), so a restart finds its data.
+        args: ["-headless", "-profile", join(profile, "firefox")],
         prefs: {
           // No calls home during a test (updates, telemetry, captive portal, safe browsing).
           "app.update.disabledForTesting": true,
@@ -122,7 +123,7 @@ process.on("exit", () => {
   }
 });
 
-function start(cmd, args, env) {
+export function start(cmd, args, env) {
   const child = spawn(cmd, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let output = "";
   const onData = (d) => { output = (output + d).slice(-20000); };
@@ -148,7 +149,7 @@ function start(cmd, args, env) {
 }
 
 /** An Xvfb server on a free display; resolves to { display, stop }. */
-async function startDisplay() {
+export async function startDisplay() {
   const x = start("/usr/bin/Xvfb", ["-displayfd", "1", "-screen", "0", "1280x900x24", "-nolisten", "tcp"]);
   const deadline = Date.now() + WAIT;
   for (;;) {
@@ -187,20 +188,32 @@ export async function launch(engine, { port = PORTS[engine] } = {}) {
   const env = display
     ? { DISPLAY: display.display, WEBKIT_DISABLE_COMPOSITING_MODE: "1", LIBGL_ALWAYS_SOFTWARE: "1", XDG_RUNTIME_DIR: profile, HOME: profile }
     : {};
+  await mkdir(join(profile, "firefox"), { recursive: true });
   const proc = start(e.driver, e.args(port, profile), env);
   const url = `http://127.0.0.1:${port}`;
   let driver;
+  const session = async () => {
+    const d = await withTimeout(new Builder().usingServer(url).withCapabilities(e.caps(profile)).build(), 60_000, `${engine} new session`);
+    await d.manage().setTimeouts({ script: WAIT, pageLoad: WAIT });
+    return d;
+  };
   try {
     await waitForDriver(url, proc, `${engine} WebDriver`);
-    driver = await withTimeout(new Builder().usingServer(url).withCapabilities(e.caps(profile)).build(), 60_000, `${engine} new session`);
-    await driver.manage().setTimeouts({ script: WAIT, pageLoad: WAIT });
+    driver = await session();
     const caps = await driver.getCapabilities();
     const handle = {
       engine,
       label: e.label,
-      driver,
+      get driver() {
+        return driver;
+      },
       browserName: caps.getBrowserName(),
       version: caps.getBrowserVersion(),
+      /** Quits the browser (a clean close) and starts it again on the same profile. */
+      async restart() {
+        await withTimeout(driver.quit(), 20_000, `${engine} quit`);
+        driver = await session();
+      },
       /**
        * Runs `fn(arg)` in the current window (a function or async function; its result must be
        * JSON-able) and returns what it resolves to. A hang fails after `ms`.

@@ -5,10 +5,13 @@
 // LOGFOLD_ENGINES=firefox,webkit picks engines (default: all three). WebDriver has no network
 // emulation and no quota or crash hooks (tests/e2e uses Chromium's DevTools protocol for those):
 // here "offline" is the sync server taken down and started again on the same port and database.
+// WebKitGTK's WebDriver sessions keep no data across sessions: its restart test runs a bare
+// MiniBrowser (bare-webkit.mjs).
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { launch, startPages, selectedEngines, pkgBuilt, PORTS, TEST_TIMEOUT } from "./drivers.mjs";
 import { startSyncServer, serverBuilt } from "../e2e/sync-server.mjs";
+import { webkitRestart } from "./bare-webkit.mjs";
 
 const opts = { timeout: TEST_TIMEOUT };
 const engines = selectedEngines();
@@ -102,6 +105,47 @@ for (const engine of engines) {
       assert.equal(second.head, 300);
       assert.ok(second.stats.snapshotsLoaded >= 1, `the second open starts from the snapshot close wrote: ${JSON.stringify(second.stats)}`);
       assert.equal(second.stats.eventsReplayed, 0, "nothing to replay after the snapshot");
+    });
+
+    test(`${engine}: after the browser quits and starts again on its profile, the log is there, a 900 KiB event intact`, opts, async () => {
+      const digest = `(s) => { let h = 0x811c9dc5; for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193); return [s.length, h >>> 0]; }`;
+      const wrote = await b.run(async (digest) => {
+        const hash = eval(digest);
+        await Logfold.destroy("restart");
+        const log = await Logfold.open({ name: "restart" });
+        const big = T.noise(900 * 1024);
+        await log.append(Array.from({ length: 100 }, (_, i) => ({ stream: `s${i % 3}`, type: "Small", data: { i } })));
+        const e = await log.append({ stream: "big", type: "Big", data: { text: big } });
+        await log.close();
+        return { head: log.head, seq: e.seq, hash: hash(big) };
+      }, digest);
+      await b.restart();
+      await b.goto(pages.url);
+      const read = await b.run(async (digest) => {
+        const hash = eval(digest);
+        const log = await Logfold.open({ name: "restart" });
+        const all = await T.readAll(log);
+        const big = all.find((e) => e.type === "Big");
+        const out = { head: log.head, count: all.length, hash: big ? hash(big.data.text) : null, small: all.filter((e) => e.type === "Small").map((e) => e.data.i) };
+        await log.close();
+        return out;
+      }, digest);
+      assert.deepEqual(wrote.seq, 101);
+      if (engine === "webkit") {
+        // WebKitGTK's WebDriver sessions use an ephemeral data store: a new session starts empty.
+        // The restart is tested on a bare MiniBrowser instead (tests/engines/bare-webkit.mjs).
+        assert.equal(read.head, 0, "a new WebKit WebDriver session starts with empty storage");
+        const bare = await webkitRestart();
+        assert.equal(bare.wrote.error, undefined, bare.wrote.error);
+        assert.equal(bare.read.error, undefined, bare.read.error);
+        assert.deepEqual([bare.wrote.head, bare.read.head, bare.read.count], [101, 101, 101], "the log survived MiniBrowser's restart");
+        assert.deepEqual(bare.read.hash, bare.wrote.hash, "the large event reads back byte for byte");
+        return;
+      }
+      assert.equal(read.head, 101, "the log survived the browser's restart");
+      assert.equal(read.count, 101);
+      assert.deepEqual(read.hash, wrote.hash, "the large event reads back byte for byte");
+      assert.deepEqual(read.small, Array.from({ length: 100 }, (_, i) => i));
     });
 
     test(`${engine}: tables: get, scan, filter, count, a reducer, subscribe and tablesAt`, opts, async () => {
