@@ -1,4 +1,6 @@
-//! The browser log in a real headless Chromium (`wasm-pack test --headless --chrome`).
+//! The browser log in real headless browsers: Chromium, Firefox and WebKit
+//! (`wasm-pack test --headless --chrome`, `--firefox`, and `--safari` driving WebKitGTK's
+//! WebKitWebDriver under Xvfb; see scripts/test).
 //! Each test uses its own log name and deletes it first.
 #![cfg(target_arch = "wasm32")]
 
