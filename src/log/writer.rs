@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// A commit's writes as issued: the outcome per batch and what the log becomes once the
+/// transaction commits.
+struct Placement {
+    results: Vec<Result<Appended, Error>>,
+    head: u64,
+    versions: HashMap<String, u64>,
+    time: u64,
+    written: u64,
+    small: u32,
+    count: u64,
+}
+
 impl Log {
     /// Appends a batch atomically. Calls that arrive while a commit is in flight are written
     /// together in the next transaction (group commit); each keeps its own atomicity.
@@ -126,6 +138,12 @@ impl Log {
 
     /// One transaction: read the head and stream versions, assign positions, write segments.
     /// The outer error means the transaction failed and nothing was written.
+    ///
+    /// When the version cache knows every stream of `batches`, the head and the versions come
+    /// from memory and the writes go out together with the reads that check that the stored
+    /// head is still the one the cache is current at, saving a round trip to IndexedDB. If the
+    /// check fails (another tab appended, or made the log synced), the transaction is aborted,
+    /// nothing is written, and the commit is redone reading first.
     pub(super) async fn commit(
         &self,
         batches: &[&Batch],
@@ -134,36 +152,92 @@ impl Log {
             return self.commit_outbox(batches).await;
         }
         let inner = &self.0;
-        let tx = idb::transaction(
-            &inner.db,
-            &["segments", "streams", "meta"],
-            true,
-            inner.durability.as_str(),
-        )
-        .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let streams = tx.object_store("streams").map_err(storage)?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-
-        // Another tab may have made the log synced since this one opened: its history is the
-        // outbox now, and a write here would land in the confirmed log.
-        let synced = meta.get(&"synced".into()).map_err(storage)?;
-        let mut names: HashSet<&str> = HashSet::new();
-        for b in batches {
-            names.extend(b.events.iter().map(|e| e.stream.as_str()));
+        let mut cached = self.cached_versions(batches);
+        loop {
+            let tx = idb::transaction(
+                &inner.db,
+                &["segments", "streams", "meta"],
+                true,
+                inner.durability.as_str(),
+            )
+            .map_err(|e| self.closed_or(e))?;
+            let done = idb::done(&tx);
+            let segments = tx.object_store("segments").map_err(storage)?;
+            let streams = tx.object_store("streams").map_err(storage)?;
+            let meta = tx.object_store("meta").map_err(storage)?;
+            // Another tab may have made the log synced since this one opened: its history is
+            // the outbox now, and a write here would land in the confirmed log.
+            let synced = meta.get(&"synced".into()).map_err(storage)?;
+            let (head, placed) = match cached.take() {
+                Some((head, versions)) => {
+                    let stored_head = meta.get(&"head".into()).map_err(storage)?;
+                    let placed = self.write_placed(&segments, &meta, batches, head, versions);
+                    let stored = as_u64(&idb::request(&stored_head).await.map_err(storage)?);
+                    let synced = idb::request(&synced).await.map_err(storage)?.is_truthy();
+                    if stored != head || synced {
+                        tx.abort().ok();
+                        let _ = done.await;
+                        continue;
+                    }
+                    (head, placed)
+                }
+                None => {
+                    let mut names: HashSet<&str> = HashSet::new();
+                    for b in batches {
+                        names.extend(b.events.iter().map(|e| e.stream.as_str()));
+                    }
+                    let (head, versions) = self
+                        .stored_versions(&meta, &segments, &streams, &names)
+                        .await?;
+                    if idb::request(&synced).await.map_err(storage)?.is_truthy() {
+                        tx.abort().ok();
+                        let _ = done.await;
+                        self.close_for(CloseReason::Synced);
+                        return Err(Error::Closed(CloseReason::Synced));
+                    }
+                    (
+                        head,
+                        self.write_placed(&segments, &meta, batches, head, versions),
+                    )
+                }
+            };
+            let placed = match placed {
+                Ok(p) => p,
+                Err(e) => {
+                    tx.abort().ok();
+                    let _ = done.await;
+                    return Err(e);
+                }
+            };
+            done.await.map_err(|e| self.closed_or(e))?;
+            return Ok(self.committed(head, placed, batches).await);
         }
-        let (mut head, mut versions) = self
-            .stored_versions(&meta, &segments, &streams, &names)
-            .await?;
-        if idb::request(&synced).await.map_err(storage)?.is_truthy() {
-            tx.abort().ok();
-            let _ = done.await;
-            self.close_for(CloseReason::Synced);
-            return Err(Error::Closed(CloseReason::Synced));
-        }
-        let head_before = head;
+    }
 
+    /// The head the version cache is current at and the versions of every stream of
+    /// `batches`, if it has them all.
+    fn cached_versions(&self, batches: &[&Batch]) -> Option<(u64, HashMap<String, u64>)> {
+        let cache = self.0.versions.borrow();
+        let mut versions = HashMap::new();
+        for e in batches.iter().flat_map(|b| &b.events) {
+            if !versions.contains_key(&e.stream) {
+                versions.insert(e.stream.clone(), *cache.get(&e.stream)?);
+            }
+        }
+        Some((self.0.versions_at.get(), versions))
+    }
+
+    /// Assigns positions after `head` and versions from `versions`, and issues the segment
+    /// puts and the head's in the caller's transaction.
+    fn write_placed(
+        &self,
+        segments: &IdbObjectStore,
+        meta: &IdbObjectStore,
+        batches: &[&Batch],
+        mut head: u64,
+        mut versions: HashMap<String, u64>,
+    ) -> Result<Placement, Error> {
+        let inner = &self.0;
         let time = js_sys::Date::now() as u64;
         let results: Vec<Result<Appended, Error>> = {
             let mut ids = inner.ids.borrow_mut();
@@ -212,26 +286,45 @@ impl Log {
             meta.put_with_key(&key(head), &"head".into())
                 .map_err(storage)?;
         }
-        done.await.map_err(|e| self.closed_or(e))?;
-        if count > 0 {
+        Ok(Placement {
+            results,
+            head,
+            versions,
+            time,
+            written,
+            small,
+            count,
+        })
+    }
+
+    /// After the transaction committed: the cache, the counters and the projections.
+    async fn committed(
+        &self,
+        head_before: u64,
+        p: Placement,
+        batches: &[&Batch],
+    ) -> Vec<Result<Appended, Error>> {
+        let inner = &self.0;
+        if p.count > 0 {
             // Once per stream, not per event. A stream whose batch failed keeps the version it
             // was read at, which is still its version; one with no events stays unrecorded.
-            let known = versions.iter().filter(|(_, v)| **v > 0);
-            self.remember(known.map(|(s, v)| (s.as_str(), *v)), head);
+            let known = p.versions.iter().filter(|(_, v)| **v > 0);
+            self.remember(known.map(|(s, v)| (s.as_str(), *v)), p.head);
         }
-
-        inner.head.set(inner.head.get().max(head));
-        inner.small_segments.set(inner.small_segments.get() + small);
+        inner.head.set(inner.head.get().max(p.head));
+        inner
+            .small_segments
+            .set(inner.small_segments.get() + p.small);
         let mut s = inner.stats.get();
         s.transactions += 1;
-        s.segments_written += written;
-        s.events_appended += count;
+        s.segments_written += p.written;
+        s.events_appended += p.count;
         inner.stats.set(s);
-        if count > 0 {
-            self.fold_committed(head_before, head, batches, &results, time)
+        if p.count > 0 {
+            self.fold_committed(head_before, p.head, batches, &p.results, p.time)
                 .await;
         }
-        Ok(results)
+        p.results
     }
 
     /// Compresses a segment; returns its key (its last position) and bytes. Segments are cut

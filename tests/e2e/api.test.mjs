@@ -166,7 +166,7 @@ test("stats() counters increase with appends", opts, async () => {
   assert.deepEqual(Object.keys(r.s0).sort(), [
     "baseEvents", "compactions", "eventsAppended", "eventsMigrated", "eventsPulled", "eventsReplayed",
     "overlayEvents", "overlayRebuilds", "projectionsRebuilt", "segmentsMerged",
-    "segmentsWritten", "snapshotsDiscarded", "snapshotsLoaded", "snapshotsWritten", "transactions",
+    "segmentsWritten", "snapshotsDiscarded", "snapshotsLoaded", "snapshotsWritten", "streamsRebuilt", "transactions",
   ]);
   assert.equal(r.s0.eventsAppended, 0);
   assert.equal(r.s1.eventsAppended, 1);
@@ -272,6 +272,33 @@ test("two tabs appending at once produce distinct seqs and a consistent log", op
     for (const x of all) assert.deepEqual(byId.get(x[0]), x, "each tab's acknowledged event is in the log as acknowledged");
     assert.deepEqual(check.events.filter((e) => e[2] === "shared").map((e) => e[3]), Array.from({ length: 120 }, (_, i) => i + 1), "the shared stream's versions are dense across tabs");
     assert.equal(check.shared, 120);
+  } finally {
+    await other.close().catch(() => {});
+  }
+});
+
+test("a tab's cached versions give way to another tab's appends: its stale expectation is a CONFLICT", opts, async () => {
+  const other = await browser.newPage(server.url);
+  try {
+    const open = (p) => ev(p, async () => { window.__stale = await Logfold.open({ name: "stale-cache" }); });
+    await open(page);
+    await open(other);
+    // This tab appends (its cache now knows s at version 1), then the other tab moves s to 2.
+    await ev(page, () => window.__stale.append({ stream: "s", type: "A" }));
+    await ev(other, () => window.__stale.append({ stream: "s", type: "B" }, { expectedVersion: 1 }));
+    const r = await ev(page, async () => {
+      const log = window.__stale;
+      const stale = await T.attempt(() => log.append({ stream: "s", type: "A" }, { expectedVersion: 1 }));
+      const fresh = await log.append({ stream: "s", type: "A" }, { expectedVersion: 2 });
+      const events = (await T.readAll(log)).map((e) => [e.seq, e.version, e.type]);
+      await log.close();
+      return { stale: stale.code ?? "accepted", details: stale.details, fresh: [fresh.seq, fresh.version], events };
+    });
+    await ev(other, () => window.__stale.close());
+    assert.equal(r.stale, "CONFLICT", JSON.stringify(r));
+    assert.deepEqual(r.details, { stream: "s", expected: 1, actual: 2 });
+    assert.deepEqual(r.fresh, [3, 3]);
+    assert.deepEqual(r.events, [[1, 1, "A"], [2, 2, "B"], [3, 3, "A"]]);
   } finally {
     await other.close().catch(() => {});
   }
