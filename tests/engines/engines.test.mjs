@@ -296,7 +296,7 @@ for (const engine of engines) {
         const secondAfter = await b.run(async () => {
           const log = T.logs["dev-a"];
           const t0 = Date.now();
-          while (log.sync.status.pending > 0 && Date.now() - t0 < 10_000) await new Promise((ok) => setTimeout(ok, 50));
+          while ((log.sync.status.pending > 0 || log.sync.status.state !== "online") && Date.now() - t0 < 10_000) await new Promise((ok) => setTimeout(ok, 50));
           const out = { pending: log.sync.status.pending, confirmed: log.sync.status.confirmed, state: log.sync.status.state };
           await log.close();
           return out;
