@@ -336,13 +336,20 @@ async fn bench_server(system: &str, server: &Server, sizes: &Sizes, rows: &mut V
         ..Row::new("server.push.single", system)
     });
 
-    // Throughput with 1..16 clients, each pushing batches of 100 events.
-    for clients in [1usize, 2, 4, 8, 16] {
+    // Throughput with 1..16 clients, each pushing batches of 100 events, then of 1,000.
+    for (per_batch, clients) in SCALE {
+        let requests = scale_requests(sizes, per_batch);
         let mut tasks = Vec::new();
         let mut all_bodies = Vec::new();
         for c in 0..clients {
-            let bodies: Vec<Vec<u8>> = (0..sizes.scale_requests)
-                .map(|i| gen.body(&format!("scale{clients}-{c}"), i as u64, 100))
+            let bodies: Vec<Vec<u8>> = (0..requests)
+                .map(|i| {
+                    gen.body(
+                        &format!("scale{clients}x{per_batch}-{c}"),
+                        i as u64,
+                        per_batch,
+                    )
+                })
                 .collect();
             all_bodies.push(bodies);
         }
@@ -364,7 +371,7 @@ async fn bench_server(system: &str, server: &Server, sizes: &Sizes, rows: &mut V
         let secs = t.elapsed().as_secs_f64();
         let (p50, p99) = latencies(ms);
         rows.push(Row {
-            events_per_s: Some((clients * sizes.scale_requests * 100) as f64 / secs),
+            events_per_s: Some((clients * requests * per_batch) as f64 / secs),
             p50_ms: Some(p50),
             p99_ms: Some(p99),
             metric: Some((
@@ -372,10 +379,37 @@ async fn bench_server(system: &str, server: &Server, sizes: &Sizes, rows: &mut V
                 clients as f64,
                 "clients".into(),
             )),
-            ..Row::new(&format!("server.push.clients{clients}.batch100"), system)
+            ..Row::new(&scale_case(clients, per_batch), system)
         });
     }
     head
+}
+
+/// The concurrency cases: (events a batch, clients).
+const SCALE: [(usize, usize); 10] = [
+    (100, 1),
+    (100, 2),
+    (100, 4),
+    (100, 8),
+    (100, 16),
+    (1000, 1),
+    (1000, 2),
+    (1000, 4),
+    (1000, 8),
+    (1000, 16),
+];
+
+/// Requests each client sends in a concurrency case: a quarter as many of 1,000 events.
+fn scale_requests(sizes: &Sizes, per_batch: usize) -> usize {
+    if per_batch >= 1000 {
+        (sizes.scale_requests / 4).max(4)
+    } else {
+        sizes.scale_requests
+    }
+}
+
+fn scale_case(clients: usize, per_batch: usize) -> String {
+    format!("server.push.clients{clients:02}.batch{per_batch}")
 }
 
 async fn after_push_head(http: &Http, base: &str) -> u64 {
@@ -625,7 +659,91 @@ fn postgres_direct(url: &str, schema: &str, sizes: &Sizes, rows: &mut Vec<Row>) 
         metric: Some(("concurrent clients".into(), 1.0, "clients".into())),
         ..Row::new("server.push.single", "postgres-direct")
     });
+    // The same concurrency cases: each client its own connection and log id (so nothing
+    // serializes them but the database itself), one transaction a batch.
+    let mut next_log = 2i64;
+    for (per_batch, clients) in SCALE {
+        let requests = scale_requests(sizes, per_batch);
+        let work: Vec<(i64, Vec<Vec<PushEvent>>)> = (0..clients)
+            .map(|_| {
+                next_log += 1;
+                (
+                    next_log,
+                    (0..requests).map(|_| gen.make(per_batch)).collect(),
+                )
+            })
+            .collect();
+        let mut conns: Vec<postgres::Client> = (0..clients)
+            .map(|_| {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                c.batch_execute(&format!("SET search_path TO {schema}"))
+                    .unwrap();
+                c
+            })
+            .collect();
+        let t = Instant::now();
+        let ms: Vec<f64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = work
+                .iter()
+                .zip(conns.iter_mut())
+                .map(|((log, batches), c)| {
+                    scope.spawn(move || {
+                        let mut offset = 0i64;
+                        let mut ms = Vec::new();
+                        for batch in batches {
+                            let b = Instant::now();
+                            write_as(c, *log, batch, &mut offset);
+                            ms.push(b.elapsed().as_secs_f64() * 1e3);
+                        }
+                        ms
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let secs = t.elapsed().as_secs_f64();
+        let (p50, p99) = latencies(ms);
+        rows.push(Row {
+            events_per_s: Some((clients * requests * per_batch) as f64 / secs),
+            p50_ms: Some(p50),
+            p99_ms: Some(p99),
+            metric: Some((
+                "concurrent clients".into(),
+                clients as f64,
+                "clients".into(),
+            )),
+            ..Row::new(&scale_case(clients, per_batch), "postgres-direct")
+        });
+    }
     let _ = c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// One batch into log `log` through the bare driver: the UNNEST insert, in a transaction.
+fn write_as(c: &mut postgres::Client, log: i64, batch: &[PushEvent], offset: &mut i64) {
+    let insert = "INSERT INTO events SELECT $1, o, i, s, v, t, d, m, tm, 'direct'
+        FROM UNNEST($2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[])
+        AS u(o, i, s, v, t, d, m, tm)";
+    let ids: Vec<[u8; 16]> = batch.iter().map(|e| e.id.to_bytes()).collect();
+    let ids: Vec<&[u8]> = ids.iter().map(|b| &b[..]).collect();
+    let o: Vec<i64> = batch
+        .iter()
+        .map(|_| {
+            *offset += 1;
+            *offset
+        })
+        .collect();
+    let s: Vec<&str> = batch.iter().map(|e| e.stream.as_str()).collect();
+    let t: Vec<&str> = batch.iter().map(|e| e.event_type.as_str()).collect();
+    let d: Vec<&str> = batch.iter().map(|e| e.data.as_str()).collect();
+    let m: Vec<Option<&str>> = batch.iter().map(|e| e.meta.as_deref()).collect();
+    let tm: Vec<i64> = batch.iter().map(|e| e.time as i64).collect();
+    let mut tx = c.transaction().unwrap();
+    tx.execute(insert, &[&log, &o, &ids, &s, &o, &t, &d, &m, &tm])
+        .unwrap();
+    tx.commit().unwrap();
 }
 
 fn print_table(rows: &[Row]) {
