@@ -268,7 +268,11 @@ pub(super) async fn prepare(
     for k in ["head", "streamsThrough", "compacted", "ackedThrough"] {
         put(&meta, k, 0)?;
     }
-    put(&meta, "streamsCheck", logfold_core::VersionsDigest::empty().value())?;
+    put(
+        &meta,
+        "streamsCheck",
+        logfold_core::VersionsDigest::empty().value(),
+    )?;
     put(&meta, "nextBatch", next)?;
     let rev = as_u64(&get(&meta, "outboxRev").await?);
     put(&meta, "outboxRev", rev + 1)?;
