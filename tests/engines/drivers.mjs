@@ -229,8 +229,24 @@ export async function launch(engine, { port = PORTS[engine] } = {}) {
       async ready() {
         const r = await handle.run(() => window.ready);
         if (!r || !r.ok) throw new Error(`${engine}: the page could not load /pkg/index.js: ${r?.error}`);
+        // WebDriver classic gives no console in every engine: the page keeps what went wrong.
+        await handle.run(() => {
+          if (window.problems) return;
+          const problems = (window.problems = []);
+          addEventListener("error", (e) => problems.push(`error: ${e.message}`));
+          addEventListener("unhandledrejection", (e) => problems.push(`unhandled rejection: ${e.reason?.stack ?? e.reason}`));
+          for (const level of ["error", "warn"]) {
+            const original = console[level].bind(console);
+            console[level] = (...args) => {
+              problems.push(`console.${level}: ${args.map((a) => (a instanceof Error ? `${a.name}: ${a.message}` : String(a))).join(" ")}`);
+              original(...args);
+            };
+          }
+        });
         return r;
       },
+      /** What the current window's page reported since it loaded (errors, rejections, console.error and warn). */
+      problems: () => handle.run(() => window.problems ?? []),
       async reload() {
         await driver.navigate().refresh();
         return handle.ready();

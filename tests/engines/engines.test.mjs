@@ -7,7 +7,7 @@
 // here "offline" is the sync server taken down and started again on the same port and database.
 // WebKitGTK's WebDriver sessions keep no data across sessions: its restart test runs a bare
 // MiniBrowser (bare-webkit.mjs).
-import { describe, test, before, after } from "node:test";
+import { describe, test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { launch, startPages, selectedEngines, pkgBuilt, PORTS, TEST_TIMEOUT } from "./drivers.mjs";
 import { startSyncServer, serverBuilt } from "../e2e/sync-server.mjs";
@@ -35,6 +35,12 @@ for (const engine of engines) {
     });
     after(async () => {
       await b?.close();
+    });
+    afterEach(async (t) => {
+      if (!b) return;
+      const problems = await b.run(() => (window.problems ?? []).splice(0)).catch((e) => [`could not read the page's problems: ${e.message}`]);
+      // No engine makes logfold warn or fail in the background here; a test that expects it takes them first.
+      assert.deepEqual(problems, [], `${t.name}: the page reported problems`);
     });
 
     test(`${engine}: append returns positions; read, events and version give them back`, opts, async () => {
