@@ -238,6 +238,50 @@ for (const engine of engines) {
       }
     });
 
+    test(`${engine}: a log opened in a dedicated worker and in the page: each folds the other's appends`, opts, async () => {
+      const r = await b.run(async () => {
+        await Logfold.destroy("worker");
+        const projections = { names: { on: { Named: { set: { name: "data.name" } } } } };
+        const log = await Logfold.open({ name: "worker", projections });
+        const source = `
+          const { Logfold } = await import(${JSON.stringify(location.origin + "/pkg/index.js")});
+          const log = await Logfold.open({ name: "worker", projections: ${JSON.stringify(projections)} });
+          await log.append([{ stream: "w1", type: "Named", data: { name: "from the worker" } }, { stream: "w2", type: "Named", data: { name: "again" } }]);
+          postMessage({ appended: log.head, locks: Boolean(navigator.locks), channel: typeof BroadcastChannel === "function" });
+          onmessage = async () => {
+            const t0 = Date.now();
+            while (log.head < 3 && Date.now() - t0 < 10000) await new Promise((ok) => setTimeout(ok, 20));
+            postMessage({ head: log.head, page: log.table("names").get("p1") ?? null });
+            await log.close();
+          };`;
+        const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+        const worker = new Worker(url, { type: "module" });
+        const next = () => new Promise((ok, fail) => {
+          worker.onmessage = (m) => ok(m.data);
+          worker.onerror = (e) => fail(new Error(`worker: ${e.message}`));
+        });
+        try {
+          const first = await T.within(20_000, next(), "the worker's appends");
+          const t0 = Date.now();
+          while (log.table("names").count() < 2 && Date.now() - t0 < 10_000) await new Promise((ok) => setTimeout(ok, 20));
+          const inPage = log.table("names").scan().map((x) => [x.key, x.row.name]);
+          await log.append({ stream: "p1", type: "Named", data: { name: "from the page" } });
+          const answer = next();
+          worker.postMessage("report");
+          const second = await T.within(20_000, answer, "the worker's report");
+          return { first, inPage, second };
+        } finally {
+          worker.terminate();
+          URL.revokeObjectURL(url);
+          await log.close();
+        }
+      });
+      assert.equal(r.first.appended, 2);
+      assert.deepEqual(r.inPage, [["w1", "from the worker"], ["w2", "again"]], "the page folded the worker's appends");
+      assert.deepEqual(r.second, { head: 3, page: { name: "from the page" } }, "the worker folded the page's append");
+      assert.equal(r.first.channel, true, "BroadcastChannel in a worker");
+    });
+
     test(`${engine}: sync with logfold-server: push, offline (server down), back, and a second device pulls it all`, opts, async () => {
       assert.ok(serverBuilt(), "no logfold-server binary: cargo build --profile server -p logfold-server --bin logfold-server");
       const server = await startSyncServer({ port: PORTS.sync, corsOrigin: pages.origin });
