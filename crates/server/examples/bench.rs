@@ -4,7 +4,7 @@
 //! the same durability. Writes `bench/results/server.json` and prints a table.
 //!
 //! `cargo run --profile server -p logfold-server --example bench -- [--quick] [--pg URL]
-//!  [--server PATH] [--out PATH]` (scripts/bench-server does all of it).
+//!  [--server PATH] [--out PATH] [--pg-only]` (scripts/bench-server does all of it).
 
 #[path = "../tests/common/http.rs"]
 mod http;
@@ -24,6 +24,7 @@ use serde_json::json;
 
 struct Options {
     quick: bool,
+    pg_only: bool,
     pg: String,
     server: String,
     out: String,
@@ -32,6 +33,7 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         quick: false,
+        pg_only: false,
         pg: std::env::var("LOGFOLD_TEST_PG").unwrap_or_default(),
         server: "target/server/logfold-server".into(),
         out: "bench/results/server.json".into(),
@@ -40,6 +42,7 @@ fn options() -> Options {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--pg-only" => o.pg_only = true,
             "--pg" => o.pg = args.next().expect("--pg URL"),
             "--server" => o.server = args.next().expect("--server PATH"),
             "--out" => o.out = args.next().expect("--out PATH"),
@@ -790,11 +793,13 @@ async fn main() {
     let mut rows = Vec::new();
     let started = Instant::now();
 
-    let sqlite_path = dir.path().join("server.sqlite3");
-    let server = Server::start(&o.server, &["--database", sqlite_path.to_str().unwrap()]);
-    bench_server("logfold-sqlite", &server, &sizes, &mut rows).await;
-    drop(server);
-    sqlite_direct(dir.path(), &sizes, &mut rows);
+    if !o.pg_only {
+        let sqlite_path = dir.path().join("server.sqlite3");
+        let server = Server::start(&o.server, &["--database", sqlite_path.to_str().unwrap()]);
+        bench_server("logfold-sqlite", &server, &sizes, &mut rows).await;
+        drop(server);
+        sqlite_direct(dir.path(), &sizes, &mut rows);
+    }
 
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
