@@ -2,18 +2,21 @@
 // (chromedriver), Firefox ESR (geckodriver) and WebKitGTK (WebKitWebDriver + MiniBrowser, the
 // engine of Safari). The same page as tests/e2e (tests/e2e/page) and the real logfold-server.
 //
-// LOGFOLD_ENGINES=firefox,webkit picks engines (default: all three). WebDriver has no network
+// LOGFOLD_ENGINES=firefox,webkit picks engines (default: all three); LOGFOLD_KILLS=n kills each
+// bare browser n times per durability in the crash tests (default 1). WebDriver has no network
 // emulation and no quota or crash hooks (tests/e2e uses Chromium's DevTools protocol for those):
 // here "offline" is the sync server taken down and started again on the same port and database.
 // WebKitGTK's WebDriver sessions keep no data across sessions: its restart test runs a bare
-// MiniBrowser (bare-webkit.mjs).
+// MiniBrowser (bare.mjs), as are the crash tests (a SIGKILLed browser, without WebDriver).
 import { describe, test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { launch, startPages, selectedEngines, pkgBuilt, PORTS, TEST_TIMEOUT } from "./drivers.mjs";
 import { startSyncServer, serverBuilt } from "../e2e/sync-server.mjs";
-import { webkitRestart } from "./bare-webkit.mjs";
+import { restart as bareRestart, crash as bareCrash } from "./bare.mjs";
 
 const opts = { timeout: TEST_TIMEOUT };
+// Kills per durability and engine in the crash tests (scripts/test-engines runs more).
+const KILLS = Math.max(1, Number(process.env.LOGFOLD_KILLS) || 1);
 const engines = selectedEngines();
 let pages;
 
@@ -139,9 +142,9 @@ for (const engine of engines) {
       assert.deepEqual(wrote.seq, 101);
       if (engine === "webkit") {
         // WebKitGTK's WebDriver sessions use an ephemeral data store: a new session starts empty.
-        // The restart is tested on a bare MiniBrowser instead (tests/engines/bare-webkit.mjs).
+        // The restart is tested on a bare MiniBrowser instead (tests/engines/bare.mjs).
         assert.equal(read.head, 0, "a new WebKit WebDriver session starts with empty storage");
-        const bare = await webkitRestart();
+        const bare = await bareRestart("webkit");
         assert.equal(bare.wrote.error, undefined, bare.wrote.error);
         assert.equal(bare.read.error, undefined, bare.read.error);
         assert.deepEqual([bare.wrote.head, bare.read.head, bare.read.count], [101, 101, 101], "the log survived MiniBrowser's restart");
@@ -153,6 +156,20 @@ for (const engine of engines) {
       assert.deepEqual(read.hash, wrote.hash, "the large event reads back byte for byte");
       assert.deepEqual(read.small, Array.from({ length: 100 }, (_, i) => i));
     });
+
+    for (const durability of ["strict", "relaxed"]) {
+      test(`${engine}: the browser SIGKILLed mid-append (${durability}): every acknowledged event is there after the restart`, { timeout: TEST_TIMEOUT * KILLS, skip: engine === "chromium" && "tests/e2e/durability.test.mjs kills Chromium" }, async () => {
+        for (let kill = 1; kill <= KILLS; kill++) {
+          const { acked, check } = await bareCrash(engine, { durability });
+          console.log(`# ${engine} ${durability} kill ${kill}/${KILLS}: killed after ${acked} acknowledged; the restart found ${check.head}`);
+          assert.equal(check.error, undefined, `the log opens after the kill: ${check.error}`);
+          assert.ok(acked >= 200, `the kill came after ${acked} acknowledged positions`);
+          assert.ok(check.head >= acked, `no acknowledged event is lost: ${acked} acknowledged, ${check.head} there`);
+          assert.equal(check.head % 10, 0, "batches are whole: none half-stored");
+          assert.deepEqual([check.count, check.dense, check.intact, check.versions], [check.head, true, true, true], "positions 1..head, each event intact, stream versions right");
+        }
+      });
+    }
 
     test(`${engine}: tables: get, scan, filter, count, a reducer, subscribe and tablesAt`, opts, async () => {
       const r = await b.run(async () => {
