@@ -111,9 +111,9 @@ export function selectedEngines(fallback = Object.keys(ENGINES)) {
 /** Why `engine` cannot run here (a missing binary), or null. */
 export function missing(engine) {
   const e = ENGINES[engine];
-  const need = [e.driver, e.browser, ...(e.display ? ["/usr/bin/Xvfb"] : [])];
-  const gone = need.filter((p) => !p || !existsSync(p));
-  return gone.length ? `missing ${gone.join(", ") || "geckodriver"} (bash scripts/setup installs it)` : null;
+  const need = [e.driver ?? "geckodriver", e.browser, ...(e.display ? ["/usr/bin/Xvfb"] : [])];
+  const gone = need.filter((p) => !existsSync(p));
+  return gone.length ? `missing ${gone.join(", ")} (bash scripts/setup installs it)` : null;
 }
 
 const live = new Set(); // child processes still running, killed if node exits early
