@@ -562,6 +562,18 @@ export interface OpenOptions {
   onStorageRisk?: (report: StorageReport) => void;
   /** How old an unsynced event may get before it counts as at risk, in ms (default a day). */
   storageRiskAfter?: number;
+  /**
+   * `"background"` (default): `open` verifies only the segments it reads (from the oldest
+   * snapshot or stream-version checkpoint it needs to the head) and checks the rest after it
+   * returns, so its time does not grow with the log; damage found then goes to `onCorrupt` and
+   * {@link Log.verified}. `"full"`: `open` checks every segment first and throws `CORRUPT`.
+   */
+  verify?: "background" | "full";
+  /**
+   * Called with the error if the check after open finds damage (`CORRUPT`) or a segment of a
+   * newer format (`UNSUPPORTED_FORMAT`); by default a console warning.
+   */
+  onCorrupt?: (error: LogfoldError) => void;
 }
 
 /** What {@link Log.storage} reports. */
@@ -803,6 +815,24 @@ export interface Log {
   /** Whether the log is closed (by `close()` or by itself, see `onClose`). */
   readonly closed: boolean;
   /**
+   * Settles once the segments `open` did not need to read are checked (see
+   * {@link OpenOptions.verify}): `null` when they are intact, else the error: `CORRUPT` or
+   * `UNSUPPORTED_FORMAT` (also given to `onCorrupt`; {@link Logfold.repair} recovers from
+   * damage), or `CLOSED` if the log closed first.
+   * It never rejects.
+   *
+   * @example
+   * ```js
+   * import { Logfold } from "logfold";
+   *
+   * const log = await Logfold.open({ name: "checked" });
+   * await log.append({ stream: "s", type: "Noted" });
+   * await log.verified; // → null
+   * await log.close();
+   * ```
+   */
+  readonly verified: Promise<LogfoldError | null>;
+  /**
    * Appends one event atomically. Resolves once it is stored (see {@link Durability}) and the
    * projections show it; the event shares `data` with the object passed in. Appends made in
    * the same tick share one transaction, and each still succeeds or fails alone.
@@ -1022,8 +1052,10 @@ export interface Log {
  */
 export declare const Logfold: {
   /**
-   * Opens (creating if needed) the log `name` and verifies every stored segment, folding the
-   * projections in the same pass. Throws `CORRUPT` (see {@link Logfold.repair}),
+   * Opens (creating if needed) the log `name` and brings its projections up to date, each from
+   * its snapshot and the events after it. It verifies the segments it reads (checksums, no gap,
+   * the last ending at the head) and, unless `verify: "full"`, checks the others after it
+   * returns (see {@link Log.verified}). Throws `CORRUPT` (see {@link Logfold.repair}),
    * `UNSUPPORTED_FORMAT`, `INVALID_PROJECTION` or `INVALID_ARGUMENT`.
    *
    * @example

@@ -507,8 +507,25 @@ class Log {
   /** Sync with a server (`log.sync`); undefined for a log that confirms its own appends. */
   sync;
 
-  constructor(core, projector, snapshotEvery, sync, risk) {
+  /**
+   * Settles once the segments `open` did not need to read are checked: `null` when intact, else
+   * the error: `CORRUPT` or `UNSUPPORTED_FORMAT` (also given to `onCorrupt`), or `CLOSED` if the
+   * log closed first.
+   */
+  verified;
+
+  constructor(core, projector, snapshotEvery, sync, risk, onCorrupt) {
     this.#core = core;
+    this.verified = core.verifyRest().then(
+      () => null,
+      (e) => {
+        if (e?.code === "CORRUPT" || e?.code === "UNSUPPORTED_FORMAT") {
+          if (onCorrupt) onCorrupt(e);
+          else console.warn("logfold: damage found in the log after open (see Logfold.repair):", e);
+        }
+        return e;
+      },
+    );
     this.#risk = risk;
     this.#p = projector;
     this.#view = core.tables();
@@ -832,11 +849,13 @@ class Log {
 export const Logfold = {
   async open(options) {
     await load();
-    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync, onStorageRisk, storageRiskAfter = DAY_MS } = options ?? {};
+    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync, onStorageRisk, storageRiskAfter = DAY_MS, verify = "background", onCorrupt } = options ?? {};
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
     if (onClose !== undefined && typeof onClose !== "function") throw invalidArgument("onClose", "must be a function");
     if (onProgress !== undefined && typeof onProgress !== "function") throw invalidArgument("onProgress", "must be a function");
     if (onStorageRisk !== undefined && typeof onStorageRisk !== "function") throw invalidArgument("onStorageRisk", "must be a function");
+    if (verify !== "background" && verify !== "full") throw invalidArgument("verify", 'must be "background" or "full"');
+    if (onCorrupt !== undefined && typeof onCorrupt !== "function") throw invalidArgument("onCorrupt", "must be a function");
     if (!(Number.isFinite(storageRiskAfter) && storageRiskAfter >= 0)) throw invalidArgument("storageRiskAfter", "must be a non-negative number of milliseconds");
     if (!(snapshotEvery === Infinity || (Number.isSafeInteger(snapshotEvery) && snapshotEvery > 0))) {
       throw invalidArgument("snapshotEvery", "must be a positive integer (events) or Infinity");
@@ -867,6 +886,14 @@ export const Logfold = {
       await core.close();
       throw lostError(core.head, mark);
     }
+    if (verify === "full") {
+      try {
+        await core.verifyRest();
+      } catch (e) {
+        await core.close();
+        throw e;
+      }
+    }
     if (syncing) {
       // One local log syncs with one server log: another would merge two logs into one.
       const bound = await core.claimSyncLog(syncing.log);
@@ -876,7 +903,7 @@ export const Logfold = {
       }
     }
     writeMark(name, core.head);
-    return new Log(core, projector, snapshotEvery, syncing, { onStorageRisk, after: storageRiskAfter });
+    return new Log(core, projector, snapshotEvery, syncing, { onStorageRisk, after: storageRiskAfter }, onCorrupt);
   },
 
   async destroy(name) {

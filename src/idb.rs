@@ -7,7 +7,7 @@
 use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{IdbDatabase, IdbFactory, IdbRequest, IdbTransaction};
+use web_sys::{IdbDatabase, IdbFactory, IdbObjectStore, IdbRequest, IdbTransaction};
 
 #[wasm_bindgen(inline_js = r#"
 export function requestPromise(req) {
@@ -26,6 +26,13 @@ export function transactionPromise(tx) {
 }
 export function openTransaction(db, stores, mode, durability) {
   return db.transaction(stores, mode, { durability });
+}
+export function lastKeyBelow(store, bound) {
+  const req = store.openKeyCursor(IDBKeyRange.upperBound(bound, true), "prev");
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result ? req.result.key : undefined);
+    req.onerror = () => reject(req.error);
+  });
 }
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -50,6 +57,13 @@ extern "C" {
     fn indexed_db_factory() -> Option<IdbFactory>;
     #[wasm_bindgen(js_name = sleep)]
     fn sleep_promise(ms: i32) -> Promise;
+    #[wasm_bindgen(js_name = lastKeyBelow)]
+    fn last_key_below_promise(store: &IdbObjectStore, bound: f64) -> Promise;
+}
+
+/// The largest key of `store` below `bound`, if any (a key cursor walking back one step).
+pub async fn last_key_below(store: &IdbObjectStore, bound: f64) -> Result<JsValue, JsValue> {
+    JsFuture::from(last_key_below_promise(store, bound)).await
 }
 
 /// Resolves after `ms` milliseconds. Never await it inside a transaction.

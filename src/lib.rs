@@ -318,6 +318,16 @@ impl LogCore {
         })
     }
 
+    /// Checks the segments open did not need to read; rejects with `CORRUPT` on damage.
+    #[wasm_bindgen(js_name = verifyRest, unchecked_return_type = "Promise<void>")]
+    pub fn verify_rest(&self) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move {
+            log.verify_rest().await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Merges small segments and checkpoints stream versions now.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn compact(&self) -> Promise {

@@ -17,9 +17,14 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-/// Opens `name` strictly, without projections.
+/// Opens `name` strictly, without projections, and checks what open did not read.
 async fn open(name: &str) -> Result<Log, Error> {
-    Log::open(name, Durability::Strict, None, Projections::default(), None).await
+    let log = Log::open(name, Durability::Strict, None, Projections::default(), None).await?;
+    if let Err(e) = log.verify_rest().await {
+        log.close().await;
+        return Err(e);
+    }
+    Ok(log)
 }
 
 async fn fresh(name: &str) -> Log {

@@ -77,8 +77,11 @@ impl Log {
                 for &i in run.iter() {
                     let lo = if i == 0 { compacted } else { keys[i - 1] };
                     let mut scratch = Vec::new();
-                    let seg = Segment::parse_in(&values[i], &mut scratch)
-                        .map_err(|e| Error::corrupt(lo + 1, keys[i], e))?;
+                    // Damage or a gap stops the merge: it would seal them in a sound segment.
+                    let seg = parse_holding(&values[i], &mut scratch, lo + 1, keys[i])?;
+                    if seg.first_seq() != lo + 1 {
+                        return Err(wrong_span(&seg, lo + 1, keys[i]));
+                    }
                     for e in seg.events() {
                         w.push(&e.map_err(|e| Error::corrupt(lo + 1, keys[i], e))?);
                     }

@@ -223,8 +223,7 @@ impl Log {
             for (k, bytes) in keys.iter().zip(&values) {
                 let from = tables.seq() + 1;
                 let mut scratch = Vec::new();
-                let seg = Segment::parse_in(bytes, &mut scratch)
-                    .map_err(|e| Error::corrupt(from, *k, e))?;
+                let seg = parse_holding(bytes, &mut scratch, from, *k)?;
                 fold_segment(&mut tables, &seg, seq, text.as_mut())
                     .map_err(|e| Error::corrupt(from, *k, e))?;
                 if tables.seq() >= seq {

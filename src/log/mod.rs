@@ -217,6 +217,8 @@ struct Inner {
     /// The largest push body a synced batch must fit in (checked at append).
     max_push_bytes: usize,
     head: Cell<u64>,
+    /// Segments up to the one holding this position were not checked at open (0: none left).
+    unverified: Cell<u64>,
     closed: Cell<Option<CloseReason>>,
     queue: RefCell<Vec<(Batch, Reply)>>,
     writing: Cell<bool>,
@@ -315,8 +317,10 @@ fn new_client_id(random: [u8; 16]) -> String {
 }
 
 impl Log {
-    /// Opens (creating if needed) log `name`, verifies every stored segment, and brings the
-    /// projections up to date: each from its snapshot when one matches, else from the start.
+    /// Opens (creating if needed) log `name` and brings the projections up to date: each from
+    /// its snapshot when one matches, else from the start. It reads and verifies the segments
+    /// from the oldest position the projections and the stream versions need to the head;
+    /// [`Log::verify_rest`] checks the ones before.
     pub async fn open(
         name: &str,
         durability: Durability,
@@ -343,8 +347,12 @@ impl Log {
             stats.events_migrated = migrated;
             let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
             let mut versions = HashMap::new();
+            // What the projections and the stream versions need; the rest is checked after
+            // open, by `verify_rest`.
+            let start = tables.seq().min(streams_through);
             let head = verify_and_fold(
                 &db,
+                start,
                 &mut tables,
                 &projections,
                 &mut stats,
@@ -354,9 +362,9 @@ impl Log {
             if check_streams(&db).await? {
                 stats.streams_rebuilt += 1;
             }
-            Ok::<_, Error>((client_id, head, tables, versions, synced))
+            Ok::<_, Error>((client_id, head, tables, versions, synced, start))
         };
-        let (client_id, head, tables, versions, synced) = match opened.await {
+        let (client_id, head, tables, versions, synced, unverified) = match opened.await {
             Ok(v) => v,
             Err(e) => {
                 db.close();
@@ -372,6 +380,8 @@ impl Log {
             limits: Limits::default(),
             max_push_bytes: sync.unwrap_or(DEFAULT_PUSH_BYTES),
             head: Cell::new(head),
+            // From position 1, open read everything.
+            unverified: Cell::new(if unverified > 1 { unverified } else { 0 }),
             closed: Cell::new(None),
             queue: RefCell::new(Vec::new()),
             writing: Cell::new(false),

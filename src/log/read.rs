@@ -21,8 +21,7 @@ impl Log {
             out.reserve(values.iter().map(Vec::len).sum::<usize>() * 8 / 5);
             for (k, bytes) in keys.iter().zip(&values) {
                 let mut scratch = Vec::new();
-                let seg = Segment::parse_in(bytes, &mut scratch)
-                    .map_err(|e| Error::corrupt(pos + 1, *k, e))?;
+                let seg = parse_holding(bytes, &mut scratch, pos + 1, *k)?;
                 pos += logfold_core::json::write_segment(&mut out, &seg, pos, upto)
                     .map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?
                     as u64;
@@ -51,6 +50,36 @@ impl Log {
             .map_err(|e| self.closed_or(e))?;
         let store = tx.object_store("segments").map_err(storage)?;
         read_segments(&store, after, count).await
+    }
+}
+
+/// Parses the segment stored under key `k` as one that holds position `from` and ends at `k`.
+/// Damage, or a gap before it (a segment lost), is `Corrupt` over `from..=k`: reads must not
+/// skip positions, and open may not have checked this segment yet.
+pub(super) fn parse_holding<'a>(
+    bytes: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+    from: u64,
+    k: u64,
+) -> Result<Segment<'a>, Error> {
+    let seg = Segment::parse_in(bytes, scratch).map_err(|e| Error::corrupt(from, k, e))?;
+    if seg.first_seq() > from || seg.last_seq() != k {
+        return Err(wrong_span(&seg, from, k));
+    }
+    Ok(seg)
+}
+
+/// The error for a segment under key `k` that does not hold positions `from..=k`.
+pub(super) fn wrong_span(seg: &Segment<'_>, from: u64, k: u64) -> Error {
+    let reason = format!(
+        "segment holds positions {}..={}, not {from}..={k}",
+        seg.first_seq(),
+        seg.last_seq()
+    );
+    Error::Corrupt {
+        from,
+        to: k,
+        reason,
     }
 }
 

@@ -2,11 +2,13 @@
 
 use super::*;
 
-/// Verifies the log (see [`first_damage`]) and folds it into the projections on the way, so
-/// open reads the log once. Also collects the stream versions of the events after the
-/// `streams` store's checkpoint. Returns the head.
+/// Verifies the log from the segment holding position `start` to the head (see
+/// [`first_damage`]) and folds it into the projections on the way, so open reads that part
+/// once. Also collects the stream versions of the events after the `streams` store's
+/// checkpoint. Returns the head.
 pub(super) async fn verify_and_fold(
     db: &IdbDatabase,
+    start: u64,
     tables: &mut Tables,
     p: &Projections,
     stats: &mut Stats,
@@ -46,7 +48,7 @@ pub(super) async fn verify_and_fold(
             .map_err(|e| Error::corrupt(from, seg.last_seq(), e))?;
         Ok(())
     };
-    let result = first_damage(db, &mut visit).await?;
+    let result = first_damage(db, start, &mut visit).await?;
     stats.events_replayed += replayed;
     match result {
         (head, None) => {
@@ -61,21 +63,29 @@ pub(super) async fn verify_and_fold(
 /// Sees each intact segment, then `None` at the end of each page; the `u64` is the head.
 pub(super) type Visit<'v> = dyn FnMut(Option<&Segment<'_>>, u64) -> Result<(), Error> + 'v;
 
-/// The head, and the first damaged segment as a `Corrupt` (or `UnsupportedFormat`) error.
-/// One readonly transaction, so appends and compaction in other tabs cannot make an intact
-/// log look damaged halfway through. `visit` sees each intact segment in order, and `None`
-/// after each page; the next page is already being read meanwhile.
+/// The head, and the first damaged segment from the one holding position `start` on, as a
+/// `Corrupt` (or `UnsupportedFormat`) error: each segment must be intact, begin right after
+/// the one before it ends, and the last must end at the head. One readonly transaction, so appends and
+/// compaction in other tabs cannot make an intact log look damaged halfway through. `visit`
+/// sees each intact segment in order, and `None` after each page; the next page is already
+/// being read meanwhile.
 pub(super) async fn first_damage(
     db: &IdbDatabase,
+    start: u64,
     visit: &mut Visit<'_>,
 ) -> Result<(u64, Option<Error>), Error> {
     let tx = idb::transaction(db, &["segments", "meta"], false, "default").map_err(storage)?;
     let meta = tx.object_store("meta").map_err(storage)?;
     let store = tx.object_store("segments").map_err(storage)?;
     let head_req = meta.get(&"head".into()).map_err(storage)?;
-    let mut next = request_segments(&store, 0, PAGE)?;
+    // From the segment holding `start`: the ones after the last that ends before it.
+    let mut prev = 0;
+    if start > 1 {
+        let below = idb::last_key_below(&store, start as f64).await;
+        prev = as_u64(&below.map_err(storage)?);
+    }
+    let mut next = request_segments(&store, prev, PAGE)?;
     let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
-    let mut prev = 0u64;
     loop {
         let (keys, values) = next.get().await?;
         let Some(last) = keys.last() else { break };
@@ -87,20 +97,7 @@ pub(super) async fn first_damage(
                 Err(e) => return Ok((head, Some(Error::corrupt(prev + 1, *k, e)))),
             };
             if seg.first_seq() != prev + 1 || seg.last_seq() != *k {
-                let reason = format!(
-                    "segment holds positions {}..={}, not {}..={k}",
-                    seg.first_seq(),
-                    seg.last_seq(),
-                    prev + 1
-                );
-                return Ok((
-                    head,
-                    Some(Error::Corrupt {
-                        from: prev + 1,
-                        to: *k,
-                        reason,
-                    }),
-                ));
+                return Ok((head, Some(wrong_span(&seg, prev + 1, *k))));
             }
             if let Err(e) = visit(Some(&seg), head) {
                 return Ok((head, Some(e)));
@@ -121,6 +118,58 @@ pub(super) async fn first_damage(
         ));
     }
     Ok((head, None))
+}
+
+impl Log {
+    /// Checks the segments open did not read (see [`Log::open`]); damage is the `Corrupt`
+    /// error open would have given. A log closed meanwhile gives `Closed`.
+    pub async fn verify_rest(&self) -> Result<(), Error> {
+        self.check_open()?;
+        let through = self.0.unverified.get();
+        if through > 0 {
+            verify_prefix(&self.0.db, through)
+                .await
+                .map_err(|e| match self.0.closed.get() {
+                    Some(reason) => Error::Closed(reason),
+                    None => e,
+                })?;
+            self.0.unverified.set(0);
+        }
+        Ok(())
+    }
+}
+
+/// Checks the segments up to the one holding position `through` (those open did not read), a
+/// page per readonly transaction, so appends here and in other tabs wait for a page at most.
+/// Between pages another tab may compact: a page may then begin with a merged segment that
+/// starts before the last one checked, but never after it.
+pub(super) async fn verify_prefix(db: &IdbDatabase, through: u64) -> Result<(), Error> {
+    let mut prev = 0u64;
+    loop {
+        let tx = idb::transaction(db, &["segments"], false, "default").map_err(storage)?;
+        let store = tx.object_store("segments").map_err(storage)?;
+        let (keys, values) = read_segments(&store, prev, PAGE).await?;
+        if keys.is_empty() {
+            return Err(Error::Corrupt {
+                from: prev + 1,
+                to: through.max(prev + 1),
+                reason: format!("the segments end at {prev}, before position {through}"),
+            });
+        }
+        for (i, (k, bytes)) in keys.iter().zip(&values).enumerate() {
+            let mut scratch = Vec::new();
+            let seg = Segment::parse_in(bytes, &mut scratch)
+                .map_err(|e| Error::corrupt(prev + 1, *k, e))?;
+            let joins = seg.first_seq() == prev + 1 || (i == 0 && seg.first_seq() <= prev + 1);
+            if !joins || seg.last_seq() != *k {
+                return Err(wrong_span(&seg, prev + 1, *k));
+            }
+            prev = *k;
+            if prev >= through {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// What [`repair`] did: the new head and the positions it dropped.
@@ -155,7 +204,7 @@ pub(super) async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
 
 /// Drops the first damaged segment and all after it; returns the head and what was dropped.
 async fn repair_segments(db: &IdbDatabase) -> Result<(u64, Option<(u64, u64)>), Error> {
-    let (head, damage) = first_damage(db, &mut |_, _| Ok(())).await?;
+    let (head, damage) = first_damage(db, 0, &mut |_, _| Ok(())).await?;
     let damage = match damage {
         None => return Ok((head, None)),
         Some(Error::Corrupt { from, .. }) => from,

@@ -113,7 +113,7 @@ function installDamage() {
       window.__warns = [];
       let log;
       try {
-        log = await Logfold.open({ name, projections: T.ledger(), ...options });
+        log = await Logfold.open({ name, projections: T.ledger(), verify: "full", ...options });
       } catch (e) {
         return { error: T.describe(e) };
       }
@@ -221,6 +221,41 @@ for (const kind of KINDS) {
       outcomes.push(["segments", `${kind} (${which})`, "CORRUPT, repair keeps prefix"]);
     });
   }
+}
+
+// By default open reads from the oldest snapshot or checkpoint it needs (here the last segment)
+// and checks the segments before after it returns: damage there comes through log.verified.
+for (const kind of KINDS) {
+  test(`segments: ${kind} in the middle segment, opened without verify: "full" → open works from the snapshot, log.verified and onCorrupt report CORRUPT`, opts, async () => {
+    const name = `seg-bg-${kind}`;
+    const { events, segments } = await seed(name);
+    const i = segments.length >> 1;
+    await ev(page, (a) => D.damage(a.name, "segments", a.key, a.kind), { name, key: segments[i], kind });
+    const r = await ev(page, async (name) => {
+      const seen = [];
+      const log = await Logfold.open({ name, projections: T.ledger(), onCorrupt: (e) => seen.push(e.code) });
+      try {
+        const tables = T.tables(log);
+        const head = log.head;
+        const verified = await log.verified;
+        const tail = await T.attempt(() => log.read({ after: head - 1 }));
+        const early = await T.attempt(() => log.read());
+        return { tables, head, verified: { code: verified?.code, details: verified?.details }, seen, replayed: log.stats().eventsReplayed, tail: tail.value?.length, early: early.code };
+      } finally {
+        await log.close();
+      }
+    }, name);
+    const to = kind === "delete" ? segments[i + 1] : segments[i];
+    assert.equal(r.head, events.length);
+    assert.equal(T_canon(r.tables), T_canon(await model(events)), "the tables, from the snapshot");
+    assert.equal(r.replayed, 0, "nothing folded: the snapshot is at the head");
+    assert.equal(r.verified.code, "CORRUPT", JSON.stringify(r));
+    assert.deepEqual([r.verified.details.from, r.verified.details.to], [segments[i - 1] + 1, to]);
+    assert.deepEqual(r.seen, ["CORRUPT"]);
+    assert.equal(r.tail, 1, "the tail reads");
+    assert.equal(r.early, "CORRUPT", "a read of the damaged part is refused");
+    outcomes.push(["segments", `${kind} (middle), background check`, "open works, CORRUPT via log.verified"]);
+  });
 }
 
 for (const [key, kind, expect] of [

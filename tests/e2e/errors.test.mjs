@@ -339,16 +339,38 @@ for (const which of ["first", "middle", "last"]) {
     await ev(page, ({ name, key }) => T.flip(name, key), { name, key });
     const rawBefore = await ev(page, (name) => T.raw(name), name);
 
-    const open = await ev(page, (name) => T.attempt(() => Logfold.open({ name })), name);
+    const open = await ev(page, (name) => T.attempt(() => Logfold.open({ name, verify: "full" })), name);
     assert.equal(open.threw, true, "open succeeded on a corrupted log");
     assert.equal(open.code, "CORRUPT", JSON.stringify(open));
     assert.equal(open.isLogfoldError, true);
     assert.deepEqual({ from: open.details.from, to: open.details.to }, { from: prev + 1, to: key }, `CORRUPT details must cover the damaged segment: ${JSON.stringify(open.details)}`);
     assert.equal(typeof open.details.reason, "string");
     // Refusing to open changed nothing: it still refuses.
-    const open2 = await ev(page, (name) => T.attempt(() => Logfold.open({ name })), name);
+    const open2 = await ev(page, (name) => T.attempt(() => Logfold.open({ name, verify: "full" })), name);
     assert.equal(open2.code, "CORRUPT");
     assert.deepEqual(await ev(page, (name) => T.raw(name), name), rawBefore, "a refused open wrote to the database");
+    // By default open reads only what it needs (here the last segment, where the stream versions'
+    // checkpoint is) and checks the rest after it returns: log.verified and onCorrupt say so.
+    const bg = await ev(page, async (name) => {
+      const seen = [];
+      let log;
+      try {
+        log = await Logfold.open({ name, onCorrupt: (e) => seen.push(e.code) });
+      } catch (e) {
+        return { openCode: e.code, details: e.details };
+      }
+      const v = await log.verified;
+      await log.close();
+      return { code: v?.code, details: v?.details, seen };
+    }, name);
+    const span = { from: prev + 1, to: key };
+    if (which === "last") {
+      assert.equal(bg.openCode, "CORRUPT", JSON.stringify(bg));
+    } else {
+      assert.equal(bg.code, "CORRUPT", JSON.stringify(bg));
+      assert.deepEqual(bg.seen, ["CORRUPT"], "onCorrupt is called once");
+    }
+    assert.deepEqual({ from: bg.details.from, to: bg.details.to }, span, JSON.stringify(bg.details));
 
     const rep = await ev(page, (name) => Logfold.repair(name), name);
     assert.deepEqual(rep, { head: prev, dropped: { from: prev + 1, to: 30 }, records: [] });
@@ -385,7 +407,14 @@ test("UNSUPPORTED_FORMAT: an intact segment of an unknown format, or an unknown 
     out.metaFormat = (await T.raw("future-meta")).meta.format;
     const keys = (await T.raw("future-seg")).segments.map((s) => s.key);
     await T.setSegmentFormat("future-seg", keys[0], 99);
-    out.seg = await T.attempt(() => Logfold.open({ name: "future-seg" }));
+    out.seg = await T.attempt(() => Logfold.open({ name: "future-seg", verify: "full" }));
+    // Checked after open by default: the segment's format comes through log.verified.
+    out.later = await (async () => {
+      const log = await Logfold.open({ name: "future-seg", onCorrupt: () => {} });
+      const v = await log.verified;
+      await log.close();
+      return { code: v?.code, details: v?.details };
+    })();
     await T.putMeta("future-meta", "format", 999);
     out.meta = await T.attempt(() => Logfold.open({ name: "future-meta" }));
     return out;
@@ -397,6 +426,7 @@ test("UNSUPPORTED_FORMAT: an intact segment of an unknown format, or an unknown 
     assert.equal(res.isLogfoldError, true);
     assert.deepEqual(res.details, { format }, what);
   }
+  assert.deepEqual(r.later, { code: "UNSUPPORTED_FORMAT", details: { format: 99 } });
 });
 
 // ---- versionchange ----------------------------------------------------------------------------------
