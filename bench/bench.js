@@ -250,17 +250,20 @@ export async function readAll(system, { total }) {
 }
 
 /** logfold only: close the populated read log and time opening it again (open verifies it). */
-export async function reopen(system, { total }) {
+export async function reopen(system, { total, verify }) {
   if (system !== "logfold") throw new Error("open is measured for logfold only");
   const entry = readDbs[system];
   if (!entry?.db) throw new Error("no read log open: read.100000 did not fill one");
   await entry.db.close();
   entry.db = null;
   const t0 = performance.now();
-  entry.db = await logfold.Logfold.open({ name: entry.name, durability: DURABILITY });
+  entry.db = await logfold.Logfold.open({ name: entry.name, durability: DURABILITY, verify });
   const ms = performance.now() - t0;
   if (entry.db.head !== total) throw new Error(`head after open is ${entry.db.head}, expected ${total}`);
-  return { ms, events: total };
+  // The check after a default open: untimed, but it must find the log intact.
+  const damage = await entry.db.verified;
+  if (damage) throw new Error(`log.verified: ${describe(damage)}`);
+  return { ms, events: total, verifiedMs: performance.now() - t0 };
 }
 
 export async function readTeardown(system) {

@@ -57,9 +57,12 @@ const CASES = [
     perRecordArg: { total: N.concurrentPerRecord } },
   { name: "append.sequential500", fn: "appendSequential", arg: { total: N.sequential }, latency: true },
   { name: "read.100000", fn: "readAll", arg: { total: N.read }, setup: "readSetup" },
-  // Reopens the log read.100000 filled (and fills one itself when run alone).
-  { name: "open.verify100000", fn: "reopen", arg: { total: N.read }, systems: ["logfold"],
+  // Reopen the log read.100000 filled (and fill one themselves when run alone): verifying every
+  // segment first, then the default open, which reads what it needs and checks the rest after.
+  { name: "open.verify100000", fn: "reopen", arg: { total: N.read, verify: "full" }, systems: ["logfold"],
     setup: "readSetup", reuses: "read.100000", metric: "open_ms" },
+  { name: "open.tail100000", fn: "reopen", arg: { total: N.read, verify: "background" }, systems: ["logfold"],
+    setup: "readSetup", reuses: "open.verify100000", metric: "open_ms" },
   // The tables.* cases share one ledger log and one peer database (group "tables"): tablesSetup
   // fills them only when they do not hold the events yet; the last case of the group deletes them.
   { name: "tables.replay", fn: "tablesReplay", arg: { total: N.tables }, setup: "tablesSetup",

@@ -12,6 +12,7 @@ const LOGFOLD_CASES = [
   "append.sequential500",
   "read.100000",
   "open.verify100000",
+  "open.tail100000",
   "size.wasm",
   "tables.replay",
   "tables.reducer",
