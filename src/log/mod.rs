@@ -448,7 +448,7 @@ impl Log {
         };
         if format.is_undefined() && head.is_undefined() {
             // A new log: its `streams` store is empty as of position 0.
-            let empty = logfold_core::VersionsDigest::empty().value();
+            let empty = logfold_core::SetDigest::empty().value();
             meta.put_with_key(&key(empty), &"streamsCheck".into())
                 .map_err(storage)?;
         }

@@ -80,6 +80,27 @@ fn corrupt_record(store: &'static str, key: u64, reason: impl std::fmt::Display)
     }
 }
 
+/// `meta.outboxCheck` for an outbox of these batch numbers: `[count, digest]`. Records are
+/// decoded when read, so a damaged one shows; this makes a deleted one show too.
+pub(super) fn outbox_check(numbers: impl Iterator<Item = u64>) -> JsValue {
+    let (mut count, mut digest) = (0u64, logfold_core::SetDigest::default());
+    for n in numbers {
+        count += 1;
+        digest.toggle("", n);
+    }
+    Array::of2(&key(count), &key(digest.value())).into()
+}
+
+/// How many records the stored check says the outbox has, if it differs from `actual` (the
+/// check made of the records there); `None` when they agree or no check was stored (a log
+/// from before it).
+pub(super) fn outbox_mismatch(stored: &JsValue, actual: &JsValue) -> Option<u64> {
+    let stored = stored.dyn_ref::<Array>()?;
+    let actual: &Array = actual.unchecked_ref();
+    let same = (0..2).all(|i| stored.get(i).as_f64() == actual.get(i).as_f64());
+    (!same).then(|| as_u64(&stored.get(0)))
+}
+
 fn protocol_error(message: impl Into<String>) -> Error {
     Error::Sync {
         code: "SYNC_PROTOCOL",
@@ -218,7 +239,13 @@ pub(super) async fn prepare(
     let segments = tx.object_store("segments").map_err(storage)?;
     let (keys, values) = read_segments(&segments, 0, u32::MAX).await?;
     let outbox = tx.object_store("outbox").map_err(storage)?;
+    // Batches already there (a log whose `synced` mark was lost) stay, and count in the check.
+    let kept: Array = idb::request(&outbox.get_all_keys().map_err(storage)?)
+        .await
+        .map_err(storage)?
+        .unchecked_into();
     let mut next = as_u64(&get(&meta, "nextBatch").await?).max(1);
+    let first = next;
     let mut moved = 0u64;
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
@@ -271,8 +298,11 @@ pub(super) async fn prepare(
     put(
         &meta,
         "streamsCheck",
-        logfold_core::VersionsDigest::empty().value(),
+        logfold_core::SetDigest::empty().value(),
     )?;
+    let batches = kept.iter().map(|k| as_u64(&k)).chain(first..next);
+    meta.put_with_key(&outbox_check(batches), &"outboxCheck".into())
+        .map_err(storage)?;
     put(&meta, "nextBatch", next)?;
     let rev = as_u64(&get(&meta, "outboxRev").await?);
     put(&meta, "outboxRev", rev + 1)?;
@@ -308,17 +338,27 @@ impl Log {
         }
         let next = s.meta.get(&"nextBatch".into()).map_err(storage)?;
         let acked = s.meta.get(&"ackedThrough".into()).map_err(storage)?;
+        let check = s.meta.get(&"outboxCheck".into()).map_err(storage)?;
         let keys = s.outbox.get_all_keys().map_err(storage)?;
         let values = s.outbox.get_all().map_err(storage)?;
         let rejection_keys = s.rejections.get_all_keys().map_err(storage)?;
         let rejections = s.rejections.get_all().map_err(storage)?;
         let next = as_u64(&idb::request(&next).await.map_err(storage)?);
         let acked = as_u64(&idb::request(&acked).await.map_err(storage)?);
+        let check = idb::request(&check).await.map_err(storage)?;
         let keys: Array = idb::request(&keys).await.map_err(storage)?.unchecked_into();
         let values: Array = idb::request(&values)
             .await
             .map_err(storage)?
             .unchecked_into();
+        let actual = outbox_check(keys.iter().map(|k| as_u64(&k)));
+        if let Some(expected) = outbox_mismatch(&check, &actual) {
+            let reason = format!(
+                "the outbox holds {} records, {expected} expected (meta.outboxCheck): a batch is missing",
+                keys.length()
+            );
+            return Err(corrupt_record("outbox", 0, reason));
+        }
         let rejection_keys: Array = idb::request(&rejection_keys)
             .await
             .map_err(storage)?
@@ -503,6 +543,11 @@ impl Log {
             let rev = inner.outbox.borrow().as_ref().map_or(0, |o| o.rev) + 1;
             put(&s.meta, "outboxRev", rev)?;
             out.rev = Some(rev);
+            // The engine holds the outbox these writes leave.
+            let check = self.with_engine(|e| outbox_check(e.outbox().iter().map(|b| b.batch)));
+            s.meta
+                .put_with_key(&check, &"outboxCheck".into())
+                .map_err(storage)?;
         }
         Ok(out)
     }

@@ -249,6 +249,7 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
     let next_req = meta.get(&"nextBatch".into()).map_err(storage)?;
     let acked_req = meta.get(&"ackedThrough".into()).map_err(storage)?;
     let rev_req = meta.get(&"outboxRev".into()).map_err(storage)?;
+    let check_req = meta.get(&"outboxCheck".into()).map_err(storage)?;
     let mut got = Vec::with_capacity(reqs.len());
     for r in &reqs {
         got.push(Array::from(&idb::request(r).await.map_err(storage)?));
@@ -257,12 +258,19 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
     let next = idb::request(&next_req).await.map_err(storage)?;
     let acked = as_u64(&idb::request(&acked_req).await.map_err(storage)?);
     let rev = as_u64(&idb::request(&rev_req).await.map_err(storage)?);
+    let check = idb::request(&check_req).await.map_err(storage)?;
     if !synced.is_truthy() {
         // A log without sync has no outbox, and no batch counter to put back.
         done.await.map_err(storage)?;
         return Ok(Vec::new());
     }
     let mut fixed = Vec::new();
+    let present = sync::outbox_check(got[0].iter().map(|k| as_u64(&k)));
+    if let Some(expected) = sync::outbox_mismatch(&check, &present) {
+        let missing = expected.saturating_sub(u64::from(got[0].length()));
+        fixed.push(format!("outbox: {missing} missing"));
+    }
+    let mut kept = Vec::new();
     let mut top = 0;
     for (k, v) in got[0].iter().zip(got[1].iter()) {
         let n = as_u64(&k);
@@ -272,6 +280,7 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
         };
         if logfold_core::sync::OutboxBatch::decode(n, &bytes).is_ok_and(|b| !b.events.is_empty()) {
             top = top.max(n);
+            kept.push(n);
         } else {
             outbox.delete(&k).map_err(storage)?;
             fixed.push(format!("outbox {n}"));
@@ -300,6 +309,8 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
     if !fixed.is_empty() {
         // Other tabs read the outbox again.
         meta.put_with_key(&key(rev + 1), &"outboxRev".into())
+            .map_err(storage)?;
+        meta.put_with_key(&sync::outbox_check(kept.into_iter()), &"outboxCheck".into())
             .map_err(storage)?;
     }
     done.await.map_err(storage)?;

@@ -1,6 +1,6 @@
 //! Stream versions: the cache in memory, the `streams` store and its checkpoint.
 
-use logfold_core::VersionsDigest;
+use logfold_core::SetDigest;
 
 use super::*;
 
@@ -202,10 +202,10 @@ pub(super) fn stored_version(v: &JsValue) -> Option<u64> {
     (f >= 1.0 && f.fract() == 0.0 && f <= MAX_SAFE).then_some(f as u64)
 }
 
-fn stored_digest(v: &JsValue) -> Option<VersionsDigest> {
+fn stored_digest(v: &JsValue) -> Option<SetDigest> {
     let f = v.as_f64()?;
     (f >= 0.0 && f.fract() == 0.0 && f <= MAX_SAFE)
-        .then(|| VersionsDigest::from_stored(f as u64))
+        .then(|| SetDigest::from_stored(f as u64))
         .flatten()
 }
 
@@ -235,7 +235,7 @@ async fn streams_intact(db: &IdbDatabase) -> Result<bool, Error> {
     if through < 0.0 || through.fract() != 0.0 || through as u64 > head {
         return Ok(false);
     }
-    let mut digest = VersionsDigest::default();
+    let mut digest = SetDigest::default();
     digest.toggle_through(through as u64);
     for (k, v) in keys.iter().zip(values.iter()) {
         match (k.as_string(), stored_version(&v)) {
@@ -289,7 +289,7 @@ pub(super) async fn rewrite_streams(
         }
     }
     streams.clear().map_err(storage)?;
-    let mut digest = VersionsDigest::default();
+    let mut digest = SetDigest::default();
     digest.toggle_through(head);
     for (name, v) in &versions {
         digest.toggle(name, *v);

@@ -59,26 +59,27 @@ pub struct ConflictError {
     pub actual: u64,
 }
 
-/// An order-free digest of a set of stream versions: each (stream, version) record's hash
-/// XORed in. A writer updates it from the records it replaces, and a reader of the whole set
-/// compares it, so a deleted, changed or mistyped record shows.
+/// An order-free digest of a set of (name, number) records, such as stream versions or outbox
+/// batch numbers: each record's hash XORed in. A writer updates it from the records it
+/// replaces (or computes it whole), and a reader of the whole set compares it, so a deleted,
+/// changed or mistyped record shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct VersionsDigest(u64);
+pub struct SetDigest(u64);
 
-impl VersionsDigest {
+impl SetDigest {
     /// Digests stay below 2^53, so a JS number holds them exactly.
     const MASK: u64 = (1 << 53) - 1;
 
     /// The digest of no versions as of position 0: a new log's.
-    pub fn empty() -> VersionsDigest {
-        let mut d = VersionsDigest::default();
+    pub fn empty() -> SetDigest {
+        let mut d = SetDigest::default();
         d.toggle_through(0);
         d
     }
 
     /// A digest as stored; `None` if `value` is not one.
-    pub fn from_stored(value: u64) -> Option<VersionsDigest> {
-        (value <= Self::MASK).then_some(VersionsDigest(value))
+    pub fn from_stored(value: u64) -> Option<SetDigest> {
+        (value <= Self::MASK).then_some(SetDigest(value))
     }
 
     /// Adds the record if absent from the set, removes it if present.
@@ -107,8 +108,8 @@ impl VersionsDigest {
 mod tests {
     use super::*;
 
-    fn digest(records: &[(&str, u64)]) -> VersionsDigest {
-        let mut d = VersionsDigest::default();
+    fn digest(records: &[(&str, u64)]) -> SetDigest {
+        let mut d = SetDigest::default();
         for (s, v) in records {
             d.toggle(s, *v);
         }
@@ -116,11 +117,11 @@ mod tests {
     }
 
     #[test]
-    fn a_versions_digest_is_of_the_set_not_its_order() {
+    fn a_set_digest_is_of_the_set_not_its_order() {
         let all = [("acct-0", 8), ("acct-1", 3), ("b", 1)];
         let d = digest(&all);
         assert_eq!(d, digest(&[all[2], all[0], all[1]]));
-        assert_eq!(VersionsDigest::from_stored(d.value()), Some(d));
+        assert_eq!(SetDigest::from_stored(d.value()), Some(d));
         assert!(d.value() < 1 << 53);
         // A record deleted, changed or added shows.
         assert_ne!(d, digest(&all[..2]));
@@ -131,7 +132,7 @@ mod tests {
         moved.toggle("acct-0", 8);
         moved.toggle("acct-0", 9);
         assert_eq!(moved, digest(&[("acct-0", 9), all[1], all[2]]));
-        assert_eq!(VersionsDigest::from_stored(1 << 53), None);
+        assert_eq!(SetDigest::from_stored(1 << 53), None);
     }
 
     #[test]
