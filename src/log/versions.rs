@@ -8,15 +8,19 @@ impl Log {
     /// The stored head and the versions of `names`, inside the caller's transaction. They come
     /// from the cache, brought up to the stored head first (another tab's appends move it), and
     /// for streams it lacks from the `streams` store, which is current for every stream the
-    /// cache lacks. Those reads go out with the head's.
+    /// cache lacks. Those reads go out with the head's, unless the caller read it (`head`).
     pub(super) async fn stored_versions(
         &self,
         meta: &IdbObjectStore,
         segments: &IdbObjectStore,
         streams: &IdbObjectStore,
         names: &HashSet<&str>,
+        head: Option<u64>,
     ) -> Result<(u64, HashMap<String, u64>), Error> {
-        let head_req = meta.get(&"head".into()).map_err(storage)?;
+        let head_req = match head {
+            Some(_) => None,
+            None => Some(meta.get(&"head".into()).map_err(storage)?),
+        };
         let missing: Vec<&str> = {
             let cache = self.0.versions.borrow();
             names
@@ -26,7 +30,10 @@ impl Log {
                 .collect()
         };
         let reqs = get_versions(streams, &missing)?;
-        let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
+        let head = match head_req {
+            Some(req) => as_u64(&idb::request(&req).await.map_err(storage)?),
+            None => head.unwrap_or(0),
+        };
         self.versions_through(segments, head).await?;
         let mut versions: HashMap<String, u64> = HashMap::with_capacity(names.len());
         for (name, req) in reqs {
@@ -152,10 +159,7 @@ impl Log {
                 .put_with_key(&key(*v), &JsValue::from_str(s))
                 .map_err(storage)?;
         }
-        meta.put_with_key(&key(at), &"streamsThrough".into())
-            .map_err(storage)?;
-        meta.put_with_key(&key(digest.value()), &"streamsCheck".into())
-            .map_err(storage)?;
+        put_streams_mark(&meta, at, digest)?;
         done.await.map_err(|e| self.closed_or(e))?;
         let cache = inner.versions.borrow();
         let mut dirty = inner.dirty.borrow_mut();
@@ -211,10 +215,12 @@ fn stored_digest(v: &JsValue) -> Option<SetDigest> {
 
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
-/// Whether the `streams` store, read whole, matches its digest `meta.streamsCheck` (and the
-/// checkpoint `meta.streamsThrough` it is as of, which must not pass the head).
-async fn streams_intact(db: &IdbDatabase) -> Result<bool, Error> {
-    let tx = idb::transaction(db, &["streams", "meta"], false, "default").map_err(storage)?;
+/// The digest stored in `meta.streamsCheck` (`None` if there is none or it is unreadable) and
+/// the digest of the `streams` store read whole with its checkpoint `meta.streamsThrough`
+/// (`None` if a record or the checkpoint is malformed, or the checkpoint passes the head).
+async fn streams_digests(
+    tx: &web_sys::IdbTransaction,
+) -> Result<(JsValue, Option<SetDigest>), Error> {
     let streams = tx.object_store("streams").map_err(storage)?;
     let meta = tx.object_store("meta").map_err(storage)?;
     let get = |k: &str| meta.get(&k.into()).map_err(storage);
@@ -229,27 +235,45 @@ async fn streams_intact(db: &IdbDatabase) -> Result<bool, Error> {
         .await
         .map_err(storage)?
         .unchecked_into();
-    let (Some(stored), Some(through)) = (stored_digest(&check), through.as_f64()) else {
-        return Ok(false);
+    let through = through
+        .as_f64()
+        .filter(|t| *t >= 0.0 && t.fract() == 0.0 && *t as u64 <= head);
+    let Some(through) = through else {
+        return Ok((check, None));
     };
-    if through < 0.0 || through.fract() != 0.0 || through as u64 > head {
-        return Ok(false);
-    }
     let mut digest = SetDigest::default();
     digest.toggle_through(through as u64);
     for (k, v) in keys.iter().zip(values.iter()) {
         match (k.as_string(), stored_version(&v)) {
             (Some(name), Some(version)) => digest.toggle(&name, version),
-            _ => return Ok(false),
+            _ => return Ok((check, None)),
         }
     }
-    Ok(digest == stored)
+    Ok((check, Some(digest)))
 }
 
 /// Checks the `streams` store at open and, if it does not match its digest, rebuilds it from
-/// the segments: it is derived data, so nothing is lost. Returns whether it was rebuilt.
+/// the segments: it is derived data, so nothing is lost. A log from before the digest has
+/// none: its store is taken as it is, and its digest written. Returns whether it rebuilt.
 pub(super) async fn check_streams(db: &IdbDatabase) -> Result<bool, Error> {
-    if streams_intact(db).await? {
+    // Readwrite, so no checkpoint of another tab falls between the reading and the writing;
+    // relaxed: a digest lost to a crash is adopted again.
+    let tx = idb::transaction(db, &["streams", "meta"], true, "relaxed").map_err(storage)?;
+    let done = idb::done(&tx);
+    let (stored, actual) = streams_digests(&tx).await?;
+    let intact = match (stored_digest(&stored), actual) {
+        (Some(stored), Some(actual)) => stored == actual,
+        (None, Some(actual)) if stored.is_undefined() => {
+            tx.object_store("meta")
+                .map_err(storage)?
+                .put_with_key(&key(actual.value()), &"streamsCheck".into())
+                .map_err(storage)?;
+            true
+        }
+        _ => false,
+    };
+    done.await.map_err(storage)?;
+    if intact {
         return Ok(false);
     }
     let tx =
@@ -278,15 +302,28 @@ pub(super) async fn rewrite_streams(
 ) -> Result<(), Error> {
     let (keys, values) = read_segments(segments, 0, u32::MAX).await?;
     let mut versions: HashMap<String, u64> = HashMap::new();
-    for (k, bytes) in keys.iter().zip(&values) {
+    // Open may not have checked these segments yet: a gap or damage fails the rebuild, which
+    // must not write the versions of a log with events missing.
+    let mut prev = 0;
+    for (k, bytes) in keys.iter().zip(&values).take_while(|(k, _)| **k <= head) {
         let mut scratch = Vec::new();
-        let seg = Segment::parse_in(bytes, &mut scratch).map_err(|e| Error::corrupt(0, *k, e))?;
-        for e in seg.events() {
-            let e = e.map_err(|e| Error::corrupt(seg.first_seq(), seg.last_seq(), e))?;
-            if e.seq <= head {
-                versions.insert(e.stream.to_owned(), e.version);
-            }
+        let seg = parse_holding(bytes, &mut scratch, prev + 1, *k)?;
+        if seg.first_seq() != prev + 1 {
+            return Err(wrong_span(&seg, prev + 1, *k));
         }
+        for e in seg.events() {
+            let e = e.map_err(|e| Error::corrupt(seg.first_seq(), *k, e))?;
+            versions.insert(e.stream.to_owned(), e.version);
+        }
+        prev = *k;
+    }
+    if prev != head {
+        let reason = format!("the log's head is {head} but its segments end at {prev}");
+        return Err(Error::Corrupt {
+            from: prev + 1,
+            to: head.max(prev + 1),
+            reason,
+        });
     }
     streams.clear().map_err(storage)?;
     let mut digest = SetDigest::default();
@@ -297,7 +334,12 @@ pub(super) async fn rewrite_streams(
             .put_with_key(&key(*v), &JsValue::from_str(name))
             .map_err(storage)?;
     }
-    meta.put_with_key(&key(head), &"streamsThrough".into())
+    put_streams_mark(meta, head, digest)
+}
+
+/// Writes the `streams` store's checkpoint and its digest.
+fn put_streams_mark(meta: &IdbObjectStore, through: u64, digest: SetDigest) -> Result<(), Error> {
+    meta.put_with_key(&key(through), &"streamsThrough".into())
         .map_err(storage)?;
     meta.put_with_key(&key(digest.value()), &"streamsCheck".into())
         .map_err(storage)?;
