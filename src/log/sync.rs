@@ -424,7 +424,7 @@ impl Log {
         };
         let names: HashSet<&str> = names.iter().map(String::as_str).collect();
         let (head, versions) = self
-            .stored_versions(&s.meta, &s.segments, &s.streams, &names)
+            .stored_versions(&s.meta, &s.segments, &s.streams, &names, Some(head))
             .await?;
         let ids = match ids {
             Some((first, last)) => self.ids_at(&s.segments, first, last.min(head)).await?,

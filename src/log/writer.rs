@@ -187,7 +187,7 @@ impl Log {
                         names.extend(b.events.iter().map(|e| e.stream.as_str()));
                     }
                     let (head, versions) = self
-                        .stored_versions(&meta, &segments, &streams, &names)
+                        .stored_versions(&meta, &segments, &streams, &names, None)
                         .await?;
                     if idb::request(&synced).await.map_err(storage)?.is_truthy() {
                         tx.abort().ok();
