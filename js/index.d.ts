@@ -156,6 +156,8 @@ export interface ErrorDetails {
     status: number;
     /** The server's error code, when it gave one. */
     code?: string;
+    /** How long the server asked to wait (its `Retry-After`), in ms, when it said. */
+    retryAfterMs?: number;
   };
   /** A sync step of a tab that is no longer the sync leader (it steps down). */
   FENCED: {};
@@ -818,8 +820,8 @@ export interface Log {
    * Settles once the segments `open` did not need to read are checked (see
    * {@link OpenOptions.verify}): `null` when they are intact, else the error: `CORRUPT` or
    * `UNSUPPORTED_FORMAT` (also given to `onCorrupt`; {@link Logfold.repair} recovers from
-   * damage), or `CLOSED` if the log closed first.
-   * It never rejects.
+   * damage), `STORAGE` if IndexedDB failed (the rest stays unchecked; a warning says so), or
+   * `CLOSED` if the log closed first. It never rejects.
    *
    * @example
    * ```js

@@ -509,8 +509,8 @@ class Log {
 
   /**
    * Settles once the segments `open` did not need to read are checked: `null` when intact, else
-   * the error: `CORRUPT` or `UNSUPPORTED_FORMAT` (also given to `onCorrupt`), or `CLOSED` if the
-   * log closed first.
+   * the error: `CORRUPT` or `UNSUPPORTED_FORMAT` (also given to `onCorrupt`), `STORAGE` if
+   * IndexedDB failed, or `CLOSED` if the log closed first. Never rejects.
    */
   verified;
 
@@ -519,9 +519,15 @@ class Log {
     this.verified = core.verifyRest().then(
       () => null,
       (e) => {
-        if (e?.code === "CORRUPT" || e?.code === "UNSUPPORTED_FORMAT") {
-          if (onCorrupt) onCorrupt(e);
-          else console.warn("logfold: damage found in the log after open (see Logfold.repair):", e);
+        if (e?.code === "CLOSED") return e;
+        if (onCorrupt && (e?.code === "CORRUPT" || e?.code === "UNSUPPORTED_FORMAT")) {
+          try {
+            onCorrupt(e);
+          } catch (thrown) {
+            console.error("logfold: onCorrupt threw:", thrown);
+          }
+        } else {
+          console.warn("logfold: the check after open did not finish (see Logfold.repair):", e);
         }
         return e;
       },
