@@ -519,6 +519,7 @@ export class Sync {
   async #follow(signal) {
     let failures = 0;
     while (!signal.aborted) {
+      let wait = 0;
       try {
         const response = await this.#fetch(`/live?after=${this.#core.head}`, { headers: { accept: "text/event-stream" } }, signal);
         // Back after a failure (the server restarted, the network returned): push and pull now.
@@ -557,8 +558,9 @@ export class Sync {
         }
         if (e?.code === "SYNC_PROTOCOL") this.#kick(); // a gap: the loop pulls it
         failures++;
+        wait = e?.details?.retryAfterMs ?? 0;
       }
-      await sleep(Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** failures) * (0.5 + Math.random()), signal);
+      await sleep(Math.max(wait, Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** failures) * (0.5 + Math.random())), signal);
     }
   }
 
@@ -587,7 +589,11 @@ export class Sync {
       }
       if (response.status === 401) throw this.#errors("UNAUTHORIZED", `the sync server refused the token: ${message}`, { status: 401 });
       if (response.status === 403) throw this.#errors("FORBIDDEN", `the token may not use this log: ${message}`, { status: 403 });
-      throw this.#errors("SERVER", `the sync server answered ${response.status}: ${message}`, { status: response.status, code: body.code });
+      // A server at its limit (503 TOO_MANY_TAILS) says when to come back.
+      const retryAfter = Number(response.headers.get("retry-after"));
+      const details = { status: response.status, code: body.code };
+      if (retryAfter > 0) details.retryAfterMs = retryAfter * 1000;
+      throw this.#errors("SERVER", `the sync server answered ${response.status}: ${message}`, details);
     }
   }
 

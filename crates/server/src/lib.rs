@@ -352,6 +352,8 @@ pub fn app(state: AppState) -> Router {
                 .expose_headers([
                     header::HeaderName::from_static(HEAD_HEADER),
                     header::HeaderName::from_static(LOG_ID_HEADER),
+                    // Clients wait this long after TOO_MANY_TAILS.
+                    header::RETRY_AFTER,
                 ]),
         );
     }
@@ -610,9 +612,9 @@ async fn live(
     let rx = state.inner.hub.watch(&log);
     // The identity as of the start; a log not written yet has none until its first push.
     let log_id = state.store().read(&log, after, 1, 0).await?.log_id;
-    // The stream is polled for its next message only once the connection has taken the last
-    // one, so a tail holds one message at most, however slowly its client reads; the watch
-    // channel holds a head hint, never events.
+    // The stream is polled for its next message only once hyper's write buffer (about 400 KiB)
+    // has room, so a tail holds that and one message, however slowly its client reads; the
+    // watch channel holds a head hint, never events.
     let events = stream::unfold(
         (state, log, after, rx, false, slot),
         |(state, log, cursor, mut rx, failed, slot)| async move {
