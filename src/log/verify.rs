@@ -65,8 +65,8 @@ pub(super) type Visit<'v> = dyn FnMut(Option<&Segment<'_>>, u64) -> Result<(), E
 
 /// The head, and the first damaged segment from the one holding position `start` on, as a
 /// `Corrupt` (or `UnsupportedFormat`) error: each segment must be intact, begin right after
-/// the one before it ends, and the last must end at the head. One readonly transaction, so appends and
-/// compaction in other tabs cannot make an intact log look damaged halfway through. `visit`
+/// the one before it ends, and the last must end at the head. One readonly transaction, so
+/// appends and compaction in other tabs cannot make an intact log look damaged halfway. `visit`
 /// sees each intact segment in order, and `None` after each page; the next page is already
 /// being read meanwhile.
 pub(super) async fn first_damage(

@@ -25,6 +25,9 @@ use crate::{app, AppState};
 /// has not arrived within [`Config::header_timeout`](crate::Config::header_timeout) (this
 /// includes an idle keep-alive connection waiting for its next request), or when the client
 /// has taken none of the bytes sent to it for [`Config::stall_timeout`](crate::Config::stall_timeout).
+///
+/// A failed accept (out of file descriptors, say) is retried after a pause, so this returns
+/// `Ok` once shut down; the `io::Result` leaves room for errors that end serving.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,

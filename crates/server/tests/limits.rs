@@ -245,7 +245,7 @@ fn big_events(n: usize, bytes: usize) -> Vec<PushEvent> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tail_that_stops_reading_holds_one_page_and_is_closed() {
+async fn a_tail_that_stops_reading_holds_its_buffers_only_and_is_closed() {
     const PAGE: usize = 64 * 1024;
     let served = serve(Config {
         page_bytes: PAGE,
@@ -321,17 +321,14 @@ async fn a_tail_that_stops_reading_holds_one_page_and_is_closed() {
         ),
         1
     );
-    // What the server made for the stuck tail is what its socket buffers held plus a page,
-    // far from the 24 MiB pushed: the reader alone took 24 MiB of the bytes counted.
+    // What the server made for the stuck tail is what the socket buffers (at most a few MiB on
+    // Linux), hyper's write buffer and a page held, far from the 24 MiB pushed: the reader
+    // alone took 24 MiB of the bytes counted.
     let pushed = total * size as u64;
     let sent = served.state.metrics().live_bytes_sent();
     let for_stuck = sent.saturating_sub(pushed);
-    println!("live bytes {sent}, {for_stuck} of them for the stuck tail ({pushed} pushed)");
     assert!(sent >= pushed, "{sent} < {pushed}");
-    assert!(
-        for_stuck < pushed / 2,
-        "{for_stuck} bytes for the stuck tail"
-    );
+    assert!(for_stuck < 8 << 20, "{for_stuck} bytes for the stuck tail");
     // What the stuck client finds is the start of the stream, then the end of the connection.
     let rest = with_timeout(30, read_to_close(&mut stuck)).await;
     assert!(rest.len() < pushed as usize / 2, "{}", rest.len());
