@@ -48,6 +48,7 @@ export type ErrorCode =
   | "CONFLICT"
   | "QUOTA_EXCEEDED"
   | "CORRUPT"
+  | "TRUNCATED"
   | "UNSUPPORTED_FORMAT"
   | "CLOSED"
   | "STORAGE"
@@ -104,6 +105,13 @@ export interface ErrorDetails {
     store?: "outbox" | "rejections" | "meta";
     /** A damaged sync record's key: its batch number (0 when not one record's). */
     key?: number;
+  };
+  /** The positions asked for were dropped by {@link Log.truncateBefore}. */
+  TRUNCATED: {
+    /** The first position the log keeps. */
+    start: number;
+    /** The first position asked for (by a read, `tablesAt`, or a projection with no snapshot after the cut). */
+    needed: number;
   };
   /** The log was written by a newer logfold. */
   UNSUPPORTED_FORMAT: {
@@ -534,6 +542,14 @@ export interface PastTables {
   state<S = unknown>(name: string): S;
 }
 
+/** What {@link Log.truncateBefore} did. */
+export interface TruncateReport {
+  /** The first position the log keeps now. */
+  start: number;
+  /** How many positions this call dropped. */
+  dropped: number;
+}
+
 /** Options of {@link Logfold.open}. */
 export interface OpenOptions {
   /** The log's name; one IndexedDB database (`logfold:<name>`) per name and origin. */
@@ -746,7 +762,7 @@ export interface Sync {
 
 /** Which events {@link Log.read} returns. */
 export interface ReadOptions {
-  /** Return events with `seq` greater than this (default 0). */
+  /** Return events with `seq` greater than this (default: from {@link Log.start}). Below `start - 1`: `TRUNCATED`. */
   after?: number;
   /** At most this many events (default 1000). */
   limit?: number;
@@ -883,6 +899,28 @@ export interface Log {
    * ```
    */
   read(options?: ReadOptions): Promise<StoredEvent[]>;
+  /** The first position this log keeps: 1, unless {@link Log.truncateBefore} dropped some. */
+  readonly start: number;
+  /**
+   * Drops the confirmed history before `seq` from this browser, for a synced log (the server
+   * keeps it all; a log without sync refuses with `INVALID_ARGUMENT`). It writes every
+   * projection's snapshot first and never cuts past them, nor past the stream versions'
+   * checkpoint, and drops whole segments, so `start` may stay a little below `seq`. The outbox is
+   * not touched. Afterwards `read` and `tablesAt` below `start` throw `TRUNCATED`, and opening the
+   * log with a projection that has no snapshot after the cut (a new or changed definition)
+   * throws `TRUNCATED` too.
+   *
+   * @example
+   * ```js
+   * import { Logfold } from "logfold";
+   *
+   * const log = await Logfold.open({ name: "kept-local" }); // a log without sync refuses
+   * (await log.truncateBefore(10).catch((e) => e.code)); // → "INVALID_ARGUMENT"
+   * log.start; // → 1
+   * await log.close();
+   * ```
+   */
+  truncateBefore(seq: number): Promise<TruncateReport>;
   /**
    * Every event after `after`, in order, read in pages.
    *

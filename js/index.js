@@ -796,14 +796,38 @@ class Log {
     }, 0);
   }
 
+  // Without `after`, reads start at the first position kept (see truncateBefore).
   async read(options) {
-    const after = position(options?.after, "after", 0);
+    const after = position(options?.after, "after", -1);
     const limit = position(options?.limit, "limit", 1000);
     return JSON.parse(await this.#core.read(after, limit));
   }
 
+  /** The first position this log keeps: 1, unless {@link truncateBefore} dropped some. */
+  get start() {
+    return this.#core.start;
+  }
+
+  /**
+   * Drops the confirmed history before `seq` from this browser (a synced log only: the server
+   * keeps it all), whole segments at a time and never past the snapshots it writes first, so
+   * every projection opens from one. Resolves to `{ start, dropped }`.
+   */
+  async truncateBefore(seq) {
+    if (!(Number.isSafeInteger(seq) && seq >= 1)) throw invalidArgument("seq", "must be a positive integer");
+    if (!this.sync) throw invalidArgument("truncateBefore", "only a synced log drops history (the server keeps it); this log has no other copy");
+    await this.snapshot();
+    let upto = Infinity;
+    if (this.#p.tableNames.size > 0) upto = this.#snapshotAt;
+    for (const [name, r] of this.#p.reducers) {
+      if (r.base.failure) throw invalidArgument("truncateBefore", `reducer ${name} failed, so it has no snapshot to fold on from`);
+      upto = Math.min(upto, r.base.seq);
+    }
+    return this.#core.truncateBefore(Math.min(seq, upto + 1));
+  }
+
   async *events(options) {
-    let after = position(options?.after, "after", 0);
+    let after = position(options?.after, "after", this.#core.start - 1);
     for (;;) {
       const page = await this.read({ after, limit: 1000 });
       if (page.length === 0) return;

@@ -64,6 +64,14 @@ pub enum Error {
         /// What the check found.
         reason: String,
     },
+    /// Positions before `start` were dropped by `truncateBefore`; `needed` is the first one
+    /// asked for (a read, a past state, or a projection without a snapshot after them).
+    Truncated {
+        /// The first position the log keeps.
+        start: u64,
+        /// The first position that was asked for.
+        needed: u64,
+    },
     /// The stored log was written by a newer (or unknown) format.
     UnsupportedFormat(u32),
     /// The log is closed.
@@ -103,6 +111,7 @@ impl Error {
             Error::Conflict(_) => "CONFLICT",
             Error::QuotaExceeded => "QUOTA_EXCEEDED",
             Error::Corrupt { .. } | Error::CorruptRecord { .. } => "CORRUPT",
+            Error::Truncated { .. } => "TRUNCATED",
             Error::UnsupportedFormat(_) => "UNSUPPORTED_FORMAT",
             Error::Closed(_) => "CLOSED",
             Error::Storage { .. } => "STORAGE",
@@ -177,6 +186,10 @@ impl Error {
                 set("store", (*store).into());
                 set("key", (*key as f64).into());
             }
+            Error::Truncated { start, needed } => {
+                set("start", (*start as f64).into());
+                set("needed", (*needed as f64).into());
+            }
             Error::UnsupportedFormat(f) => set("format", (*f).into()),
             Error::Closed(r) => set("reason", r.as_str().into()),
             Error::Storage { name, .. } => set("name", name.as_str().into()),
@@ -237,6 +250,10 @@ impl fmt::Display for Error {
             Error::CorruptRecord { store, key, reason } => write!(
                 f,
                 "the {store} record {key} is damaged ({reason}); Logfold.repair drops it"
+            ),
+            Error::Truncated { start, needed } => write!(
+                f,
+                "position {needed} is no longer kept: this log keeps positions from {start} on (truncateBefore)"
             ),
             Error::UnsupportedFormat(v) => write!(
                 f,

@@ -246,13 +246,19 @@ impl LogCore {
         })
     }
 
-    /// Up to `limit` events after position `after`, as JSON text of an array.
+    /// Up to `limit` events after position `after` (negative: from the first position kept),
+    /// as JSON text of an array.
     #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn read(&self, after: f64, limit: f64) -> Promise {
         let log = self.0.clone();
-        future_to_promise(
-            async move { Ok(log.read_json(after as u64, limit as u64).await?.into()) },
-        )
+        let after = (after >= 0.0).then_some(after as u64);
+        future_to_promise(async move { Ok(log.read_json(after, limit as u64).await?.into()) })
+    }
+
+    /// The first position the log keeps (1 unless `truncateBefore` dropped some).
+    #[wasm_bindgen(getter)]
+    pub fn start(&self) -> f64 {
+        self.0.start() as f64
     }
 
     /// The stream's current version.
@@ -315,6 +321,20 @@ impl LogCore {
                 .tables_at(seq as u64, reducers_from as u64, on_events.as_ref())
                 .await?;
             Ok(TablesView(std::rc::Rc::new(std::cell::RefCell::new(tables))).into())
+        })
+    }
+
+    /// Drops the confirmed segments wholly before `before` (see `Log::truncate_before`);
+    /// resolves to `{ start, dropped }`.
+    #[wasm_bindgen(js_name = truncateBefore, unchecked_return_type = "Promise<{ start: number, dropped: number }>")]
+    pub fn truncate_before(&self, before: f64) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move {
+            let (start, dropped) = log.truncate_before(before as u64).await?;
+            Ok(object(&[
+                ("start", start as f64),
+                ("dropped", dropped as f64),
+            ]))
         })
     }
 

@@ -37,7 +37,7 @@ fn deposit(account: &str, amount: u32) -> NewEvent {
 }
 
 async fn all(log: &Log) -> Vec<serde_json::Value> {
-    serde_json::from_str(&log.read_json(0, u64::MAX).await.unwrap()).unwrap()
+    serde_json::from_str(&log.read_json(Some(0), u64::MAX).await.unwrap()).unwrap()
 }
 
 /// Opens the raw database with rexie, as another program (or a bad disk) would see it.
@@ -76,7 +76,7 @@ async fn given_an_empty_log_when_batches_are_appended_then_they_read_back_in_ord
     assert_eq!(log.version("a").await.unwrap(), 2);
     assert_eq!(log.head(), 3);
     let page: Vec<serde_json::Value> =
-        serde_json::from_str(&log.read_json(1, 1).await.unwrap()).unwrap();
+        serde_json::from_str(&log.read_json(Some(1), 1).await.unwrap()).unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0]["seq"], 2);
     log.close().await;
@@ -272,7 +272,10 @@ async fn a_closed_log_refuses_calls() {
         log.append(Batch::new(vec![deposit("a", 1)])).await,
         Err(Error::Closed(CloseReason::Closed))
     ));
-    assert!(matches!(log.read_json(0, 10).await, Err(Error::Closed(_))));
+    assert!(matches!(
+        log.read_json(Some(0), 10).await,
+        Err(Error::Closed(_))
+    ));
 }
 
 fn ledger() -> Projections {

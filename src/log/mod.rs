@@ -35,6 +35,7 @@ use crate::tables::{table_snapshot_key, Tables};
 mod compact;
 mod fold;
 mod read;
+mod retain;
 mod sync;
 mod verify;
 mod versions;
@@ -219,6 +220,8 @@ struct Inner {
     head: Cell<u64>,
     /// Segments up to the one holding this position were not checked at open (0: none left).
     unverified: Cell<u64>,
+    /// The last position dropped by `truncate_before` (0: none), as last seen.
+    truncated: Cell<u64>,
     closed: Cell<Option<CloseReason>>,
     queue: RefCell<Vec<(Batch, Reply)>>,
     writing: Cell<bool>,
@@ -335,7 +338,7 @@ impl Log {
         let (seed, random) = random_seed();
         let mut stats = Stats::default();
         let opened = async {
-            let (client_id, streams_through, synced) =
+            let (client_id, streams_through, synced, truncated) =
                 Self::init_meta(&db, durability, new_client_id(random)).await?;
             // Only the first open with sync has anything to move.
             let (synced, migrated) = match sync {
@@ -346,10 +349,17 @@ impl Log {
             };
             stats.events_migrated = migrated;
             let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
+            // A projection without a snapshot after the dropped history cannot be folded.
+            if tables.seq() < truncated {
+                return Err(Error::Truncated {
+                    start: truncated + 1,
+                    needed: tables.seq() + 1,
+                });
+            }
             let mut versions = HashMap::new();
             // What the projections and the stream versions need; the rest is checked after
             // open, by `verify_rest`.
-            let start = tables.seq().min(streams_through);
+            let start = tables.seq().min(streams_through).max(truncated);
             let head = verify_and_fold(
                 &db,
                 start,
@@ -362,15 +372,23 @@ impl Log {
             if check_streams(&db).await? {
                 stats.streams_rebuilt += 1;
             }
-            Ok::<_, Error>((client_id, head, tables, versions, synced, start))
+            Ok::<_, Error>((
+                client_id,
+                head,
+                tables,
+                versions,
+                synced,
+                (start, truncated),
+            ))
         };
-        let (client_id, head, tables, versions, synced, unverified) = match opened.await {
-            Ok(v) => v,
-            Err(e) => {
-                db.close();
-                return Err(e);
-            }
-        };
+        let (client_id, head, tables, versions, synced, (unverified, truncated)) =
+            match opened.await {
+                Ok(v) => v,
+                Err(e) => {
+                    db.close();
+                    return Err(e);
+                }
+            };
         let log = Log(Rc::new(Inner {
             name: name.to_owned(),
             db,
@@ -380,6 +398,7 @@ impl Log {
             limits: Limits::default(),
             max_push_bytes: sync.unwrap_or(DEFAULT_PUSH_BYTES),
             head: Cell::new(head),
+            truncated: Cell::new(truncated),
             // From position 1, open read everything.
             unverified: Cell::new(if unverified > 1 { unverified } else { 0 }),
             closed: Cell::new(None),
@@ -415,17 +434,18 @@ impl Log {
         db: &IdbDatabase,
         durability: Durability,
         fresh_id: String,
-    ) -> Result<(String, u64, bool), Error> {
+    ) -> Result<(String, u64, bool, u64), Error> {
         let tx = idb::transaction(db, &["meta"], true, durability.as_str()).map_err(storage)?;
         let done = idb::done(&tx);
         let meta = tx.object_store("meta").map_err(storage)?;
         let get = |k: &str| meta.get(&k.into()).map_err(storage);
         let (format, through, head) = (get("format")?, get("streamsThrough")?, get("head")?);
-        let synced = get("synced")?;
+        let (synced, truncated) = (get("synced")?, get("truncated")?);
         let format = idb::request(&format).await.map_err(storage)?;
         let through = idb::request(&through).await.map_err(storage)?;
         let head = idb::request(&head).await.map_err(storage)?;
         let synced = idb::request(&synced).await.map_err(storage)?.is_truthy();
+        let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
         // Logs written before the checkpoint existed kept `streams` current at every commit.
         let streams_through = match through.as_f64() {
             Some(t) => t as u64,
@@ -462,7 +482,7 @@ impl Log {
             Some(f) if f as u32 == FORMAT => {}
             other => return Err(Error::UnsupportedFormat(other.unwrap_or(0.0) as u32)),
         }
-        Ok((client_id, streams_through, synced))
+        Ok((client_id, streams_through, synced, truncated))
     }
 
     fn watch_versionchange(&self) {

@@ -3,9 +3,21 @@
 use super::*;
 
 impl Log {
-    /// Up to `limit` events after position `after`, as a JSON array.
-    pub async fn read_json(&self, after: u64, limit: u64) -> Result<String, Error> {
+    /// Up to `limit` events after position `after` (by default, from the first position the
+    /// log keeps), as a JSON array. Positions `truncate_before` dropped are `Truncated`.
+    pub async fn read_json(&self, after: Option<u64>, limit: u64) -> Result<String, Error> {
         self.check_open()?;
+        loop {
+            let from = after.unwrap_or(self.0.truncated.get());
+            match self.read_from(from, limit).await {
+                // Another tab dropped more meanwhile: the default start moved.
+                Err(Error::Truncated { .. }) if after.is_none() => continue,
+                result => return result,
+            }
+        }
+    }
+
+    async fn read_from(&self, after: u64, limit: u64) -> Result<String, Error> {
         let mut out = String::from("[");
         let upto = after.saturating_add(limit);
         // The log is dense, so the next position to write is always `pos + 1`. Each page is
@@ -40,16 +52,33 @@ impl Log {
         Ok(out)
     }
 
-    /// Up to `count` segments with keys above `after`, as (keys, bytes).
+    /// The first position the log keeps (1 unless `truncate_before` dropped some), as last seen.
+    pub fn start(&self) -> u64 {
+        self.0.truncated.get() + 1
+    }
+
+    /// Up to `count` segments with keys above `after`, as (keys, bytes); `Truncated` if
+    /// positions after `after` were dropped.
     pub(super) async fn segments_after(
         &self,
         after: u64,
         count: u32,
     ) -> Result<(Vec<u64>, Vec<Vec<u8>>), Error> {
-        let tx = idb::transaction(&self.0.db, &["segments"], false, "default")
+        let tx = idb::transaction(&self.0.db, &["segments", "meta"], false, "default")
             .map_err(|e| self.closed_or(e))?;
         let store = tx.object_store("segments").map_err(storage)?;
-        read_segments(&store, after, count).await
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let truncated = meta.get(&"truncated".into()).map_err(storage)?;
+        let segments = read_segments(&store, after, count).await?;
+        let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
+        self.0.truncated.set(truncated);
+        if after < truncated {
+            return Err(Error::Truncated {
+                start: truncated + 1,
+                needed: after + 1,
+            });
+        }
+        Ok(segments)
     }
 }
 

@@ -78,12 +78,17 @@ pub(super) async fn first_damage(
     let meta = tx.object_store("meta").map_err(storage)?;
     let store = tx.object_store("segments").map_err(storage)?;
     let head_req = meta.get(&"head".into()).map_err(storage)?;
-    // From the segment holding `start`: the ones after the last that ends before it.
+    let truncated_req = meta.get(&"truncated".into()).map_err(storage)?;
+    // From the segment holding `start`: the ones after the last that ends before it, and
+    // never before what `truncate_before` dropped.
     let mut prev = 0;
     if start > 1 {
         let below = idb::last_key_below(&store, start as f64).await;
         prev = as_u64(&below.map_err(storage)?);
     }
+    prev = prev.max(as_u64(
+        &idb::request(&truncated_req).await.map_err(storage)?,
+    ));
     let mut next = request_segments(&store, prev, PAGE)?;
     let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
     loop {
@@ -146,8 +151,13 @@ impl Log {
 pub(super) async fn verify_prefix(db: &IdbDatabase, through: u64) -> Result<(), Error> {
     let mut prev = 0u64;
     loop {
-        let tx = idb::transaction(db, &["segments"], false, "default").map_err(storage)?;
+        let tx = idb::transaction(db, &["segments", "meta"], false, "default").map_err(storage)?;
         let store = tx.object_store("segments").map_err(storage)?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let truncated = meta.get(&"truncated".into()).map_err(storage)?;
+        let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
+        // Never before what `truncate_before` dropped, here or in another tab meanwhile.
+        prev = prev.max(truncated);
         let (keys, values) = read_segments(&store, prev, PAGE).await?;
         if keys.is_empty() {
             return Err(Error::Corrupt {
@@ -223,7 +233,10 @@ async fn repair_segments(db: &IdbDatabase) -> Result<(u64, Option<(u64, u64)>), 
     rewrite_streams(&segments, &streams, &meta, keep).await?;
     meta.put_with_key(&key(keep), &"head".into())
         .map_err(storage)?;
-    meta.put_with_key(&key(0), &"compacted".into())
+    // Compaction starts again at the first segment kept.
+    let truncated = meta.get(&"truncated".into()).map_err(storage)?;
+    let truncated = idb::request(&truncated).await.map_err(storage)?;
+    meta.put_with_key(&key(as_u64(&truncated)), &"compacted".into())
         .map_err(storage)?;
     done.await.map_err(storage)?;
     Ok((keep, Some((damage, head.max(damage)))))

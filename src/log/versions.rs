@@ -300,11 +300,29 @@ pub(super) async fn rewrite_streams(
     meta: &IdbObjectStore,
     head: u64,
 ) -> Result<(), Error> {
-    let (keys, values) = read_segments(segments, 0, u32::MAX).await?;
+    let truncated = meta.get(&"truncated".into()).map_err(storage)?;
+    let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
     let mut versions: HashMap<String, u64> = HashMap::new();
+    if truncated > 0 {
+        // The versions of streams whose events were all dropped live only in the store: the
+        // readable records are the base the segments then bring up to date.
+        let keys = streams.get_all_keys().map_err(storage)?;
+        let values = streams.get_all().map_err(storage)?;
+        let keys: Array = idb::request(&keys).await.map_err(storage)?.unchecked_into();
+        let values: Array = idb::request(&values)
+            .await
+            .map_err(storage)?
+            .unchecked_into();
+        for (k, v) in keys.iter().zip(values.iter()) {
+            if let (Some(name), Some(version)) = (k.as_string(), stored_version(&v)) {
+                versions.insert(name, version);
+            }
+        }
+    }
+    let (keys, values) = read_segments(segments, truncated, u32::MAX).await?;
     // Open may not have checked these segments yet: a gap or damage fails the rebuild, which
     // must not write the versions of a log with events missing.
-    let mut prev = 0;
+    let mut prev = truncated;
     for (k, bytes) in keys.iter().zip(&values).take_while(|(k, _)| **k <= head) {
         let mut scratch = Vec::new();
         let seg = parse_holding(bytes, &mut scratch, prev + 1, *k)?;

@@ -1,0 +1,72 @@
+//! Dropping confirmed history a synced log no longer needs locally: the server keeps it all.
+
+use super::*;
+
+impl Log {
+    /// Deletes the segments that hold only positions before `before` (never past the stream
+    /// versions' checkpoint, which it writes first), and returns the first position kept and
+    /// how many were dropped. The caller makes sure every projection has a snapshot at or
+    /// after the cut (see the JS `truncateBefore`); the outbox is not touched.
+    pub async fn truncate_before(&self, before: u64) -> Result<(u64, u64), Error> {
+        self.check_open()?;
+        if !self.is_synced() {
+            return Err(Error::argument(
+                "truncateBefore",
+                "only a synced log drops history (the server keeps it); this log has no other copy",
+            ));
+        }
+        // Alone, like compaction: no append or merge of this tab in between.
+        self.wait_idle().await;
+        self.0.writing.set(true);
+        let mut result = self.checkpoint_streams().await.map(|()| (0, 0));
+        if result.is_ok() {
+            result = self.drop_before(before).await;
+        }
+        self.finish_writing();
+        self.start_writer_if_queued();
+        result
+    }
+
+    async fn drop_before(&self, before: u64) -> Result<(u64, u64), Error> {
+        let inner = &self.0;
+        let tx = idb::transaction(
+            &inner.db,
+            &["segments", "meta"],
+            true,
+            inner.durability.as_str(),
+        )
+        .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let segments = tx.object_store("segments").map_err(storage)?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let get = |k: &str| meta.get(&k.into()).map_err(storage);
+        let (truncated, through, compacted) =
+            (get("truncated")?, get("streamsThrough")?, get("compacted")?);
+        let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
+        let through = as_u64(&idb::request(&through).await.map_err(storage)?);
+        let compacted = as_u64(&idb::request(&compacted).await.map_err(storage)?);
+        // Open takes the versions of the events after the checkpoint from the segments.
+        let before = before.min(through + 1);
+        let cut = as_u64(
+            &idb::last_key_below(&segments, before as f64)
+                .await
+                .map_err(storage)?,
+        );
+        if cut <= truncated {
+            done.await.map_err(|e| self.closed_or(e))?;
+            inner.truncated.set(truncated);
+            return Ok((truncated + 1, 0));
+        }
+        let dropped = IdbKeyRange::upper_bound(&key(cut)).map_err(storage)?;
+        segments.delete(&dropped).map_err(storage)?;
+        meta.put_with_key(&key(cut), &"truncated".into())
+            .map_err(storage)?;
+        if compacted < cut {
+            meta.put_with_key(&key(cut), &"compacted".into())
+                .map_err(storage)?;
+        }
+        done.await.map_err(|e| self.closed_or(e))?;
+        inner.truncated.set(cut);
+        Ok((cut + 1, cut - truncated))
+    }
+}
