@@ -29,13 +29,14 @@ process.on("exit", () => {
  * folder unless `dir` is given), allowing `corsOrigin`. `tokens` (the token file's text) turns on
  * bearer tokens. Resolves once /healthz answers.
  */
-export async function startSyncServer({ port, corsOrigin, tokens, dir, maxBody, pageBytes } = {}) {
+export async function startSyncServer({ port, corsOrigin, tokens, dir, maxBody, pageBytes, args: extra = [] } = {}) {
   const folder = dir ?? (await mkdtemp(join(tmpdir(), "logfold-sync-e2e-")));
   const database = join(folder, "sync.sqlite3");
   const args = ["--listen", `127.0.0.1:${port}`, "--database", database];
   if (maxBody) args.push("--max-body", String(maxBody));
   if (pageBytes) args.push("--page-bytes", String(pageBytes));
   if (corsOrigin) args.push("--cors-origin", corsOrigin);
+  args.push(...extra);
   const tokensFile = join(folder, "tokens.txt");
   if (tokens !== undefined) {
     await writeFile(tokensFile, tokens);

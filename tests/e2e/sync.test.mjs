@@ -12,7 +12,7 @@ import { startChaosProxy } from "./chaos-proxy.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -894,6 +894,38 @@ test("a fresh device pulls a log of large events in pages the server cuts by byt
       assert.equal(Object.keys(v.tables.notes).length, 60);
       const pulls = (await sync.requestsByStatus("events"))["200"];
       assert.ok(pulls >= 12, `12 MB in pages of 1 MiB: ${pulls} pulls`);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+test("a live tail refused at the server's cap (503 TOO_MANY_TAILS, Retry-After: 5) waits that long before it asks again", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.tailCap, corsOrigin: pages.origin, args: ["--max-tails-per-log", "1"] });
+  const log = "capped";
+  const refused = async () => {
+    const text = await (await fetch(`${sync.url}/metrics`)).text();
+    return text
+      .split("\n")
+      .filter((l) => l.startsWith("logfold_live_tails_refused_total"))
+      .reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
+  };
+  try {
+    await withDevices(["cap-a", "cap-b"], async (a, b) => {
+      await open(await tab(a), "first", { url: sync.url, log, kind: "notes" });
+      await until("the first device's tail open", async () => (await (await fetch(`${sync.url}/metrics`)).text()).match(/^logfold_live_tails (\d+)/m)?.[1], (n) => n === "1", LONG);
+      await open(await tab(b), "second", { url: sync.url, log, kind: "notes" });
+      // When the second device's tail is refused: the first two refusals, 100 ms apart at most.
+      const times = [];
+      let seen = await refused();
+      for (const deadline = Date.now() + 20_000; times.length < 2 && Date.now() < deadline; await sleep(100)) {
+        const n = await refused();
+        if (n > seen) times.push(Date.now());
+        seen = n;
+      }
+      assert.equal(times.length, 2, "the tail was refused, then asked again");
+      // Without Retry-After the backoff starts at 0.5-1.5 s.
+      assert.ok(times[1] - times[0] >= 4_500, `asked again after ${times[1] - times[0]} ms`);
     });
   } finally {
     await sync.stop();
