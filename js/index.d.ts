@@ -268,10 +268,12 @@ export interface StoredEvent<D extends Json = Json> {
   version: number;
   /** Its type. */
   type: string;
-  /** The payload as appended (`null` when omitted). */
+  /** The payload as appended (`null` when omitted), brought up to this app's schema by its upcasters when older. */
   data: D;
   /** The app metadata as appended, or `null`. */
   meta: Json | null;
+  /** The schema of `data` (see `schemas` in {@link OpenOptions}): 1 unless the app that wrote it named one. */
+  schema: number;
   /** Milliseconds since the Unix epoch when it was appended. */
   time: number;
   /** The client id that appended it (see {@link Log.clientId}). */

@@ -244,11 +244,13 @@ function splitProjections(projections) {
 
 // Folds `events` into `state` with `apply`, skipping those at or before `seq`. Stops at the
 // first event `apply` throws on and reports it, keeping the state from before that event.
-function foldEvents(apply, state, seq, events) {
+function foldEvents(apply, state, seq, events, schemas) {
   for (const e of events) {
     if (e.seq <= seq) continue;
     try {
-      state = apply(state, e);
+      // Brought to this app's schema; null: an event it skips (see Schemas).
+      const read = schemas ? schemas.project(e) : e;
+      if (read !== null) state = apply(state, read);
     } catch (error) {
       return { state, seq, failure: { seq: e.seq, type: e.type, error, message: String(error?.message ?? error) } };
     }
@@ -298,10 +300,10 @@ class Reducer {
   }
 
   // Returns whether the state changed. Outbox events (`overlay`) leave the base as it was.
-  fold(events, overlay) {
+  fold(events, overlay, schemas) {
     if (this.failure) return false;
     const before = this.state;
-    const out = foldEvents(this.apply, this.state, this.seq, events);
+    const out = foldEvents(this.apply, this.state, this.seq, events, schemas);
     this.state = out.state;
     this.seq = out.seq;
     if (out.failure) {
@@ -326,9 +328,98 @@ function failedError(name, failure) {
   );
 }
 
+// The app's event schemas: `schemas` names the schema number it writes per type (1 when not
+// named), `upcast[type][n]` turns data of schema n into schema n + 1, and `unknownEvents` says
+// what projections do with an event of a newer schema than the app knows (written by a newer
+// version of the app): "skip" it, "fail" (a table records a fold error, a reducer stops), or a
+// function (event) => data to fold, or null to skip. An event carries its schema as
+// meta.$schema; read() shows it as `schema` and takes it out of `meta`.
+class Schemas {
+  constructor(schemas = {}, upcast = {}, unknownEvents = "skip") {
+    if (schemas === null || typeof schemas !== "object") throw invalidArgument("schemas", "must be an object of event type → schema number");
+    if (upcast === null || typeof upcast !== "object") throw invalidArgument("upcast", "must be an object of event type → { schema: (data) => data }");
+    if (unknownEvents !== "skip" && unknownEvents !== "fail" && typeof unknownEvents !== "function") {
+      throw invalidArgument("unknownEvents", 'must be "skip", "fail" or a function (event) => data or null');
+    }
+    this.current = {};
+    for (const [type, n] of Object.entries(schemas)) {
+      if (!Number.isSafeInteger(n) || n < 1) throw invalidArgument(`schemas.${type}`, "must be a positive integer");
+      this.current[type] = n;
+    }
+    this.upcast = {};
+    for (const [type, steps] of Object.entries(upcast)) {
+      const current = this.current[type];
+      if (current === undefined) throw invalidArgument(`upcast.${type}`, `needs schemas.${type}, the schema the upcasters lead to`);
+      for (let n = 1; n < current; n++) {
+        if (typeof steps?.[n] !== "function") throw invalidArgument(`upcast.${type}.${n}`, `must be a function (data) => data of schema ${n + 1}`);
+      }
+      this.upcast[type] = steps;
+    }
+    this.unknown = unknownEvents;
+  }
+
+  // The wire event as stored: with meta.$schema when this app writes `type` at a schema above 1.
+  stamped(w, index) {
+    const n = this.current[w.type];
+    if (!(n > 1)) return w;
+    if (w.meta !== undefined && w.meta !== null && (typeof w.meta !== "object" || Array.isArray(w.meta))) {
+      throw invalidEvent(index, "meta", "must be an object (or absent) on an event of a type with a schema: it carries $schema");
+    }
+    return { ...w, meta: { ...w.meta, $schema: n } };
+  }
+
+  // `data` (of `schema`) at this app's schema for `type`; null to skip. Throws for "fail".
+  data(type, schema, data, event) {
+    const current = this.current[type] ?? 1;
+    if (schema < current) {
+      const steps = this.upcast[type];
+      if (!steps) return data; // older events of a type with no upcasters: as they are
+      for (let n = schema; n < current; n++) data = steps[n](data);
+      return data;
+    }
+    if (schema === current) return data;
+    if (this.unknown === "skip") return null;
+    if (this.unknown === "fail") throw new Error(`${type} of schema ${schema} is newer than this app's ${current}`);
+    const out = this.unknown(event ?? { type, schema, data });
+    return out === undefined ? null : out;
+  }
+
+  // A stored event as a projection sees it: at this app's schema (`schema`, meta without it),
+  // or null to skip.
+  project(e) {
+    if (!(e.meta && typeof e.meta === "object" && "$schema" in e.meta) && !(this.current[e.type] > 1)) return e;
+    const schema = e.meta?.$schema ?? 1;
+    const current = this.current[e.type] ?? 1;
+    const data = this.data(e.type, schema, e.data, e);
+    return data === null ? null : { ...withoutSchema(e), data, schema: Math.max(schema, current) };
+  }
+
+  // A stored event as read() shows it: `schema`, meta without it, data brought up to this
+  // app's schema when older (newer data is left as written).
+  read(e) {
+    const schema = e.meta?.$schema ?? 1;
+    const current = this.current[e.type] ?? 1;
+    const out = withoutSchema(e);
+    out.schema = schema;
+    if (schema < current && this.upcast[e.type]) {
+      out.data = this.data(e.type, schema, e.data);
+      out.schema = current;
+    }
+    return out;
+  }
+}
+
+// The event with $schema taken out of its meta (null when nothing else is left).
+function withoutSchema(e) {
+  if (!(e.meta && typeof e.meta === "object" && "$schema" in e.meta)) return e;
+  const { $schema, ...meta } = e.meta;
+  return { ...e, meta: Object.keys(meta).length > 0 ? meta : null };
+}
+
 // The JS side of the projections: wasm calls its hooks as it folds.
 class Projector {
-  constructor(tableNames, reducers) {
+  constructor(tableNames, reducers, schemas) {
+    this.schemas = schemas;
     this.tableNames = new Set(tableNames);
     this.reducers = new Map(reducers.map((r) => [r.name, r]));
     this.subscribers = new Map();
@@ -353,6 +444,12 @@ class Projector {
       },
       warn: (message) => console.warn(`logfold: ${message}`),
       intact: (snapshot) => intactSnapshot(snapshot),
+      // The tables read events of another schema through the same rules (see Schemas).
+      schemas: this.schemas.current,
+      upcast: (type, schema, data) => {
+        const out = this.schemas.data(type, schema, JSON.parse(data));
+        return out === null ? null : JSON.stringify(out);
+      },
     };
   }
 
@@ -362,7 +459,7 @@ class Projector {
     if (eventsText !== null) {
       const events = JSON.parse(eventsText);
       for (const r of this.reducers.values()) {
-        if (r.fold(events, overlay) && this.subscribers.has(r.name)) notes.push([r.name, { seq, state: r.state }]);
+        if (r.fold(events, overlay, this.schemas) && this.subscribers.has(r.name)) notes.push([r.name, { seq, state: r.state }]);
       }
     }
     if (changesText !== null) {
@@ -622,8 +719,9 @@ class Log {
     const single = !Array.isArray(input);
     const wire = (single ? [input] : input).map(toWire);
     const [streams, versions] = expectations(wire, options);
+    const sent = wire.map((w, i) => this.#p.schemas.stamped(w, i));
     return new Promise((resolve, reject) => {
-      if (this.#pending.push({ wire, streams, versions, single, resolve, reject }) === 1) {
+      if (this.#pending.push({ wire, sent, streams, versions, single, resolve, reject }) === 1) {
         queueMicrotask(() => this.#flush());
       }
     });
@@ -638,7 +736,7 @@ class Log {
     let answers, errors;
     try {
       [answers, errors] = await this.#core.appendBatches(
-        JSON.stringify(calls.flatMap((c) => c.wire)),
+        JSON.stringify(calls.flatMap((c) => c.sent)),
         Uint32Array.from(calls, (c) => c.wire.length),
         calls.flatMap((c) => c.streams),
         Float64Array.from(calls.flatMap((c) => Array.from(c.versions))),
@@ -666,6 +764,7 @@ class Log {
         origin,
         seq,
         offset: null,
+        schema: c.sent[j].meta?.$schema ?? 1,
       }));
       c.resolve(c.single ? events[0] : events);
     });
@@ -762,7 +861,7 @@ class Log {
       const events = JSON.parse(text);
       for (const r of reducers) {
         const s = states.get(r.name);
-        if (!s.failure) Object.assign(s, foldEvents(r.apply, s.state, s.seq, events));
+        if (!s.failure) Object.assign(s, foldEvents(r.apply, s.state, s.seq, events, this.#p.schemas));
       }
     };
     const view = await this.#core.tablesAt(seq, from, reducers.length === 0 ? undefined : onEvents);
@@ -800,7 +899,8 @@ class Log {
   async read(options) {
     const after = position(options?.after, "after", -1);
     const limit = position(options?.limit, "limit", 1000);
-    return JSON.parse(await this.#core.read(after, limit));
+    const schemas = this.#p.schemas;
+    return JSON.parse(await this.#core.read(after, limit)).map((e) => schemas.read(e));
   }
 
   /** The first position this log keeps: 1, unless {@link truncateBefore} dropped some. */
@@ -879,7 +979,7 @@ class Log {
 export const Logfold = {
   async open(options) {
     await load();
-    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync, onStorageRisk, storageRiskAfter = DAY_MS, verify = "background", onCorrupt } = options ?? {};
+    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync, onStorageRisk, storageRiskAfter = DAY_MS, verify = "background", onCorrupt, schemas, upcast, unknownEvents } = options ?? {};
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
     if (onClose !== undefined && typeof onClose !== "function") throw invalidArgument("onClose", "must be a function");
     if (onProgress !== undefined && typeof onProgress !== "function") throw invalidArgument("onProgress", "must be a function");
@@ -892,7 +992,7 @@ export const Logfold = {
     }
     const syncing = syncOptions(sync, invalidArgument);
     const { tables, reducers } = splitProjections(projections);
-    const projector = new Projector(Object.keys(tables), reducers);
+    const projector = new Projector(Object.keys(tables), reducers, new Schemas(schemas, upcast, unknownEvents));
     projector.onProgress = onProgress;
     // Read before the log's head: marks are written after commits, so every position up to
     // this mark was stored before open looks, however many tabs append meanwhile.

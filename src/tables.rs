@@ -2,6 +2,7 @@
 //! them. Rows answer as JSON text, which JS parses in one call.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use logfold_core::json::{read::parse, Json, Reader};
@@ -29,6 +30,68 @@ pub struct Tables {
     seq: u64,
     /// While the sync outbox is folded on top: the base's position.
     base_seq: Option<u64>,
+    /// The app's event schemas, when it has any (see [`Schemas`]).
+    schemas: Option<Rc<Schemas>>,
+}
+
+/// The schema number this app writes per event type (1 when not named), and the JS function
+/// that brings an event of another schema to it: `(type, schema, dataJson)` → the data as
+/// JSON, `null` to skip the event, or a throw to record it as a fold error (see the JS
+/// `upcast` and `unknownEvents` options). An event's schema is `meta.$schema` (1 without).
+pub struct Schemas {
+    /// The schema this app writes, by event type.
+    pub current: HashMap<String, u64>,
+    /// The JS function that reads an event of another schema.
+    pub upcast: js_sys::Function,
+}
+
+/// What to fold of an event (see [`Schemas::read`]).
+enum Read {
+    AsIs,
+    Data(String),
+    Skip(Option<String>),
+}
+
+impl Schemas {
+    fn read(&self, e: &EventRef<'_>) -> Read {
+        let schema = schema_of(e.meta);
+        let current = self.current.get(e.event_type).copied().unwrap_or(1);
+        if schema == current {
+            return Read::AsIs;
+        }
+        let args = [
+            JsValue::from_str(e.event_type),
+            JsValue::from_f64(schema as f64),
+            JsValue::from_str(e.data),
+        ];
+        match self.upcast.apply(&JsValue::NULL, &args.iter().collect()) {
+            Ok(v) => v.as_string().map_or(Read::Skip(None), Read::Data),
+            Err(err) => Read::Skip(Some(
+                js_sys::Reflect::get(&err, &"message".into())
+                    .ok()
+                    .and_then(|m| m.as_string())
+                    .unwrap_or_else(|| "the event could not be read".to_owned()),
+            )),
+        }
+    }
+}
+
+/// An event's schema: `$schema` of its meta object, 1 without one.
+fn schema_of(meta: Option<&str>) -> u64 {
+    let Some(meta) = meta.filter(|m| m.contains("\"$schema\"")) else {
+        return 1;
+    };
+    let mut schema = 1;
+    let mut r = Reader::new(meta);
+    let _ = r.object(|r, key| {
+        if key == "$schema" {
+            schema = r.u64()?;
+        } else {
+            r.skip()?;
+        }
+        Ok(())
+    });
+    schema
 }
 
 /// What a scan asks for (see `TablesView::scan`).
@@ -63,7 +126,13 @@ impl Tables {
                 .collect(),
             seq,
             base_seq: None,
+            schemas: None,
         }
+    }
+
+    /// Reads events through the app's schemas from now on.
+    pub fn set_schemas(&mut self, schemas: Option<Rc<Schemas>>) {
+        self.schemas = schemas;
     }
 
     /// Folds from now on into an overlay that [`Tables::rollback`] takes back (the outbox).
@@ -124,8 +193,30 @@ impl Tables {
         self.entries.is_empty()
     }
 
-    /// Folds the next event. Each table skips events it already holds (from its snapshot).
+    /// Folds the next event, brought to the app's schema first. Each table skips events it
+    /// already holds (from its snapshot).
     pub fn fold(&mut self, e: &EventRef<'_>) {
+        let read = match &self.schemas {
+            Some(s) if !self.entries.is_empty() => s.read(e),
+            _ => Read::AsIs,
+        };
+        let upcast;
+        let e = match &read {
+            Read::AsIs => e,
+            Read::Data(data) => {
+                upcast = EventRef { data, ..*e };
+                &upcast
+            }
+            Read::Skip(error) => {
+                for entry in &mut self.entries {
+                    if e.seq > entry.table.seq() {
+                        entry.table.pass(e, error.as_deref());
+                    }
+                }
+                self.seq = e.seq;
+                return;
+            }
+        };
         for entry in &mut self.entries {
             if e.seq > entry.table.seq() {
                 let changes = entry.watched.then_some(&mut entry.changed);

@@ -210,6 +210,7 @@ impl Log {
             entries.push((name.clone(), table));
         }
         let mut tables = Tables::new(entries, start);
+        tables.set_schemas(self.0.projections.schemas());
         while tables.seq() < seq {
             let after = tables.seq();
             let (keys, values) = self.segments_after(after, PAGE).await?;
@@ -323,7 +324,9 @@ pub(super) async fn load_snapshots(
         usable.push(&JsValue::UNDEFINED);
     }
     p.call("start", &[usable.into()]);
-    Ok(Tables::new(entries, start))
+    let mut tables = Tables::new(entries, start);
+    tables.set_schemas(p.schemas());
+    Ok(tables)
 }
 
 /// A table from a stored snapshot value, or why it cannot be used.

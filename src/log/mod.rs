@@ -177,6 +177,23 @@ impl Projections {
         );
     }
 
+    /// The app's event schemas from the JS side (`hooks.schemas`, `hooks.upcast`), if it
+    /// names any, or if it must decide about events of schemas it does not know.
+    fn schemas(&self) -> Option<Rc<crate::tables::Schemas>> {
+        let hooks = self.hooks.as_ref()?;
+        let upcast = js_sys::Reflect::get(hooks, &"upcast".into()).ok()?;
+        let upcast = upcast.dyn_into::<Function>().ok()?;
+        let named = js_sys::Reflect::get(hooks, &"schemas".into()).ok()?;
+        let mut current = HashMap::new();
+        for entry in js_sys::Object::entries(named.dyn_ref::<js_sys::Object>()?).iter() {
+            let pair: Array = entry.unchecked_into();
+            if let (Some(t), Some(n)) = (pair.get(0).as_string(), pair.get(1).as_f64()) {
+                current.insert(t, n as u64);
+            }
+        }
+        Some(Rc::new(crate::tables::Schemas { current, upcast }))
+    }
+
     /// The snapshot keys of the declarative tables.
     fn table_keys(&self) -> Vec<String> {
         self.tables

@@ -47,10 +47,11 @@ test("append of one event returns one StoredEvent with id, version, seq, time, o
   assert.match(r.clientId, /\S/);
   assert.equal(e.origin, r.clientId, "origin === log.clientId");
   assert.equal(e.offset, null);
+  assert.equal(e.schema, 1, "an app that names no schemas writes schema 1");
   assert.equal(r.name, "single");
   assert.equal(r.head, 2);
   assert.equal(r.closed, false);
-  assert.deepEqual(Object.keys(e).sort(), ["data", "id", "meta", "offset", "origin", "seq", "stream", "time", "type", "version"]);
+  assert.deepEqual(Object.keys(e).sort(), ["data", "id", "meta", "offset", "origin", "schema", "seq", "stream", "time", "type", "version"]);
 });
 
 test("the client id persists across opens of the same log", opts, async () => {

@@ -198,6 +198,15 @@ impl Table {
         (&self.state.errors, self.state.error_count)
     }
 
+    /// Moves past an event without folding it (one the app cannot read, say), recording
+    /// `error` among the fold errors when given.
+    pub fn pass(&mut self, e: &EventRef<'_>, error: Option<&str>) {
+        self.state.seq = e.seq;
+        if let Some(message) = error {
+            self.state.record(e, message.to_owned());
+        }
+    }
+
     /// Folds one event in. With `changes`, each key whose row changed or went is pushed to it.
     pub fn apply(&mut self, e: &EventRef<'_>, changes: Option<&mut Vec<Key>>) {
         let Table { def, plan, state } = self;
@@ -348,17 +357,21 @@ impl State {
         };
         for step in &h.steps {
             if let Err(message) = self.apply_step(def, step, &found, changes.as_deref_mut()) {
-                self.error_count += 1;
-                if self.errors.len() == KEEP_ERRORS {
-                    self.errors.remove(0);
-                }
-                self.errors.push(FoldError {
-                    seq: e.seq,
-                    event_type: e.event_type.to_owned(),
-                    message,
-                });
+                self.record(e, message);
             }
         }
+    }
+
+    fn record(&mut self, e: &EventRef<'_>, message: String) {
+        self.error_count += 1;
+        if self.errors.len() == KEEP_ERRORS {
+            self.errors.remove(0);
+        }
+        self.errors.push(FoldError {
+            seq: e.seq,
+            event_type: e.event_type.to_owned(),
+            message,
+        });
     }
 
     /// Checks every change against the row before making any, so a failed operation leaves
