@@ -121,7 +121,7 @@ export interface ErrorDetails {
   /** The log is closed. */
   CLOSED: {
     /** By `close()`, by another tab deleting or upgrading it, or by another tab making it synced. */
-    reason: "closed" | "versionchange" | "synced";
+    reason: "closed" | "versionchange" | "synced" | "truncated";
   };
   /** Any other IndexedDB failure. */
   STORAGE: {
@@ -272,8 +272,8 @@ export interface StoredEvent<D extends Json = Json> {
   data: D;
   /** The app metadata as appended, or `null`. */
   meta: Json | null;
-  /** The schema of `data` (see `schemas` in {@link OpenOptions}): 1 unless the app that wrote it named one. */
-  schema: number;
+  /** The schema of `data` (see {@link OpenOptions.schemas}): 1 unless the app that wrote it named one. Reducers see it on events of a type with a schema. */
+  schema?: number;
   /** Milliseconds since the Unix epoch when it was appended. */
   time: number;
   /** The client id that appended it (see {@link Log.clientId}). */
@@ -562,9 +562,10 @@ export interface OpenOptions {
    * Called once when the log closes by itself: `"versionchange"` when another tab deletes or
    * upgrades its database (the log closes at once rather than block it); `"synced"` when another
    * tab opened it with `sync` while this one had it open without (this tab's next write closes it,
-   * writing nothing).
+   * writing nothing); `"truncated"` when another tab dropped history ({@link Log.truncateBefore})
+   * that this tab had not folded yet (reopen it: it starts from the snapshots).
    */
-  onClose?: (reason: "versionchange" | "synced") => void;
+  onClose?: (reason: "versionchange" | "synced" | "truncated") => void;
   /** Tables and reducers folded from the log, by name. */
   projections?: Record<string, ProjectionDefinition>;
   /** Progress of folding the log at open (a rebuild without a snapshot reports many). */
@@ -589,6 +590,48 @@ export interface OpenOptions {
    * {@link Log.verified}. `"full"`: `open` checks every segment first and throws `CORRUPT`.
    */
   verify?: "background" | "full";
+  /**
+   * The schema number this app writes per event type (default 1). Each appended event of a
+   * listed type carries it (as `meta.$schema`, which `read` shows as `schema` and takes out of
+   * `meta`; such an event's `meta` must be an object or absent).
+   *
+   * @example
+   * ```js
+   * import { Logfold } from "logfold";
+   *
+   * // Version 1 of an app wrote amounts in euros; version 2 writes cents.
+   * const v1 = await Logfold.open({ name: "evolving" });
+   * await v1.append({ stream: "a", type: "Paid", data: { euros: 3 } });
+   * await v1.close();
+   *
+   * const v2 = await Logfold.open({
+   *   name: "evolving",
+   *   schemas: { Paid: 2 },
+   *   upcast: { Paid: { 1: (d) => ({ cents: d.euros * 100 }) } },
+   *   projections: { paid: { version: 1, init: 0, apply: (sum, e) => sum + e.data.cents } },
+   * });
+   * await v2.append({ stream: "a", type: "Paid", data: { cents: 50 } });
+   * v2.state("paid"); // → 350
+   * (await v2.read()).map((e) => [e.schema, e.data.cents]); // → [[2, 300], [2, 50]]
+   * await v2.close();
+   * ```
+   */
+  schemas?: Record<string, number>;
+  /**
+   * Per event type, per schema `n` below the one in `schemas`: `(data) => data` of schema
+   * `n + 1`. They run before every projection (tables, reducers, `tablesAt`) and before
+   * `read`, on stored, pulled and other tabs' events alike.
+   */
+  upcast?: Record<string, Record<number, (data: any) => Json>>;
+  /**
+   * What projections do with an event of a newer schema than this app knows (a newer version
+   * of the app wrote it, in another tab or on another device): `"skip"` it (default), `"fail"`
+   * (a table records it among its fold errors, a reducer stops with `PROJECTION_FAILED`), or a
+   * function that returns the data to fold (at this app's schema) or `null` to skip it. It is
+   * given `{ type, schema, data }` (reducers give the whole event). `read` returns such events as
+   * they were written.
+   */
+  unknownEvents?: "skip" | "fail" | ((event: { type: string; schema: number; data: Json }) => Json | null);
   /**
    * Called with the error if the check after open finds damage (`CORRUPT`) or a segment of a
    * newer format (`UNSUPPORTED_FORMAT`); by default a console warning.

@@ -368,36 +368,37 @@ class Schemas {
     return { ...w, meta: { ...w.meta, $schema: n } };
   }
 
-  // `data` (of `schema`) at this app's schema for `type`; null to skip. Throws for "fail".
+  // `data` (of `schema`) at this app's schema for `type`, or SKIP. Throws for "fail".
   data(type, schema, data, event) {
     const current = this.current[type] ?? 1;
     if (schema < current) {
       const steps = this.upcast[type];
       if (!steps) return data; // older events of a type with no upcasters: as they are
       for (let n = schema; n < current; n++) data = steps[n](data);
-      return data;
+      return data === undefined ? null : data;
     }
     if (schema === current) return data;
-    if (this.unknown === "skip") return null;
+    if (this.unknown === "skip") return SKIP;
     if (this.unknown === "fail") throw new Error(`${type} of schema ${schema} is newer than this app's ${current}`);
     const out = this.unknown(event ?? { type, schema, data });
-    return out === undefined ? null : out;
+    return out === undefined || out === null ? SKIP : out;
   }
 
   // A stored event as a projection sees it: at this app's schema (`schema`, meta without it),
   // or null to skip.
   project(e) {
-    if (!(e.meta && typeof e.meta === "object" && "$schema" in e.meta) && !(this.current[e.type] > 1)) return e;
-    const schema = e.meta?.$schema ?? 1;
+    const schema = schemaOf(e);
     const current = this.current[e.type] ?? 1;
-    const data = this.data(e.type, schema, e.data, e);
-    return data === null ? null : { ...withoutSchema(e), data, schema: Math.max(schema, current) };
+    if (schema === current && !(schema > 1)) return e;
+    const data = schema === current ? e.data : this.data(e.type, schema, e.data, e);
+    // Upcast or decided by unknownEvents, the data is at this app's schema now.
+    return data === SKIP ? null : { ...withoutSchema(e), data, schema: current };
   }
 
   // A stored event as read() shows it: `schema`, meta without it, data brought up to this
   // app's schema when older (newer data is left as written).
   read(e) {
-    const schema = e.meta?.$schema ?? 1;
+    const schema = schemaOf(e);
     const current = this.current[e.type] ?? 1;
     const out = withoutSchema(e);
     out.schema = schema;
@@ -409,9 +410,18 @@ class Schemas {
   }
 }
 
+// What a projection's `data` returns for an event it leaves out.
+const SKIP = Symbol("skip");
+
+// An event's schema: meta.$schema when it is a positive integer (as the tables read it), else 1.
+function schemaOf(e) {
+  const n = e.meta !== null && typeof e.meta === "object" ? e.meta.$schema : undefined;
+  return Number.isSafeInteger(n) && n >= 1 ? n : 1;
+}
+
 // The event with $schema taken out of its meta (null when nothing else is left).
 function withoutSchema(e) {
-  if (!(e.meta && typeof e.meta === "object" && "$schema" in e.meta)) return e;
+  if (!(e.meta && typeof e.meta === "object" && !Array.isArray(e.meta) && "$schema" in e.meta)) return e;
   const { $schema, ...meta } = e.meta;
   return { ...e, meta: Object.keys(meta).length > 0 ? meta : null };
 }
@@ -448,7 +458,7 @@ class Projector {
       schemas: this.schemas.current,
       upcast: (type, schema, data) => {
         const out = this.schemas.data(type, schema, JSON.parse(data));
-        return out === null ? null : JSON.stringify(out);
+        return out === SKIP ? null : JSON.stringify(out);
       },
     };
   }
@@ -759,13 +769,12 @@ class Log {
         version,
         type: c.wire[j].type,
         data: c.wire[j].data,
-        meta: c.wire[j].meta ?? null,
+        meta: c.sent[j].meta ?? null,
         time: answer.time,
         origin,
         seq,
         offset: null,
-        schema: c.sent[j].meta?.$schema ?? 1,
-      }));
+      })).map((e) => this.#p.schemas.read(e));
       c.resolve(c.single ? events[0] : events);
     });
     if (stored) {
@@ -927,9 +936,11 @@ class Log {
   }
 
   async *events(options) {
-    let after = position(options?.after, "after", this.#core.start - 1);
+    // Without `after`, the first page starts at the first position kept, however far another
+    // tab has cut meanwhile.
+    let after = options?.after === undefined ? undefined : position(options.after, "after", 0);
     for (;;) {
-      const page = await this.read({ after, limit: 1000 });
+      const page = await this.read(after === undefined ? { limit: 1000 } : { after, limit: 1000 });
       if (page.length === 0) return;
       yield* page;
       after = page[page.length - 1].seq;

@@ -17,6 +17,8 @@ pub enum CloseReason {
     /// Another tab opened the log with sync, which moved its history to the outbox: this
     /// tab's positions and tables no longer hold.
     Synced,
+    /// Another tab dropped history (`truncateBefore`) that this tab had not folded yet.
+    Truncated,
 }
 
 impl CloseReason {
@@ -26,6 +28,7 @@ impl CloseReason {
             CloseReason::Closed => "closed",
             CloseReason::VersionChange => "versionchange",
             CloseReason::Synced => "synced",
+            CloseReason::Truncated => "truncated",
         }
     }
 }

@@ -27,11 +27,42 @@ impl Log {
         result
     }
 
+    /// The lowest position of this log's projections' stored snapshots (`u64::MAX - 1` with no
+    /// projections); a projection without a readable one gives 0, which stops any cut.
+    async fn snapshots_at(&self, store: &IdbObjectStore) -> Result<u64, Error> {
+        let p = &self.0.projections;
+        let keys: Vec<String> = p
+            .table_keys()
+            .into_iter()
+            .chain(p.reducers.iter().cloned())
+            .collect();
+        let reqs = keys
+            .iter()
+            .map(|k| store.get(&k.as_str().into()).map_err(storage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut at = u64::MAX - 1;
+        for (i, req) in reqs.iter().enumerate() {
+            let value = idb::request(req).await.map_err(storage)?;
+            let seq = if i < p.tables.len() {
+                value
+                    .dyn_ref::<js_sys::ArrayBuffer>()
+                    .and_then(|b| snapshot::position(&Uint8Array::new(b).to_vec()))
+            } else {
+                js_sys::Reflect::get(&value, &"seq".into())
+                    .ok()
+                    .and_then(|s| s.as_f64())
+                    .map(|s| s as u64)
+            };
+            at = at.min(seq.unwrap_or(0));
+        }
+        Ok(at)
+    }
+
     async fn drop_before(&self, before: u64) -> Result<(u64, u64), Error> {
         let inner = &self.0;
         let tx = idb::transaction(
             &inner.db,
-            &["segments", "meta"],
+            &["segments", "meta", "snapshots"],
             true,
             inner.durability.as_str(),
         )
@@ -39,6 +70,12 @@ impl Log {
         let done = idb::done(&tx);
         let segments = tx.object_store("segments").map_err(storage)?;
         let meta = tx.object_store("meta").map_err(storage)?;
+        // Never past a projection's stored snapshot: open must fold each on from its own.
+        let before = before.min(
+            self.snapshots_at(&tx.object_store("snapshots").map_err(storage)?)
+                .await?
+                + 1,
+        );
         let get = |k: &str| meta.get(&k.into()).map_err(storage);
         let (truncated, through, compacted) =
             (get("truncated")?, get("streamsThrough")?, get("compacted")?);

@@ -1008,7 +1008,14 @@ impl Log {
                 if after >= head {
                     break;
                 }
-                let (keys, values) = self.segments_after(after, PAGE).await?;
+                let (keys, values) = match self.segments_after(after, PAGE).await {
+                    // Another tab cut past what this one folded: it cannot catch up.
+                    Err(Error::Truncated { .. }) => {
+                        self.close_for(CloseReason::Truncated);
+                        return Err(Error::Closed(CloseReason::Truncated));
+                    }
+                    r => r?,
+                };
                 if keys.is_empty() {
                     break;
                 }

@@ -34,9 +34,25 @@ impl Log {
             Some(req) => as_u64(&idb::request(&req).await.map_err(storage)?),
             None => head.unwrap_or(0),
         };
-        self.versions_through(segments, head).await?;
+        self.versions_through(meta, segments, head).await?;
         let mut versions: HashMap<String, u64> = HashMap::with_capacity(names.len());
         for (name, req) in reqs {
+            versions.insert(
+                name.to_owned(),
+                as_u64(&idb::request(&req).await.map_err(storage)?),
+            );
+        }
+        // Streams the cache held before versions_through cleared it (after another tab's cut)
+        // and did not read again: the store has them now.
+        let lost: Vec<&str> = {
+            let cache = self.0.versions.borrow();
+            names
+                .iter()
+                .copied()
+                .filter(|s| !versions.contains_key(*s) && !cache.contains_key(*s))
+                .collect()
+        };
+        for (name, req) in get_versions(streams, &lost)? {
             versions.insert(
                 name.to_owned(),
                 as_u64(&idb::request(&req).await.map_err(storage)?),
@@ -55,12 +71,28 @@ impl Log {
     /// segments other tabs wrote in between (inside the caller's transaction).
     pub(super) async fn versions_through(
         &self,
+        meta: &IdbObjectStore,
         segments: &IdbObjectStore,
         head: u64,
     ) -> Result<(), Error> {
-        let at = self.0.versions_at.get();
+        let mut at = self.0.versions_at.get();
         if head <= at {
             return Ok(());
+        }
+        // Another tab may have dropped segments after `at` (truncate_before). It checkpointed
+        // every version up to at least its cut first, so the cache starts again from there.
+        let truncated = meta.get(&"truncated".into()).map_err(storage)?;
+        let through = meta.get(&"streamsThrough".into()).map_err(storage)?;
+        let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
+        let through = as_u64(&idb::request(&through).await.map_err(storage)?);
+        if at < truncated {
+            self.0.versions.borrow_mut().clear();
+            self.0.dirty.borrow_mut().clear();
+            at = through;
+            self.0.versions_at.set(at);
+            if head <= at {
+                return Ok(());
+            }
         }
         let (keys, values) = read_segments(segments, at, u32::MAX).await?;
         let mut seen = Vec::new();
@@ -130,7 +162,7 @@ impl Log {
             return Err(Error::Closed(CloseReason::Synced));
         }
         // Other tabs' appends since are folded in first, so the checkpoint is of the head.
-        self.versions_through(&segments, head).await?;
+        self.versions_through(&meta, &segments, head).await?;
         let at = inner.versions_at.get();
         let written: Vec<(String, u64)> = {
             let cache = inner.versions.borrow();
@@ -193,7 +225,7 @@ impl Log {
         let stored = store.get(&JsValue::from_str(stream)).map_err(storage)?;
         let head = as_u64(&idb::request(&head_req).await.map_err(storage)?);
         let segments = tx.object_store("segments").map_err(storage)?;
-        self.versions_through(&segments, head).await?;
+        self.versions_through(&meta, &segments, head).await?;
         let stored = as_u64(&idb::request(&stored).await.map_err(storage)?);
         let cached = self.0.versions.borrow().get(stream).copied();
         Ok(cached.unwrap_or(stored))

@@ -113,3 +113,53 @@ test("truncateBefore never cuts past a failed reducer, which has no snapshot", o
   assert.equal(r.start, 1);
 });
 
+
+test("a cut at the head leaves an empty log that reopens clean; a cut with pending outbox events stops at the stored snapshots", opts, async () => {
+  const r = await ev(page, async ({ url }) => {
+    const projections = () => ({ ...T.ledger() });
+    const events = T.ledgerEvents(300, 4, 5);
+    // Everything confirmed, then cut at the head.
+    let log = await Logfold.open({ name: "retain-head", projections: projections(), sync: { url, log: "kept-head" } });
+    await log.append(events);
+    await log.sync.settled({ timeout: 30_000 });
+    const head = log.head;
+    const cut = await log.truncateBefore(head + 1);
+    const tables = T.tables(log);
+    await log.close();
+    log = await Logfold.open({ name: "retain-head", projections: projections(), sync: { url, log: "kept-head" } });
+    const headCase = { head, cut, start: log.start, verified: await log.verified, read: (await log.read()).length, same: T.canon(T.tables(log)) === T.canon(tables) };
+    await log.close();
+    // Offline with events in the outbox: the tables' snapshot is of the confirmed base, written
+    // at the last close, and the cut must not pass it.
+    const dead = "http://127.0.0.1:47359";
+    log = await Logfold.open({ name: "retain-pending", projections: projections(), sync: { url, log: "kept-pending" } });
+    await log.append(events.slice(0, 100));
+    await log.sync.settled({ timeout: 30_000 });
+    await log.close();
+    log = await Logfold.open({ name: "retain-pending", projections: projections(), sync: { url, log: "kept-pending" } });
+    await log.append(events.slice(100, 200));
+    await log.sync.settled({ timeout: 30_000 });
+    await log.close();
+    log = await Logfold.open({ name: "retain-pending", projections: projections(), sync: { url: dead, log: "kept-pending" } });
+    await log.append(events.slice(200));
+    const pending = log.sync.status.pending;
+    const pendingCut = await log.truncateBefore(200);
+    await log.close();
+    log = await Logfold.open({ name: "retain-pending", projections: projections(), sync: { url: dead, log: "kept-pending" } });
+    const pendingCase = { pending, cut: pendingCut, head: log.head, verified: await log.verified, pendingAfter: log.sync.status.pending };
+    await log.close();
+    return { headCase, pendingCase };
+  }, { url: sync.url });
+  const h = r.headCase;
+  assert.deepEqual(h.cut, { start: h.head + 1, dropped: h.head }, JSON.stringify(h));
+  assert.equal(h.start, h.head + 1);
+  assert.equal(h.verified, null, "nothing left to check is not damage");
+  assert.equal(h.read, 0);
+  assert.ok(h.same, "the tables open from their snapshot");
+  const p = r.pendingCase;
+  assert.equal(p.pending, 100);
+  assert.ok(p.cut.start <= 201, JSON.stringify(p.cut));
+  assert.equal(p.head, 200, "the log reopens at its confirmed head, with its pending events");
+  assert.equal(p.verified, null);
+  assert.equal(p.pendingAfter, 100);
+});

@@ -35,7 +35,7 @@ export async function usage(): Promise<void> {
     name: "bank",
     durability: "relaxed",
     onClose: (reason) => {
-      const r: "versionchange" | "synced" = reason;
+      const r: "versionchange" | "synced" | "truncated" = reason;
       void r;
     },
   };
@@ -107,6 +107,22 @@ export async function usage(): Promise<void> {
   const granted: boolean = await log.persist();
   const watched = await Logfold.open({ name: "bank", storageRiskAfter: 7 * 86_400_000, onStorageRisk: (r) => void r.atRisk });
   void [oldest, granted, kept.usage, watched];
+  // The log over its lifetime: the check after open, dropping history, event schemas.
+  const damage: LogfoldError | null = await log.verified;
+  const start: number = log.start;
+  const cut: { start: number; dropped: number } = await log.truncateBefore(10);
+  const schema: number | undefined = one.schema;
+  const evolving = await Logfold.open({
+    name: "bank",
+    verify: "full",
+    onCorrupt: (e) => void e.code,
+    schemas: { Deposited: 2 },
+    upcast: { Deposited: { 1: (d: { amount: number }) => ({ cents: d.amount * 100 }) } },
+    unknownEvents: (e) => (e.schema > 2 ? null : e.data),
+  });
+  // @ts-expect-error: a policy is "skip", "fail" or a function
+  await Logfold.open({ name: "bank", unknownEvents: "ignore" });
+  void [damage, start, cut, schema, evolving];
   await log.close();
   await strict.close();
   await Logfold.destroy("bank");

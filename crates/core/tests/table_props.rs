@@ -89,7 +89,9 @@ proptest! {
         let full = fold(&def, events.iter().map(Event::as_ref));
         let k = cut.index(events.len() + 1);
         let head = fold(&def, events[..k].iter().map(Event::as_ref));
-        let mut restored = snapshot::decode(&snapshot::encode(&head), Arc::clone(&def)).unwrap();
+        let bytes = snapshot::encode(&head);
+        prop_assert_eq!(snapshot::position(&bytes), Some(head.seq()));
+        let mut restored = snapshot::decode(&bytes, Arc::clone(&def)).unwrap();
         for e in &events[k..] {
             def.apply(&mut restored, &e.as_ref());
         }
@@ -103,6 +105,7 @@ proptest! {
         let i = at.index(bytes.len());
         bytes[i] ^= mask;
         prop_assert!(matches!(snapshot::decode(&bytes, ledger()), Err(SnapshotError::Corrupt(_))));
+        prop_assert_eq!(snapshot::position(&bytes), None);
     }
 }
 

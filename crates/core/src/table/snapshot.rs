@@ -104,6 +104,20 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
+/// The position a snapshot is of, read from its header once its checksum holds.
+pub fn position(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..4] != MAGIC {
+        return None;
+    }
+    let (content, trailer) = bytes.split_at(bytes.len() - 4);
+    if crc32(content) != u32::from_le_bytes(trailer.try_into().ok()?) || content[4] != FORMAT {
+        return None;
+    }
+    let mut r = Reader { buf: &content[5..] };
+    r.str().ok()?;
+    r.varint().ok()
+}
+
 /// Decodes a snapshot taken with `def`.
 pub fn decode(bytes: &[u8], def: Arc<TableDef>) -> Result<Table, SnapshotError> {
     let bad = |m: &str| SnapshotError::Corrupt(m.to_owned());
