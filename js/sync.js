@@ -365,6 +365,12 @@ export class Sync {
         this.#set({ state: "syncing" });
         await this.#pushAll(signal);
         await this.#pullAll(signal);
+        // Paused (or stepped down) while a step that cannot be aborted finished: the state
+        // that pause() set stands.
+        if (signal.aborted) {
+          for (const w of waiters) w(this.status);
+          return;
+        }
         this.#failures = 0;
         this.#set({ state: "online", lastError: null, lastSuccess: Date.now() });
         // The live tail starts once caught up, so it does not race the first pulls.
