@@ -372,18 +372,7 @@ async fn bench_server(system: &str, server: &Server, sizes: &Sizes, rows: &mut V
             ms.extend(t.await.unwrap());
         }
         let secs = t.elapsed().as_secs_f64();
-        let (p50, p99) = latencies(ms);
-        rows.push(Row {
-            events_per_s: Some((clients * requests * per_batch) as f64 / secs),
-            p50_ms: Some(p50),
-            p99_ms: Some(p99),
-            metric: Some((
-                "concurrent clients".into(),
-                clients as f64,
-                "clients".into(),
-            )),
-            ..Row::new(&scale_case(clients, per_batch), system)
-        });
+        rows.push(scale_row(clients, requests, per_batch, secs, ms, system));
     }
     head
 }
@@ -413,6 +402,30 @@ fn scale_requests(sizes: &Sizes, per_batch: usize) -> usize {
 
 fn scale_case(clients: usize, per_batch: usize) -> String {
     format!("server.push.clients{clients:02}.batch{per_batch}")
+}
+
+/// The row of a concurrency case: `clients` each sent `requests` pushes of `per_batch` events
+/// in `secs`, with these latencies.
+fn scale_row(
+    clients: usize,
+    requests: usize,
+    per_batch: usize,
+    secs: f64,
+    ms: Vec<f64>,
+    system: &str,
+) -> Row {
+    let (p50, p99) = latencies(ms);
+    Row {
+        events_per_s: Some((clients * requests * per_batch) as f64 / secs),
+        p50_ms: Some(p50),
+        p99_ms: Some(p99),
+        metric: Some((
+            "concurrent clients".into(),
+            clients as f64,
+            "clients".into(),
+        )),
+        ..Row::new(&scale_case(clients, per_batch), system)
+    }
 }
 
 async fn after_push_head(http: &Http, base: &str) -> u64 {
@@ -708,18 +721,14 @@ fn postgres_direct(url: &str, schema: &str, sizes: &Sizes, rows: &mut Vec<Row>) 
                 .collect()
         });
         let secs = t.elapsed().as_secs_f64();
-        let (p50, p99) = latencies(ms);
-        rows.push(Row {
-            events_per_s: Some((clients * requests * per_batch) as f64 / secs),
-            p50_ms: Some(p50),
-            p99_ms: Some(p99),
-            metric: Some((
-                "concurrent clients".into(),
-                clients as f64,
-                "clients".into(),
-            )),
-            ..Row::new(&scale_case(clients, per_batch), "postgres-direct")
-        });
+        rows.push(scale_row(
+            clients,
+            requests,
+            per_batch,
+            secs,
+            ms,
+            "postgres-direct",
+        ));
     }
     let _ = c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
 }
