@@ -18,6 +18,7 @@ use crate::json::push_str;
 use crate::version::ExpectedVersion;
 
 mod read;
+pub mod snapshots;
 
 pub use read::{read_expected, write_expected};
 

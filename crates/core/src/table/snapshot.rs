@@ -118,6 +118,47 @@ pub fn position(bytes: &[u8]) -> Option<u64> {
     r.varint().ok()
 }
 
+/// Walks a snapshot without its definition (as the sync server does before keeping one):
+/// frame, checksum, format and every row. Returns the definition hash and position it is of.
+pub fn check(bytes: &[u8]) -> Result<(&str, u64), SnapshotError> {
+    let bad = |m: &str| SnapshotError::Corrupt(m.to_owned());
+    if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..4] != MAGIC {
+        return Err(bad("bad frame"));
+    }
+    let (content, trailer) = bytes.split_at(bytes.len() - 4);
+    if crc32(content) != u32::from_le_bytes(trailer.try_into().expect("4 bytes")) {
+        return Err(bad("checksum mismatch"));
+    }
+    if content[4] != FORMAT {
+        return Err(SnapshotError::UnsupportedFormat(content[4]));
+    }
+    let mut r = Reader { buf: &content[5..] };
+    let hash = r.str()?;
+    let seq = r.varint()?;
+    r.varint()?;
+    let n_fields = r.varint()?;
+    for _ in 0..n_fields {
+        r.str()?;
+    }
+    for _ in 0..r.varint()? {
+        match r.byte()? {
+            0 => drop(r.f64()?),
+            1 => drop(r.str()?),
+            _ => return Err(bad("bad key tag")),
+        }
+        for _ in 0..r.varint()? {
+            if r.varint()? >= n_fields {
+                return Err(bad("field index out of range"));
+            }
+            value(&mut r, 0)?;
+        }
+    }
+    if !r.buf.is_empty() {
+        return Err(bad("trailing bytes"));
+    }
+    Ok((hash, seq))
+}
+
 /// Decodes a snapshot taken with `def`.
 pub fn decode(bytes: &[u8], def: Arc<TableDef>) -> Result<Table, SnapshotError> {
     let bad = |m: &str| SnapshotError::Corrupt(m.to_owned());
