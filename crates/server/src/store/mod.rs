@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use logfold_core::commit::{claim_clients, commit_all};
+use logfold_core::protocol::snapshots::SnapshotSet;
 use logfold_core::protocol::{BatchResult, PushBatch};
 use logfold_core::{Event, Limits, LogStore, MemoryStore};
 
@@ -79,6 +80,50 @@ pub struct Tail {
     pub log_id: Option<String>,
 }
 
+/// The most snapshot sets kept for one log; storing one more drops the one stored longest ago.
+pub const MAX_SNAPSHOT_SETS: usize = 8;
+
+/// What became of an uploaded snapshot set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// Stored, with the server's stream versions at its offset.
+    Stored,
+    /// The set of that name stored before is of this offset, at or past the upload's; it stays.
+    Kept(u64),
+    /// The log's head is below the set's offset (0: the log was never written).
+    Ahead(u64),
+}
+
+/// A stored snapshot set as served, with the log's head and identity read with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSet {
+    /// The set's wire bytes, stream versions included.
+    pub bytes: Vec<u8>,
+    /// The log's last offset when read.
+    pub head: u64,
+    /// The log's identity.
+    pub log_id: String,
+}
+
+/// The bytes a set is stored as: the upload with the server's own stream versions at its
+/// offset (any order; streams at version 0 are left out, as the format wants).
+fn sealed(mut set: SnapshotSet, mut streams: Vec<(String, u64)>) -> Vec<u8> {
+    streams.retain(|(_, v)| *v >= 1);
+    // Byte order, as `SnapshotSet::decode` checks (a database's collation may differ).
+    streams.sort();
+    set.streams = streams;
+    set.encode()
+}
+
+/// When a set is stored, in ms: the clock, but always after the log's latest stored set, so
+/// the oldest is well defined even within one millisecond or after the clock steps back.
+fn stored_at(latest: Option<u64>) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    latest.map_or(now, |t| now.max(t + 1))
+}
+
 /// A fresh log identity: 128 random bits as 32 hex digits, from the standard library's
 /// randomly keyed hasher (no extra dependency; it only has to differ between databases).
 pub fn new_log_id() -> String {
@@ -143,12 +188,53 @@ pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Where the logs are.
 #[derive(Clone)]
 enum Backend {
-    /// Logs in memory, with their identities: for tests and simulations, lost on exit.
-    Memory(Arc<Mutex<HashMap<String, (String, MemoryStore)>>>),
+    /// Logs in memory: for tests and simulations, lost on exit.
+    Memory(Arc<Mutex<HashMap<String, MemoryLog>>>),
     /// A SQLite file.
     Sqlite(Arc<SqliteStore>),
     /// A PostgreSQL database, shareable by several server instances.
     Postgres(Arc<PgStore>),
+}
+
+/// One log of the memory store.
+#[derive(Default)]
+struct MemoryLog {
+    /// The log's identity.
+    id: String,
+    events: MemoryStore,
+    /// Snapshot sets by name: offset, stored time, bytes.
+    sets: HashMap<String, (u64, u64, Vec<u8>)>,
+}
+
+impl MemoryLog {
+    fn put_snapshots(&mut self, set: SnapshotSet) -> Upload {
+        let head = self.events.last_offset();
+        if set.offset > head {
+            return Upload::Ahead(head);
+        }
+        let id = set.id();
+        if let Some(&(offset, _, _)) = self.sets.get(&id).filter(|s| s.0 >= set.offset) {
+            return Upload::Kept(offset);
+        }
+        let before = usize::try_from(set.offset).unwrap_or(usize::MAX);
+        let mut versions = HashMap::new();
+        for e in self.events.read(0, before) {
+            versions.insert(e.stream.clone(), e.version);
+        }
+        let latest = self.sets.values().map(|s| s.1).max();
+        let offset = set.offset;
+        let bytes = sealed(set, versions.into_iter().collect());
+        self.sets.insert(id, (offset, stored_at(latest), bytes));
+        while self.sets.len() > MAX_SNAPSHOT_SETS {
+            let oldest = self
+                .sets
+                .iter()
+                .min_by_key(|(_, s)| s.1)
+                .map(|(k, _)| k.clone());
+            self.sets.remove(&oldest.expect("more than eight sets"));
+        }
+        Upload::Stored
+    }
 }
 
 /// Pushes to one log waiting for the transaction after the one in progress.
@@ -245,10 +331,16 @@ impl Store {
     ) -> Result<Pushed, StoreError> {
         if let Backend::Memory(logs) = &self.backend {
             let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
-            let (id, store) = logs
-                .entry(log.to_owned())
-                .or_insert_with(|| (new_log_id(), MemoryStore::new()));
-            let Ok(mut answers) = commit_pushes(store, std::slice::from_ref(&job), &limits, id);
+            let entry = logs.entry(log.to_owned()).or_insert_with(|| MemoryLog {
+                id: new_log_id(),
+                ..MemoryLog::default()
+            });
+            let Ok(mut answers) = commit_pushes(
+                &mut entry.events,
+                std::slice::from_ref(&job),
+                &limits,
+                &entry.id,
+            );
             return answers.remove(0).map_err(StoreError::ClientTaken);
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -331,15 +423,19 @@ impl Store {
         match &self.backend {
             Backend::Memory(logs) => {
                 let logs = logs.lock().unwrap_or_else(|e| e.into_inner());
-                let Some((id, s)) = logs.get(log) else {
+                let Some(l) = logs.get(log) else {
                     return Ok(Tail::none());
                 };
                 let mut page = Page::new(max_bytes);
-                let events = s.read(after, limit).iter().take_while(|e| page.fits(e));
+                let events = l
+                    .events
+                    .read(after, limit)
+                    .iter()
+                    .take_while(|e| page.fits(e));
                 Ok(Tail {
                     events: events.cloned().collect(),
-                    head: s.last_offset(),
-                    log_id: Some(id.clone()),
+                    head: l.events.last_offset(),
+                    log_id: Some(l.id.clone()),
                 })
             }
             Backend::Sqlite(s) => {
@@ -349,6 +445,60 @@ impl Store {
             Backend::Postgres(s) => {
                 let (s, log) = (s.clone(), log.to_owned());
                 blocking(move || s.read(&log, after, limit, max_bytes)).await
+            }
+        }
+    }
+
+    /// Keeps `set` (checked by the caller: its offset is ≥ 1) as `log`'s set of its name, with
+    /// the stream versions at its offset from this store's own events, unless the one stored
+    /// is of that offset or later; at most [`MAX_SNAPSHOT_SETS`] per log. One transaction, apart
+    /// from the push queue: an upload waits for no group commit, nor they for it (on SQLite
+    /// it does wait for the one writer connection).
+    pub async fn put_snapshots(&self, log: &str, set: SnapshotSet) -> Result<Upload, StoreError> {
+        match &self.backend {
+            Backend::Memory(logs) => {
+                let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(match logs.get_mut(log) {
+                    Some(l) => l.put_snapshots(set),
+                    None => Upload::Ahead(0),
+                })
+            }
+            Backend::Sqlite(s) => {
+                let (s, log) = (s.clone(), log.to_owned());
+                blocking(move || s.put_snapshots(&log, set)).await
+            }
+            Backend::Postgres(s) => {
+                let (s, log) = (s.clone(), log.to_owned());
+                blocking(move || s.put_snapshots(&log, set)).await
+            }
+        }
+    }
+
+    /// `log`'s stored snapshot set named `set_id`, if there is one.
+    pub async fn snapshots(
+        &self,
+        log: &str,
+        set_id: &str,
+    ) -> Result<Option<StoredSet>, StoreError> {
+        match &self.backend {
+            Backend::Memory(logs) => {
+                let logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(logs.get(log).and_then(|l| {
+                    let (_, _, bytes) = l.sets.get(set_id)?;
+                    Some(StoredSet {
+                        bytes: bytes.clone(),
+                        head: l.events.last_offset(),
+                        log_id: l.id.clone(),
+                    })
+                }))
+            }
+            Backend::Sqlite(s) => {
+                let (s, log, set_id) = (s.clone(), log.to_owned(), set_id.to_owned());
+                blocking(move || s.snapshots(&log, &set_id)).await
+            }
+            Backend::Postgres(s) => {
+                let (s, log, set_id) = (s.clone(), log.to_owned(), set_id.to_owned());
+                blocking(move || s.snapshots(&log, &set_id)).await
             }
         }
     }

@@ -12,7 +12,9 @@ use logfold_core::{Event, EventId, Limits};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 
-use super::{Answer, PushJob, StoreError, Tail};
+use logfold_core::protocol::snapshots::SnapshotSet;
+
+use super::{Answer, PushJob, StoreError, StoredSet, Tail, Upload};
 use crate::hub::Hub;
 
 /// The most idle connections kept for reuse.
@@ -62,7 +64,15 @@ CREATE TABLE IF NOT EXISTS clients (
     epoch BIGINT NOT NULL,
     PRIMARY KEY (log_id, client)
 );
-ALTER TABLE clients ADD COLUMN IF NOT EXISTS owner TEXT;"
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS owner TEXT;
+CREATE TABLE IF NOT EXISTS snapshot_sets (
+    log_id BIGINT NOT NULL,
+    set_id TEXT NOT NULL,
+    event_offset BIGINT NOT NULL,
+    stored_at BIGINT NOT NULL,
+    bytes BYTEA NOT NULL,
+    PRIMARY KEY (log_id, set_id)
+);"
     )
 }
 
@@ -388,6 +398,130 @@ impl PgStore {
             ],
         )
     }
+}
+
+impl PgStore {
+    /// See [`super::Store::put_snapshots`]. It takes no lock on the log: the versions at an
+    /// offset at or below the head never change (events are never rewritten), and one
+    /// statement reads the streams and the events after the offset from one snapshot.
+    /// A racing upload of the same set is settled by the upsert's condition.
+    pub fn put_snapshots(&self, log: &str, set: SnapshotSet) -> Result<Upload, StoreError> {
+        let mut conn = self.take()?;
+        let out = put_snapshots_with(&mut conn, log, set);
+        self.give_back(conn);
+        out
+    }
+
+    /// `log`'s snapshot set `set_id` with the head and identity, from one statement.
+    pub fn snapshots(&self, log: &str, set_id: &str) -> Result<Option<StoredSet>, StoreError> {
+        let mut conn = self.take()?;
+        let found = (|| {
+            let Conn { client, statements } = &mut conn;
+            let get = prepared(
+                client,
+                statements,
+                "SELECT l.head, l.uid, s.bytes FROM logs l JOIN snapshot_sets s
+                 ON s.log_id = l.id AND s.set_id = $2 WHERE l.name = $1",
+            )?;
+            client.query_opt(&get, &[&log, &set_id])
+        })();
+        self.give_back(conn);
+        Ok(found?.map(|r| StoredSet {
+            head: r.get::<_, i64>(0) as u64,
+            log_id: r.get(1),
+            bytes: r.get(2),
+        }))
+    }
+}
+
+fn put_snapshots_with(conn: &mut Conn, log: &str, set: SnapshotSet) -> Result<Upload, StoreError> {
+    let Conn { client, statements } = conn;
+    let mut tx = client.transaction()?;
+    let found = query(
+        &mut tx,
+        statements,
+        "SELECT id, head FROM logs WHERE name = $1",
+        &[&log],
+    )?;
+    let Some((log_id, head)) = found
+        .first()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+    else {
+        return Ok(Upload::Ahead(0));
+    };
+    if (head as u64) < set.offset {
+        return Ok(Upload::Ahead(head as u64));
+    }
+    let id = set.id();
+    let offset = i64::try_from(set.offset).unwrap_or(i64::MAX);
+    let stored = query(
+        &mut tx,
+        statements,
+        "SELECT event_offset FROM snapshot_sets WHERE log_id = $1 AND set_id = $2",
+        &[&log_id, &id],
+    )?;
+    if let Some(o) = stored
+        .first()
+        .map(|r| r.get::<_, i64>(0))
+        .filter(|o| *o >= offset)
+    {
+        return Ok(Upload::Kept(o as u64));
+    }
+    // Each stream's version now, or one below its first event after the offset.
+    let streams = query(
+        &mut tx,
+        statements,
+        "SELECT s.stream, coalesce(t.first - 1, s.version)
+         FROM streams s LEFT JOIN (
+             SELECT stream, min(version) AS first FROM events
+             WHERE log_id = $1 AND event_offset > $2 GROUP BY stream) t ON t.stream = s.stream
+         WHERE s.log_id = $1",
+        &[&log_id, &offset],
+    )?;
+    let streams = streams
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+        .collect();
+    let bytes = super::sealed(set, streams);
+    let latest = query(
+        &mut tx,
+        statements,
+        "SELECT max(stored_at) FROM snapshot_sets WHERE log_id = $1",
+        &[&log_id],
+    )?;
+    let latest: Option<i64> = latest.first().and_then(|r| r.get(0));
+    let at = super::stored_at(latest.map(|t| t as u64)) as i64;
+    let written = execute(
+        &mut tx,
+        statements,
+        "INSERT INTO snapshot_sets (log_id, set_id, event_offset, stored_at, bytes)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (log_id, set_id) DO UPDATE SET event_offset = EXCLUDED.event_offset,
+             stored_at = EXCLUDED.stored_at, bytes = EXCLUDED.bytes
+         WHERE snapshot_sets.event_offset < EXCLUDED.event_offset",
+        &[&log_id, &id, &offset, &at, &bytes],
+    )?;
+    if written == 0 {
+        // Another upload of this set, at this offset or later, committed meanwhile.
+        let stored = query(
+            &mut tx,
+            statements,
+            "SELECT event_offset FROM snapshot_sets WHERE log_id = $1 AND set_id = $2",
+            &[&log_id, &id],
+        )?;
+        let o = stored.first().map_or(offset, |r| r.get::<_, i64>(0));
+        return Ok(Upload::Kept(o as u64));
+    }
+    execute(
+        &mut tx,
+        statements,
+        "DELETE FROM snapshot_sets WHERE log_id = $1 AND set_id NOT IN (
+             SELECT set_id FROM snapshot_sets WHERE log_id = $1
+             ORDER BY stored_at DESC LIMIT $2)",
+        &[&log_id, &(super::MAX_SNAPSHOT_SETS as i64)],
+    )?;
+    tx.commit()?;
+    Ok(Upload::Stored)
 }
 
 fn id_of(bytes: &[u8]) -> Result<[u8; 16], StoreError> {

@@ -10,7 +10,9 @@ use logfold_core::commit::{BatchRecord, Commit, LogStore, Placed};
 use logfold_core::{Event, EventId, Limits};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Answer, PushJob, StoreError, Tail};
+use logfold_core::protocol::snapshots::SnapshotSet;
+
+use super::{Answer, PushJob, StoreError, StoredSet, Tail, Upload};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS logs (
@@ -54,7 +56,25 @@ CREATE TABLE IF NOT EXISTS clients (
     owner TEXT,
     PRIMARY KEY (log_id, client)
 ) WITHOUT ROWID;
+-- A rowid table: its rows are large, which WITHOUT ROWID tables are not made for.
+CREATE TABLE IF NOT EXISTS snapshot_sets (
+    log_id INTEGER NOT NULL,
+    set_id TEXT NOT NULL,
+    event_offset INTEGER NOT NULL,
+    stored_at INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    PRIMARY KEY (log_id, set_id)
+);
 ";
+
+/// Every stream's version at offset `?2` of log `?1`: its version now, or one below its first
+/// event after the offset (0 for a stream begun after it). Reads only the tail past the offset.
+const VERSIONS_AT: &str = "
+SELECT s.stream, coalesce(t.first - 1, s.version)
+FROM streams s LEFT JOIN (
+    SELECT stream, min(version) AS first FROM events
+    WHERE log_id = ?1 AND event_offset > ?2 GROUP BY stream) t ON t.stream = s.stream
+WHERE s.log_id = ?1";
 
 /// Columns added after the first release, for databases created before them; logs stored
 /// before identities existed get one now.
@@ -179,12 +199,97 @@ impl SqliteStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Tail, StoreError> {
+        self.with_reader(|conn| read_in(conn, log, after, limit, max_bytes))
+    }
+
+    /// See [`super::Store::put_snapshots`]; in one `BEGIN IMMEDIATE` transaction on the
+    /// writer, so no push moves the head or the streams meanwhile.
+    pub fn put_snapshots(&self, log: &str, set: SnapshotSet) -> Result<Upload, StoreError> {
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<(i64, i64)> = tx
+            .query_row("SELECT id, head FROM logs WHERE name = ?1", [log], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (log_id, head) = found.unwrap_or((0, 0));
+        if found.is_none() || (head as u64) < set.offset {
+            return Ok(Upload::Ahead(head as u64));
+        }
+        let id = set.id();
+        let stored: Option<i64> = tx
+            .query_row(
+                "SELECT event_offset FROM snapshot_sets WHERE log_id = ?1 AND set_id = ?2",
+                params![log_id, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(offset) = stored.filter(|o| *o as u64 >= set.offset) {
+            return Ok(Upload::Kept(offset as u64));
+        }
+        let offset = set.offset;
+        let streams = tx
+            .prepare(VERSIONS_AT)?
+            .query_map(params![log_id, to_i64(offset)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let bytes = super::sealed(set, streams);
+        let latest: Option<i64> = tx.query_row(
+            "SELECT max(stored_at) FROM snapshot_sets WHERE log_id = ?1",
+            [log_id],
+            |r| r.get(0),
+        )?;
+        let at = super::stored_at(latest.map(|t| t as u64));
+        tx.execute(
+            "INSERT INTO snapshot_sets (log_id, set_id, event_offset, stored_at, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (log_id, set_id) DO UPDATE SET event_offset = excluded.event_offset,
+                 stored_at = excluded.stored_at, bytes = excluded.bytes",
+            params![log_id, id, to_i64(offset), to_i64(at), bytes],
+        )?;
+        tx.execute(
+            "DELETE FROM snapshot_sets WHERE log_id = ?1 AND set_id NOT IN (
+                SELECT set_id FROM snapshot_sets WHERE log_id = ?1
+                ORDER BY stored_at DESC LIMIT ?2)",
+            params![log_id, super::MAX_SNAPSHOT_SETS as i64],
+        )?;
+        tx.commit()?;
+        Ok(Upload::Stored)
+    }
+
+    /// `log`'s snapshot set `set_id` with the head and identity, from one snapshot.
+    pub fn snapshots(&self, log: &str, set_id: &str) -> Result<Option<StoredSet>, StoreError> {
+        self.with_reader(|conn| {
+            let found = conn
+                .query_row(
+                    "SELECT l.head, l.uid, s.bytes FROM logs l JOIN snapshot_sets s
+                     ON s.log_id = l.id AND s.set_id = ?2 WHERE l.name = ?1",
+                    params![log, set_id],
+                    |r| {
+                        Ok(StoredSet {
+                            head: r.get::<_, i64>(0)? as u64,
+                            log_id: r.get(1)?,
+                            bytes: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(found)
+        })
+    }
+
+    /// Runs `f` on a pooled reader connection (a new one when none is idle).
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(c) => c,
             None => connect(&self.path)?,
         };
-        let out = read_in(&mut conn, log, after, limit, max_bytes);
+        let out = f(&mut conn);
         if out.is_ok() {
             let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < 8 {
