@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures_util::stream;
+use logfold_core::protocol::snapshots::{valid_set_id, SnapshotSet, SNAPSHOTS_CONTENT_TYPE};
 use logfold_core::protocol::{
     PushRequest, PushResponse, HEAD_HEADER, LOG_ID_HEADER, SEGMENT_CONTENT_TYPE,
 };
@@ -35,7 +36,7 @@ pub use error::AppError;
 pub use hub::Hub;
 pub use metrics::Metrics;
 pub use net::serve;
-pub use store::{PushJob, Store, DEFAULT_QUEUE_BYTES};
+pub use store::{PushJob, Store, Upload, DEFAULT_QUEUE_BYTES, MAX_SNAPSHOT_SETS};
 
 /// The default largest push body: 16 MiB (a client splits bigger outboxes).
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
@@ -51,7 +52,7 @@ pub const DEFAULT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// then hand every client that reads it a parser's worst case).
 pub const MAX_JSON_DEPTH: usize = 128;
 
-/// The default time a push body may take to arrive whole.
+/// The default time a request body may take to arrive whole.
 pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The default time a request's head (request line and headers) may take to arrive.
@@ -75,7 +76,7 @@ pub struct Config {
     pub max_body: usize,
     /// The byte budget of a pull page or a live message.
     pub page_bytes: usize,
-    /// How long a push body may take to arrive; past it the push gets 408.
+    /// How long a request body (a push, a snapshot set) may take to arrive; past it 408.
     pub body_timeout: std::time::Duration,
     /// How long a request's head may take to arrive on a socket served by [`serve`]; past it
     /// the connection is closed. An idle keep-alive connection is closed after it too.
@@ -316,13 +317,18 @@ pub fn valid_log_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// The HTTP API: push, pull, live, health and metrics, plus CORS and static files if configured.
+/// The HTTP API: push, pull, live, snapshot sets, health and metrics, plus CORS and static
+/// files if configured.
 pub fn app(state: AppState) -> Router {
     let config = state.inner.config.clone();
     let mut router = Router::new()
         .route("/v1/logs/{log}/push", post(push))
         .route("/v1/logs/{log}/events", get(pull))
         .route("/v1/logs/{log}/live", get(live))
+        .route(
+            "/v1/logs/{log}/snapshots/{set}",
+            get(get_snapshots).put(put_snapshots),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(
@@ -342,7 +348,7 @@ pub fn app(state: AppState) -> Router {
         router = router.layer(
             tower_http::cors::CorsLayer::new()
                 .allow_origin(origins)
-                .allow_methods([Method::GET, Method::POST])
+                .allow_methods([Method::GET, Method::POST, Method::PUT])
                 .allow_headers([
                     header::AUTHORIZATION,
                     header::CONTENT_TYPE,
@@ -407,29 +413,13 @@ async fn push(
             "a push body must be sent as Content-Type: application/json".into(),
         ));
     }
-    let max = state.inner.config.max_body;
-    let too_large = || {
-        AppError::PayloadTooLarge(format!(
-            "the request body is over the limit of {max} bytes: split the batches over several requests"
-        ))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
-    // A client trickling its body would otherwise hold the connection and its buffer forever.
-    let timeout = state.inner.config.body_timeout;
-    let bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, max))
-        .await
-        .map_err(|_| {
-            AppError::RequestTimeout(format!(
-                "the request body did not arrive within {} s",
-                timeout.as_secs_f64()
-            ))
-        })?
-        .map_err(|_| too_large())?;
+    let bytes = read_body(
+        &state,
+        &headers,
+        body,
+        "split the batches over several requests",
+    )
+    .await?;
     if nested_deeper_than(&bytes, MAX_JSON_DEPTH) {
         return Err(AppError::BadRequest(format!(
             "the push body is not valid: it nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
@@ -476,6 +466,39 @@ async fn push(
     .into_response();
     name_log(&mut response, Some(&pushed.log_id));
     Ok(response)
+}
+
+/// A request body whole, within `--max-body` (past it 413, with `hint` on what to do) and
+/// `--body-timeout` (past it 408).
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    hint: &str,
+) -> Result<axum::body::Bytes, AppError> {
+    let max = state.inner.config.max_body;
+    let too_large = || {
+        AppError::PayloadTooLarge(format!(
+            "the request body is over the limit of {max} bytes: {hint}"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    // A client trickling its body would otherwise hold the connection and its buffer forever.
+    let timeout = state.inner.config.body_timeout;
+    tokio::time::timeout(timeout, axum::body::to_bytes(body, max))
+        .await
+        .map_err(|_| {
+            AppError::RequestTimeout(format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ))
+        })?
+        .map_err(|_| too_large())
 }
 
 /// Whether JSON text nests `[`/`{` deeper than `max`, outside strings; one pass, no parse.
@@ -581,6 +604,114 @@ async fn pull(
             .into_response()
     };
     name_log(&mut response, tail.log_id.as_deref());
+    Ok(response)
+}
+
+fn check_set_id(set: &str) -> Result<(), AppError> {
+    if valid_set_id(set) {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest(format!(
+            "snapshot set name {set:?} is invalid: it is 16 lowercase hex digits (set_id of the salt and keys)"
+        )))
+    }
+}
+
+/// `PUT /v1/logs/{log}/snapshots/{set}`: keeps an app's snapshot set with the server's own
+/// stream versions at its offset, unless the one stored under that name is as new or newer.
+async fn put_snapshots(
+    State(state): State<AppState>,
+    Path((log, set)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, AppError> {
+    state.authorize(&headers, &log, Access::Write)?;
+    let outcome = upload_snapshots(&state, &log, &set, &headers, body).await;
+    let result = match &outcome {
+        Ok((_, true)) => Some("stored"),
+        Ok((_, false)) => Some("kept"),
+        Err(AppError::Store(_)) => None,
+        Err(_) => Some("refused"),
+    };
+    if let Some(r) = result {
+        state.metrics().snapshot_upload(r);
+    }
+    let (offset, stored) = outcome?;
+    Ok(axum::Json(serde_json::json!({ "offset": offset, "stored": stored })).into_response())
+}
+
+/// Checks and keeps an upload; the offset of the set kept now, and whether it is this one.
+async fn upload_snapshots(
+    state: &AppState,
+    log: &str,
+    set_id: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(u64, bool), AppError> {
+    check_set_id(set_id)?;
+    let bytes = read_body(
+        state,
+        headers,
+        body,
+        "a snapshot set is sent in one request",
+    )
+    .await?;
+    let invalid =
+        |why: String| AppError::BadRequest(format!("the snapshot set is not valid: {why}"));
+    let set = SnapshotSet::decode(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let named = set.id();
+    if named != set_id {
+        return Err(invalid(format!(
+            "its salt and keys name set {named}, the request names {set_id}"
+        )));
+    }
+    set.check().map_err(invalid)?;
+    if !set.streams.is_empty() {
+        return Err(invalid(
+            "it carries stream versions: the server fills them from its own log, send none".into(),
+        ));
+    }
+    let offset = set.offset;
+    match state.store().put_snapshots(log, set).await? {
+        Upload::Stored => Ok((offset, true)),
+        Upload::Kept(stored) => Ok((stored, false)),
+        Upload::Ahead(0) => Err(AppError::SnapshotAhead(format!(
+            "log {log:?} has no events: a snapshot set is of an offset the server has"
+        ))),
+        Upload::Ahead(head) => Err(AppError::SnapshotAhead(format!(
+            "the snapshot set is of offset {offset}, past the log's head {head}: push the events first"
+        ))),
+    }
+}
+
+/// `GET /v1/logs/{log}/snapshots/{set}`: the stored set's bytes, with the head and the log's
+/// identity in the headers as a pull has them.
+async fn get_snapshots(
+    State(state): State<AppState>,
+    Path((log, set)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    state.authorize(&headers, &log, Access::Read)?;
+    check_set_id(&set)?;
+    let Some(found) = state.store().snapshots(&log, &set).await? else {
+        state.metrics().snapshot_download("missing");
+        return Err(AppError::NotFound(format!(
+            "no snapshot set {set} is stored for log {log:?}"
+        )));
+    };
+    state.metrics().snapshot_download("found");
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, SNAPSHOTS_CONTENT_TYPE.to_owned()),
+            (
+                header::HeaderName::from_static(HEAD_HEADER),
+                found.head.to_string(),
+            ),
+        ],
+        found.bytes,
+    )
+        .into_response();
+    name_log(&mut response, Some(&found.log_id));
     Ok(response)
 }
 

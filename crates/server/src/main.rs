@@ -34,14 +34,14 @@ struct Args {
     /// Serve this directory at / (e.g. the demo page), from the API's origin.
     #[arg(long = "static")]
     static_dir: Option<PathBuf>,
-    /// The largest push request body in bytes; larger ones get 413.
+    /// The largest request body (a push, a snapshot set) in bytes; larger ones get 413.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY)]
     max_body: usize,
     /// The byte budget of a pull page or a live message: a page stops before it, whatever
     /// its `limit` (it holds at least one event).
     #[arg(long, default_value_t = DEFAULT_PAGE_BYTES)]
     page_bytes: usize,
-    /// Seconds a push body may take to arrive whole; past it the push gets 408.
+    /// Seconds a request body (a push, a snapshot set) may take to arrive whole; past it 408.
     #[arg(long, default_value_t = 30)]
     body_timeout: u64,
     /// Bytes of pushes that may wait for one log's next commit; past it a push gets 503.

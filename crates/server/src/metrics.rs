@@ -24,6 +24,8 @@ pub struct Metrics {
     tails_refused: Mutex<BTreeMap<&'static str, u64>>,
     live_bytes: AtomicU64,
     connections_closed: Mutex<BTreeMap<&'static str, u64>>,
+    snapshot_uploads: Mutex<BTreeMap<&'static str, u64>>,
+    snapshot_downloads: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// The scopes a live tail can be refused at: the server's limit or the log's.
@@ -31,6 +33,13 @@ const TAIL_SCOPES: [&str; 2] = ["server", "log"];
 
 /// Why the server closed a connection on its own.
 const CLOSE_REASONS: [&str; 2] = ["header_timeout", "stalled"];
+
+/// What became of a snapshot set upload: stored, the stored one kept, or refused (400, 409,
+/// 408, 413; not counted when authorization refused it).
+const UPLOAD_RESULTS: [&str; 3] = ["stored", "kept", "refused"];
+
+/// What a snapshot set download found.
+const DOWNLOAD_RESULTS: [&str; 2] = ["found", "missing"];
 
 impl Metrics {
     /// Counts a finished request by route pattern and status.
@@ -84,6 +93,24 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *map.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Counts a snapshot set upload by result: `stored`, `kept` or `refused`.
+    pub fn snapshot_upload(&self, result: &'static str) {
+        let mut map = self
+            .snapshot_uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry(result).or_insert(0) += 1;
+    }
+
+    /// Counts a snapshot set download by result: `found` or `missing`.
+    pub fn snapshot_download(&self, result: &'static str) {
+        let mut map = self
+            .snapshot_downloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry(result).or_insert(0) += 1;
     }
 
     /// Live tails open now.
@@ -174,6 +201,34 @@ impl Metrics {
             );
         }
         drop(closed);
+        out.push_str("# HELP logfold_snapshot_uploads_total Snapshot set uploads: stored, the stored set kept (it is as new or newer), or refused.\n");
+        out.push_str("# TYPE logfold_snapshot_uploads_total counter\n");
+        let uploads = self
+            .snapshot_uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for result in UPLOAD_RESULTS {
+            let n = uploads.get(result).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "logfold_snapshot_uploads_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        drop(uploads);
+        out.push_str("# HELP logfold_snapshot_downloads_total Snapshot set downloads: found, or none stored.\n");
+        out.push_str("# TYPE logfold_snapshot_downloads_total counter\n");
+        let downloads = self
+            .snapshot_downloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for result in DOWNLOAD_RESULTS {
+            let n = downloads.get(result).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "logfold_snapshot_downloads_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        drop(downloads);
         out.push_str("# HELP logfold_push_seconds Time to commit a push request.\n");
         out.push_str("# TYPE logfold_push_seconds histogram\n");
         for (bound, count) in BUCKETS.iter().zip(&self.push_buckets) {

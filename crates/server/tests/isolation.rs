@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
+use logfold_core::protocol::snapshots::{SnapshotSet, SNAPSHOTS_CONTENT_TYPE};
 use logfold_core::protocol::{PushRequest, SEGMENT_CONTENT_TYPE};
 use logfold_core::EventId;
 use logfold_server::{AppState, Config, Hub, Tokens};
@@ -66,6 +67,31 @@ async fn a_token_for_one_log_never_reaches_another(kind: Kind) {
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     let (before_a, before_b) = (ids(&app.all("log-a").await), ids(&app.all("log-b").await));
+    // log-b has a snapshot set, which an upload from log-a's tokens would replace.
+    let b_set = SnapshotSet {
+        offset: 2,
+        salt: "b".into(),
+        entries: vec![("reducer:n:1".into(), b"3".to_vec())],
+        streams: Vec::new(),
+    };
+    let stored = app
+        .request(
+            Request::put(format!("/v1/logs/log-b/snapshots/{}", b_set.id()))
+                .header("authorization", "Bearer writer-b-token")
+                .body(Body::from(b_set.encode()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
+    // The intruders' upload is newer (log-b's head is 3).
+    let b_set = SnapshotSet { offset: 3, ..b_set };
+    let b_stored = app
+        .state
+        .store()
+        .snapshots("log-b", &b_set.id())
+        .await
+        .unwrap()
+        .expect("log-b's set");
 
     // Every route that names a log, each way of naming log-b.
     let requests = |token: &str| -> Vec<(String, Request<Body>)> {
@@ -106,6 +132,18 @@ async fn a_token_for_one_log_never_reaches_another(kind: Kind) {
                 "percent-encoded name".into(),
                 get("/v1/logs/log%2Db/events", None),
             ),
+            (
+                "snapshot upload".into(),
+                Request::put(format!("/v1/logs/log-b/snapshots/{}", b_set.id()))
+                    .header("authorization", &auth)
+                    .header("content-type", SNAPSHOTS_CONTENT_TYPE)
+                    .body(Body::from(b_set.encode()))
+                    .unwrap(),
+            ),
+            (
+                "snapshot download".into(),
+                get(&format!("/v1/logs/log-b/snapshots/{}", b_set.id()), None),
+            ),
         ]
     };
     let mut refused = (0u64, 0u64);
@@ -135,6 +173,12 @@ async fn a_token_for_one_log_never_reaches_another(kind: Kind) {
 
     assert_eq!(ids(&app.all("log-a").await), before_a, "log-a changed");
     assert_eq!(ids(&app.all("log-b").await), before_b, "log-b changed");
+    let b_now = app.state.store().snapshots("log-b", &b_set.id()).await;
+    assert_eq!(
+        b_now.unwrap(),
+        Some(b_stored),
+        "log-b's snapshot set changed"
+    );
     assert_eq!((before_a.len(), before_b.len()), (2, 3));
 
     // /metrics and /healthz need no token and name no log.
