@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use logfold_core::crc32::crc32;
 use logfold_core::json::{self, Reader};
+use logfold_core::protocol::snapshots::SnapshotSet;
 use logfold_core::protocol::{PullResponse, PushRequest, PushResponse};
 use logfold_core::segment::{Segment, SegmentWriter};
 use logfold_core::sync::{OutboxBatch, Rejection};
@@ -269,6 +270,25 @@ fn targets() -> Vec<Target> {
         body.push_str("]}]}");
         body
     };
+    let snapshot_set = SnapshotSet {
+        offset: table.seq(),
+        salt: r#"{"schemas":{"Opened":2}}"#.into(),
+        entries: vec![
+            (
+                "reducer:total:1".into(),
+                br#"{"n":40,"by":["a","b"]}"#.to_vec(),
+            ),
+            (
+                format!("table:ledger:{}", ledger().hash),
+                snapshot::encode(&table),
+            ),
+        ],
+        streams: vec![
+            ("acct-0".into(), 13),
+            ("acct-1".into(), 14),
+            ("acct-2".into(), 14),
+        ],
+    };
     let def = ledger();
     let mut seeds_json: Vec<Vec<u8>> = vec![
         br#"{"a":[1,-2.5e3,"x\u00e9\ud83d\ude00",true,false,null,{"b":{}}],"c":""}"#.to_vec(),
@@ -355,6 +375,23 @@ fn targets() -> Vec<Target> {
             run: Box::new(move |b| drop(snapshot::decode(b, def.clone()))),
         },
         Target {
+            name: "snapshot-set",
+            seeds: vec![
+                snapshot_set.encode(),
+                SnapshotSet {
+                    streams: Vec::new(),
+                    ..snapshot_set.clone()
+                }
+                .encode(),
+            ],
+            run: Box::new(|b| {
+                if let Ok(set) = SnapshotSet::decode(b) {
+                    let _ = set.check();
+                    let _ = set.id();
+                }
+            }),
+        },
+        Target {
             name: "event-id",
             seeds: vec![{
                 let mut s = String::new();
@@ -433,7 +470,10 @@ fn the_seeds_are_valid_so_mutations_start_from_real_inputs() {
     assert!(Rejection::ids_from_json(std::str::from_utf8(&t[7].seeds[0]).unwrap()).is_ok());
     assert!(TableDef::parse_text(std::str::from_utf8(&t[8].seeds[0]).unwrap()).is_ok());
     assert!(snapshot::decode(&t[9].seeds[0], ledger()).is_ok());
-    assert!(std::str::from_utf8(&t[10].seeds[0])
+    for s in &t[10].seeds {
+        assert_eq!(SnapshotSet::decode(s).unwrap().check(), Ok(()));
+    }
+    assert!(std::str::from_utf8(&t[11].seeds[0])
         .unwrap()
         .parse::<EventId>()
         .is_ok());
