@@ -700,6 +700,29 @@ export interface SyncOptions {
    * 10,000 events, is refused at append with `INVALID_ARGUMENT`.
    */
   maxPushBytes?: number;
+  /**
+   * Snapshot sets on the server (default `{}`: all on), or `false`. A new device (no log of
+   * this name in the origin yet) asks the server for the newest set of exactly this app's
+   * projections and event schemas, and starts from it: its tables are there at once and it
+   * pulls only the events after the set. Like a log after {@link Log.truncateBefore}, it keeps
+   * no events before the set ({@link Log.start}); a projection added or changed later cannot
+   * be folded and `open` refuses it with `TRUNCATED` (open another log name for it). The
+   * sync leader shares its own set as the log grows. Reducer states are shared only when they
+   * are plain JSON data (objects, arrays, strings, finite numbers, booleans, null); with any
+   * other reducer state, sets are neither shared nor used.
+   */
+  snapshots?:
+    | false
+    | {
+        /** Start a new log from the server's set (default true). */
+        boot?: boolean;
+        /** Upload this app's set (the leader tab, default true). */
+        share?: boolean;
+        /** Upload once the log has grown this many events past the last set (default 50,000). */
+        every?: number;
+        /** How long a new log waits for the set, in ms (default 5,000); then it pulls it all. */
+        timeout?: number;
+      };
 }
 
 /**
@@ -847,6 +870,8 @@ export interface LogStats {
   eventsMigrated: number;
   /** Stream-version stores found damaged at open and rebuilt from the log (nothing is lost). */
   streamsRebuilt: number;
+  /** The server offset this open started a new log from, with the server's snapshot set (0: none). */
+  snapshotSetAt: number;
 }
 
 /** What {@link Logfold.repair} did. */

@@ -1,8 +1,8 @@
 // logfold's JavaScript entry point: a thin layer over the wasm core. It checks what only JS can
 // see (functions, BigInt, cycles, Map/Set in data), sends each batch as one JSON string, and
 // turns the core's JSON answers back into objects.
-import init, { LogCore, setErrorClass, destroyLog, repairLog } from "./logfold.js";
-import { Sync, syncOptions } from "./sync.js";
+import init, { LogCore, setErrorClass, destroyLog, repairLog, snapshotSetId } from "./logfold.js";
+import { Sync, syncOptions, fetchSnapshotSet } from "./sync.js";
 
 /** Every error logfold throws: a real Error with a stable `code` and `details`. */
 export class LogfoldError extends Error {
@@ -160,6 +160,21 @@ function readMark(name) {
   }
 }
 
+// Whether log `name` may not exist in this origin yet (a new device, or after destroy): only
+// then is the server's snapshot set worth waiting for. The browser's list of databases says;
+// where it cannot, a head mark says the log exists.
+async function mayBeNew(name) {
+  try {
+    if (globalThis.localStorage && globalThis.localStorage.getItem(markKey(name)) !== null) return false;
+  } catch {}
+  try {
+    const dbs = await globalThis.indexedDB.databases();
+    return !dbs.some((d) => d.name === `logfold:${name}`);
+  } catch {
+    return true;
+  }
+}
+
 function writeMark(name, head) {
   try {
     if (head === null) globalThis.localStorage?.removeItem(markKey(name));
@@ -195,6 +210,24 @@ function snapshotChecksum(seq, state) {
   let h = 0x811c9dc5; // FNV-1a
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   return h >>> 0;
+}
+
+// The state as JSON text when JSON holds it exactly (plain objects and arrays, strings, finite
+// numbers, booleans, null), else null: a Map, a Date or a NaN would come back as another value.
+function plainJson(state) {
+  const plain = (v, depth) => {
+    if (v === null || typeof v === "string" || typeof v === "boolean") return true;
+    if (typeof v === "number") return Number.isFinite(v) && !Object.is(v, -0);
+    if (typeof v !== "object" || depth > 100) return false;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) if (!plain(v[i], depth + 1)) return false;
+      return true;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return false;
+    return Object.values(v).every((x) => plain(x, depth + 1));
+  };
+  return plain(state, 0) ? JSON.stringify(state) : null;
 }
 
 function sealSnapshot(seq, state) {
@@ -358,6 +391,13 @@ class Schemas {
     this.unknown = unknownEvents;
   }
 
+  // What the projections' state depends on besides their definitions, for the name of the
+  // server's snapshot set: an app that folds otherwise must not start from this one's.
+  salt() {
+    const unknown = typeof this.unknown === "function" ? "function" : this.unknown;
+    return JSON.stringify({ schemas: Object.entries(this.current).sort(), unknown });
+  }
+
   // The wire event as stored: with meta.$schema when this app writes `type` at a schema above 1.
   stamped(w, index) {
     const n = this.current[w.type];
@@ -454,6 +494,7 @@ class Projector {
       },
       warn: (message) => console.warn(`logfold: ${message}`),
       intact: (snapshot) => intactSnapshot(snapshot),
+      seal: (seq, text) => sealSnapshot(seq, JSON.parse(text)),
       // The tables read events of another schema through the same rules (see Schemas).
       schemas: this.schemas.current,
       upcast: (type, schema, data) => {
@@ -598,6 +639,7 @@ class Log {
   #tables = new Map();
   #snapshotEvery;
   #snapshotAt;
+  #setId; // the name of this app's snapshot set on the server (a synced log with projections)
   #snapshotting = null;
   #snapshotDue = false;
   #channel = null;
@@ -621,8 +663,9 @@ class Log {
    */
   verified;
 
-  constructor(core, projector, snapshotEvery, sync, risk, onCorrupt) {
+  constructor(core, projector, snapshotEvery, sync, risk, onCorrupt, setId) {
     this.#core = core;
+    this.#setId = setId;
     this.verified = core.verifyRest().then(
       () => null,
       (e) => {
@@ -887,11 +930,26 @@ class Log {
       .writeSnapshots(...reducerIds(reducers), reducers.map((r) => sealSnapshot(r.base.seq, r.base.state)))
       .then((seq) => {
         this.#snapshotAt = seq;
+        if (this.#setId) this.sync?.share(this.#setId, seq, () => this.#snapshotSet());
       })
       .finally(() => {
         this.#snapshotting = null;
       });
     return this.#snapshotting;
+  }
+
+  // Every projection's base for the server, or undefined when a reducer's state is not plain
+  // JSON data (or failed): then new devices fold from the events.
+  #snapshotSet() {
+    const reducers = [...this.#p.reducers.values()];
+    const at = reducers[0]?.base.seq ?? 0;
+    const states = [];
+    for (const r of reducers) {
+      const text = r.base.failure || r.base.seq !== at ? null : plainJson(r.base.state);
+      if (text === null) return undefined;
+      states.push(text);
+    }
+    return this.#core.snapshotSet(this.#p.schemas.salt(), ...reducerIds(reducers), states, at);
   }
 
   #maybeSnapshot(seq) {
@@ -1008,6 +1066,14 @@ export const Logfold = {
     // Read before the log's head: marks are written after commits, so every position up to
     // this mark was stored before open looks, however many tabs append meanwhile.
     const mark = readMark(name);
+    // A new synced log starts from the server's snapshot set, if it has one for this app.
+    let setId, boot;
+    if (syncing && (Object.keys(tables).length > 0 || reducers.length > 0)) {
+      setId = snapshotSetId(JSON.stringify(tables), ...reducerIds(reducers), projector.schemas.salt());
+      if (syncing.snapshots.boot && (await mayBeNew(name))) {
+        boot = await fetchSnapshotSet(syncing, setId);
+      }
+    }
     const core = await LogCore.open(
       name,
       durability,
@@ -1017,6 +1083,8 @@ export const Logfold = {
       projector.hooks(),
       syncing !== undefined,
       syncing?.maxPushBytes ?? 0,
+      boot?.bytes,
+      boot?.logId,
     );
     // A history written without sync moved to the outbox: the confirmed log starts again.
     const migrated = core.stats().eventsMigrated > 0;
@@ -1044,7 +1112,7 @@ export const Logfold = {
       }
     }
     writeMark(name, core.head);
-    return new Log(core, projector, snapshotEvery, syncing, { onStorageRisk, after: storageRiskAfter }, onCorrupt);
+    return new Log(core, projector, snapshotEvery, syncing, { onStorageRisk, after: storageRiskAfter }, onCorrupt, setId);
   },
 
   async destroy(name) {

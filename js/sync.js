@@ -15,6 +15,10 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const SEGMENT_TYPE = "application/vnd.logfold.segment";
 const LOG_ID_HEADER = "logfold-log-id";
+const SNAPSHOTS_TYPE = "application/vnd.logfold.snapshots";
+// A new device shares the server's snapshot set once the log grew this much past it.
+const SHARE_EVERY = 50000;
+const BOOT_TIMEOUT_MS = 5000;
 
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
@@ -27,7 +31,7 @@ const sleep = (ms, signal) =>
 export function syncOptions(sync, invalidArgument) {
   if (sync === undefined) return undefined;
   if (sync === null || typeof sync !== "object") throw invalidArgument("sync", "must be an object { url, log, token | getToken }");
-  const { url, log, token, getToken, onRejected, onRetracted, live = true, maxPushBytes = PUSH_BYTES } = sync;
+  const { url, log, token, getToken, onRejected, onRetracted, live = true, maxPushBytes = PUSH_BYTES, snapshots = {} } = sync;
   let base;
   try {
     base = new URL(url, globalThis.location?.href);
@@ -45,7 +49,36 @@ export function syncOptions(sync, invalidArgument) {
     throw invalidArgument("sync.maxPushBytes", `must be an integer of at least ${MIN_PUSH_BYTES} (bytes), at most the server's --max-body`);
   }
   const root = base.href.replace(/\/+$/, "");
-  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, log, token, getToken, onRejected, onRetracted, live: Boolean(live), maxPushBytes };
+  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, log, token, getToken, onRejected, onRetracted, live: Boolean(live), maxPushBytes, snapshots: snapshotOptions(snapshots, invalidArgument) };
+}
+
+// sync.snapshots: `false`, or { boot, share, every, timeout } (see the d.ts).
+function snapshotOptions(snapshots, invalidArgument) {
+  if (snapshots === false) return { boot: false, share: false, every: SHARE_EVERY, timeout: BOOT_TIMEOUT_MS };
+  if (snapshots === null || typeof snapshots !== "object") throw invalidArgument("sync.snapshots", "must be false or an object { boot, share, every, timeout }");
+  const { boot = true, share = true, every = SHARE_EVERY, timeout = BOOT_TIMEOUT_MS } = snapshots;
+  if (!Number.isSafeInteger(every) || every < 1) throw invalidArgument("sync.snapshots.every", "must be a positive integer (events)");
+  if (!(Number.isFinite(timeout) && timeout >= 0)) throw invalidArgument("sync.snapshots.timeout", "must be a non-negative number of milliseconds");
+  return { boot: Boolean(boot), share: Boolean(share), every, timeout };
+}
+
+/**
+ * The server's snapshot set `id` for a new log: `{ bytes, logId }`, or null when the server has
+ * none or cannot answer within `options.snapshots.timeout` (the log then pulls it all).
+ */
+export async function fetchSnapshotSet(options, id) {
+  const signal = AbortSignal.timeout(options.snapshots.timeout);
+  try {
+    const token = options.token ?? (await options.getToken?.());
+    const headers = { accept: SNAPSHOTS_TYPE };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const response = await fetch(`${options.api}/snapshots/${id}`, { headers, signal, cache: "no-store" });
+    const logId = response.headers.get(LOG_ID_HEADER);
+    if (!response.ok || !logId) return null;
+    return { bytes: new Uint8Array(await response.arrayBuffer()), logId };
+  } catch {
+    return null;
+  }
 }
 
 // pause() holds for the whole origin (every tab, and reloads): kept in localStorage, where there
@@ -77,6 +110,8 @@ export class Sync {
   #paused = false; // pause(), in any tab of the origin: stored, so every tab and a new leader keep it
   #stopped = false; // this leader's loop ended on FORBIDDEN or DIVERGED; resume() or now() in any tab restarts it
   #serverLog; // the server log's identity, as recorded in meta
+  #sharedAt; // the offset of the last snapshot set this tab shared or knows the server has
+  #sharing = false;
   #verified = false; // the server was checked to still hold our log since the last failure
   #closed = false;
   #leading = false;
@@ -105,6 +140,7 @@ export class Sync {
     this.#post = post;
     this.#refresh = refresh;
     this.#token = options?.token;
+    this.#sharedAt = core.stats().snapshotSetAt;
     this.#paused = Boolean(options) && readPaused(core.name);
     this.#status = {
       state: options && !this.#paused ? (globalThis.navigator?.onLine === false ? "offline" : "syncing") : "paused",
@@ -600,6 +636,31 @@ export class Sync {
       const details = { status: response.status, code: body.code };
       if (retryAfter > 0) details.retryAfterMs = retryAfter * 1000;
       throw this.#errors("SERVER", `the sync server answered ${response.status}: ${message}`, details);
+    }
+  }
+
+  /**
+   * Uploads snapshot set `id` (its bytes from the log's tables and reducers, `offset` its
+   * position) if this tab leads, sharing is on and the log grew `every` events past the last
+   * set shared. A failure only warns: sharing is an optimisation for new devices.
+   */
+  async share(id, offset, bytes) {
+    const o = this.#options;
+    if (!o?.snapshots.share || !this.#leading || this.#paused || this.#stopped || this.#sharing) return;
+    if (offset < (this.#sharedAt ?? 0) + o.snapshots.every) return;
+    const body = bytes();
+    if (!body) return;
+    this.#sharing = true;
+    try {
+      const response = await this.#fetch(`/snapshots/${id}`, { method: "PUT", body, headers: { "content-type": SNAPSHOTS_TYPE } }, this.#lead?.signal ?? new AbortController().signal);
+      const answer = await response.json();
+      this.#sharedAt = Math.max(offset, answer.offset ?? 0);
+    } catch (e) {
+      // A server without snapshot sets (older than them) is not asked again by this tab.
+      if (e?.details?.status === 404 || e?.details?.status === 405) this.#sharedAt = Infinity;
+      if (!this.#closed) console.warn("logfold: sharing a snapshot set failed:", e?.message ?? e);
+    } finally {
+      this.#sharing = false;
     }
   }
 

@@ -19,8 +19,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
-use crate::log::{Appended, Durability, Log, Projections, SyncMark};
-use crate::tables::{parse_definitions, reducer_snapshot_key, TablesView};
+use crate::log::{Appended, Boot, Durability, Log, Projections, SyncMark};
+use crate::tables::{parse_definitions, reducer_snapshot_key, table_snapshot_key, TablesView};
 
 pub use error::set_error_class;
 
@@ -124,6 +124,26 @@ fn answer(a: &Appended, out: &mut String) {
     out.push_str("]}");
 }
 
+/// The name of the server's snapshot set for these projections (see
+/// `logfold_core::protocol::snapshots`): the same tables, reducers and `salt` give the same.
+#[wasm_bindgen(js_name = snapshotSetId)]
+pub fn snapshot_set_id(
+    tables: &str,
+    reducers: Vec<String>,
+    reducer_versions: Vec<u32>,
+    salt: &str,
+) -> Result<String, JsValue> {
+    let mut keys: Vec<String> = parse_definitions(tables)?
+        .iter()
+        .map(|(name, def)| table_snapshot_key(name, def))
+        .collect();
+    keys.extend(reducer_keys(&reducers, &reducer_versions));
+    Ok(logfold_core::protocol::snapshots::set_id(
+        salt,
+        keys.iter().map(String::as_str),
+    ))
+}
+
 /// The wasm side of an open log; the JS `Log` class wraps it.
 #[wasm_bindgen]
 pub struct LogCore(Log);
@@ -133,7 +153,9 @@ impl LogCore {
     /// Opens log `name`. `durability` is `"strict"` or `"relaxed"`. `tables` is JSON text of
     /// the declarative tables (`{name: definition}`); `reducers` and `reducer_versions` name
     /// the JS reducers, which `hooks` folds (see [`Projections`]). With `sync`, every push
-    /// body is at most `max_push_bytes`, and so is every batch appended.
+    /// body is at most `max_push_bytes`, and so is every batch appended. A new synced log
+    /// starts from `boot_set` (a snapshot set the server served with identity `boot_log`) when
+    /// the set fits its projections.
     #[wasm_bindgen(unchecked_return_type = "Promise<LogCore>")]
     #[allow(clippy::too_many_arguments)] // one flat call from the JS wrapper
     pub fn open(
@@ -146,8 +168,13 @@ impl LogCore {
         hooks: JsValue,
         sync: bool,
         max_push_bytes: f64,
+        boot_set: Option<Vec<u8>>,
+        boot_log: Option<String>,
     ) -> Promise {
         let tables = parse_definitions(tables);
+        let boot = boot_set
+            .zip(boot_log)
+            .map(|(set, server_log)| Boot { set, server_log });
         let reducers = reducer_keys(&reducers, &reducer_versions);
         future_to_promise(async move {
             let durability = match durability.as_str() {
@@ -167,7 +194,7 @@ impl LogCore {
                 hooks: (!hooks.is_undefined()).then_some(hooks),
             };
             let sync = sync.then_some(max_push_bytes as usize);
-            let log = Log::open(&name, durability, on_close, projections, sync).await?;
+            let log = Log::open(&name, durability, on_close, projections, sync, boot).await?;
             Ok(LogCore(log).into())
         })
     }
@@ -297,6 +324,25 @@ impl LogCore {
         future_to_promise(async move { Ok((log.write_snapshots(reducers).await? as f64).into()) })
     }
 
+    /// The snapshot set of every projection for the server, with reducer `names[i]` at
+    /// `versions[i]` in state `states[i]` (JSON text) as of `reducers_at`; `undefined` when the
+    /// tables show outbox events or the reducers are elsewhere (see `Log::snapshot_set`).
+    #[wasm_bindgen(js_name = snapshotSet, unchecked_return_type = "Uint8Array | undefined")]
+    pub fn snapshot_set(
+        &self,
+        salt: String,
+        names: Vec<String>,
+        versions: Vec<u32>,
+        states: Vec<String>,
+        reducers_at: f64,
+    ) -> Option<Vec<u8>> {
+        let reducers = reducer_keys(&names, &versions)
+            .into_iter()
+            .zip(states)
+            .collect();
+        self.0.snapshot_set(salt, reducers, reducers_at as u64)
+    }
+
     /// The stored snapshots of the given reducers (`undefined` where none).
     #[wasm_bindgen(js_name = reducerSnapshots, unchecked_return_type = "Promise<Array<any>>")]
     pub fn reducer_snapshots(&self, names: Vec<String>, versions: Vec<u32>) -> Promise {
@@ -360,7 +406,7 @@ impl LogCore {
 
     /// Counters since open.
     #[wasm_bindgen(
-        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number, eventsReplayed: number, snapshotsLoaded: number, snapshotsDiscarded: number, snapshotsWritten: number, projectionsRebuilt: number, overlayRebuilds: number, overlayEvents: number, baseEvents: number, eventsPulled: number, eventsMigrated: number, streamsRebuilt: number }"
+        unchecked_return_type = "{ transactions: number, segmentsWritten: number, segmentsMerged: number, compactions: number, eventsAppended: number, eventsReplayed: number, snapshotsLoaded: number, snapshotsDiscarded: number, snapshotsWritten: number, projectionsRebuilt: number, overlayRebuilds: number, overlayEvents: number, baseEvents: number, eventsPulled: number, eventsMigrated: number, streamsRebuilt: number, snapshotSetAt: number }"
     )]
     pub fn stats(&self) -> JsValue {
         let ser = serde_wasm_bindgen::Serializer::json_compatible();

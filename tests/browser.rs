@@ -19,7 +19,15 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 /// Opens `name` strictly, without projections, and checks what open did not read.
 async fn open(name: &str) -> Result<Log, Error> {
-    let log = Log::open(name, Durability::Strict, None, Projections::default(), None).await?;
+    let log = Log::open(
+        name,
+        Durability::Strict,
+        None,
+        Projections::default(),
+        None,
+        None,
+    )
+    .await?;
     if let Err(e) = log.verify_rest().await {
         log.close().await;
         return Err(e);
@@ -250,6 +258,7 @@ async fn destroying_an_open_log_closes_it_instead_of_hanging() {
         Some(on_close),
         Projections::default(),
         None,
+        None,
     )
     .await
     .unwrap();
@@ -298,7 +307,7 @@ fn balance(log: &Log, account: &str) -> Option<String> {
 #[wasm_bindgen_test]
 async fn tables_fold_appends_and_reopen_from_their_snapshot() {
     destroy("t-tables").await.unwrap();
-    let log = Log::open("t-tables", Durability::Strict, None, ledger(), None)
+    let log = Log::open("t-tables", Durability::Strict, None, ledger(), None, None)
         .await
         .unwrap();
     log.append(Batch::new(vec![
@@ -318,7 +327,7 @@ async fn tables_fold_appends_and_reopen_from_their_snapshot() {
         .unwrap();
     log.close().await;
 
-    let reopened = Log::open("t-tables", Durability::Strict, None, ledger(), None)
+    let reopened = Log::open("t-tables", Durability::Strict, None, ledger(), None, None)
         .await
         .unwrap();
     let s = reopened.stats();
@@ -409,4 +418,113 @@ async fn stream_versions_hold_across_handles_without_streams_records_per_commit(
         6,
         "from the tail after the checkpoint"
     );
+}
+
+#[wasm_bindgen_test]
+async fn a_new_synced_log_starts_from_a_snapshot_set_that_fits_and_ignores_one_that_does_not() {
+    use logfold::log::Boot;
+    use logfold_core::protocol::snapshots::SnapshotSet;
+    for name in ["t-boot-src", "t-boot", "t-boot-bad", "t-boot-other"] {
+        destroy(name).await.unwrap();
+    }
+    // The set a server would serve: the tables at 3, and the stream versions there.
+    let src = Log::open("t-boot-src", Durability::Strict, None, ledger(), None, None)
+        .await
+        .unwrap();
+    src.append(Batch::new(vec![
+        deposit("a", 5),
+        deposit("b", 7),
+        deposit("a", 10),
+    ]))
+    .await
+    .unwrap();
+    let mut set =
+        SnapshotSet::decode(&src.snapshot_set(String::new(), Vec::new(), 0).unwrap()).unwrap();
+    src.close().await;
+    assert_eq!((set.offset, set.entries.len()), (3, 1));
+    set.streams = vec![("a".into(), 2), ("b".into(), 1)];
+    let boot = |set: Vec<u8>| {
+        Some(Boot {
+            set,
+            server_log: "log-1".into(),
+        })
+    };
+
+    let log = Log::open(
+        "t-boot",
+        Durability::Strict,
+        None,
+        ledger(),
+        Some(1 << 20),
+        boot(set.encode()),
+    )
+    .await
+    .unwrap();
+    let s = log.stats();
+    assert_eq!(
+        (s.snapshot_set_at, s.snapshots_loaded, s.events_replayed),
+        (3, 1, 0)
+    );
+    assert_eq!((log.start(), log.head()), (4, 3));
+    assert_eq!(
+        balance(&log, "a").as_deref(),
+        Some(r#"{"balance":15,"movements":2}"#)
+    );
+    assert_eq!(log.version("a").await.unwrap(), 2);
+    assert!(matches!(
+        log.read_json(Some(1), 10).await,
+        Err(Error::Truncated {
+            start: 4,
+            needed: 2
+        })
+    ));
+    log.close().await;
+    // Reopened with a set again: the log exists, the set is not looked at.
+    let again = Log::open(
+        "t-boot",
+        Durability::Strict,
+        None,
+        ledger(),
+        Some(1 << 20),
+        boot(vec![1, 2, 3]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (again.stats().snapshot_set_at, again.start(), again.head()),
+        (0, 4, 3)
+    );
+    assert_eq!(again.version("b").await.unwrap(), 1);
+    again.close().await;
+
+    // Damaged bytes, and a set of other projections: the log starts empty.
+    let mut damaged = set.encode();
+    damaged[8] ^= 1;
+    let bad = Log::open(
+        "t-boot-bad",
+        Durability::Strict,
+        None,
+        ledger(),
+        Some(1 << 20),
+        boot(damaged),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (bad.stats().snapshot_set_at, bad.start(), bad.head()),
+        (0, 1, 0)
+    );
+    bad.close().await;
+    let other = Log::open(
+        "t-boot-other",
+        Durability::Strict,
+        None,
+        Projections::default(),
+        Some(1 << 20),
+        boot(set.encode()),
+    )
+    .await
+    .unwrap();
+    assert_eq!((other.stats().snapshot_set_at, other.head()), (0, 0));
+    other.close().await;
 }

@@ -32,6 +32,7 @@ use crate::error::{CloseReason, Error};
 use crate::idb;
 use crate::tables::{table_snapshot_key, Tables};
 
+mod boot;
 mod compact;
 mod fold;
 mod read;
@@ -46,6 +47,7 @@ use read::*;
 use verify::*;
 use versions::{check_streams, rewrite_streams};
 
+pub use boot::Boot;
 pub use sync::{Pulled, Pushed, SyncMark};
 pub use verify::{destroy, repair, RepairReport};
 
@@ -111,6 +113,9 @@ pub struct Stats {
     pub events_migrated: u64,
     /// `streams` stores found not to match their digest at open and rebuilt from the segments.
     pub streams_rebuilt: u64,
+    /// The server offset this open started a new log from, with the server's snapshot set
+    /// (0: it did not).
+    pub snapshot_set_at: u64,
 }
 
 /// How hard a commit works before it is acknowledged.
@@ -204,6 +209,17 @@ impl Projections {
 
     fn warn(&self, message: &str) {
         self.call("warn", &[message.into()]);
+    }
+
+    /// A reducer's snapshot as the `snapshots` store keeps it, from its state as JSON text
+    /// (JS seals it with its checksum); `None` if JS cannot read it.
+    fn seal(&self, seq: u64, json: &str) -> Option<JsValue> {
+        let hooks = self.hooks.as_ref()?;
+        let f = js_sys::Reflect::get(hooks, &"seal".into()).ok()?;
+        f.dyn_ref::<Function>()?
+            .call2(hooks, &key(seq), &json.into())
+            .ok()
+            .filter(|v| v.is_object())
     }
 
     /// Whether JS finds a reducer snapshot intact: its checksum matches its state.
@@ -347,6 +363,7 @@ impl Log {
         on_close: Option<Function>,
         projections: Projections,
         sync: Option<usize>,
+        boot: Option<Boot>,
     ) -> Result<Log, Error> {
         if name.is_empty() {
             return Err(Error::argument("name", "must be a non-empty string"));
@@ -355,16 +372,26 @@ impl Log {
         let (seed, random) = random_seed();
         let mut stats = Stats::default();
         let opened = async {
-            let (client_id, streams_through, synced, truncated) =
+            let (client_id, mut streams_through, mut synced, mut truncated) =
                 Self::init_meta(&db, durability, new_client_id(random)).await?;
-            // Only the first open with sync has anything to move.
-            let (synced, migrated) = match sync {
-                Some(max_push_bytes) if !synced => {
-                    sync::prepare(&db, durability, max_push_bytes).await?
+            // Only the first open with sync has anything to move, or starts from a set.
+            if let (Some(max_push_bytes), false) = (sync, synced) {
+                let boot = boot.as_ref().map(|b| (b, &projections));
+                match sync::prepare(&db, durability, max_push_bytes, boot).await? {
+                    sync::Prepared::Migrated(n) => stats.events_migrated = n,
+                    sync::Prepared::Booted(at) => {
+                        (streams_through, truncated) = (at, at);
+                        stats.snapshot_set_at = at;
+                    }
+                    // Its marks are newer than the ones read above (it may have started
+                    // the log from a set).
+                    sync::Prepared::ByOtherTab => {
+                        (_, streams_through, _, truncated) =
+                            Self::init_meta(&db, durability, String::new()).await?;
+                    }
                 }
-                _ => (synced, 0),
-            };
-            stats.events_migrated = migrated;
+                synced = true;
+            }
             let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
             // A projection without a snapshot after the dropped history cannot be folded.
             if tables.seq() < truncated {

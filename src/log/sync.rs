@@ -220,13 +220,24 @@ struct Written {
     rev: Option<u64>,
 }
 
-/// Marks the log at `db` synced, moving a history written without sync to the outbox. Returns
-/// (synced, migrated events); another tab may have done it first.
+/// What [`prepare`] did.
+pub(super) enum Prepared {
+    /// Moved this many events of a history written without sync to the outbox.
+    Migrated(u64),
+    /// Started a new log from a snapshot set at this offset.
+    Booted(u64),
+    /// Nothing: another tab had done it (and may have moved the log's marks since).
+    ByOtherTab,
+}
+
+/// Marks the log at `db` synced, moving a history written without sync to the outbox, or, for
+/// a new log, starting it from `boot`'s snapshot set.
 pub(super) async fn prepare(
     db: &IdbDatabase,
     durability: Durability,
     max_push_bytes: usize,
-) -> Result<(bool, u64), Error> {
+    boot: Option<(&super::Boot, &Projections)>,
+) -> Result<Prepared, Error> {
     let stores = ["segments", "streams", "meta", "outbox", "snapshots"];
     let tx = idb::transaction(db, &stores, true, durability.as_str()).map_err(storage)?;
     let done = idb::done(&tx);
@@ -234,7 +245,7 @@ pub(super) async fn prepare(
     if get(&meta, "synced").await?.is_truthy() {
         tx.abort().ok();
         let _ = done.await;
-        return Ok((true, 0));
+        return Ok(Prepared::ByOtherTab);
     }
     let segments = tx.object_store("segments").map_err(storage)?;
     let (keys, values) = read_segments(&segments, 0, u32::MAX).await?;
@@ -244,6 +255,19 @@ pub(super) async fn prepare(
         .await
         .map_err(storage)?
         .unchecked_into();
+    if let Some((boot, projections)) = boot {
+        let new = keys.is_empty() && kept.length() == 0 && as_u64(&get(&meta, "head").await?) == 0;
+        if new {
+            if let Some(at) = super::boot::install(boot, projections, &tx)? {
+                meta.put_with_key(&outbox_check(std::iter::empty()), &"outboxCheck".into())
+                    .map_err(storage)?;
+                meta.put_with_key(&JsValue::TRUE, &"synced".into())
+                    .map_err(storage)?;
+                done.await.map_err(storage)?;
+                return Ok(Prepared::Booted(at));
+            }
+        }
+    }
     let mut next = as_u64(&get(&meta, "nextBatch").await?).max(1);
     let first = next;
     let mut moved = 0u64;
@@ -309,7 +333,7 @@ pub(super) async fn prepare(
     meta.put_with_key(&JsValue::TRUE, &"synced".into())
         .map_err(storage)?;
     done.await.map_err(storage)?;
-    Ok((true, moved))
+    Ok(Prepared::Migrated(moved))
 }
 
 impl Log {
