@@ -900,13 +900,20 @@ class Log {
   /** Read-only tables and reducer states as of position `seq`, folded from the log. */
   async tablesAt(seq) {
     if (!(Number.isSafeInteger(seq) && seq >= 0)) throw invalidArgument("seq", "must be a non-negative integer");
+    const { view, states } = await this.#past(seq);
+    return new PastView(view, this.#p, states);
+  }
+
+  // The tables (a wasm view) and reducer states as of position `seq`.
+  async #past(seq) {
     const reducers = [...this.#p.reducers.values()];
-    const stored = reducers.length > 0 ? await this.#core.reducerSnapshots(...reducerIds(reducers)) : [];
+    // Each from its snapshot, else from its base one (kept where history was dropped).
+    const [stored, bases] = reducers.length > 0 ? await Promise.all([false, true].map((base) => this.#core.reducerSnapshots(...reducerIds(reducers), base))) : [[], []];
+    const usable = (s) => s !== null && typeof s === "object" && typeof s.seq === "number" && s.seq <= seq && "state" in s && intactSnapshot(s);
     const states = new Map();
     reducers.forEach((r, i) => {
-      const s = stored[i];
-      const usable = s !== null && typeof s === "object" && typeof s.seq === "number" && s.seq <= seq && "state" in s && intactSnapshot(s);
-      states.set(r.name, usable ? { state: s.state, seq: s.seq, failure: null } : { state: r.initial(), seq: 0, failure: null });
+      const s = [stored[i], bases[i]].find(usable);
+      states.set(r.name, s ? { state: s.state, seq: s.seq, failure: null } : { state: r.initial(), seq: 0, failure: null });
     });
     const from = Math.min(seq, ...[...states.values()].map((s) => s.seq));
     const onEvents = (text) => {
@@ -917,7 +924,7 @@ class Log {
       }
     };
     const view = await this.#core.tablesAt(seq, from, reducers.length === 0 ? undefined : onEvents);
-    return new PastView(view, this.#p, states);
+    return { view, states };
   }
 
   /** Writes snapshots of every projection now (they are also written as the log grows). */
@@ -990,7 +997,15 @@ class Log {
       if (r.base.failure) throw invalidArgument("truncateBefore", `reducer ${name} failed, so it has no snapshot to fold on from`);
       upto = Math.min(upto, r.base.seq);
     }
-    return this.#core.truncateBefore(Math.min(seq, upto + 1));
+    // The projections' states where the cut ends are kept as their base snapshots: time
+    // travel works from the first position kept on, however far their snapshots move.
+    const cut = await this.#core.cutPoint(Math.min(seq, upto + 1));
+    if (cut >= this.start) {
+      const { view, states } = await this.#past(cut);
+      const reducers = [...this.#p.reducers.values()].filter((r) => !states.get(r.name).failure);
+      await this.#core.writeBase(view, ...reducerIds(reducers), reducers.map((r) => sealSnapshot(cut, states.get(r.name).state)));
+    }
+    return this.#core.truncateBefore(cut + 1);
   }
 
   async *events(options) {

@@ -343,11 +343,15 @@ impl LogCore {
         self.0.snapshot_set(salt, reducers, reducers_at as u64)
     }
 
-    /// The stored snapshots of the given reducers (`undefined` where none).
+    /// The stored snapshots of the given reducers (`undefined` where none); with `base`, their
+    /// base snapshots (kept where history was dropped).
     #[wasm_bindgen(js_name = reducerSnapshots, unchecked_return_type = "Promise<Array<any>>")]
-    pub fn reducer_snapshots(&self, names: Vec<String>, versions: Vec<u32>) -> Promise {
+    pub fn reducer_snapshots(&self, names: Vec<String>, versions: Vec<u32>, base: bool) -> Promise {
         let log = self.0.clone();
-        let keys = reducer_keys(&names, &versions);
+        let mut keys = reducer_keys(&names, &versions);
+        if base {
+            keys = keys.iter().map(|k| crate::log::base_key(k)).collect();
+        }
         future_to_promise(async move {
             let values = log.read_snapshots(&keys).await?;
             Ok(values.into_iter().collect::<js_sys::Array>().into())
@@ -381,6 +385,36 @@ impl LogCore {
                 ("start", start as f64),
                 ("dropped", dropped as f64),
             ]))
+        })
+    }
+
+    /// The last position `truncateBefore(before)` would drop now (the last one dropped so far
+    /// when it would drop none).
+    #[wasm_bindgen(js_name = cutPoint, unchecked_return_type = "Promise<number>")]
+    pub fn cut_point(&self, before: f64) -> Promise {
+        let log = self.0.clone();
+        future_to_promise(async move { Ok((log.cut_point(before as u64).await? as f64).into()) })
+    }
+
+    /// Stores the tables of `view` (a past view, as of a cut) and reducer `names[i]` at
+    /// `versions[i]` with snapshot `values[i]` as the projections' base snapshots.
+    #[wasm_bindgen(js_name = writeBase, unchecked_return_type = "Promise<void>")]
+    pub fn write_base(
+        &self,
+        view: &TablesView,
+        names: Vec<String>,
+        versions: Vec<u32>,
+        values: Vec<JsValue>,
+    ) -> Promise {
+        let log = self.0.clone();
+        let tables = view.0.borrow().snapshots();
+        let reducers = reducer_keys(&names, &versions)
+            .into_iter()
+            .zip(values)
+            .collect();
+        future_to_promise(async move {
+            log.write_base(tables, reducers).await?;
+            Ok(JsValue::UNDEFINED)
         })
     }
 

@@ -74,9 +74,11 @@ pub(super) fn install(
     let store = |name| tx.object_store(name).map_err(storage);
     let snapshots = store("snapshots")?;
     for (k, v) in &values {
-        snapshots
-            .put_with_key(v, &k.as_str().into())
-            .map_err(storage)?;
+        for k in [k.clone(), base_key(k)] {
+            snapshots
+                .put_with_key(v, &k.as_str().into())
+                .map_err(storage)?;
+        }
     }
     let streams = store("streams")?;
     let mut digest = SetDigest::default();

@@ -187,8 +187,9 @@ impl Log {
     }
 
     /// Read-only tables as of position `seq`: each from its snapshot when that is not past
-    /// `seq`, then folded up to `seq`. `on_events` gets the events after `reducers_from` (for
-    /// the JS reducers) as JSON text, a page at a time.
+    /// `seq` (else from its base snapshot, kept where history was dropped), then folded up to
+    /// `seq`. `on_events` gets the events after `reducers_from` (for the JS reducers) as JSON
+    /// text, a page at a time.
     pub async fn tables_at(
         &self,
         seq: u64,
@@ -196,15 +197,17 @@ impl Log {
         on_events: Option<&Function>,
     ) -> Result<Tables, Error> {
         self.check_open()?;
-        let stored = self
-            .read_snapshots(&self.0.projections.table_keys())
-            .await?;
+        let keys = self.0.projections.table_keys();
+        let bases: Vec<String> = keys.iter().map(|k| base_key(k)).collect();
+        let stored = self.read_snapshots(&[keys, bases].concat()).await?;
+        let (stored, bases) = stored.split_at(self.0.projections.tables.len());
         let mut start = reducers_from;
         let mut entries = Vec::new();
-        for ((name, def), value) in self.0.projections.tables.iter().zip(stored) {
-            let table = decode_snapshot(&value, def)
-                .ok()
-                .filter(|t| t.seq() <= seq)
+        for (((name, def), value), base) in self.0.projections.tables.iter().zip(stored).zip(bases)
+        {
+            let usable = |v: &JsValue| decode_snapshot(v, def).ok().filter(|t| t.seq() <= seq);
+            let table = usable(value)
+                .or_else(|| usable(base))
                 .unwrap_or_else(|| Table::new(Arc::clone(def)));
             start = start.min(table.seq());
             entries.push((name.clone(), table));
@@ -327,6 +330,13 @@ pub(super) async fn load_snapshots(
     let mut tables = Tables::new(entries, start);
     tables.set_schemas(p.schemas());
     Ok(tables)
+}
+
+/// Where a projection's base snapshot is kept: its state at the first position kept after
+/// history was dropped (by a cut or a start from the server's set), so time travel works from
+/// there even once the projection's own snapshot has moved on.
+pub fn base_key(key: &str) -> String {
+    format!("base:{key}")
 }
 
 /// A table from a stored snapshot value, or why it cannot be used.

@@ -48,6 +48,7 @@ use verify::*;
 use versions::{check_streams, rewrite_streams};
 
 pub use boot::Boot;
+pub use fold::base_key;
 pub use sync::{Pulled, Pushed, SyncMark};
 pub use verify::{destroy, repair, RepairReport};
 

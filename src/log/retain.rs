@@ -58,6 +58,63 @@ impl Log {
         Ok(at)
     }
 
+    /// The last position a cut before `before` would drop (the last one dropped so far when it
+    /// would drop none): JS folds the projections' states there first, as their base snapshots.
+    pub async fn cut_point(&self, before: u64) -> Result<u64, Error> {
+        self.check_open()?;
+        // The checkpoint bounds the cut: it is moved to the head first, as the cut itself does.
+        self.wait_idle().await;
+        self.0.writing.set(true);
+        let mut result = self.checkpoint_streams().await;
+        let mut cut = 0;
+        if result.is_ok() {
+            result = async {
+                let tx = idb::transaction(
+                    &self.0.db,
+                    &["segments", "meta", "snapshots"],
+                    false,
+                    "default",
+                )
+                .map_err(|e| self.closed_or(e))?;
+                let (at, truncated, _) = self.plan_cut(&tx, before).await?;
+                cut = at.max(truncated);
+                Ok(())
+            }
+            .await;
+        }
+        self.finish_writing();
+        self.start_writer_if_queued();
+        result.map(|()| cut)
+    }
+
+    /// (the cut, the last position dropped so far, `meta.compacted`) for a cut before `before`:
+    /// whole segments, never past a projection's stored snapshot (open folds each on from its
+    /// own) or the stream versions' checkpoint (open takes the versions after it from the
+    /// segments).
+    async fn plan_cut(
+        &self,
+        tx: &web_sys::IdbTransaction,
+        before: u64,
+    ) -> Result<(u64, u64, u64), Error> {
+        let segments = tx.object_store("segments").map_err(storage)?;
+        let meta = tx.object_store("meta").map_err(storage)?;
+        let snapshots = tx.object_store("snapshots").map_err(storage)?;
+        let before = before.min(self.snapshots_at(&snapshots).await? + 1);
+        let get = |k: &str| meta.get(&k.into()).map_err(storage);
+        let (truncated, through, compacted) =
+            (get("truncated")?, get("streamsThrough")?, get("compacted")?);
+        let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
+        let through = as_u64(&idb::request(&through).await.map_err(storage)?);
+        let compacted = as_u64(&idb::request(&compacted).await.map_err(storage)?);
+        let before = before.min(through + 1);
+        let cut = as_u64(
+            &idb::last_key_below(&segments, before as f64)
+                .await
+                .map_err(storage)?,
+        );
+        Ok((cut, truncated, compacted))
+    }
+
     async fn drop_before(&self, before: u64) -> Result<(u64, u64), Error> {
         let inner = &self.0;
         let tx = idb::transaction(
@@ -68,32 +125,14 @@ impl Log {
         )
         .map_err(|e| self.closed_or(e))?;
         let done = idb::done(&tx);
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        // Never past a projection's stored snapshot: open must fold each on from its own.
-        let before = before.min(
-            self.snapshots_at(&tx.object_store("snapshots").map_err(storage)?)
-                .await?
-                + 1,
-        );
-        let get = |k: &str| meta.get(&k.into()).map_err(storage);
-        let (truncated, through, compacted) =
-            (get("truncated")?, get("streamsThrough")?, get("compacted")?);
-        let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
-        let through = as_u64(&idb::request(&through).await.map_err(storage)?);
-        let compacted = as_u64(&idb::request(&compacted).await.map_err(storage)?);
-        // Open takes the versions of the events after the checkpoint from the segments.
-        let before = before.min(through + 1);
-        let cut = as_u64(
-            &idb::last_key_below(&segments, before as f64)
-                .await
-                .map_err(storage)?,
-        );
+        let (cut, truncated, compacted) = self.plan_cut(&tx, before).await?;
         if cut <= truncated {
             done.await.map_err(|e| self.closed_or(e))?;
             inner.truncated.set(truncated);
             return Ok((truncated + 1, 0));
         }
+        let segments = tx.object_store("segments").map_err(storage)?;
+        let meta = tx.object_store("meta").map_err(storage)?;
         let dropped = IdbKeyRange::upper_bound(&key(cut)).map_err(storage)?;
         segments.delete(&dropped).map_err(storage)?;
         meta.put_with_key(&key(cut), &"truncated".into())
@@ -105,5 +144,32 @@ impl Log {
         done.await.map_err(|e| self.closed_or(e))?;
         inner.truncated.set(cut);
         Ok((cut + 1, cut - truncated))
+    }
+
+    /// Stores the table snapshots (key, bytes) and reducer snapshots (key, value), taken as of
+    /// the position a cut will end at, as the projections' base snapshots: time travel after
+    /// the cut starts from them.
+    pub async fn write_base(
+        &self,
+        tables: Vec<(String, Vec<u8>)>,
+        reducers: Vec<(String, JsValue)>,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        let tx = idb::transaction(&self.0.db, &["snapshots"], true, "relaxed")
+            .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let store = tx.object_store("snapshots").map_err(storage)?;
+        for (k, bytes) in tables {
+            store
+                .put_with_key(&Uint8Array::from(&bytes[..]).buffer(), &base_key(&k).into())
+                .map_err(storage)?;
+        }
+        for (k, value) in &reducers {
+            store
+                .put_with_key(value, &base_key(k).into())
+                .map_err(storage)?;
+        }
+        done.await.map_err(|e| self.closed_or(e))?;
+        Ok(())
     }
 }

@@ -163,3 +163,37 @@ test("a cut at the head leaves an empty log that reopens clean; a cut with pendi
   assert.equal(p.verified, null);
   assert.equal(p.pendingAfter, 100);
 });
+
+test("time travel works from the first position kept on, after the snapshots moved past it and after a reopen", opts, async () => {
+  const r = await ev(page, async ({ url }) => {
+    const sync = { url, log: "kept-travel" };
+    const events = T.ledgerEvents(3000, 21, 15);
+    let log = await Logfold.open({ name: "retain-travel", projections: T.ledger(), sync });
+    for (let i = 0; i < 2000; i += 250) await log.append(events.slice(i, i + 250));
+    await log.sync.settled({ timeout: 30_000 });
+    const cut = await log.truncateBefore(1000);
+    // The snapshots move on past the cut: time travel below them starts from the base.
+    for (let i = 2000; i < 3000; i += 250) await log.append(events.slice(i, i + 250));
+    await log.sync.settled({ timeout: 30_000 });
+    await log.snapshot();
+    const at = cut.start + 10;
+    const travel = async () => {
+      const past = await log.tablesAt(at);
+      return T.canon(T.tables(past));
+    };
+    // The state at the last position dropped is the base itself; before it, nothing is kept.
+    const out = { cut, at, past: await travel(), atCut: (await log.tablesAt(cut.start - 1)).seq, below: await T.attempt(() => log.tablesAt(cut.start - 2)) };
+    await log.close();
+    log = await Logfold.open({ name: "retain-travel", projections: T.ledger(), sync });
+    out.reopened = await travel();
+    await log.close();
+    return out;
+  }, { url: sync.url });
+  assert.ok(r.cut.start > 500 && r.cut.start <= 1000, JSON.stringify(r.cut));
+  const { events } = await sync.events("kept-travel");
+  const model = await ev(page, (events) => T.canon(T.model(events)), events.slice(0, r.at));
+  assert.equal(r.past, model, "the tables as of a position just after the cut");
+  assert.equal(r.reopened, model);
+  assert.equal(r.atCut, r.cut.start - 1);
+  assert.equal(r.below.code, "TRUNCATED", JSON.stringify(r.below));
+});

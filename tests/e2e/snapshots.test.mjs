@@ -70,7 +70,11 @@ test("a new device starts from the shared set: the same tables at once, only the
     await b.append({ stream: "acct-3", type: "Deposited", data: { account: "acct-3", amount: 7 } }, { expectedVersion: version });
     await b.sync.settled({ timeout: 30_000 });
     await a.sync.now();
+    // Its snapshots move past the set; time travel after the set starts from it (its base).
+    await b.snapshot();
+    const travelTo = opened.stats.snapshotSetAt + 5;
     const out = {
+      travel: [T.canon(T.tables(await b.tablesAt(travelTo))), T.canon(T.tables(await a.tablesAt(travelTo)))],
       opened,
       versions: [await b.version("acct-3"), await a.version("acct-3")],
       tables: [T.canon(T.tables(a)), T.canon(T.tables(b))],
@@ -96,6 +100,7 @@ test("a new device starts from the shared set: the same tables at once, only the
   assert.equal(r.rejections, 0, "the expected version from the set's stream versions held on the server");
   assert.equal(r.versions[0], r.versions[1]);
   assert.equal(r.tables[0], r.tables[1], "both devices fold to the same tables");
+  assert.equal(r.travel[0], r.travel[1], "time travel just after the set, as the device with the whole log sees it");
   assert.equal(r.heads[0], 3000 + 220 + 1);
   assert.deepEqual(r.heads, [r.heads[0], r.heads[0]]);
   assert.equal(r.reopened.stats.snapshotSetAt, 0);
