@@ -969,16 +969,21 @@ export interface Log {
    * ```
    */
   read(options?: ReadOptions): Promise<StoredEvent[]>;
-  /** The first position this log keeps: 1, unless {@link Log.truncateBefore} dropped some. */
+  /**
+   * The first position this log keeps: 1, unless {@link Log.truncateBefore} dropped some or the
+   * log started from the server's snapshot set (see {@link SyncOptions.snapshots}).
+   */
   readonly start: number;
   /**
    * Drops the confirmed history before `seq` from this browser, for a synced log (the server
    * keeps it all; a log without sync refuses with `INVALID_ARGUMENT`). It writes every
    * projection's snapshot first and never cuts past them, nor past the stream versions'
    * checkpoint, and drops whole segments, so `start` may stay a little below `seq`. The outbox is
-   * not touched. Afterwards `read` and `tablesAt` below `start` throw `TRUNCATED`, and opening the
-   * log with a projection that has no snapshot after the cut (a new or changed definition)
-   * throws `TRUNCATED` too.
+   * not touched. The projections' states at the cut are kept as their base snapshots, so
+   * `tablesAt` works from `start - 1` on (the first cut of a long log folds it once to get them).
+   * Afterwards `read` below `start` and `tablesAt` below `start - 1` throw `TRUNCATED`, and
+   * opening the log with a projection that has no snapshot after the cut (a new or changed
+   * definition) throws `TRUNCATED` too.
    *
    * @example
    * ```js
