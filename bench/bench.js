@@ -847,7 +847,20 @@ export async function syncInitial(system, { total, url, log: serverLog }) {
     }
   }
   if (system !== "dexie") throw new Error("sync.initial runs logfold and dexie");
-  const name = uniqueName("initial-dexie");
+  const { ms, after, accounts } = await dexiePull("initial-dexie", url, serverLog);
+  if (after !== total) throw new Error(`pulled up to offset ${after}, expected ${total}`);
+  checkRows(total, (k) => accounts.get(k), "dexie synced accounts");
+  return { ms, events: total };
+}
+
+/**
+ * sync.initial's Dexie peer: from opening a fresh database (`events:
+ * "offset"`) through plain fetch of JSON pages of 10,000 events of `serverLog`, each stored with
+ * bulkAdd and folded with foldLedger, to the last page. Resolves to the time, the last offset
+ * pulled and the accounts (the database is deleted after, untimed).
+ */
+async function dexiePull(what, url, serverLog) {
+  const name = uniqueName(what);
   const t0 = performance.now();
   const db = new Dexie(name, { chromeTransactionDurability: DURABILITY });
   db.version(1).stores({ events: "offset" });
@@ -865,10 +878,7 @@ export async function syncInitial(system, { total, url, log: serverLog }) {
       after = page.events[page.events.length - 1].offset;
       if (after >= page.head) break;
     }
-    const ms = performance.now() - t0;
-    if (after !== total) throw new Error(`pulled up to offset ${after}, expected ${total}`);
-    checkRows(total, (k) => accounts.get(k), "dexie synced accounts");
-    return { ms, events: total };
+    return { ms: performance.now() - t0, after, accounts };
   } finally {
     db.close();
     await Dexie.delete(name);
