@@ -854,7 +854,7 @@ export async function syncInitial(system, { total, url, log: serverLog }) {
 }
 
 /**
- * sync.initial's Dexie peer: from opening a fresh database (`events:
+ * The Dexie peer of sync.initial and sync.boot: from opening a fresh database (`events:
  * "offset"`) through plain fetch of JSON pages of 10,000 events of `serverLog`, each stored with
  * bulkAdd and folded with foldLedger, to the last page. Resolves to the time, the last offset
  * pulled and the accounts (the database is deleted after, untimed).
@@ -988,6 +988,127 @@ export async function syncPush(system, { total, url, fillBudgetMs = 60_000 }) {
   const head = await serverHead(url, serverLog);
   if (head !== total) throw new Error(`the server log holds ${head} events, expected ${total}`);
   return out;
+}
+
+// ---- sync.boot: a new device of a big server log, from the server's snapshot set -----------------
+// The runner fills server log `log` with `total` ledger events from node, has bootSeed share a
+// snapshot set of it (and waits until the server stored it), then pushes `tail` more events, so
+// every trial's new device has a tail to pull after the set.
+
+let seed = null;
+
+/**
+ * The seeding device: opens server log `log` with the accounts table, waits until it caught up,
+ * writes its snapshots, which (`every: 1`, and this tab leads) uploads its snapshot set; the
+ * runner then waits for the server's count of stored uploads. No snapshots while it pulls
+ * (`snapshotEvery: Infinity`): each would upload a set too.
+ */
+export async function bootSeed(system, { total, url, log: serverLog, waitMs }) {
+  if (system !== "logfold") throw new Error("bootSeed is logfold's");
+  if (seed) throw new Error("a seed is open already");
+  const name = uniqueName("boot-seed");
+  await logfold.Logfold.destroy(name);
+  const t0 = performance.now();
+  const log = await logfold.Logfold.open({
+    name, durability: DURABILITY, projections: { accounts: LEDGER }, snapshotEvery: Infinity,
+    sync: { url, log: serverLog, snapshots: { every: 1 } },
+  });
+  seed = { name, log };
+  await log.sync.settled({ timeout: waitMs });
+  const pullMs = performance.now() - t0;
+  if (log.head !== total) throw new Error(`the seed's head is ${log.head} after settled(), the server holds ${total}`);
+  if (log.table("accounts").count() !== ACCOUNTS) throw new Error(`the seed has ${log.table("accounts").count()} accounts`);
+  await log.snapshot();
+  return { head: log.head, pullMs, stats: syncStats(log) };
+}
+
+/** After the runner saw the upload stored: close and delete the seed. */
+export async function bootSeedClose() {
+  if (!seed) return {};
+  const { name, log } = seed;
+  seed = null;
+  try {
+    await log.close();
+  } finally {
+    await logfold.Logfold.destroy(name);
+  }
+  return {};
+}
+
+// The snapshot set's GET (resource timing): its duration in ms, and its size (read once, untimed,
+// by fetching the same URL again: the server is another origin, so resource timing has no sizes).
+let setBytes = null;
+async function setDownload() {
+  const entry = performance.getEntriesByType("resource").find((e) => e.name.includes("/snapshots/"));
+  if (!entry) return null;
+  if (setBytes === null) {
+    const res = await fetch(entry.name, { headers: { accept: "application/vnd.logfold.snapshots" }, cache: "no-store" });
+    if (!res.ok) throw new Error(`the snapshot set: HTTP ${res.status}`);
+    setBytes = (await res.arrayBuffer()).byteLength;
+  }
+  return { ms: entry.responseEnd - entry.startTime, bytes: setBytes };
+}
+
+/**
+ * sync.boot: a new device (a new local log name) of server log `log`, which holds total + tail
+ * events. logfold: open() (with the server's snapshot set: `open_ms` until the table answers a
+ * get) until sync.settled() (`usable_ms`: caught up with the server's head); logfold-full: the
+ * same with `snapshots: false`, pulling and folding every event; dexie: dexiePull of the whole
+ * log (`usable_ms`). Every trial checks the head, the rows and, for logfold, that it started from
+ * the set.
+ */
+export async function syncBoot(system, { total, tail, url, log: serverLog, waitMs }) {
+  const head = total + tail;
+  expectedRows(head);
+  if (system === "dexie") {
+    const { ms, after, accounts } = await dexiePull("boot-dexie", url, serverLog);
+    if (after !== head) throw new Error(`pulled up to offset ${after}, expected ${head}`);
+    if (accounts.size !== ACCOUNTS) throw new Error(`dexie folded ${accounts.size} accounts, expected ${ACCOUNTS}`);
+    checkRows(head, (k) => accounts.get(k), "dexie booted accounts");
+    return { metrics: { usable_ms: ms }, events: head };
+  }
+  if (system !== "logfold" && system !== "logfold-full") throw new Error("sync.boot runs logfold, logfold-full and dexie");
+  const boot = system === "logfold";
+  const name = uniqueName(boot ? "boot" : "boot-full");
+  await logfold.Logfold.destroy(name);
+  performance.clearResourceTimings();
+  try {
+    const t0 = performance.now();
+    const log = await logfold.Logfold.open({
+      name, durability: DURABILITY, projections: { accounts: LEDGER },
+      sync: boot ? { url, log: serverLog } : { url, log: serverLog, snapshots: false },
+    });
+    try {
+      log.table("accounts").get("acct-0");
+      const openMs = performance.now() - t0;
+      const opened = { setAt: log.stats().snapshotSetAt, start: log.start, head: log.head, rows: log.table("accounts").count() };
+      await log.sync.settled({ timeout: waitMs });
+      const usableMs = performance.now() - t0;
+      const stats = { ...syncStats(log), snapshotSetAt: log.stats().snapshotSetAt, start: log.start };
+      const serverAt = await serverHead(url, serverLog);
+      if (boot && !(stats.snapshotSetAt > 0)) {
+        throw new Error(`did not start from the server's snapshot set: stats().snapshotSetAt is ${stats.snapshotSetAt}`);
+      }
+      if (!boot && stats.snapshotSetAt !== 0) throw new Error(`started from a snapshot set at ${stats.snapshotSetAt} with snapshots: false`);
+      if (log.head !== serverAt || serverAt !== head) {
+        throw new Error(`head ${log.head} after settled(); the server's head is ${serverAt}, expected ${head}`);
+      }
+      const rows = log.table("accounts").count();
+      if (rows !== ACCOUNTS) throw new Error(`the accounts table has ${rows} rows, expected ${ACCOUNTS}`);
+      checkRows(head, (k) => log.table("accounts").get(k), `logfold ${boot ? "booted" : "fully synced"} accounts table`);
+      const set = boot ? await setDownload() : null;
+      const note = boot
+        ? `opened at ${opened.head} from the set at ${opened.setAt} (start ${opened.start}, ${opened.rows} rows)` +
+          (set ? `; set GET ${set.ms.toFixed(0)} ms, ${(set.bytes / 1024).toFixed(0)} KiB` : "; no set GET seen") +
+          `; after open: ${(usableMs - openMs).toFixed(0)} ms to the head`
+        : `opened at ${opened.head}, ${opened.rows} rows`;
+      return { metrics: { open_ms: openMs, usable_ms: usableMs }, events: head, stats, note, set };
+    } finally {
+      await log.close();
+    }
+  } finally {
+    await logfold.Logfold.destroy(name);
+  }
 }
 
 // ---- sync.latency: device A (this origin) appends, device B (another origin) sees the row -------
@@ -1136,6 +1257,9 @@ window.bench = {
   tabTeardown: safe(tabTeardown),
   syncInitial: safe(syncInitial),
   syncPush: safe(syncPush),
+  bootSeed: safe(bootSeed),
+  bootSeedClose: safe(bootSeedClose),
+  syncBoot: safe(syncBoot),
   latencyOpen: safe(latencyOpen),
   latencyArm: safe(latencyArm),
   latencyAppend: safe(latencyAppend),

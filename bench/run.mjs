@@ -43,10 +43,12 @@ function option(name) {
 const N = quick
   ? { warmup: 1, trials: 3, batch1: 100, batch100: 1000, batch1000: 2000, batch10000: 10000,
       concurrent: 2000, concurrentPerRecord: 300, sequential: 100, read: 20000,
-      tables: 200_000, tablesTrials: 3, tabLatency: 50, sync: 20_000, syncTrials: 3, syncLatency: 50 }
+      tables: 200_000, tablesTrials: 3, tabLatency: 50, sync: 20_000, syncTrials: 3, syncLatency: 50,
+      boot: 100_000, bootTail: 10_000, bootTrials: 3, bootPeerTrials: 1 }
   : { warmup: 1, trials: 5, batch1: 500, batch100: 5000, batch1000: 10000, batch10000: 20000,
       concurrent: 10000, concurrentPerRecord: 1000, sequential: 500, read: 100000,
-      tables: 1_000_000, tablesTrials: 3, tabLatency: 200, sync: 100_000, syncTrials: 3, syncLatency: 200 };
+      tables: 1_000_000, tablesTrials: 3, tabLatency: 200, sync: 100_000, syncTrials: 3, syncLatency: 200,
+      boot: 1_000_000, bootTail: 10_000, bootTrials: 3, bootPeerTrials: 1 };
 
 const CASES = [
   { name: "append.batch1", fn: "appendBatches", arg: { batch: 1, total: N.batch1 } },
@@ -92,6 +94,16 @@ const CASES = [
   // origin, so its own IndexedDB, leader and live tail. Each trial starts with an untimed round.
   { name: "sync.latency", fn: "syncLatency", arg: { total: N.syncLatency }, systems: ["logfold", "fetch"],
     sync: true, latency: true, devices: true, trials: N.syncTrials, warmup: 0 },
+  // A new device of a server log of `total` events, then `tail` more: bootSetup fills it from node,
+  // has a seeding device share its snapshot set (the server must report it stored) and pushes the
+  // tail. logfold boots from the set; logfold-full (snapshots: false) and dexie pull it all, so
+  // they take one trial (`trialsBy`): a million events through Dexie take a minute or more.
+  // Two figures per trial (`metrics`): open_ms (the table answers) and usable_ms (at the head).
+  { name: "sync.boot", fn: "syncBoot",
+    arg: { total: N.boot, tail: N.bootTail, log: "bench-boot", waitMs: quick ? 60_000 : 300_000 },
+    systems: ["logfold", "logfold-full", "dexie"], sync: true, boot: true, metrics: ["open_ms", "usable_ms"],
+    trials: N.bootTrials, trialsBy: { "logfold-full": N.bootPeerTrials, dexie: N.bootPeerTrials },
+    timeout: quick ? 90_000 : 360_000 },
 ].filter((c) => !only || only.includes(c.name));
 
 // Past the soft deadline each case takes one trial and no warm-up, so a slow (busy) machine gives
@@ -100,8 +112,11 @@ const CASES = [
 const TABLES_MS = CASES.some((c) => c.group === "tables") ? (quick ? 120_000 : 6 * 60_000) : 0;
 // The sync.* cases take about 1 minute (quick) or 4 (full) on a busy 2-core machine; room for more.
 const SYNC_MS = CASES.some((c) => c.sync) ? (quick ? 150_000 : 6 * 60_000) : 0;
-const SOFT_DEADLINE_MS = (quick ? 75_000 : 8 * 60_000) + TABLES_MS + SYNC_MS;
-const DEADLINE_MS = (quick ? 110_000 : 12 * 60_000) + TABLES_MS + SYNC_MS;
+// sync.boot: filling the server log and seeding its set, then the trials: about 15 s (quick) or
+// 1.5 minutes (full, most of it Dexie's pull of a million events) on a 2-core machine; room for more.
+const BOOT_MS = CASES.some((c) => c.boot) ? (quick ? 40_000 : 5 * 60_000) : 0;
+const SOFT_DEADLINE_MS = (quick ? 75_000 : 8 * 60_000) + TABLES_MS + SYNC_MS + BOOT_MS;
+const DEADLINE_MS = (quick ? 110_000 : 12 * 60_000) + TABLES_MS + SYNC_MS + BOOT_MS;
 const CALL_TIMEOUT_MS = quick ? 60_000 : 180_000;
 // Filling a million events through Dexie takes minutes.
 const SETUP_TIMEOUT_MS = quick ? 120_000 : 600_000;
@@ -320,6 +335,28 @@ async function measure(c, system) {
   return row;
 }
 
+/**
+ * A case of several figures per trial (`c.metrics`, each in ms; sync.boot): its trials (no
+ * warm-up; `c.trialsBy[system]` or `c.trials`), one row per metric the trials returned.
+ */
+async function measureMetrics(c, system) {
+  const wanted = c.trialsBy?.[system] ?? c.trials ?? N.trials;
+  const trials = [];
+  for (let i = 0; i < wanted; i++) {
+    if (i > 0 && Date.now() - started > SOFT_DEADLINE_MS) break;
+    const out = await call(c.fn, system, c.arg, { timeout: c.timeout ?? CALL_TIMEOUT_MS });
+    const figures = Object.entries(out.metrics).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(", ");
+    const stats = out.stats ? Object.entries(out.stats).map(([k, v]) => `${k} ${v}`).join(", ") : "";
+    const detail = [stats, out.note].filter(Boolean).join("; ");
+    log(`${c.name} ${system} trial ${i + 1}/${wanted}: ${figures}${detail ? ` (${detail})` : ""}`);
+    trials.push(out);
+  }
+  return Object.keys(trials[0].metrics).map((metric) => ({
+    case: c.name, system, metric, value: round(median(trials.map((t) => t.metrics[metric])), 1), unit: "ms",
+    events: trials[0].events, trials: trials.length,
+  }));
+}
+
 // Whether a later case of `c`'s group, or a later system of `c`, still needs `system`'s database
 // (dexie and idb share one).
 function groupNeeds(i, system) {
@@ -341,12 +378,16 @@ async function runCases(url) {
       }
       c.arg.url = syncServer.url;
       c.deviceUrl = url.replace("//127.0.0.1:", "//localhost:");
-      if (c.fill) {
+      if (c.fill || c.boot) {
         try {
-          await fillServer(c.arg);
+          await (c.boot ? bootSetup(c.arg) : fillServer(c.arg));
         } catch (e) {
-          errors.push({ case: c.name, system: "*", error: `filling the server: ${e.message}` });
-          log(`${c.name} FAILED to fill the server: ${e.message}`);
+          errors.push({ case: c.name, system: "*", error: `${c.boot ? "setting up" : "filling"} the server: ${e.message}` });
+          log(`${c.name} FAILED to ${c.boot ? "set up" : "fill"} the server: ${e.message}`);
+          if (!(e instanceof PageError) && Date.now() - started < DEADLINE_MS) {
+            log("opening a new bench page");
+            await openPage(url);
+          }
           continue;
         }
       }
@@ -369,6 +410,7 @@ async function runCases(url) {
           await openPage(url);
         }
         if (c.memory) results.push(...(await measureMemory(c, system)));
+        else if (c.metrics) results.push(...(await measureMetrics(c, system)));
         else results.push(await measure({ ...c, url }, system));
       } catch (e) {
         const message = e.message.replace(/^page\.evaluate: /, "");
@@ -465,6 +507,49 @@ async function fillServer({ url, log: name, total }) {
   log(`sync: filled server log ${name} with ${total.toLocaleString("en")} events from node in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 }
 
+/** `logfold_snapshot_uploads_total{result="stored"}` from the server's /metrics. */
+async function storedUploads(url) {
+  const res = await fetch(`${url}/metrics`);
+  if (!res.ok) throw new Error(`/metrics: HTTP ${res.status}`);
+  const m = (await res.text()).match(/^logfold_snapshot_uploads_total\{result="stored"\}\s+(\d+)/m);
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * sync.boot's server log (untimed, once per run): `total` ledger events pushed from node, then a
+ * seeding device in the page (bootSeed) catches up and shares its snapshot set; once the server
+ * counts it stored, the seed is closed and deleted and `tail` more events of the same ledger are
+ * pushed, so a new device has a tail to pull after the set.
+ */
+async function bootSetup({ url, log: name, total, tail, waitMs }) {
+  const head = await serverHead(url, name);
+  if (head !== 0) throw new Error(`server log ${name} holds ${head} events, expected a new log`);
+  let t = Date.now();
+  const next = ledgerEvents();
+  let last = await pushAll(url, name, wireEvents(next(total)), { client: "bench-boot-fill" });
+  if (last !== total) throw new Error(`the server's head is ${last} after the fill, expected ${total}`);
+  log(`sync.boot: filled server log ${name} with ${total.toLocaleString("en")} events from node in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  t = Date.now();
+  const before = await storedUploads(url);
+  try {
+    const seeded = await call("bootSeed", "logfold", { url, log: name, total, waitMs }, { timeout: SETUP_TIMEOUT_MS });
+    log(`sync.boot: the seed caught up in ${(seeded.pullMs / 1000).toFixed(1)} s ` +
+      `(${Object.entries(seeded.stats).map(([k, v]) => `${k} ${v}`).join(", ")}) and wrote its snapshots`);
+    const until = Date.now() + (quick ? 60_000 : 180_000);
+    while ((await storedUploads(url)) <= before) {
+      if (Date.now() > until) throw new Error(`the server stored no snapshot set of ${name} within ${((Date.now() - t) / 1000).toFixed(0)} s of the seed's open`);
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+    log(`sync.boot: the server stored the seed's snapshot set, ${((Date.now() - t) / 1000).toFixed(1)} s after the seed's open`);
+  } finally {
+    await call("bootSeedClose", "logfold", {}).catch((e) => log(`closing the seed: ${e.message}`));
+  }
+  t = Date.now();
+  last = await pushAll(url, name, wireEvents(next(tail)), { client: "bench-boot-tail" });
+  if (last !== total + tail) throw new Error(`the server's head is ${last} after the tail, expected ${total + tail}`);
+  log(`sync.boot: pushed a tail of ${tail.toLocaleString("en")} events in ${((Date.now() - t) / 1000).toFixed(1)} s: the server's head is ${last}`);
+}
+
 /**
  * tables.fold "native": the same ledger fold in Rust, natively (not wasm), timed by
  * crates/core/examples/ledger_fold. Run after the browser has closed, so nothing competes with it.
@@ -533,6 +618,7 @@ function ratio(lf, dx) {
   if (!lf || !dx) return "";
   if (lf.events_per_s && dx.events_per_s) return `${(lf.events_per_s / dx.events_per_s).toFixed(1)}×`;
   if (lf.p50_ms && dx.p50_ms) return `${(dx.p50_ms / lf.p50_ms).toFixed(1)}× (p50)`;
+  if (lf.unit === "ms" && dx.unit === "ms" && lf.value && dx.value) return `${(dx.value / lf.value).toFixed(1)}×`;
   return "";
 }
 
@@ -638,7 +724,7 @@ async function main() {
   console.log(`durability: ${DURABILITY} for all systems; median of ${N.trials} trials after a warm-up.`);
   const wanted = (r) => {
     const c = CASES.find((c) => c.name === r.case);
-    return c?.memory ? 1 : (c?.trials ?? N.trials);
+    return c?.memory ? 1 : (c?.trialsBy?.[r.system] ?? c?.trials ?? N.trials);
   };
   const short = results.filter((r) => r.trials !== undefined && r.trials < wanted(r));
   if (short.length) {
