@@ -23,6 +23,7 @@ const LOGFOLD_CASES = [
   "sync.initial",
   "sync.push",
   "sync.latency",
+  "sync.boot",
 ];
 // Rows that must be there besides logfold's: [case, system, metric or undefined].
 const ROWS = [
@@ -36,10 +37,17 @@ const ROWS = [
   ["sync.push", "dexie", undefined],
   ["sync.push", "fetch", undefined],
   ["sync.latency", "fetch", undefined],
+  ["sync.boot", "logfold", "open_ms"],
+  ["sync.boot", "logfold", "usable_ms"],
+  ["sync.boot", "logfold-full", "open_ms"],
+  ["sync.boot", "logfold-full", "usable_ms"],
+  ["sync.boot", "dexie", "usable_ms"],
 ];
 // Cases whose rows give a throughput, and cases whose rows give latencies.
 const RATES = ["sync.initial", "sync.push"];
 const LATENCIES = ["sync.latency"];
+// Cases whose rows are times in ms (metric rows), each with its count of events and trials.
+const TIMES = ["sync.boot"];
 const NUMBERS = ["events_per_s", "p50_ms", "p99_ms", "value", "events", "trials"];
 const FIGURES = ["events_per_s", "p50_ms", "value"];
 
@@ -71,6 +79,10 @@ function check(json) {
     }
     if (RATES.includes(row.case) && !(positive(row.events_per_s) && positive(row.events) && positive(row.trials))) {
       problems.push(`${at} (${row.case} ${row.system}) needs positive events_per_s, events and trials`);
+    }
+    if (TIMES.includes(row.case) &&
+        !(row.unit === "ms" && typeof row.metric === "string" && positive(row.value) && positive(row.events) && positive(row.trials))) {
+      problems.push(`${at} (${row.case} ${row.system}) needs a metric in unit ms with positive value, events and trials`);
     }
     if (LATENCIES.includes(row.case) &&
         !(positive(row.p50_ms) && positive(row.p99_ms) && row.p99_ms >= row.p50_ms && positive(row.events))) {
