@@ -637,6 +637,20 @@ export interface OpenOptions {
    * newer format (`UNSUPPORTED_FORMAT`); by default a console warning.
    */
   onCorrupt?: (error: LogfoldError) => void;
+  /**
+   * For a synced log: drop the confirmed history that neither the last `keepEvents` events nor
+   * the events appended in the last `keepDays` days hold, as {@link Log.truncateBefore} does.
+   * The sync leader tab looks when a round leaves nothing pending, once the log has grown
+   * `snapshotEvery` events (at most 10,000) since it last looked.
+   * Times are the appending devices' clocks, so the day boundary is approximate. A log without
+   * sync refuses it with `INVALID_ARGUMENT`.
+   */
+  retention?: {
+    /** Keep at least the last this many confirmed events. */
+    keepEvents?: number;
+    /** Keep at least the events appended in the last this many days (fractions allowed). */
+    keepDays?: number;
+  };
 }
 
 /** What {@link Log.storage} reports. */

@@ -198,6 +198,19 @@ function lostError(head, mark) {
   );
 }
 
+// open's `retention`: { keepEvents?, keepDays? }, for a synced log only (the server keeps all).
+function checkRetention(retention, syncing) {
+  if (retention === undefined) return;
+  if (retention === null || typeof retention !== "object") throw invalidArgument("retention", "must be an object { keepEvents, keepDays }");
+  if (!syncing) throw invalidArgument("retention", "only a synced log drops history (the server keeps it); this log has no other copy");
+  const { keepEvents, keepDays, ...rest } = retention;
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined) throw invalidArgument(`retention.${unknown}`, "unknown option (expected keepEvents, keepDays)");
+  if (keepEvents === undefined && keepDays === undefined) throw invalidArgument("retention", "needs keepEvents or keepDays");
+  if (keepEvents !== undefined && !(Number.isSafeInteger(keepEvents) && keepEvents >= 1)) throw invalidArgument("retention.keepEvents", "must be a positive integer");
+  if (keepDays !== undefined && !(Number.isFinite(keepDays) && keepDays > 0)) throw invalidArgument("retention.keepDays", "must be a positive number of days");
+}
+
 // A reducer snapshot is a structured clone of the state, which IndexedDB does not check: it
 // carries a checksum of its JSON text, so a damaged one is rebuilt rather than used.
 function snapshotChecksum(seq, state) {
@@ -640,6 +653,9 @@ class Log {
   #snapshotEvery;
   #snapshotAt;
   #setId; // the name of this app's snapshot set on the server (a synced log with projections)
+  #retention; // { keepEvents, keepDays } (see #retain), or undefined
+  #retaining = false;
+  #retainedAt = 0;
   #snapshotting = null;
   #snapshotDue = false;
   #channel = null;
@@ -663,9 +679,10 @@ class Log {
    */
   verified;
 
-  constructor(core, projector, snapshotEvery, sync, risk, onCorrupt, setId) {
+  constructor(core, projector, snapshotEvery, sync, risk, onCorrupt, setId, retention) {
     this.#core = core;
     this.#setId = setId;
+    this.#retention = retention;
     this.verified = core.verifyRest().then(
       () => null,
       (e) => {
@@ -704,6 +721,7 @@ class Log {
         refresh: () => this.refresh(),
       });
       projector.onChange = () => this.sync?.changed();
+      if (retention) this.sync.subscribe((status) => this.#retain(status));
     }
     if (risk.onStorageRisk) {
       this.#riskTimer = setInterval(() => this.storage().catch(() => {}), STORAGE_CHECK_MS);
@@ -965,8 +983,45 @@ class Log {
     this.#snapshotDue = true;
     setTimeout(() => {
       this.#snapshotDue = false;
-      if (!this.closed) this.snapshot().catch((e) => this.closed || console.warn("logfold: snapshot failed:", e));
+      if (this.closed) return;
+      this.snapshot().catch((e) => this.closed || console.warn("logfold: snapshot failed:", e));
     }, 0);
+  }
+
+  // retention: the sync leader drops the confirmed history neither `keepEvents` nor `keepDays`
+  // keeps, when a round leaves nothing pending (the tables are at the confirmed head, so their
+  // snapshots can be written) and the log grew `snapshotEvery` events (at most 10,000) since
+  // it last looked.
+  async #retain(status) {
+    const keep = this.#retention;
+    const confirmed = status.confirmed;
+    if (this.#retaining || !status.leader || status.state !== "online" || status.pending > 0) return;
+    if (confirmed < this.#retainedAt + Math.min(this.#snapshotEvery, keep.keepEvents ?? Infinity, 10_000)) return;
+    this.#retaining = true;
+    this.#retainedAt = confirmed;
+    try {
+      let before = keep.keepEvents === undefined ? confirmed + 1 : confirmed - keep.keepEvents + 1;
+      if (keep.keepDays !== undefined) before = Math.min(before, await this.#firstSince(Date.now() - keep.keepDays * DAY_MS, confirmed));
+      if (before > this.start) await this.truncateBefore(before);
+    } catch (e) {
+      if (!this.closed) console.warn("logfold: retention could not drop history:", e);
+    } finally {
+      this.#retaining = false;
+    }
+  }
+
+  // The first confirmed position appended at `time` or later (confirmed + 1 if none): a binary
+  // search over the events' times, which follow the server's order closely but not exactly
+  // (they are the appending devices' clocks).
+  async #firstSince(time, confirmed) {
+    let [lo, hi] = [this.start, confirmed + 1];
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const [e] = await this.read({ after: mid - 1, limit: 1 });
+      if (!e || e.time >= time) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
   }
 
   // Without `after`, reads start at the first position kept (see truncateBefore).
@@ -1063,7 +1118,7 @@ class Log {
 export const Logfold = {
   async open(options) {
     await load();
-    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync, onStorageRisk, storageRiskAfter = DAY_MS, verify = "background", onCorrupt, schemas, upcast, unknownEvents } = options ?? {};
+    const { name, durability = "strict", onClose, projections, onProgress, snapshotEvery = 10_000, sync, onStorageRisk, storageRiskAfter = DAY_MS, verify = "background", onCorrupt, schemas, upcast, unknownEvents, retention } = options ?? {};
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
     if (onClose !== undefined && typeof onClose !== "function") throw invalidArgument("onClose", "must be a function");
     if (onProgress !== undefined && typeof onProgress !== "function") throw invalidArgument("onProgress", "must be a function");
@@ -1075,6 +1130,7 @@ export const Logfold = {
       throw invalidArgument("snapshotEvery", "must be a positive integer (events) or Infinity");
     }
     const syncing = syncOptions(sync, invalidArgument);
+    checkRetention(retention, syncing);
     const { tables, reducers } = splitProjections(projections);
     const projector = new Projector(Object.keys(tables), reducers, new Schemas(schemas, upcast, unknownEvents));
     projector.onProgress = onProgress;
@@ -1127,7 +1183,7 @@ export const Logfold = {
       }
     }
     writeMark(name, core.head);
-    return new Log(core, projector, snapshotEvery, syncing, { onStorageRisk, after: storageRiskAfter }, onCorrupt, setId);
+    return new Log(core, projector, snapshotEvery, syncing, { onStorageRisk, after: storageRiskAfter }, onCorrupt, setId, retention);
   },
 
   async destroy(name) {

@@ -167,7 +167,7 @@ test("stats() counters increase with appends", opts, async () => {
   assert.deepEqual(Object.keys(r.s0).sort(), [
     "baseEvents", "compactions", "eventsAppended", "eventsMigrated", "eventsPulled", "eventsReplayed",
     "overlayEvents", "overlayRebuilds", "projectionsRebuilt", "segmentsMerged",
-    "segmentsWritten", "snapshotsDiscarded", "snapshotsLoaded", "snapshotsWritten", "streamsRebuilt", "transactions",
+    "segmentsWritten", "snapshotSetAt", "snapshotsDiscarded", "snapshotsLoaded", "snapshotsWritten", "streamsRebuilt", "transactions",
   ]);
   assert.equal(r.s0.eventsAppended, 0);
   assert.equal(r.s1.eventsAppended, 1);

@@ -197,3 +197,50 @@ test("time travel works from the first position kept on, after the snapshots mov
   assert.equal(r.atCut, r.cut.start - 1);
   assert.equal(r.below.code, "TRUNCATED", JSON.stringify(r.below));
 });
+
+test("retention: the leader drops what neither keepEvents nor keepDays keeps as the log grows; bad options are refused", opts, async () => {
+  const r = await ev(page, async ({ url }) => {
+    const events = T.ledgerEvents(2000, 31, 10);
+    const open = (name, retention) => Logfold.open({ name, projections: T.ledger(), sync: { url, log: name }, snapshotEvery: 200, retention });
+    const waitFor = async (check) => {
+      for (let i = 0; i < 300 && !check(); i++) await new Promise((ok) => setTimeout(ok, 100));
+      return check();
+    };
+    const byCount = await open("retain-count", { keepEvents: 500 });
+    await waitFor(() => byCount.sync.status.leader);
+    for (let i = 0; i < 2000; i += 100) {
+      await byCount.append(events.slice(i, i + 100));
+      await byCount.sync.settled({ timeout: 30_000 });
+    }
+    await waitFor(() => byCount.start > 1000);
+    const count = { start: byCount.start, head: byCount.head, tables: T.canon(T.tables(byCount)) };
+    await byCount.close();
+    // By time: 300 events, a pause past the window, 300 more: the first 300 go.
+    const byTime = await open("retain-days", { keepDays: 1.5 / 86_400 });
+    await waitFor(() => byTime.sync.status.leader);
+    await byTime.append(events.slice(0, 300));
+    await byTime.sync.settled({ timeout: 30_000 });
+    await new Promise((ok) => setTimeout(ok, 2000));
+    for (let i = 300; i < 600; i += 100) {
+      await byTime.append(events.slice(i, i + 100));
+      await byTime.sync.settled({ timeout: 30_000 });
+    }
+    await waitFor(() => byTime.start > 1);
+    const days = { start: byTime.start, head: byTime.head };
+    await byTime.close();
+    const refused = await Promise.all([
+      T.attempt(() => Logfold.open({ name: "retain-bad", retention: { keepEvents: 10 } })),
+      T.attempt(() => open("retain-bad2", { keepEvents: 0 })),
+      T.attempt(() => open("retain-bad3", { keepHours: 1 })),
+      T.attempt(() => open("retain-bad4", {})),
+    ]);
+    return { count, days, refused: refused.map((e) => [e.code, e.details?.argument]), model: T.canon(T.model(events)) };
+  }, { url: sync.url });
+  // Whole segments are dropped, so a little more than the last 500 may stay.
+  assert.ok(r.count.start > 1000 && r.count.start <= 1501, JSON.stringify(r.count));
+  assert.equal(r.count.head, 2000);
+  assert.equal(r.count.tables, r.model, "the tables hold everything, dropped history included");
+  assert.ok(r.days.start > 1 && r.days.start <= 301, JSON.stringify(r.days));
+  assert.equal(r.days.head, 600);
+  assert.deepEqual(r.refused, [["INVALID_ARGUMENT", "retention"], ["INVALID_ARGUMENT", "retention.keepEvents"], ["INVALID_ARGUMENT", "retention.keepHours"], ["INVALID_ARGUMENT", "retention"]]);
+});
