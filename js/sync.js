@@ -74,7 +74,8 @@ export async function fetchSnapshotSet(options, id) {
     if (token) headers.authorization = `Bearer ${token}`;
     const response = await fetch(`${options.api}/snapshots/${id}`, { headers, signal, cache: "no-store" });
     const logId = response.headers.get(LOG_ID_HEADER);
-    if (!response.ok || !logId) return null;
+    // 204: the server has no set for these projections yet.
+    if (response.status !== 200 || !logId) return null;
     return { bytes: new Uint8Array(await response.arrayBuffer()), logId };
   } catch {
     return null;

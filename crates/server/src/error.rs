@@ -28,9 +28,6 @@ pub enum AppError {
     /// A push body that is not `application/json`: 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// Nothing is stored under that name: 404.
-    #[error("{0}")]
-    NotFound(String),
     /// A snapshot set of an offset the log has not reached, or of a log never written: 409.
     #[error("{0}")]
     SnapshotAhead(String),
@@ -74,7 +71,6 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
-            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             AppError::SnapshotAhead(_) => (StatusCode::CONFLICT, "SNAPSHOT_AHEAD"),
             AppError::UpgradeRequired(_) => (StatusCode::UPGRADE_REQUIRED, "UPGRADE_REQUIRED"),
             AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "BUSY"),

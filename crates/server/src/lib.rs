@@ -693,11 +693,11 @@ async fn get_snapshots(
 ) -> Result<Response, AppError> {
     state.authorize(&headers, &log, Access::Read)?;
     check_set_id(&set)?;
+    // None is an ordinary answer for a new app or log: 204, which a browser does not log as
+    // a failed request the way it does a 404.
     let Some(found) = state.store().snapshots(&log, &set).await? else {
         state.metrics().snapshot_download("missing");
-        return Err(AppError::NotFound(format!(
-            "no snapshot set {set} is stored for log {log:?}"
-        )));
+        return Ok(StatusCode::NO_CONTENT.into_response());
     };
     state.metrics().snapshot_download("found");
     let mut response = (

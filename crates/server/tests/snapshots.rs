@@ -154,8 +154,8 @@ async fn a_set_comes_back_with_the_stream_versions_at_its_offset(kind: Kind) {
     // No set of another name; the counters.
     let other = reducer_set("other", 5).id();
     let missing = app.get(&uri("demo", &other), None).await;
-    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text());
-    assert_eq!(missing.json()["code"], "NOT_FOUND");
+    assert_eq!(missing.status, StatusCode::NO_CONTENT, "{}", missing.text());
+    assert!(missing.body.is_empty());
     let m = metrics(&app).await;
     assert_eq!(counter(&m, "logfold_snapshot_uploads_total", "stored"), 1);
     assert_eq!(counter(&m, "logfold_snapshot_uploads_total", "kept"), 0);
@@ -274,7 +274,7 @@ async fn invalid_uploads_get_400_and_store_nothing(kind: Kind) {
         );
         if valid_name(&name) {
             let stored = app.get(&uri("demo", &name), None).await;
-            assert_eq!(stored.status, StatusCode::NOT_FOUND, "{what}: stored");
+            assert_eq!(stored.status, StatusCode::NO_CONTENT, "{what}: stored");
         }
     }
     let m = metrics(&app).await;
@@ -306,7 +306,7 @@ async fn a_set_past_the_head_or_of_an_unknown_log_gets_409(kind: Kind) {
     assert_eq!(a.json()["code"], "SNAPSHOT_AHEAD");
     for log in ["demo", "never-written"] {
         let stored = app.get(&uri(log, &ahead.id()), None).await;
-        assert_eq!(stored.status, StatusCode::NOT_FOUND, "{log}");
+        assert_eq!(stored.status, StatusCode::NO_CONTENT, "{log}");
     }
     assert!(app.all("never-written").await.is_empty());
     // At the head exactly, it is stored.
@@ -378,7 +378,7 @@ async fn a_token_reaches_only_its_own_logs_sets_and_a_reader_cannot_upload(kind:
     assert_eq!(SnapshotSet::decode(&a.body).unwrap().offset, 2, "unchanged");
     // Sets are per log: log-b has none of that name until its own writer uploads one.
     let b = app.get(&uri("log-b", &id), Some("writer-b-token")).await;
-    assert_eq!(b.status, StatusCode::NOT_FOUND, "{}", b.text());
+    assert_eq!(b.status, StatusCode::NO_CONTENT, "{}", b.text());
     let m = metrics(&app).await;
     assert_eq!(counter(&m, "logfold_snapshot_uploads_total", "refused"), 0);
 }
@@ -415,7 +415,7 @@ async fn at_most_eight_sets_are_kept_per_log_the_oldest_stored_goes(kind: Kind) 
             .await;
         match a.status {
             StatusCode::OK => kept.push(i),
-            StatusCode::NOT_FOUND => {}
+            StatusCode::NO_CONTENT => {}
             s => panic!("set {i}: {s} {}", a.text()),
         }
     }
@@ -443,7 +443,7 @@ async fn an_upload_over_the_body_limit_gets_413_and_stores_nothing() {
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text());
     assert_eq!(a.json()["code"], "PAYLOAD_TOO_LARGE");
     let stored = app.get(&uri("demo", &set.id()), None).await;
-    assert_eq!(stored.status, StatusCode::NOT_FOUND);
+    assert_eq!(stored.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
