@@ -1052,15 +1052,22 @@ class Log {
       if (r.base.failure) throw invalidArgument("truncateBefore", `reducer ${name} failed, so it has no snapshot to fold on from`);
       upto = Math.min(upto, r.base.seq);
     }
-    // The projections' states where the cut ends are kept as their base snapshots: time
-    // travel works from the first position kept on, however far their snapshots move.
-    const cut = await this.#core.cutPoint(Math.min(seq, upto + 1));
-    if (cut >= this.start) {
+    // The projections' states where the cut ends are kept as their base snapshots, written
+    // with the cut: time travel works from the first position kept on, however far their
+    // snapshots move. If segments were merged meanwhile, the cut ends elsewhere: again.
+    for (let attempt = 0; ; attempt++) {
+      const cut = await this.#core.cutPoint(Math.min(seq, upto + 1));
+      if (cut < this.start) return this.#core.truncateBefore(cut + 1, 0, undefined, [], new Uint32Array(), []);
       const { view, states } = await this.#past(cut);
-      const reducers = [...this.#p.reducers.values()].filter((r) => !states.get(r.name).failure);
-      await this.#core.writeBase(view, ...reducerIds(reducers), reducers.map((r) => sealSnapshot(cut, states.get(r.name).state)));
+      const reducers = [...this.#p.reducers.values()];
+      for (const r of reducers) {
+        const failure = states.get(r.name).failure;
+        if (failure) throw invalidArgument("truncateBefore", `reducer ${r.name} fails at position ${failure.seq}, before the cut, so it has no state to keep there`);
+      }
+      const values = reducers.map((r) => sealSnapshot(cut, states.get(r.name).state));
+      const report = await this.#core.truncateBefore(cut + 1, cut, view, ...reducerIds(reducers), values);
+      if (report.dropped > 0 || attempt === 2) return report;
     }
-    return this.#core.truncateBefore(cut + 1);
   }
 
   async *events(options) {

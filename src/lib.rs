@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
-use crate::log::{Appended, Boot, Durability, Log, Projections, SyncMark};
+use crate::log::{Appended, Base, Boot, Durability, Log, Projections, SyncMark};
 use crate::tables::{parse_definitions, reducer_snapshot_key, table_snapshot_key, TablesView};
 
 pub use error::set_error_class;
@@ -375,12 +375,31 @@ impl LogCore {
     }
 
     /// Drops the confirmed segments wholly before `before` (see `Log::truncate_before`);
-    /// resolves to `{ start, dropped }`.
+    /// resolves to `{ start, dropped }`. With `view` (a past view as of `cut`), the cut is made
+    /// only if it ends at `cut`, and the tables of `view` and reducer `names[i]` at
+    /// `versions[i]` with snapshot `values[i]` are stored as the base snapshots in its
+    /// transaction.
     #[wasm_bindgen(js_name = truncateBefore, unchecked_return_type = "Promise<{ start: number, dropped: number }>")]
-    pub fn truncate_before(&self, before: f64) -> Promise {
+    pub fn truncate_before(
+        &self,
+        before: f64,
+        cut: f64,
+        view: Option<TablesView>,
+        names: Vec<String>,
+        versions: Vec<u32>,
+        values: Vec<JsValue>,
+    ) -> Promise {
         let log = self.0.clone();
+        let base = view.map(|view| Base {
+            cut: cut as u64,
+            tables: view.0.borrow().snapshots(),
+            reducers: reducer_keys(&names, &versions)
+                .into_iter()
+                .zip(values)
+                .collect(),
+        });
         future_to_promise(async move {
-            let (start, dropped) = log.truncate_before(before as u64).await?;
+            let (start, dropped) = log.truncate_before(before as u64, base).await?;
             Ok(object(&[
                 ("start", start as f64),
                 ("dropped", dropped as f64),
@@ -394,28 +413,6 @@ impl LogCore {
     pub fn cut_point(&self, before: f64) -> Promise {
         let log = self.0.clone();
         future_to_promise(async move { Ok((log.cut_point(before as u64).await? as f64).into()) })
-    }
-
-    /// Stores the tables of `view` (a past view, as of a cut) and reducer `names[i]` at
-    /// `versions[i]` with snapshot `values[i]` as the projections' base snapshots.
-    #[wasm_bindgen(js_name = writeBase, unchecked_return_type = "Promise<void>")]
-    pub fn write_base(
-        &self,
-        view: &TablesView,
-        names: Vec<String>,
-        versions: Vec<u32>,
-        values: Vec<JsValue>,
-    ) -> Promise {
-        let log = self.0.clone();
-        let tables = view.0.borrow().snapshots();
-        let reducers = reducer_keys(&names, &versions)
-            .into_iter()
-            .zip(values)
-            .collect();
-        future_to_promise(async move {
-            log.write_base(tables, reducers).await?;
-            Ok(JsValue::UNDEFINED)
-        })
     }
 
     /// Checks the segments open did not need to read; rejects with `CORRUPT` on damage.

@@ -7,7 +7,7 @@
 use futures::future::join_all;
 use js_sys::{Function, Reflect, Uint8Array};
 use logfold::error::{CloseReason, Error};
-use logfold::log::{database_name, destroy, repair, Durability, Log, Projections};
+use logfold::log::{database_name, destroy, repair, Durability, Log, Projections, SyncMark};
 use logfold::tables::parse_definitions;
 use logfold_core::table::Key;
 use logfold_core::{Batch, ExpectedVersion, NewEvent};
@@ -493,6 +493,19 @@ async fn a_new_synced_log_starts_from_a_snapshot_set_that_fits_and_ignores_one_t
     assert_eq!(
         (again.stats().snapshot_set_at, again.start(), again.head()),
         (0, 4, 3)
+    );
+    assert_eq!(
+        again.stats().streams_rebuilt,
+        0,
+        "the set's stream versions match their digest"
+    );
+    // The server log's identity came with the set: another one is divergence.
+    assert_eq!(
+        again
+            .claim_sync_mark(SyncMark::ServerLog, "log-2")
+            .await
+            .unwrap(),
+        "log-1"
     );
     assert_eq!(again.version("b").await.unwrap(), 1);
     again.close().await;

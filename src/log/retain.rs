@@ -2,12 +2,29 @@
 
 use super::*;
 
+/// The projections' states at the position a cut ends at, stored as their base snapshots in
+/// the cut's transaction: time travel after the cut starts from them.
+pub struct Base {
+    /// The last position the cut drops, which the states are of.
+    pub cut: u64,
+    /// Table snapshot key → encoded snapshot.
+    pub tables: Vec<(String, Vec<u8>)>,
+    /// Reducer snapshot key → stored snapshot.
+    pub reducers: Vec<(String, JsValue)>,
+}
+
 impl Log {
     /// Deletes the segments that hold only positions before `before` (never past the stream
     /// versions' checkpoint, which it writes first), and returns the first position kept and
-    /// how many were dropped. The caller makes sure every projection has a snapshot at or
-    /// after the cut (see the JS `truncateBefore`); the outbox is not touched.
-    pub async fn truncate_before(&self, before: u64) -> Result<(u64, u64), Error> {
+    /// how many were dropped. With `base`, it cuts only if the cut ends at `base.cut` (else it
+    /// drops nothing: segments were merged meanwhile) and stores the base in the same
+    /// transaction. The caller makes sure every projection has a snapshot at or after the cut
+    /// (see the JS `truncateBefore`); the outbox is not touched.
+    pub async fn truncate_before(
+        &self,
+        before: u64,
+        base: Option<Base>,
+    ) -> Result<(u64, u64), Error> {
         self.check_open()?;
         if !self.is_synced() {
             return Err(Error::argument(
@@ -20,7 +37,7 @@ impl Log {
         self.0.writing.set(true);
         let mut result = self.checkpoint_streams().await.map(|()| (0, 0));
         if result.is_ok() {
-            result = self.drop_before(before).await;
+            result = self.drop_before(before, base.as_ref()).await;
         }
         self.finish_writing();
         self.start_writer_if_queued();
@@ -115,7 +132,7 @@ impl Log {
         Ok((cut, truncated, compacted))
     }
 
-    async fn drop_before(&self, before: u64) -> Result<(u64, u64), Error> {
+    async fn drop_before(&self, before: u64, base: Option<&Base>) -> Result<(u64, u64), Error> {
         let inner = &self.0;
         let tx = idb::transaction(
             &inner.db,
@@ -126,7 +143,7 @@ impl Log {
         .map_err(|e| self.closed_or(e))?;
         let done = idb::done(&tx);
         let (cut, truncated, compacted) = self.plan_cut(&tx, before).await?;
-        if cut <= truncated {
+        if cut <= truncated || base.is_some_and(|b| b.cut != cut) {
             done.await.map_err(|e| self.closed_or(e))?;
             inner.truncated.set(truncated);
             return Ok((truncated + 1, 0));
@@ -135,6 +152,18 @@ impl Log {
         let meta = tx.object_store("meta").map_err(storage)?;
         let dropped = IdbKeyRange::upper_bound(&key(cut)).map_err(storage)?;
         segments.delete(&dropped).map_err(storage)?;
+        if let Some(base) = base {
+            let snapshots = tx.object_store("snapshots").map_err(storage)?;
+            let tables = base
+                .tables
+                .iter()
+                .map(|(k, bytes)| (k, Uint8Array::from(&bytes[..]).buffer().into()));
+            for (k, value) in tables.chain(base.reducers.iter().map(|(k, v)| (k, v.clone()))) {
+                snapshots
+                    .put_with_key(&value, &base_key(k).into())
+                    .map_err(storage)?;
+            }
+        }
         meta.put_with_key(&key(cut), &"truncated".into())
             .map_err(storage)?;
         if compacted < cut {
@@ -144,32 +173,5 @@ impl Log {
         done.await.map_err(|e| self.closed_or(e))?;
         inner.truncated.set(cut);
         Ok((cut + 1, cut - truncated))
-    }
-
-    /// Stores the table snapshots (key, bytes) and reducer snapshots (key, value), taken as of
-    /// the position a cut will end at, as the projections' base snapshots: time travel after
-    /// the cut starts from them.
-    pub async fn write_base(
-        &self,
-        tables: Vec<(String, Vec<u8>)>,
-        reducers: Vec<(String, JsValue)>,
-    ) -> Result<(), Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["snapshots"], true, "relaxed")
-            .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let store = tx.object_store("snapshots").map_err(storage)?;
-        for (k, bytes) in tables {
-            store
-                .put_with_key(&Uint8Array::from(&bytes[..]).buffer(), &base_key(&k).into())
-                .map_err(storage)?;
-        }
-        for (k, value) in &reducers {
-            store
-                .put_with_key(value, &base_key(k).into())
-                .map_err(storage)?;
-        }
-        done.await.map_err(|e| self.closed_or(e))?;
-        Ok(())
     }
 }

@@ -258,7 +258,11 @@ pub(super) async fn prepare(
     if let Some((boot, projections)) = boot {
         let new = keys.is_empty() && kept.length() == 0 && as_u64(&get(&meta, "head").await?) == 0;
         if new {
-            if let Some(at) = super::boot::install(boot, projections, &tx)? {
+            // Nothing of a set that failed halfway may stay.
+            let installed = super::boot::install(boot, projections, &tx).inspect_err(|_| {
+                tx.abort().ok();
+            });
+            if let Some(at) = installed? {
                 meta.put_with_key(&outbox_check(std::iter::empty()), &"outboxCheck".into())
                     .map_err(storage)?;
                 meta.put_with_key(&JsValue::TRUE, &"synced".into())
