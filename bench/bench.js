@@ -1053,7 +1053,7 @@ async function setDownload() {
  * sync.boot: a new device (a new local log name) of server log `log`, which holds total + tail
  * events. logfold: open() (with the server's snapshot set: `open_ms` until the table answers a
  * get) until sync.settled() (`usable_ms`: caught up with the server's head); logfold-full: the
- * same with `snapshots: false`, pulling and folding every event; dexie: dexiePull of the whole
+ * same without `snapshots` (off by default), pulling and folding every event; dexie: dexiePull of the whole
  * log (`usable_ms`). Every trial checks the head, the rows and, for logfold, that it started from
  * the set.
  */
@@ -1076,7 +1076,7 @@ export async function syncBoot(system, { total, tail, url, log: serverLog, waitM
     const t0 = performance.now();
     const log = await logfold.Logfold.open({
       name, durability: DURABILITY, projections: { accounts: LEDGER },
-      sync: boot ? { url, log: serverLog } : { url, log: serverLog, snapshots: false },
+      sync: boot ? { url, log: serverLog, snapshots: true } : { url, log: serverLog },
     });
     try {
       log.table("accounts").get("acct-0");

@@ -641,7 +641,7 @@ export interface OpenOptions {
    * For a synced log: drop the confirmed history that neither the last `keepEvents` events nor
    * the events appended in the last `keepDays` days hold, as {@link Log.truncateBefore} does.
    * The sync leader tab looks when a round leaves nothing pending, once the log has grown
-   * `snapshotEvery` events (at most 10,000) since it last looked.
+   * the least of `snapshotEvery`, `keepEvents` and 10,000 events since it last looked.
    * Times are the appending devices' clocks, so the day boundary is approximate. A log without
    * sync refuses it with `INVALID_ARGUMENT`.
    */
@@ -715,18 +715,18 @@ export interface SyncOptions {
    */
   maxPushBytes?: number;
   /**
-   * Snapshot sets on the server (default `{}`: all on), or `false`. A new device (no log of
-   * this name in the origin yet) asks the server for the newest set of exactly this app's
-   * projections and event schemas, and starts from it: its tables are there at once and it
-   * pulls only the events after the set. Like a log after {@link Log.truncateBefore}, it keeps
-   * no events before the set ({@link Log.start}); a projection added or changed later cannot
-   * be folded and `open` refuses it with `TRUNCATED` (open another log name for it). The
-   * sync leader shares its own set as the log grows. Reducer states are shared only when they
-   * are plain JSON data (objects, arrays, strings, finite numbers, booleans, null); with any
-   * other reducer state, sets are neither shared nor used.
+   * Snapshot sets on the server: `true`, or options (default `false`: off). A new device (no log
+   * of this name in the origin yet) asks the server for the newest set of exactly this app's
+   * projections, event schemas and projection code, and starts from it: its tables are there at
+   * once and it pulls only the events after the set. Like a log after
+   * {@link Log.truncateBefore}, it keeps no events before the set ({@link Log.start}); a
+   * projection added or changed by a later release cannot be folded, and `open` refuses it with
+   * `TRUNCATED` (open another log name for it). The sync leader shares its own set as the log
+   * grows. Reducer states are shared only when they are plain JSON data (objects, arrays,
+   * strings, finite numbers, booleans, null); with any other reducer state, no set is shared.
    */
   snapshots?:
-    | false
+    | boolean
     | {
         /** Start a new log from the server's set (default true). */
         boot?: boolean;
@@ -734,7 +734,7 @@ export interface SyncOptions {
         share?: boolean;
         /** Upload once the log has grown this many events past the last set (default 50,000). */
         every?: number;
-        /** How long a new log waits for the set, in ms (default 5,000); then it pulls it all. */
+        /** How long a new log waits for the server's answer, in ms (default 5,000); then it pulls it all. */
         timeout?: number;
       };
 }

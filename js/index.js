@@ -404,11 +404,20 @@ class Schemas {
     this.unknown = unknownEvents;
   }
 
-  // What the projections' state depends on besides their definitions, for the name of the
-  // server's snapshot set: an app that folds otherwise must not start from this one's.
-  salt() {
-    const unknown = typeof this.unknown === "function" ? "function" : this.unknown;
-    return JSON.stringify({ schemas: Object.entries(this.current).sort(), unknown });
+  // What the projections' state depends on besides their definitions and versions, for the
+  // name of the server's snapshot set: the schemas, and the code of the upcasters, of the
+  // unknownEvents function and of `reducers` (so a build whose code folds otherwise, even at
+  // the same versions, never starts from another's set; a new build waits for its own).
+  salt(reducers) {
+    const code = (f) => (typeof f === "function" ? String(f) : f);
+    const upcast = Object.entries(this.upcast).map(([type, steps]) => [type, Object.entries(steps).map(([n, f]) => [n, code(f)])]);
+    const text = JSON.stringify({ schemas: Object.entries(this.current).sort(), unknown: code(this.unknown), upcast, reducers: reducers.map((r) => [r.name, code(r.init), code(r.apply)]) });
+    // Two 32-bit FNV-1a passes with different offsets: a short name for any length of code.
+    const hash = (h) => {
+      for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+      return (h >>> 0).toString(16).padStart(8, "0");
+    };
+    return hash(0x811c9dc5) + hash(0x050c5d1f);
   }
 
   // The wire event as stored: with meta.$schema when this app writes `type` at a schema above 1.
@@ -974,7 +983,7 @@ class Log {
       if (text === null) return undefined;
       states.push(text);
     }
-    return this.#core.snapshotSet(this.#p.schemas.salt(), ...reducerIds(reducers), states, at);
+    return this.#core.snapshotSet(this.#p.schemas.salt(reducers), ...reducerIds(reducers), states, at);
   }
 
   #maybeSnapshot(seq) {
@@ -1147,7 +1156,7 @@ export const Logfold = {
     // A new synced log starts from the server's snapshot set, if it has one for this app.
     let setId, boot;
     if (syncing && (Object.keys(tables).length > 0 || reducers.length > 0)) {
-      setId = snapshotSetId(JSON.stringify(tables), ...reducerIds(reducers), projector.schemas.salt());
+      setId = snapshotSetId(JSON.stringify(tables), ...reducerIds(reducers), projector.schemas.salt(reducers));
       if (syncing.snapshots.boot && (await mayBeNew(name))) {
         boot = await fetchSnapshotSet(syncing, setId);
       }

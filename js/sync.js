@@ -31,7 +31,7 @@ const sleep = (ms, signal) =>
 export function syncOptions(sync, invalidArgument) {
   if (sync === undefined) return undefined;
   if (sync === null || typeof sync !== "object") throw invalidArgument("sync", "must be an object { url, log, token | getToken }");
-  const { url, log, token, getToken, onRejected, onRetracted, live = true, maxPushBytes = PUSH_BYTES, snapshots = {} } = sync;
+  const { url, log, token, getToken, onRejected, onRetracted, live = true, maxPushBytes = PUSH_BYTES, snapshots = false } = sync;
   let base;
   try {
     base = new URL(url, globalThis.location?.href);
@@ -52,10 +52,14 @@ export function syncOptions(sync, invalidArgument) {
   return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, log, token, getToken, onRejected, onRetracted, live: Boolean(live), maxPushBytes, snapshots: snapshotOptions(snapshots, invalidArgument) };
 }
 
-// sync.snapshots: `false`, or { boot, share, every, timeout } (see the d.ts).
+// sync.snapshots: false (the default), true, or { boot, share, every, timeout } (see the d.ts).
+const SNAPSHOT_KEYS = new Set(["boot", "share", "every", "timeout"]);
 function snapshotOptions(snapshots, invalidArgument) {
   if (snapshots === false) return { boot: false, share: false, every: SHARE_EVERY, timeout: BOOT_TIMEOUT_MS };
-  if (snapshots === null || typeof snapshots !== "object") throw invalidArgument("sync.snapshots", "must be false or an object { boot, share, every, timeout }");
+  if (snapshots === true) snapshots = {};
+  if (snapshots === null || typeof snapshots !== "object") throw invalidArgument("sync.snapshots", "must be true, false or an object { boot, share, every, timeout }");
+  const unknown = Object.keys(snapshots).find((k) => !SNAPSHOT_KEYS.has(k));
+  if (unknown !== undefined) throw invalidArgument(`sync.snapshots.${unknown}`, "unknown option (expected boot, share, every, timeout)");
   const { boot = true, share = true, every = SHARE_EVERY, timeout = BOOT_TIMEOUT_MS } = snapshots;
   if (!Number.isSafeInteger(every) || every < 1) throw invalidArgument("sync.snapshots.every", "must be a positive integer (events)");
   if (!(Number.isFinite(timeout) && timeout >= 0)) throw invalidArgument("sync.snapshots.timeout", "must be a non-negative number of milliseconds");
@@ -64,21 +68,34 @@ function snapshotOptions(snapshots, invalidArgument) {
 
 /**
  * The server's snapshot set `id` for a new log: `{ bytes, logId }`, or null when the server has
- * none or cannot answer within `options.snapshots.timeout` (the log then pulls it all).
+ * none or does not start answering within `options.snapshots.timeout` (the log then pulls it
+ * all). The timeout covers the token and the response's head, not the download of the set.
  */
 export async function fetchSnapshotSet(options, id) {
-  const signal = AbortSignal.timeout(options.snapshots.timeout);
+  const abort = new AbortController();
+  let timer;
+  const late = new Promise((_, fail) => {
+    timer = setTimeout(() => {
+      abort.abort();
+      fail(new Error(`no answer within ${options.snapshots.timeout} ms`));
+    }, options.snapshots.timeout);
+  });
   try {
-    const token = options.token ?? (await options.getToken?.());
+    const token = options.token ?? (await Promise.race([options.getToken?.(), late]));
     const headers = { accept: SNAPSHOTS_TYPE };
     if (token) headers.authorization = `Bearer ${token}`;
-    const response = await fetch(`${options.api}/snapshots/${id}`, { headers, signal, cache: "no-store" });
+    const response = await Promise.race([fetch(`${options.api}/snapshots/${id}`, { headers, signal: abort.signal, cache: "no-store" }), late]);
+    clearTimeout(timer);
     const logId = response.headers.get(LOG_ID_HEADER);
     // 204: the server has no set for these projections yet.
     if (response.status !== 200 || !logId) return null;
     return { bytes: new Uint8Array(await response.arrayBuffer()), logId };
-  } catch {
+  } catch (e) {
+    console.info(`logfold: no snapshot set from the server (${e?.message ?? e}): pulling the whole log`);
     return null;
+  } finally {
+    clearTimeout(timer);
+    late.catch(() => {});
   }
 }
 
@@ -657,8 +674,11 @@ export class Sync {
       const answer = await response.json();
       this.#sharedAt = Math.max(offset, answer.offset ?? 0);
     } catch (e) {
-      // A server without snapshot sets (older than them) is not asked again by this tab.
-      if (e?.details?.status === 404 || e?.details?.status === 405) this.#sharedAt = Infinity;
+      // Refused (a server without sets, a set over --max-body, an offset it lacks): not again
+      // from this tab until the log grows `every` more; a server without sets, never.
+      const status = e?.details?.status;
+      if (status === 404 || status === 405) this.#sharedAt = Infinity;
+      else if (status >= 400 && status < 500) this.#sharedAt = offset;
       if (!this.#closed) console.warn("logfold: sharing a snapshot set failed:", e?.message ?? e);
     } finally {
       this.#sharing = false;
