@@ -216,9 +216,10 @@ impl MemoryLog {
         if let Some(&(offset, _, _)) = self.sets.get(&id).filter(|s| s.0 >= set.offset) {
             return Upload::Kept(offset);
         }
-        let before = usize::try_from(set.offset).unwrap_or(usize::MAX);
+        // The events up to the offset: as many as it is, from the first.
+        let count = usize::try_from(set.offset).unwrap_or(usize::MAX);
         let mut versions = HashMap::new();
-        for e in self.events.read(0, before) {
+        for e in self.events.read(0, count) {
             versions.insert(e.stream.clone(), e.version);
         }
         let latest = self.sets.values().map(|s| s.1).max();

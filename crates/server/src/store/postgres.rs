@@ -452,6 +452,14 @@ fn put_snapshots_with(conn: &mut Conn, log: &str, set: SnapshotSet) -> Result<Up
     if (head as u64) < set.offset {
         return Ok(Upload::Ahead(head as u64));
     }
+    // One upload per log at a time, so two trimming at once cannot both miss the other's row
+    // and keep more than the cap (pushes lock the log's row, not this).
+    query(
+        &mut tx,
+        statements,
+        "SELECT pg_advisory_xact_lock(hashtextextended('logfold snapshot sets ' || ($1::bigint)::text, 0))",
+        &[&log_id],
+    )?;
     let id = set.id();
     let offset = i64::try_from(set.offset).unwrap_or(i64::MAX);
     let stored = query(

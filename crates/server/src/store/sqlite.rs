@@ -14,6 +14,17 @@ use logfold_core::protocol::snapshots::SnapshotSet;
 
 use super::{Answer, PushJob, StoreError, StoredSet, Tail, Upload};
 
+/// The offset of `log_id`'s stored snapshot set `id`, if any.
+fn stored_offset(conn: &Connection, log_id: i64, id: &str) -> rusqlite::Result<Option<u64>> {
+    conn.query_row(
+        "SELECT event_offset FROM snapshot_sets WHERE log_id = ?1 AND set_id = ?2",
+        params![log_id, id],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()
+    .map(|o| o.map(|o| o as u64))
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY,
@@ -205,36 +216,44 @@ impl SqliteStore {
     /// See [`super::Store::put_snapshots`]; in one `BEGIN IMMEDIATE` transaction on the
     /// writer, so no push moves the head or the streams meanwhile.
     pub fn put_snapshots(&self, log: &str, set: SnapshotSet) -> Result<Upload, StoreError> {
+        let id = set.id();
+        let offset = set.offset;
+        // The checks and the versions on a reader, from one snapshot, so the one writer that
+        // every push waits for is held only to store: versions at an offset at or below the
+        // head never change, so they stay true whatever is pushed meanwhile.
+        let checked = self.with_reader(|conn| {
+            let tx = conn.transaction()?;
+            let found: Option<(i64, i64)> = tx
+                .query_row("SELECT id, head FROM logs WHERE name = ?1", [log], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let (log_id, head) = found.unwrap_or((0, 0));
+            if found.is_none() || (head as u64) < offset {
+                return Ok(Err(Upload::Ahead(head as u64)));
+            }
+            if let Some(kept) = stored_offset(&tx, log_id, &id)?.filter(|o| *o >= offset) {
+                return Ok(Err(Upload::Kept(kept)));
+            }
+            let streams = tx
+                .prepare(VERSIONS_AT)?
+                .query_map(params![log_id, to_i64(offset)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Ok((log_id, streams)))
+        })?;
+        let (log_id, streams) = match checked {
+            Ok(v) => v,
+            Err(answer) => return Ok(answer),
+        };
+        let bytes = super::sealed(set, streams);
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: Option<(i64, i64)> = tx
-            .query_row("SELECT id, head FROM logs WHERE name = ?1", [log], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let (log_id, head) = found.unwrap_or((0, 0));
-        if found.is_none() || (head as u64) < set.offset {
-            return Ok(Upload::Ahead(head as u64));
+        // Another upload of this set may have stored a newer one meanwhile.
+        if let Some(kept) = stored_offset(&tx, log_id, &id)?.filter(|o| *o >= offset) {
+            return Ok(Upload::Kept(kept));
         }
-        let id = set.id();
-        let stored: Option<i64> = tx
-            .query_row(
-                "SELECT event_offset FROM snapshot_sets WHERE log_id = ?1 AND set_id = ?2",
-                params![log_id, id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(offset) = stored.filter(|o| *o as u64 >= set.offset) {
-            return Ok(Upload::Kept(offset as u64));
-        }
-        let offset = set.offset;
-        let streams = tx
-            .prepare(VERSIONS_AT)?
-            .query_map(params![log_id, to_i64(offset)], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let bytes = super::sealed(set, streams);
         let latest: Option<i64> = tx.query_row(
             "SELECT max(stored_at) FROM snapshot_sets WHERE log_id = ?1",
             [log_id],
