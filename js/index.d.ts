@@ -719,9 +719,9 @@ export interface SyncOptions {
    * of this name in the origin yet) asks the server for the newest set of exactly this app's
    * projections, event schemas and projection code, and starts from it: its tables are there at
    * once and it pulls only the events after the set. Like a log after
-   * {@link Log.truncateBefore}, it keeps no events before the set ({@link Log.start}); a
-   * projection added or changed by a later release cannot be folded, and `open` refuses it with
-   * `TRUNCATED` (open another log name for it). The sync leader shares its own set as the log
+   * {@link Log.truncateBefore}, it keeps no events before the set ({@link Log.start}); for a
+   * projection added or changed by a later release, `open` pulls them back from the server
+   * first (offline it throws `TRUNCATED`). The sync leader shares its own set as the log
    * grows. Reducer states are shared only when they are plain JSON data (objects, arrays,
    * strings, finite numbers, booleans, null); with any other reducer state, no set is shared.
    */
@@ -995,9 +995,10 @@ export interface Log {
    * checkpoint, and drops whole segments, so `start` may stay a little below `seq`. The outbox is
    * not touched. The projections' states at the cut are kept as their base snapshots, so
    * `tablesAt` works from `start - 1` on (the first cut of a long log folds it once to get them).
-   * Afterwards `read` below `start` and `tablesAt` below `start - 1` throw `TRUNCATED`, and
-   * opening the log with a projection that has no snapshot after the cut (a new or changed
-   * definition) throws `TRUNCATED` too.
+   * Afterwards `read` below `start` and `tablesAt` below `start - 1` throw `TRUNCATED`.
+   * Opening the log with a projection that has no snapshot after the cut (a new or changed
+   * definition) pulls the dropped history back from the server first; with the server out of
+   * reach it throws `TRUNCATED`.
    *
    * @example
    * ```js

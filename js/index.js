@@ -1,8 +1,8 @@
 // logfold's JavaScript entry point: a thin layer over the wasm core. It checks what only JS can
 // see (functions, BigInt, cycles, Map/Set in data), sends each batch as one JSON string, and
 // turns the core's JSON answers back into objects.
-import init, { LogCore, setErrorClass, destroyLog, repairLog, snapshotSetId } from "./logfold.js";
-import { Sync, syncOptions, fetchSnapshotSet } from "./sync.js";
+import init, { LogCore, setErrorClass, destroyLog, repairLog, snapshotSetId, backfillLog } from "./logfold.js";
+import { Sync, syncOptions, fetchSnapshotSet, pullBack } from "./sync.js";
 
 /** Every error logfold throws: a real Error with a stable `code` and `details`. */
 export class LogfoldError extends Error {
@@ -1161,18 +1161,32 @@ export const Logfold = {
         boot = await fetchSnapshotSet(syncing, setId);
       }
     }
-    const core = await LogCore.open(
-      name,
-      durability,
-      onClose,
-      JSON.stringify(tables),
-      ...reducerIds(reducers),
-      projector.hooks(),
-      syncing !== undefined,
-      syncing?.maxPushBytes ?? 0,
-      boot?.bytes,
-      boot?.logId,
-    );
+    const openCore = () =>
+      LogCore.open(
+        name,
+        durability,
+        onClose,
+        JSON.stringify(tables),
+        ...reducerIds(reducers),
+        projector.hooks(),
+        syncing !== undefined,
+        syncing?.maxPushBytes ?? 0,
+        boot?.bytes,
+        boot?.logId,
+      );
+    let core;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        core = await openCore();
+        break;
+      } catch (e) {
+        // A projection needs history this browser dropped (truncateBefore, or a start from a
+        // snapshot set): the server keeps it all, so it is pulled back, once online.
+        if (e?.code !== "TRUNCATED" || !syncing || attempt === 3) throw e;
+        if (!(await pullBack(syncing, e.details, (logId, pages) => backfillLog(name, logId, pages)))) throw e;
+        boot = undefined;
+      }
+    }
     // A history written without sync moved to the outbox: the confirmed log starts again.
     const migrated = core.stats().eventsMigrated > 0;
     if (migrated) writeMark(name, null);

@@ -99,6 +99,41 @@ export async function fetchSnapshotSet(options, id) {
   }
 }
 
+/**
+ * Pulls the events (needed - 1, start - 1] of a log that dropped them back from the server, in
+ * chunks written from the top down with `backfill(logId, pages)` (each chunk ends right below
+ * what the log keeps, so what it keeps stays whole). Resolves to whether it got them all;
+ * false when the server cannot be reached or answers otherwise.
+ */
+export async function pullBack(options, { start, needed }, backfill) {
+  const token = options.token ?? (await options.getToken?.());
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  let upto = start - 1;
+  try {
+    while (upto >= needed) {
+      const from = Math.max(needed - 1, upto - 100_000);
+      const pages = [];
+      let logId;
+      for (let after = from; after < upto; ) {
+        const response = await fetch(`${options.api}/events?after=${after}&limit=${Math.min(PULL_LIMIT, upto - after)}`, { headers, cache: "no-store" });
+        logId = response.headers.get(LOG_ID_HEADER);
+        if (!response.ok || !logId) return false;
+        const text = await response.text();
+        const last = JSON.parse(text).events.at(-1)?.offset;
+        if (!(last > after)) return false;
+        pages.push(text);
+        after = last;
+      }
+      upto = await backfill(logId, pages);
+    }
+    return true;
+  } catch (e) {
+    if (e?.code === "DIVERGED") throw e;
+    console.info(`logfold: the dropped history could not be pulled back (${e?.message ?? e})`);
+    return false;
+  }
+}
+
 // pause() holds for the whole origin (every tab, and reloads): kept in localStorage, where there
 // is one (a worker has none, and pauses only itself and the tabs it can tell).
 const pausedKey = (name) => `logfold:sync-paused:${name}`;

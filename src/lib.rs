@@ -640,6 +640,20 @@ fn pulled_events(
     Ok((events, header_head))
 }
 
+/// Writes the server's events back into log `name` just below what it keeps (see
+/// `log::backfill`): `pages` are binary pull answers (segments), in order, served with log
+/// identity `server_log`. Resolves to the last position still dropped.
+#[wasm_bindgen(js_name = backfillLog, unchecked_return_type = "Promise<number>")]
+pub fn backfill_log(name: String, server_log: String, pages: Vec<JsValue>) -> Promise {
+    future_to_promise(async move {
+        let mut events = Vec::new();
+        for page in &pages {
+            events.extend(pulled_events(page, 0)?.0);
+        }
+        Ok((log::backfill(&name, &server_log, events).await? as f64).into())
+    })
+}
+
 /// Deletes log `name`'s database.
 #[wasm_bindgen(js_name = destroyLog, unchecked_return_type = "Promise<void>")]
 pub fn destroy_log(name: String) -> Promise {

@@ -49,7 +49,7 @@ use versions::{check_streams, rewrite_streams};
 
 pub use boot::Boot;
 pub use fold::base_key;
-pub use retain::Base;
+pub use retain::{backfill, Base};
 pub use sync::{Pulled, Pushed, SyncMark};
 pub use verify::{destroy, repair, RepairReport};
 

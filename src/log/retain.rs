@@ -1,5 +1,7 @@
 //! Dropping confirmed history a synced log no longer needs locally: the server keeps it all.
 
+use logfold_core::Event;
+
 use super::*;
 
 /// The projections' states at the position a cut ends at, stored as their base snapshots in
@@ -174,4 +176,84 @@ impl Log {
         inner.truncated.set(cut);
         Ok((cut + 1, cut - truncated))
     }
+}
+
+/// Writes the server's events just below what log `name` keeps back into it, so a projection
+/// that needs them can be folded: `events` must end right before the first position kept
+/// (with their server offsets), and `server_log` must be the server log it synced with.
+/// Returns the last position still dropped. One transaction: the positions after the last one
+/// dropped stay whole.
+pub async fn backfill(name: &str, server_log: &str, events: Vec<Event>) -> Result<u64, Error> {
+    let db = connect(name).await?;
+    let result = backfill_db(&db, server_log, events).await;
+    db.close();
+    result
+}
+
+async fn backfill_db(db: &IdbDatabase, server_log: &str, events: Vec<Event>) -> Result<u64, Error> {
+    let protocol = |message: String| Error::Sync {
+        code: "SYNC_PROTOCOL",
+        message,
+    };
+    let tx = idb::transaction(db, &["segments", "meta"], true, "strict").map_err(storage)?;
+    let done = idb::done(&tx);
+    let segments = tx.object_store("segments").map_err(storage)?;
+    let meta = tx.object_store("meta").map_err(storage)?;
+    let (truncated, known) = (
+        meta.get(&"truncated".into()).map_err(storage)?,
+        meta.get(&"serverLog".into()).map_err(storage)?,
+    );
+    let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
+    let known = idb::request(&known).await.map_err(storage)?.as_string();
+    let refused = if known.is_some_and(|k| k != server_log) {
+        Some(Error::Sync {
+            code: "DIVERGED",
+            message:
+                "the server's log is not the one this log synced with (it has another identity)"
+                    .into(),
+        })
+    } else {
+        let first = events.first().map_or(0, |e| e.seq);
+        let dense = events.iter().zip(first..).all(|(e, seq)| e.seq == seq);
+        (events.is_empty() || !dense || first + events.len() as u64 != truncated + 1).then(|| {
+            protocol(format!(
+                "the events pulled back are not positions up to {truncated}, the last one dropped"
+            ))
+        })
+    };
+    if let Some(e) = refused {
+        tx.abort().ok();
+        let _ = done.await;
+        return Err(e);
+    }
+    let put = |w: SegmentWriter| {
+        let last = w.first_seq() + w.count() - 1;
+        segments
+            .put_with_key(
+                &Uint8Array::from(&w.finish_packed()[..]).buffer(),
+                &key(last),
+            )
+            .map(drop)
+            .map_err(storage)
+    };
+    let still = events[0].seq - 1;
+    let written = (|| {
+        let mut w = SegmentWriter::new();
+        for e in &events {
+            if w.count() > 0 && w.size() + e.data.len() > 2 * TARGET_BYTES {
+                put(std::mem::take(&mut w))?;
+            }
+            w.push(&e.as_ref());
+        }
+        put(w)?;
+        meta.put_with_key(&key(still), &"truncated".into())
+            .map(drop)
+            .map_err(storage)
+    })();
+    if let Err(e) = written {
+        tx.abort().ok();
+        return Err(e);
+    }
+    done.await.map_err(storage)?;
+    Ok(still)
 }

@@ -56,9 +56,15 @@ test("truncateBefore drops confirmed history: reads below start say TRUNCATED, t
     const reopened = { start: log.start, head: log.head, stats: log.stats(), verified: await log.verified, tables: T.tables(log), count: log.state("count") };
     await log.close();
     // A projection defined after the cut has no snapshot to start from.
-    const changed = await T.attempt(() => Logfold.open({ name: "retain", projections: { other: { key: "data.account", on: { Deposited: { set: { last: "data.amount" } } } } }, sync }));
+    // A projection defined after the cut has no snapshot to start from: with the server out of
+    // reach, open refuses it; with the server, it pulls the dropped history back first.
+    const other = { other: { key: "data.account", on: { Deposited: { set: { last: "data.amount" } } } } };
+    const changed = await T.attempt(() => Logfold.open({ name: "retain", projections: other, sync: { ...sync, url: "http://127.0.0.1:47359" } }));
     const usage = (await navigator.storage.estimate()).usage;
-    return { before, cut, after, reopened, changed, usage, total: events.length };
+    log = await Logfold.open({ name: "retain", projections: other, sync });
+    const back = { start: log.start, stats: log.stats(), rows: log.table("other").count(), first: (await log.read({ limit: 1 }))[0]?.seq, verified: await log.verified };
+    await log.close();
+    return { before, cut, after, reopened, changed, back, usage, total: events.length };
   }, { url: sync.url });
   assert.equal(r.before.start, 1);
   assert.ok(r.cut.start > 1000 && r.cut.start <= 2000, JSON.stringify(r.cut));
@@ -80,6 +86,11 @@ test("truncateBefore drops confirmed history: reads below start say TRUNCATED, t
   assert.equal(r.reopened.count, r.total + 1);
   assert.equal(r.changed.code, "TRUNCATED", JSON.stringify(r.changed));
   assert.deepEqual(r.changed.details, { start: r.cut.start, needed: 1 });
+  assert.equal(r.back.start, 1, "the history was pulled back from the server");
+  assert.equal(r.back.first, 1);
+  assert.equal(r.back.stats.eventsReplayed, r.total + 1, "the new projection folded every event");
+  assert.equal(r.back.rows, 12);
+  assert.equal(r.back.verified, null);
   console.log(`retention: storage.estimate() usage ${r.before.usage} B before the cut, ${r.usage} B after (Chromium frees IndexedDB space when it compacts its files)`);
   // The server kept everything.
   assert.equal(await sync.head("kept-tail"), r.total + 1);
