@@ -117,17 +117,9 @@ impl SnapshotSet {
     /// Reads wire bytes: the frame, the checksum, sorted unique keys and stream names.
     pub fn decode(bytes: &[u8]) -> Result<SnapshotSet, SnapshotError> {
         let bad = |m: &str| SnapshotError::Corrupt(m.to_owned());
-        if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..4] != MAGIC {
-            return Err(bad("not a snapshot set"));
-        }
-        let (content, trailer) = bytes.split_at(bytes.len() - 4);
-        if crc32(content) != u32::from_le_bytes(trailer.try_into().expect("4 bytes")) {
-            return Err(bad("checksum mismatch"));
-        }
-        if content[4] != FORMAT {
-            return Err(SnapshotError::UnsupportedFormat(content[4]));
-        }
-        let mut r = Reader { buf: &content[5..] };
+        let mut r = Reader {
+            buf: snapshot::framed(bytes, MAGIC, FORMAT, "not a snapshot set")?,
+        };
         let offset = r.varint()?;
         let salt = r.str()?.to_owned();
         let n = r.varint()?;

@@ -118,21 +118,34 @@ pub fn position(bytes: &[u8]) -> Option<u64> {
     r.varint().ok()
 }
 
+/// What follows the format byte of `bytes` framed as `magic | format | … | crc32`, once the
+/// checksum holds and the format is `format`; `not_framed` says what the bytes are not.
+pub(crate) fn framed<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 4],
+    format: u8,
+    not_framed: &str,
+) -> Result<&'a [u8], SnapshotError> {
+    if bytes.len() < magic.len() + 1 + 4 || &bytes[..4] != magic {
+        return Err(SnapshotError::Corrupt(not_framed.to_owned()));
+    }
+    let (content, trailer) = bytes.split_at(bytes.len() - 4);
+    if crc32(content) != u32::from_le_bytes(trailer.try_into().expect("4 bytes")) {
+        return Err(SnapshotError::Corrupt("checksum mismatch".to_owned()));
+    }
+    if content[4] != format {
+        return Err(SnapshotError::UnsupportedFormat(content[4]));
+    }
+    Ok(&content[5..])
+}
+
 /// Walks a snapshot without its definition (as the sync server does before keeping one):
 /// frame, checksum, format and every row. Returns the definition hash and position it is of.
 pub fn check(bytes: &[u8]) -> Result<(&str, u64), SnapshotError> {
     let bad = |m: &str| SnapshotError::Corrupt(m.to_owned());
-    if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..4] != MAGIC {
-        return Err(bad("bad frame"));
-    }
-    let (content, trailer) = bytes.split_at(bytes.len() - 4);
-    if crc32(content) != u32::from_le_bytes(trailer.try_into().expect("4 bytes")) {
-        return Err(bad("checksum mismatch"));
-    }
-    if content[4] != FORMAT {
-        return Err(SnapshotError::UnsupportedFormat(content[4]));
-    }
-    let mut r = Reader { buf: &content[5..] };
+    let mut r = Reader {
+        buf: framed(bytes, MAGIC, FORMAT, "bad frame")?,
+    };
     let hash = r.str()?;
     let seq = r.varint()?;
     r.varint()?;
@@ -162,17 +175,9 @@ pub fn check(bytes: &[u8]) -> Result<(&str, u64), SnapshotError> {
 /// Decodes a snapshot taken with `def`.
 pub fn decode(bytes: &[u8], def: Arc<TableDef>) -> Result<Table, SnapshotError> {
     let bad = |m: &str| SnapshotError::Corrupt(m.to_owned());
-    if bytes.len() < MAGIC.len() + 1 + 4 || &bytes[..4] != MAGIC {
-        return Err(bad("bad frame"));
-    }
-    let (content, trailer) = bytes.split_at(bytes.len() - 4);
-    if crc32(content) != u32::from_le_bytes(trailer.try_into().expect("4 bytes")) {
-        return Err(bad("checksum mismatch"));
-    }
-    if content[4] != FORMAT {
-        return Err(SnapshotError::UnsupportedFormat(content[4]));
-    }
-    let mut r = Reader { buf: &content[5..] };
+    let mut r = Reader {
+        buf: framed(bytes, MAGIC, FORMAT, "bad frame")?,
+    };
     if r.str()? != def.hash {
         return Err(SnapshotError::OtherDefinition);
     }
