@@ -88,6 +88,9 @@ function deleteDatabase(name) {
   });
 }
 
+// The sync server of the case being run, for the logfold adapter; null: not synced.
+let syncTarget = null;
+
 // One adapter per system, all with the same shape. `append` writes a batch in one transaction;
 // `appendOne` writes a single event in its own transaction (for logfold: its own append call,
 // which group commit may merge with others in flight).
@@ -96,7 +99,9 @@ const systems = {
     async open(name, fresh) {
       if (!logfold) throw new Error("logfold package not loaded");
       if (fresh) await logfold.Logfold.destroy(name);
-      return logfold.Logfold.open({ name, durability: DURABILITY });
+      // append.synced500: synced with a server, appends go to the outbox.
+      const sync = syncTarget ? { sync: { url: syncTarget, log: uniqueName("outbox") } } : {};
+      return logfold.Logfold.open({ name, durability: DURABILITY, ...sync });
     },
     append: (log, events) => log.append(events),
     appendOne: (log, event) => log.append(event),
@@ -205,7 +210,8 @@ export function appendConcurrent(system, { total }) {
 }
 
 /** `total` single appends, each awaited before the next: the latency of each. */
-export function appendSequential(system, { total }) {
+export function appendSequential(system, { total, url = null }) {
+  syncTarget = url;
   const events = makeEvents(total);
   return fresh(system, async (s, db) => {
     const latencies = new Array(total);
@@ -216,6 +222,8 @@ export function appendSequential(system, { total }) {
       latencies[i] = performance.now() - t;
     }
     return { ms: performance.now() - t0, events: total, latencies };
+  }).finally(() => {
+    syncTarget = null;
   });
 }
 

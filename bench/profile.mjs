@@ -1,12 +1,15 @@
-// node bench/profile.mjs <bench function> [json arg] [--system logfold] [--top 25] [--relaxed]
+// node bench/profile.mjs <bench function> [json arg] [--system logfold] [--top 25] [--relaxed] [--sync]
 // Runs one bench function (see window.bench in bench.js) for one system under Chromium's
 // sampling profiler (DevTools protocol) and prints the functions with the most self time,
-// wasm ones by their names. A warm-up run comes first, unprofiled.
-// Example: node bench/profile.mjs appendSequential '{"total":2000}'
+// wasm ones by their names. A warm-up run comes first, unprofiled. --sync starts the sync server
+// (built by the bench: target/server/logfold-server, SQLite in memory) and passes its URL as `url`.
+// Example: node bench/profile.mjs appendSequential '{"total":2000}' --sync
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { chromium } from "playwright-core";
 import { serve } from "../scripts/serve.mjs";
 
@@ -29,6 +32,17 @@ const server = await serve({
   mounts: { "/pkg/": join(ROOT, "pkg"), "/dexie/": join(ROOT, "node_modules/dexie/dist"), "/": join(ROOT, "bench") },
   port: 0,
 });
+const origin = `http://127.0.0.1:${server.address().port}`;
+let syncServer = null;
+if (argv.includes("--sync")) {
+  const bin = resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target", "server/logfold-server");
+  syncServer = spawn(bin, ["--listen", "127.0.0.1:47339", "--database", ":memory:", "--cors-origin", origin],
+    { stdio: ["ignore", "pipe", "inherit"] });
+  for (;;) {
+    const [d] = await once(syncServer.stdout, "data");
+    if (String(d).includes("listening on")) break;
+  }
+}
 const profileDir = await mkdtemp(join(tmpdir(), "logfold-profile-"));
 const context = await chromium.launchPersistentContext(profileDir, {
   executablePath: "/usr/bin/chromium",
@@ -38,9 +52,9 @@ const context = await chromium.launchPersistentContext(profileDir, {
 });
 try {
   const page = context.pages()[0] ?? (await context.newPage());
-  await page.goto(`http://127.0.0.1:${server.address().port}/?durability=${durability}`);
+  await page.goto(`${origin}/?durability=${durability}`);
   await page.evaluate(() => window.bench.loadLogfold());
-  const arg = JSON.parse(rawArg);
+  const arg = { ...JSON.parse(rawArg), ...(syncServer ? { url: "http://127.0.0.1:47339" } : {}) };
   const run = () => page.evaluate(([f, s, a]) => window.bench[f](s, a), [fn, system, arg]);
   await run();
   const cdp = await context.newCDPSession(page);
@@ -53,6 +67,7 @@ try {
 } finally {
   await context.close();
   server.close();
+  syncServer?.kill();
   await rm(profileDir, { recursive: true, force: true });
 }
 

@@ -58,6 +58,9 @@ const CASES = [
   { name: "append.concurrent10000", fn: "appendConcurrent", arg: { total: N.concurrent },
     perRecordArg: { total: N.concurrentPerRecord } },
   { name: "append.sequential500", fn: "appendSequential", arg: { total: N.sequential }, latency: true },
+  // The same on a log synced with the sync server, online: appends go to the outbox while the
+  // leader pushes them. The peers are the plain ones: an app's outbox of its own would add to theirs.
+  { name: "append.synced500", fn: "appendSequential", arg: { total: N.sequential }, latency: true, sync: true },
   { name: "read.100000", fn: "readAll", arg: { total: N.read }, setup: "readSetup" },
   // Reopen the log read.100000 filled (and fill one themselves when run alone): verifying every
   // segment first, then the default open, which reads what it needs and checks the rest after.
