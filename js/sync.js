@@ -11,7 +11,11 @@ const PULL_LIMIT = 10000;
 // Bodies of at most this by default: a quarter of the server's default --max-body.
 const PUSH_BYTES = 4 << 20;
 const MIN_PUSH_BYTES = 64 << 10;
+// What other tabs take from the leader's status (see message()); pending and confirmed each
+// tab reads from its own core, so an append posts no status.
+const SHARED_STATUS = new Set(["state", "serverHead", "lastError", "lastSuccess", "epoch"]);
 const BACKOFF_MIN_MS = 500;
+const PUSH_WAIT_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 const SEGMENT_TYPE = "application/vnd.logfold.segment";
 const LOG_ID_HEADER = "logfold-log-id";
@@ -171,6 +175,10 @@ export class Sync {
   #epoch = 0;
   #token;
   #wake = new AbortController();
+  // Appends wake an idle loop but not one backing off: an append says nothing of the network,
+  // and offline, a retry per append would be a failed request per user action.
+  #appended = new AbortController();
+  #pushing = null; // the push in flight: its answer, once stored
   #lead = null; // aborts the leader's work when it steps down
   #queued = null; // aborts the queued lock request when stealing
   #release = null; // gives the lock back
@@ -311,7 +319,10 @@ export class Sync {
   /** What this tab's log did (an append, a fold): pending and confirmed counts may move. */
   changed() {
     this.#set({ pending: this.#core.pending, confirmed: this.#core.head });
-    if (this.#leading && this.#core.pending > 0) this.#kick();
+    if (this.#leading && this.#core.pending > 0) {
+      this.#appended.abort();
+      this.#appended = new AbortController();
+    }
   }
 
   /** A message from another tab on the log's channel. */
@@ -448,12 +459,16 @@ export class Sync {
   async #loop(signal) {
     let following = null;
     while (!signal.aborted) {
-      const wake = this.#wake.signal;
+      const wake = AbortSignal.any([this.#wake.signal, this.#appended.signal]);
       const waiters = this.#nowWaiters.splice(0);
       try {
         this.#set({ state: "syncing" });
-        await this.#pushAll(signal);
-        await this.#pullAll(signal);
+        const pushed = await this.#pushAll(signal);
+        // A push whose answer confirmed the outbox up to the server's head leaves nothing to
+        // pull while the live tail runs: a pull per push would take a transaction from the
+        // appends each time. Woken with nothing to push, it pulls (the tail may have stalled).
+        const caughtUp = pushed && following && this.#core.pending === 0 && this.#core.head >= this.#status.serverHead;
+        if (!caughtUp) await this.#pullAll(signal);
         // Paused (or stepped down) while a step that cannot be aborted finished: the state
         // that pause() set stands.
         if (signal.aborted) {
@@ -532,16 +547,22 @@ export class Sync {
     }
   }
 
+  // Returns whether it pushed anything.
   async #pushAll(signal) {
     if (!this.#verified) await this.#verify(signal);
-    for (;;) {
+    for (let pushed = false; ; pushed = true) {
       const next = await this.#core.pushRequest(this.#epoch);
-      if (!next || signal.aborted) return;
+      if (!next || signal.aborted) return pushed;
       const [body, numbers] = next;
       const head = this.#core.head;
-      const response = await this.#fetch("/push", { method: "POST", body, headers: { "content-type": "application/json" } }, signal);
-      const text = await response.text();
-      const answer = JSON.parse(await this.#core.applyPush(this.#epoch, numbers, text));
+      const step = (async () => {
+        const response = await this.#fetch("/push", { method: "POST", body, headers: { "content-type": "application/json" } }, signal);
+        return JSON.parse(await this.#core.applyPush(this.#epoch, numbers, await response.text()));
+      })();
+      this.#pushing = step;
+      const answer = await step.finally(() => {
+        if (this.#pushing === step) this.#pushing = null;
+      });
       // What the answer did is stored: the app hears of it before anything else can fail.
       if (answer.rejected.length > 0) {
         this.#tellRejected(answer.rejected);
@@ -628,14 +649,22 @@ export class Sync {
           buffer += value;
           let end;
           while ((end = buffer.indexOf("\n\n")) >= 0) {
-            const message = buffer.slice(0, end);
+            const lines = buffer.slice(0, end).split("\n");
             buffer = buffer.slice(end + 2);
-            const data = message
-              .split("\n")
+            const data = lines
               .filter((l) => l.startsWith("data:"))
               .map((l) => l.slice(5).trimStart())
               .join("\n");
             if (!data) continue;
+            // The message's id is its last offset. This tab's own pushes come back this way,
+            // usually before the push's answer, which confirms them: after it, storing nothing,
+            // they need no transaction. A push that hangs holds the tail a second at most.
+            if (this.#pushing) await Promise.race([this.#pushing.catch(() => {}), sleep(PUSH_WAIT_MS)]);
+            const last = Number(lines.find((l) => l.startsWith("id:"))?.slice(3));
+            if (last <= this.#core.head) {
+              this.#set({ serverHead: Math.max(this.#status.serverHead ?? 0, last), lastSuccess: Date.now() });
+              continue;
+            }
             const pulled = await this.#core.applyPull(this.#epoch, data, 0);
             this.#pulled(pulled);
             this.#set({ lastSuccess: Date.now() });
@@ -734,17 +763,20 @@ export class Sync {
 
   #set(patch) {
     let changed = false;
+    let shared = false;
+    const s = this.#status;
+    const serverHead = s.serverHead;
     for (const [k, v] of Object.entries(patch)) {
-      if (this.#status[k] !== v) {
-        this.#status[k] = v;
+      if (s[k] !== v) {
+        s[k] = v;
         changed = true;
+        shared ||= SHARED_STATUS.has(k);
       }
     }
     // What is confirmed is on the server: once its head is known, it is at least that.
-    const s = this.#status;
     if (s.serverHead !== null && s.confirmed > s.serverHead) s.serverHead = s.confirmed;
     if (!changed) return;
-    if (this.#leading) this.#post({ type: "sync-status", status: this.#status });
+    if (this.#leading && (shared || s.serverHead !== serverHead)) this.#post({ type: "sync-status", status: s });
     const copy = this.status;
     for (const cb of this.#subscribers) {
       try {

@@ -12,7 +12,7 @@ import { startChaosProxy } from "./chaos-proxy.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -1153,6 +1153,73 @@ test("pause() in any tab keeps appends pending in all, across a reload; resume()
       await ev(other, () => S.logs.ledger.sync.now(), undefined, LONG);
       await serverAt(sync, log, 8);
       assertExactlyOnce((await sync.events(log)).events, ids, "at the end");
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+// ---- requests and transactions the sync loop spares ----------------------------------------
+
+/** Counts, in the page, fetches per path end and readwrite transactions over the outbox. */
+function countRequests() {
+  const c = (window.counted = { fetch: {}, writes: 0 });
+  if (window.counting) return true;
+  window.counting = true;
+  const fetch = window.fetch;
+  window.fetch = function (url, init) {
+    const end = String(url).split("?")[0].split("/").pop();
+    window.counted.fetch[end] = (window.counted.fetch[end] ?? 0) + 1;
+    return fetch.call(this, url, init);
+  };
+  const transaction = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (stores, mode, options) {
+    if (mode === "readwrite" && [].concat(stores).includes("outbox")) window.counted.writes++;
+    return transaction.call(this, stores, mode, options);
+  };
+  return c === window.counted;
+}
+
+test("offline, appends wait for the backoff instead of each trying the server; online, this tab's own pushes coming back on the live tail cost no transaction", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.quiet, corsOrigin: pages.origin });
+  const log = "quiet";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["quiet"], async (dev) => {
+      const page = await tab(dev);
+      await open(page, "ledger", cfg);
+      await synced(page, "ledger", 0);
+      const events = await ledgerEvents(page, 70, 83);
+
+      // Online, with the live tail running: each append is one transaction, each push's
+      // answer one more; the tail's copy of the pushed events and a pull after each push
+      // would be two more per push.
+      await sleep(1000);
+      await ev(page, countRequests);
+      const ids = (await appendAll(page, "ledger", events.slice(0, 30), 1)).map((e) => e.id);
+      await synced(page, "ledger", 30);
+      await sleep(2000); // the live tail's messages arrive
+      const online = await ev(page, () => window.counted);
+      const pushes = online.fetch.push ?? 0;
+      assert.ok(pushes >= 1, JSON.stringify(online));
+      assert.ok(online.writes <= 30 + pushes + 1, `transactions: 30 appends, ${pushes} push answers and no more than one other: ${JSON.stringify(online)}`);
+      assert.ok((online.fetch.events ?? 0) <= 1, `no pull after each push: ${JSON.stringify(online)}`);
+
+      // Offline: the appends go to the outbox without a request each.
+      await sync.kill();
+      await until("the tab to see the server gone", () => status(page, "ledger"), (s) => s.lastError?.code === "NETWORK", 60_000);
+      await ev(page, countRequests);
+      ids.push(...(await appendAll(page, "ledger", events.slice(30), 1)).map((e) => e.id));
+      const offline = await ev(page, () => window.counted);
+      const tries = Object.values(offline.fetch).reduce((a, b) => a + b, 0);
+      assert.ok(tries <= 6, `40 offline appends, ${tries} requests: ${JSON.stringify(offline)}`);
+      assert.equal((await status(page, "ledger")).pending, 40);
+
+      await sync.restart();
+      await ev(page, () => S.logs.ledger.sync.now(), undefined, LONG);
+      await serverAt(sync, log, 70);
+      await synced(page, "ledger", 70);
+      assertExactlyOnce((await sync.events(log)).events, ids, "after the outage");
     });
   } finally {
     await sync.stop();
