@@ -655,12 +655,129 @@ impl Log {
         batches: &[&Batch],
     ) -> Result<Vec<Result<Appended, Error>>, Error> {
         let inner = &self.0;
-        let (tx, done, s) = self.begin(None, inner.durability.as_str()).await?;
         let mut names: Vec<&str> = Vec::new();
         for b in batches {
             names.extend(b.events.iter().map(|e| e.stream.as_str()));
         }
-        let known = self.known(&s, &names, None).await?;
+        // As a plain commit (see `commit`): when memory knows what the step needs, the writes
+        // go out with the reads that check it is still what is stored, saving a round trip.
+        let mut cached = self.cached_known(&names);
+        loop {
+            let optimistic = cached.take();
+            let (tx, done, s) = match optimistic {
+                Some(_) => {
+                    let tx =
+                        idb::transaction(&inner.db, &STEP_STORES, true, inner.durability.as_str())
+                            .map_err(|e| self.closed_or(e))?;
+                    let done = idb::done(&tx);
+                    let s = Stores::of(&tx)?;
+                    (tx, done, s)
+                }
+                None => self.begin(None, inner.durability.as_str()).await?,
+            };
+            let (known, check) = match optimistic {
+                Some((known, rev)) => {
+                    let stored_rev = s.meta.get(&"outboxRev".into()).map_err(storage)?;
+                    let stored_head = s.meta.get(&"head".into()).map_err(storage)?;
+                    (known, Some((rev, stored_rev, stored_head)))
+                }
+                None => (self.known(&s, &names, None).await?, None),
+            };
+            let (results, writes, count) = self.place_outbox(&known, batches);
+            let written = if writes.is_empty() {
+                None
+            } else {
+                match self.persist(&s, known.head, &writes) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        let _ = tx.abort();
+                        self.outbox_unknown();
+                        return Err(e);
+                    }
+                }
+            };
+            if let Some((rev, stored_rev, stored_head)) = check {
+                let stored = async {
+                    let rev = idb::request(&stored_rev).await.map_err(storage)?;
+                    let head = idb::request(&stored_head).await.map_err(storage)?;
+                    Ok::<_, Error>((as_u64(&rev), as_u64(&head)))
+                };
+                let (stored_rev, stored_head) = match stored.await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // The engine holds batches that were not stored.
+                        let _ = tx.abort();
+                        self.outbox_unknown();
+                        return Err(e);
+                    }
+                };
+                if stored_rev != rev || stored_head != known.head {
+                    // Another tab changed the outbox or the confirmed log: the engine placed
+                    // these from an old state. Nothing is written; read it all and place again.
+                    let _ = tx.abort();
+                    let _ = done.await;
+                    self.outbox_unknown();
+                    continue;
+                }
+            }
+            if let Err(e) = done.await {
+                self.outbox_unknown();
+                return Err(self.closed_or(e));
+            }
+            if let (Some(rev), Some(o)) = (
+                written.and_then(|w| w.rev),
+                inner.outbox.borrow_mut().as_mut(),
+            ) {
+                o.rev = rev;
+            }
+            inner.head.set(inner.head.get().max(known.head));
+            let mut st = inner.stats.get();
+            st.transactions += 1;
+            st.events_appended += count;
+            inner.stats.set(st);
+            if count > 0 {
+                // The commit stands either way; a failed read leaves the tables for the next one.
+                let _ = self.show(None).await;
+            }
+            return Ok(results);
+        }
+    }
+
+    /// What an outbox commit needs when memory has it all: the engine as of `meta.outboxRev`
+    /// (returned), stamped at the confirmed head, and the cached versions of the streams it
+    /// lacks.
+    fn cached_known(&self, names: &[&str]) -> Option<(Known, u64)> {
+        let inner = &self.0;
+        let head = inner.head.get();
+        if inner.versions_at.get() != head {
+            return None;
+        }
+        let mirror = inner.outbox.borrow();
+        let o = mirror.as_ref()?;
+        let engine = o.engine.as_ref().filter(|_| o.rev != u64::MAX)?;
+        let cache = inner.versions.borrow();
+        let mut versions = HashMap::new();
+        for name in engine.streams_to_read(head, names) {
+            versions.insert(name.to_owned(), *cache.get(name)?);
+        }
+        Some((
+            Known {
+                head,
+                versions,
+                ids: HashMap::new(),
+            },
+            o.rev,
+        ))
+    }
+
+    /// Places `batches` in the outbox after `known`: each call's result, the writes, and how
+    /// many events were placed.
+    fn place_outbox(
+        &self,
+        known: &Known,
+        batches: &[&Batch],
+    ) -> (Vec<Result<Appended, Error>>, Writes, u64) {
+        let inner = &self.0;
         let time = js_sys::Date::now() as u64;
         let mut writes = Writes::default();
         let mut results = Vec::with_capacity(batches.len());
@@ -668,7 +785,7 @@ impl Log {
         for b in batches {
             let appended = {
                 let mut ids = inner.ids.borrow_mut();
-                self.with_engine(|e| e.append_checked(&known, b, time, &mut ids))
+                self.with_engine(|e| e.append_checked(known, b, time, &mut ids))
             };
             match appended {
                 Ok((events, w)) => {
@@ -687,21 +804,7 @@ impl Log {
                 Err(e) => results.push(Err(Error::from(e))),
             }
         }
-        if writes.is_empty() {
-            done.await.map_err(|e| self.closed_or(e))?;
-        } else {
-            self.commit_step(&tx, done, &s, known.head, &writes).await?;
-        }
-        inner.head.set(inner.head.get().max(known.head));
-        let mut st = inner.stats.get();
-        st.transactions += 1;
-        st.events_appended += count;
-        inner.stats.set(st);
-        if count > 0 {
-            // The commit stands either way; a failed read leaves the tables for the next one.
-            let _ = self.show(None).await;
-        }
-        Ok(results)
+        (results, writes, count)
     }
 
     /// What other tabs did: their outbox appends, and the leader's pulls and push answers.

@@ -12,7 +12,7 @@ import { startChaosProxy } from "./chaos-proxy.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, twoWriters: 47338, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -1220,6 +1220,53 @@ test("offline, appends wait for the backoff instead of each trying the server; o
       await serverAt(sync, log, 70);
       await synced(page, "ledger", 70);
       assertExactlyOnce((await sync.events(log)).events, ids, "after the outage");
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+test("two tabs appending to one synced log at once, paused then online: every event once, in one order both tabs and the server agree on", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.twoWriters, corsOrigin: pages.origin });
+  const log = "two-writers";
+  const cfg = { url: sync.url, log };
+  try {
+    await withDevices(["two-writers"], async (dev) => {
+      const t1 = await tab(dev);
+      const t2 = await tab(dev);
+      await open(t1, "ledger", cfg);
+      await open(t2, "ledger", cfg);
+      await oneLeader(t1, t2, "ledger");
+      const events = await ledgerEvents(t1, 240, 97);
+      // Each tab's memory of the outbox goes stale with every append of the other: a commit
+      // placed from it must notice, write nothing, and place again from what is stored.
+      const both = async (from) => {
+        const [a, b] = await Promise.all([
+          appendAll(t1, "ledger", events.slice(from, from + 60), 1),
+          appendAll(t2, "ledger", events.slice(from + 60, from + 120), 1),
+        ]);
+        return [...a, ...b].map((e) => e.id);
+      };
+      await ev(t1, () => S.logs.ledger.sync.pause());
+      const ids = await both(0);
+      for (const t of [t1, t2]) {
+        await until("both tabs to see 120 pending", () => status(t, "ledger"), (s) => s.pending === 120, 30_000);
+        const v = await view(t, "ledger");
+        assert.deepEqual(v.events.map((e) => e.seq), Array.from({ length: 120 }, (_, i) => i + 1), "provisional seqs dense");
+        assert.deepEqual([...v.events.map((e) => e.id)].sort(), [...ids].sort(), "every appended event in the outbox once");
+      }
+      await ev(t1, () => S.logs.ledger.sync.resume());
+      ids.push(...(await both(120)));
+      await serverAt(sync, log, 240);
+      await synced(t1, "ledger", 240);
+      await synced(t2, "ledger", 240);
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, ids, "two writers");
+      for (const t of [t1, t2]) {
+        const v = await view(t, "ledger");
+        assertConfirmedLike(v.events, server, "each tab");
+        assert.deepEqual(v.tables, await model(t, server));
+      }
     });
   } finally {
     await sync.stop();
