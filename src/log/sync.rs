@@ -197,8 +197,6 @@ struct Stores {
     streams: IdbObjectStore,
     outbox: IdbObjectStore,
     rejections: IdbObjectStore,
-    /// The head's read, sent with the engine's (see `load_engine`) to save a round trip.
-    head: RefCell<Option<web_sys::IdbRequest>>,
 }
 
 impl Stores {
@@ -210,7 +208,6 @@ impl Stores {
             streams: store("streams")?,
             outbox: store("outbox")?,
             rejections: store("rejections")?,
-            head: RefCell::new(None),
         })
     }
 }
@@ -363,10 +360,7 @@ impl Log {
         if !self.is_synced() {
             return Ok(false);
         }
-        // Every step reads the head next (see `known`): both reads go out together.
-        let rev = s.meta.get(&"outboxRev".into()).map_err(storage)?;
-        *s.head.borrow_mut() = Some(s.meta.get(&"head".into()).map_err(storage)?);
-        let rev = as_u64(&idb::request(&rev).await.map_err(storage)?);
+        let rev = as_u64(&get(&s.meta, "outboxRev").await?);
         if self.0.outbox.borrow().as_ref().map(|o| o.rev) == Some(rev) {
             return Ok(false);
         }
@@ -449,12 +443,7 @@ impl Log {
         also: &[&str],
         ids: Option<(u64, u64)>,
     ) -> Result<Known, Error> {
-        let sent = s.head.borrow_mut().take();
-        let head = match sent {
-            Some(req) => idb::request(&req).await,
-            None => idb::request(&s.meta.get(&"head".into()).map_err(storage)?).await,
-        };
-        let head = as_u64(&head.map_err(storage)?);
+        let head = as_u64(&get(&s.meta, "head").await?);
         let names: HashSet<String> = {
             let mirror = self.0.outbox.borrow();
             let engine = mirror.as_ref().expect("synced").engine();

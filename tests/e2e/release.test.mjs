@@ -106,9 +106,10 @@ test("pkg/ is the release build, already optimized by wasm-opt", { timeout: TEST
 // with the repair of sync records, 227 with the streams store's digest check, the commit from
 // the version cache, the check after open and the outbox check, 232 with truncateBefore, 235
 // with event schemas and the review's fixes, 241 with snapshot sets from the server (start and
-// share), 243.5 with base snapshots at a cut, 246 with pulling dropped history back). Raise it
-// only on purpose, lower it with every cut; scripts/size-profile shows where the bytes are.
-const WASM_GZIP_LIMIT = 252_500;
+// share), 243.5 with base snapshots at a cut, 246 with pulling dropped history back, 246.7 with
+// the outbox commit that sends its writes with its checks). Raise it only on purpose, lower it
+// with every cut; scripts/size-profile shows where the bytes are.
+const WASM_GZIP_LIMIT = 253_000;
 
 test(`the wasm stays within ${WASM_GZIP_LIMIT} bytes gzip`, { timeout: TEST_TIMEOUT }, () => {
   const gzip = gzipSync(readFileSync(WASM), { level: 9 }).length;
