@@ -88,19 +88,16 @@ function deleteDatabase(name) {
   });
 }
 
-// The sync server of the case being run, for the logfold adapter; null: not synced.
-let syncTarget = null;
-
 // One adapter per system, all with the same shape. `append` writes a batch in one transaction;
 // `appendOne` writes a single event in its own transaction (for logfold: its own append call,
 // which group commit may merge with others in flight).
 const systems = {
   logfold: {
-    async open(name, fresh) {
+    // `url`: synced with that server (append.synced500), appends go to the outbox.
+    async open(name, fresh, url = null) {
       if (!logfold) throw new Error("logfold package not loaded");
       if (fresh) await logfold.Logfold.destroy(name);
-      // append.synced500: synced with a server, appends go to the outbox.
-      const sync = syncTarget ? { sync: { url: syncTarget, log: uniqueName("outbox") } } : {};
+      const sync = url ? { sync: { url, log: uniqueName("outbox") } } : {};
       return logfold.Logfold.open({ name, durability: DURABILITY, ...sync });
     },
     append: (log, events) => log.append(events),
@@ -171,11 +168,12 @@ function adapter(system) {
   return s;
 }
 
-// Runs `body` against a fresh database, timing only `body`, then closes and deletes it.
-async function fresh(system, body) {
+// Runs `body` against a fresh database, timing only `body`, then closes and deletes it. `url`:
+// a sync server, for the systems that sync.
+async function fresh(system, body, url = null) {
   const s = adapter(system);
   const name = `bench-${system}`;
-  const db = await s.open(name, true);
+  const db = await s.open(name, true, url);
   try {
     const out = await body(s, db);
     // logfold's counters show whether group commit merged appends.
@@ -211,7 +209,6 @@ export function appendConcurrent(system, { total }) {
 
 /** `total` single appends, each awaited before the next: the latency of each. */
 export function appendSequential(system, { total, url = null }) {
-  syncTarget = url;
   const events = makeEvents(total);
   return fresh(system, async (s, db) => {
     const latencies = new Array(total);
@@ -222,9 +219,7 @@ export function appendSequential(system, { total, url = null }) {
       latencies[i] = performance.now() - t;
     }
     return { ms: performance.now() - t0, events: total, latencies };
-  }).finally(() => {
-    syncTarget = null;
-  });
+  }, url);
 }
 
 // The read case keeps one populated database per system across its trials: filling it is slow

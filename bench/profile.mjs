@@ -33,10 +33,11 @@ const server = await serve({
   port: 0,
 });
 const origin = `http://127.0.0.1:${server.address().port}`;
+const SYNC_URL = "http://127.0.0.1:47339";
 let syncServer = null;
 if (argv.includes("--sync")) {
   const bin = resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target", "server/logfold-server");
-  syncServer = spawn(bin, ["--listen", "127.0.0.1:47339", "--database", ":memory:", "--cors-origin", origin],
+  syncServer = spawn(bin, ["--listen", new URL(SYNC_URL).host, "--database", ":memory:", "--cors-origin", origin],
     { stdio: ["ignore", "pipe", "inherit"] });
   for (;;) {
     const [d] = await once(syncServer.stdout, "data");
@@ -54,7 +55,7 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(`${origin}/?durability=${durability}`);
   await page.evaluate(() => window.bench.loadLogfold());
-  const arg = { ...JSON.parse(rawArg), ...(syncServer ? { url: "http://127.0.0.1:47339" } : {}) };
+  const arg = { ...JSON.parse(rawArg), ...(syncServer ? { url: SYNC_URL } : {}) };
   const run = () => page.evaluate(([f, s, a]) => window.bench[f](s, a), [fn, system, arg]);
   await run();
   const cdp = await context.newCDPSession(page);

@@ -509,14 +509,30 @@ impl Log {
         ),
         Error,
     > {
-        let tx = idb::transaction(&self.0.db, &STEP_STORES, true, durability)
-            .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let s = Stores::of(&tx)?;
+        let (tx, done, s) = self.open_step(durability)?;
         if let Some(epoch) = epoch {
             self.check_epoch(&s.meta, epoch).await?;
         }
         self.load_engine(&s).await?;
+        Ok((tx, done, s))
+    }
+
+    /// A step's readwrite transaction over its stores, and its completion.
+    fn open_step(
+        &self,
+        durability: &str,
+    ) -> Result<
+        (
+            web_sys::IdbTransaction,
+            wasm_bindgen_futures::JsFuture,
+            Stores,
+        ),
+        Error,
+    > {
+        let tx = idb::transaction(&self.0.db, &STEP_STORES, true, durability)
+            .map_err(|e| self.closed_or(e))?;
+        let done = idb::done(&tx);
+        let s = Stores::of(&tx)?;
         Ok((tx, done, s))
     }
 
@@ -589,15 +605,32 @@ impl Log {
         head: u64,
         w: &Writes,
     ) -> Result<Written, Error> {
-        let written = match self.persist(s, head, w) {
-            Ok(written) => written,
-            Err(e) => {
-                let _ = tx.abort();
-                self.outbox_unknown();
-                return Err(e);
-            }
-        };
-        if let Err(e) = done.await {
+        let written = self.issue_step(tx, s, head, w)?;
+        self.finish_step(done.await, written)
+    }
+
+    /// Issues a step's writes; if one fails, aborts the step and forgets the engine.
+    fn issue_step(
+        &self,
+        tx: &web_sys::IdbTransaction,
+        s: &Stores,
+        head: u64,
+        w: &Writes,
+    ) -> Result<Written, Error> {
+        self.persist(s, head, w).inspect_err(|_| {
+            let _ = tx.abort();
+            self.outbox_unknown();
+        })
+    }
+
+    /// After a step's transaction ended (`done`): the engine's revision, or on failure the
+    /// engine forgotten. Not async, so it adds no state machine to its callers'.
+    fn finish_step(
+        &self,
+        done: Result<JsValue, JsValue>,
+        written: Written,
+    ) -> Result<Written, Error> {
+        if let Err(e) = done {
             self.outbox_unknown();
             return Err(self.closed_or(e));
         }
@@ -654,14 +687,7 @@ impl Log {
         loop {
             let optimistic = cached.take();
             let (tx, done, s) = match optimistic {
-                Some(_) => {
-                    let tx =
-                        idb::transaction(&inner.db, &STEP_STORES, true, inner.durability.as_str())
-                            .map_err(|e| self.closed_or(e))?;
-                    let done = idb::done(&tx);
-                    let s = Stores::of(&tx)?;
-                    (tx, done, s)
-                }
+                Some(_) => self.open_step(inner.durability.as_str())?,
                 None => self.begin(None, inner.durability.as_str()).await?,
             };
             let (known, check) = match optimistic {
@@ -673,18 +699,7 @@ impl Log {
                 None => (self.known(&s, &names, None).await?, None),
             };
             let (results, writes, count) = self.place_outbox(&known, batches);
-            let written = if writes.is_empty() {
-                None
-            } else {
-                match self.persist(&s, known.head, &writes) {
-                    Ok(w) => Some(w),
-                    Err(e) => {
-                        let _ = tx.abort();
-                        self.outbox_unknown();
-                        return Err(e);
-                    }
-                }
-            };
+            let written = self.issue_step(&tx, &s, known.head, &writes)?;
             if let Some((rev, stored_rev, stored_head)) = check {
                 let stored = async {
                     let rev = idb::request(&stored_rev).await.map_err(storage)?;
@@ -709,16 +724,7 @@ impl Log {
                     continue;
                 }
             }
-            if let Err(e) = done.await {
-                self.outbox_unknown();
-                return Err(self.closed_or(e));
-            }
-            if let (Some(rev), Some(o)) = (
-                written.and_then(|w| w.rev),
-                inner.outbox.borrow_mut().as_mut(),
-            ) {
-                o.rev = rev;
-            }
+            self.finish_step(done.await, written)?;
             inner.head.set(inner.head.get().max(known.head));
             let mut st = inner.stats.get();
             st.transactions += 1;
