@@ -835,7 +835,8 @@ export interface Sync {
   /** Starts again after `pause()`, `FORBIDDEN` or `DIVERGED`, whichever tab paused. */
   resume(): void;
   /**
-   * Resolves once nothing is pending and the confirmed log is at the server's head. Rejects with
+   * Resolves once nothing is pending, the confirmed log is at the server's head and no round is
+   * under way (`state` is not `"syncing"`). Rejects with
    * `TIMEOUT` after `timeout` ms (default 30,000), and at once with `DIVERGED` if the server no
    * longer holds this log.
    */

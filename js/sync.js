@@ -291,11 +291,13 @@ export class Sync {
   }
 
   /**
-   * Resolves once this tab sees no pending events and the confirmed log at the server's head;
-   * rejects with DIVERGED at once if the server no longer holds this log.
+   * Resolves once this tab sees no pending events and the confirmed log at the server's head,
+   * between rounds; rejects with DIVERGED at once if the server no longer holds this log.
    */
   settled({ timeout = 30000 } = {}) {
-    const ok = (s) => s.pending === 0 && s.serverHead !== null && s.confirmed >= s.serverHead;
+    // Not mid-round: a push can confirm the whole outbox before the round's pull has looked for
+    // newer events, and the status would then still say "syncing".
+    const ok = (s) => s.pending === 0 && s.serverHead !== null && s.confirmed >= s.serverHead && s.state !== "syncing";
     const diverged = (s) => s.lastError?.code === "DIVERGED";
     const divergedError = (s) => this.#errors("DIVERGED", s.lastError.message, { status: { ...s } });
     if (diverged(this.#status)) return Promise.reject(divergedError(this.#status));

@@ -1115,7 +1115,7 @@ test("pause() in any tab keeps appends pending in all, across a reload; resume()
       await open(t1, "ledger", cfg);
       await open(t2, "ledger", cfg);
       const [leader, other] = await oneLeader(t1, t2, "ledger");
-      const events = await ledgerEvents(leader, 8, 41);
+      const events = await ledgerEvents(leader, 9, 41);
       const ids = [];
 
       // Paused in the tab that does not lead: the leader stops too, for every tab.
@@ -1149,9 +1149,19 @@ test("pause() in any tab keeps appends pending in all, across a reload; resume()
       assert.equal(after.lastError, null, JSON.stringify(after));
 
       // now() in the other tab asks the leader.
-      ids.push(...(await appendAll(other, "ledger", events.slice(6), 1)).map((e) => e.id));
+      ids.push(...(await appendAll(other, "ledger", events.slice(6, 8), 1)).map((e) => e.id));
       await ev(other, () => S.logs.ledger.sync.now(), undefined, LONG);
       await serverAt(sync, log, 8);
+
+      // settled() right after an append resolves between rounds: the push confirms the outbox
+      // before the round's pull has looked for newer events, while the state says "syncing".
+      const settled = await ev(leader, async (e) => {
+        const stored = await S.logs.ledger.append(e);
+        return { id: stored.id, status: JSON.parse(JSON.stringify(await S.logs.ledger.sync.settled({ timeout: 60_000 }))) };
+      }, events[8], LONG);
+      ids.push(settled.id);
+      assert.equal(settled.status.state, "online", JSON.stringify(settled.status));
+      assert.deepEqual([settled.status.pending, settled.status.confirmed, settled.status.serverHead], [0, 9, 9]);
       assertExactlyOnce((await sync.events(log)).events, ids, "at the end");
     });
   } finally {
