@@ -35,6 +35,10 @@ pub const HEAD_HEADER: &str = "logfold-head";
 /// stores the log. A client that synced with one identity and meets another (a restored or
 /// wiped database, another server) has diverged from it. Absent for a log with no events yet.
 pub const LOG_ID_HEADER: &str = "logfold-log-id";
+/// The live tail's response header: the seconds between the keep-alive comments the server
+/// sends on a quiet tail. A client that hears nothing for a few of them takes the connection
+/// for dead (a network that drops packets leaves it open) and opens another.
+pub const KEEPALIVE_HEADER: &str = "logfold-keepalive";
 
 /// `POST /v1/logs/{log}/push`: the client's outbox, in order, cut into batches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use axum::Router;
 use futures_util::stream;
 use logfold_core::protocol::snapshots::{valid_set_id, SnapshotSet, SNAPSHOTS_CONTENT_TYPE};
 use logfold_core::protocol::{
-    PushRequest, PushResponse, HEAD_HEADER, LOG_ID_HEADER, SEGMENT_CONTENT_TYPE,
+    PushRequest, PushResponse, HEAD_HEADER, KEEPALIVE_HEADER, LOG_ID_HEADER, SEGMENT_CONTENT_TYPE,
 };
 use logfold_core::{Limits, PROTOCOL_VERSION};
 use serde::Deserialize;
@@ -61,6 +61,9 @@ pub const DEFAULT_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::fro
 /// The default time a client may leave every byte sent to it unread before it is disconnected.
 pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The default time between keep-alive comments on a quiet live tail.
+pub const DEFAULT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The default most live tails open at once, over all logs.
 pub const DEFAULT_MAX_TAILS: usize = 10_000;
 
@@ -84,6 +87,9 @@ pub struct Config {
     /// How long a client served by [`serve`] may take none of the bytes sent to it; past it
     /// the connection is closed (a live tail that stopped reading frees its message).
     pub stall_timeout: std::time::Duration,
+    /// The time between keep-alive comments on a quiet live tail, announced to clients in
+    /// [`KEEPALIVE_HEADER`] so that they can tell a dead connection from a quiet log.
+    pub keepalive: std::time::Duration,
     /// The most live tails open at once, over all logs; past it a tail gets 503.
     pub max_tails: usize,
     /// The most live tails open at once on one log; past it a tail gets 503.
@@ -105,6 +111,7 @@ impl Default for Config {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            keepalive: DEFAULT_KEEPALIVE,
             max_tails: DEFAULT_MAX_TAILS,
             max_tails_per_log: DEFAULT_MAX_TAILS_PER_LOG,
             limits: Limits::default(),
@@ -358,6 +365,7 @@ pub fn app(state: AppState) -> Router {
                 .expose_headers([
                     header::HeaderName::from_static(HEAD_HEADER),
                     header::HeaderName::from_static(LOG_ID_HEADER),
+                    header::HeaderName::from_static(KEEPALIVE_HEADER),
                     // Clients wait this long after TOO_MANY_TAILS.
                     header::RETRY_AFTER,
                 ]),
@@ -740,6 +748,7 @@ async fn live(
         None => q.after,
     };
     let slot = state.open_tail(&log)?;
+    let keepalive = state.inner.config.keepalive;
     let rx = state.inner.hub.watch(&log);
     // The identity as of the start; a log not written yet has none until its first push.
     let log_id = state.store().read(&log, after, 1, 0).await?.log_id;
@@ -783,8 +792,12 @@ async fn live(
         },
     );
     let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::default())
+        .keep_alive(KeepAlive::new().interval(keepalive))
         .into_response();
+    response.headers_mut().insert(
+        KEEPALIVE_HEADER,
+        HeaderValue::from(keepalive.as_secs().max(1)),
+    );
     name_log(&mut response, log_id.as_deref());
     Ok(response)
 }

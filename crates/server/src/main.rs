@@ -55,6 +55,10 @@ struct Args {
     /// reading); past it the connection is closed.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     stall_timeout: u64,
+    /// Seconds between keep-alive comments on a quiet live tail; clients that hear nothing
+    /// for three of them open another (see README).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    keepalive: u64,
     /// The most live tails open at once over all logs; past it a tail gets 503.
     #[arg(long, default_value_t = DEFAULT_MAX_TAILS)]
     max_tails: usize,
@@ -110,6 +114,7 @@ async fn serve(args: Args, tokens: Option<Tokens>) -> Result<(), Box<dyn std::er
         body_timeout: std::time::Duration::from_secs(args.body_timeout),
         header_timeout: std::time::Duration::from_secs(args.header_timeout),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout),
+        keepalive: std::time::Duration::from_secs(args.keepalive),
         max_tails: args.max_tails,
         max_tails_per_log: args.max_tails_per_log,
         cors_origins: args.cors_origins,

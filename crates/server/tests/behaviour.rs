@@ -25,6 +25,7 @@ on_all_stores!(
     malformed_requests_get_400_and_write_nothing,
     protocol_version_mismatch,
     live_tail_resumes_from_last_event_id,
+    a_quiet_live_tail_hears_keepalives_at_the_announced_interval,
     metrics_count_requests_and_events,
     a_client_id_belongs_to_the_token_that_first_pushed_it,
     pages_are_cut_by_bytes,
@@ -509,6 +510,7 @@ async fn live_tail_resumes_from_last_event_id(kind: Kind) {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
+    assert_eq!(res.headers()["logfold-keepalive"], "15");
     let mut body = res.into_body();
     let mut buf = String::new();
     let (id, data) = next_sse(&mut body, &mut buf).await;
@@ -526,6 +528,37 @@ async fn live_tail_resumes_from_last_event_id(kind: Kind) {
         .map(|e| e["offset"].as_u64().unwrap())
         .collect();
     assert_eq!(offsets, [4, 5]);
+}
+
+async fn a_quiet_live_tail_hears_keepalives_at_the_announced_interval(kind: Kind) {
+    let config = Config {
+        keepalive: std::time::Duration::from_secs(1),
+        ..Config::default()
+    };
+    let app = test_app(kind, config);
+    app.push("demo", vec![batch("c", 1, events("s", 1))]).await;
+    let req = Request::get("/v1/logs/demo/live?after=1")
+        .body(Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(app.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["logfold-keepalive"], "1");
+    // Nothing to send: within a few intervals, comments (lines starting with ':') and no event.
+    let mut body = res.into_body();
+    let mut text = String::new();
+    while text.matches("\n\n").count() < 2 {
+        let frame = with_timeout(5, body.frame()).await.expect("stream ended");
+        if let Ok(bytes) = frame.unwrap().into_data() {
+            text.push_str(std::str::from_utf8(&bytes).unwrap());
+        }
+    }
+    assert!(
+        text.split("\n\n")
+            .filter(|f| !f.is_empty())
+            .all(|f| f.starts_with(':')),
+        "{text:?}"
+    );
 }
 
 async fn metrics_count_requests_and_events(kind: Kind) {
