@@ -715,6 +715,16 @@ export interface SyncOptions {
    */
   maxPushBytes?: number;
   /**
+   * Milliseconds a sync request may go without progress (its answer's head, a chunk of its
+   * body) before it is abandoned as `NETWORK` and tried again with backoff (default 30,000, at
+   * least 100). A push gets longer for its answer by its size, at 32 kB/s. The live tail
+   * is replaced when it hears nothing, not even the server's keep-alive comments, for three of
+   * their intervals (the server says which; 15 s by default) or this, whichever is longer. A
+   * network that drops packets leaves a connection open with nothing coming back; without a
+   * limit, sync would wait on it forever.
+   */
+  timeout?: number;
+  /**
    * Snapshot sets on the server: `true`, or options (default `false`: off). A new device (no log
    * of this name in the origin yet) asks the server for the newest set of exactly this app's
    * projections, event schemas and projection code, and starts from it: its tables are there at

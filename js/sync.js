@@ -23,6 +23,16 @@ const SNAPSHOTS_TYPE = "application/vnd.logfold.snapshots";
 // A new device shares the server's snapshot set once the log grew this much past it.
 const SHARE_EVERY = 50000;
 const BOOT_TIMEOUT_MS = 5000;
+// A request with no progress for this long is abandoned (sync.timeout).
+const TIMEOUT_MS = 30000;
+// A push may take longer by its body at this rate (bytes per ms: 32 kB/s, a poor uplink), so
+// that a big push on a slow link is not abandoned and sent again forever.
+const SLOW_UPLOAD = 32;
+const KEEPALIVE_HEADER = "logfold-keepalive";
+// A live tail that hears nothing (not even the server's keep-alive comments) for this many of
+// their intervals is taken for dead; servers that do not announce theirs send one every 15 s.
+const KEEPALIVES_MISSED = 3;
+const DEFAULT_KEEPALIVE_S = 15;
 
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
@@ -31,11 +41,81 @@ const sleep = (ms, signal) =>
     signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
   });
 
+/**
+ * Abandons a request that makes no progress for `ms`: a network that drops packets (a dead
+ * Wi-Fi, a suspended laptop, a captive portal) can leave a connection open with nothing ever
+ * coming back. `signal` is the request's: aborted by the caller or by the watchdog; `alive()`
+ * says progress was made (the answer's head, a chunk of its body) and grants `ms` more.
+ */
+class Watchdog {
+  #abort = new AbortController();
+  #timer;
+  expired = false;
+  constructor(signal, ms) {
+    this.signal = signal ? AbortSignal.any([signal, this.#abort.signal]) : this.#abort.signal;
+    this.ms = ms;
+    this.alive();
+  }
+  alive(ms = this.ms) {
+    this.ms = ms;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.expired = true;
+      this.#abort.abort(new DOMException(`no answer within ${ms} ms`, "TimeoutError"));
+    }, ms);
+  }
+  stop() {
+    clearTimeout(this.#timer);
+  }
+}
+
+/** The whole body of `response`, read chunk by chunk so that `dog` sees it arrive. */
+async function readBody(response, dog) {
+  if (!response.body) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    dog.alive();
+    chunks.push(value);
+    size += value.length;
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/**
+ * fetch() under a watchdog of `ms` (plus `extra`, until the answer's head), with the body read
+ * whole: `{ response, body }` (bytes). Rejects with the watchdog's TimeoutError when it fired.
+ */
+async function fetchWhole(url, init, signal, ms, extra = 0) {
+  const dog = new Watchdog(signal, ms + extra);
+  try {
+    const response = await fetch(url, { ...init, signal: dog.signal, cache: "no-store" });
+    dog.alive(ms);
+    return { response, body: await readBody(response, dog) };
+  } catch (e) {
+    throw dog.expired ? dog.signal.reason : e;
+  } finally {
+    dog.stop();
+  }
+}
+
+const text = (bytes) => new TextDecoder().decode(bytes);
+
 /** The sync options of `Logfold.open`, checked; throws `invalidArgument(argument, message)`. */
 export function syncOptions(sync, invalidArgument) {
   if (sync === undefined) return undefined;
   if (sync === null || typeof sync !== "object") throw invalidArgument("sync", "must be an object { url, log, token | getToken }");
-  const { url, log, token, getToken, onRejected, onRetracted, live = true, maxPushBytes = PUSH_BYTES, snapshots = false } = sync;
+  const { url, log, token, getToken, onRejected, onRetracted, live = true, maxPushBytes = PUSH_BYTES, snapshots = false, timeout = TIMEOUT_MS } = sync;
   let base;
   try {
     base = new URL(url, globalThis.location?.href);
@@ -52,8 +132,20 @@ export function syncOptions(sync, invalidArgument) {
   if (!Number.isSafeInteger(maxPushBytes) || maxPushBytes < MIN_PUSH_BYTES) {
     throw invalidArgument("sync.maxPushBytes", `must be an integer of at least ${MIN_PUSH_BYTES} (bytes), at most the server's --max-body`);
   }
+  if (!(Number.isFinite(timeout) && timeout >= 100)) throw invalidArgument("sync.timeout", "must be a number of milliseconds, at least 100");
   const root = base.href.replace(/\/+$/, "");
-  return { api: `${root}/v1/logs/${encodeURIComponent(log)}`, log, token, getToken, onRejected, onRetracted, live: Boolean(live), maxPushBytes, snapshots: snapshotOptions(snapshots, invalidArgument) };
+  return {
+    api: `${root}/v1/logs/${encodeURIComponent(log)}`,
+    log,
+    token,
+    getToken,
+    onRejected,
+    onRetracted,
+    live: Boolean(live),
+    maxPushBytes,
+    timeout,
+    snapshots: snapshotOptions(snapshots, invalidArgument),
+  };
 }
 
 // sync.snapshots: false (the default), true, or { boot, share, every, timeout } (see the d.ts).
@@ -93,7 +185,14 @@ export async function fetchSnapshotSet(options, id) {
     const logId = response.headers.get(LOG_ID_HEADER);
     // 204: the server has no set for these projections yet.
     if (response.status !== 200 || !logId) return null;
-    return { bytes: new Uint8Array(await response.arrayBuffer()), logId };
+    // The download may take longer than the answer's head, but not stall.
+    const dog = new Watchdog(null, options.timeout);
+    dog.signal.addEventListener("abort", () => abort.abort(dog.signal.reason), { once: true });
+    try {
+      return { bytes: await readBody(response, dog), logId };
+    } finally {
+      dog.stop();
+    }
   } catch (e) {
     console.info(`logfold: no snapshot set from the server (${e?.message ?? e}): pulling the whole log`);
     return null;
@@ -119,13 +218,14 @@ export async function pullBack(options, { start, needed }, backfill) {
       const pages = [];
       let logId;
       for (let after = from; after < upto; ) {
-        const response = await fetch(`${options.api}/events?after=${after}&limit=${Math.min(PULL_LIMIT, upto - after)}`, { headers, cache: "no-store" });
+        const url = `${options.api}/events?after=${after}&limit=${Math.min(PULL_LIMIT, upto - after)}`;
+        const { response, body } = await fetchWhole(url, { headers }, null, options.timeout);
         logId = response.headers.get(LOG_ID_HEADER);
         if (!response.ok || !logId) return false;
-        const text = await response.text();
-        const last = JSON.parse(text).events.at(-1)?.offset;
+        const page = text(body);
+        const last = JSON.parse(page).events.at(-1)?.offset;
         if (!(last > after)) return false;
-        pages.push(text);
+        pages.push(page);
         after = last;
       }
       upto = await backfill(logId, pages);
@@ -558,8 +658,9 @@ export class Sync {
       const [body, numbers] = next;
       const head = this.#core.head;
       const step = (async () => {
-        const response = await this.#fetch("/push", { method: "POST", body, headers: { "content-type": "application/json" } }, signal);
-        return JSON.parse(await this.#core.applyPush(this.#epoch, numbers, await response.text()));
+        const init = { method: "POST", body, headers: { "content-type": "application/json" } };
+        const answer = await this.#fetch("/push", init, signal, body.length / SLOW_UPLOAD);
+        return JSON.parse(await this.#core.applyPush(this.#epoch, numbers, text(answer.body)));
       })();
       this.#pushing = step;
       const answer = await step.finally(() => {
@@ -605,9 +706,9 @@ export class Sync {
   }
 
   async #page(after, signal, limit = PULL_LIMIT) {
-    const response = await this.#fetch(`/events?after=${after}&limit=${limit}`, { headers: { accept: SEGMENT_TYPE } }, signal);
+    const { response, body } = await this.#fetch(`/events?after=${after}&limit=${limit}`, { headers: { accept: SEGMENT_TYPE } }, signal);
     const head = Number(response.headers.get("logfold-head"));
-    return { body: new Uint8Array(await response.arrayBuffer()), serverHead: Number.isFinite(head) ? head : after };
+    return { body, serverHead: Number.isFinite(head) ? head : after };
   }
 
   #pulled(pulled) {
@@ -638,8 +739,14 @@ export class Sync {
     let failures = 0;
     while (!signal.aborted) {
       let wait = 0;
+      // Each tail under its own watchdog: one that hears nothing, not even the server's
+      // keep-alive comments, is dead and replaced.
+      const dog = new Watchdog(signal, this.#options.timeout);
       try {
-        const response = await this.#fetch(`/live?after=${this.#core.head}`, { headers: { accept: "text/event-stream" } }, signal);
+        const { response } = await this.#fetch(`/live?after=${this.#core.head}`, { headers: { accept: "text/event-stream" } }, dog.signal, 0, dog);
+        const keepalive = Number(response.headers.get(KEEPALIVE_HEADER)) || DEFAULT_KEEPALIVE_S;
+        const silence = Math.max(this.#options.timeout, keepalive * 1000 * KEEPALIVES_MISSED);
+        dog.alive(silence);
         // Back after a failure (the server restarted, the network returned): push and pull now.
         if (failures > 0) this.#kick();
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -647,6 +754,7 @@ export class Sync {
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
+          dog.alive(silence);
           failures = 0;
           buffer += value;
           let end;
@@ -674,6 +782,7 @@ export class Sync {
         }
       } catch (e) {
         if (signal.aborted) return;
+        if (dog.expired) console.info("logfold: the live tail went silent; opening another");
         this.#verified = false; // the server may not be the one it was
         if (e?.code === "FENCED") return this.#stepDown();
         if (e?.code === "DIVERGED") {
@@ -685,30 +794,48 @@ export class Sync {
         if (e?.code === "SYNC_PROTOCOL") this.#kick(); // a gap: the loop pulls it
         failures++;
         wait = e?.details?.retryAfterMs ?? 0;
+      } finally {
+        dog.stop();
       }
       await sleep(Math.max(wait, Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** failures) * (0.5 + Math.random())), signal);
     }
   }
 
-  // One request; a 401 asks getToken() for a new token and tries once more.
-  async #fetch(path, init, signal) {
+  /**
+   * One request, abandoned as NETWORK when it makes no progress for `sync.timeout` (plus
+   * `extra` ms until the answer's head); a 401 asks getToken() for a new token and tries once
+   * more. Resolves to `{ response, body }` with the body read whole, or, given the `stream`
+   * watchdog (the live tail's, whose signal is `signal`), to `{ response }` with the body left
+   * for the caller to read under it.
+   */
+  async #fetch(path, init, signal, extra = 0, stream = null) {
+    const { timeout } = this.#options;
     for (let attempt = 0; ; attempt++) {
       const headers = { ...init.headers };
       if (this.#token === undefined && this.#options.getToken && attempt === 0) this.#token = await this.#options.getToken();
       if (this.#token) headers.authorization = `Bearer ${this.#token}`;
-      let response;
+      let response, body;
+      const dog = stream ?? new Watchdog(signal, Math.ceil(timeout + extra));
       try {
-        response = await fetch(this.#options.api + path, { ...init, headers, signal, cache: "no-store" });
+        response = await fetch(this.#options.api + path, { ...init, headers, signal: dog.signal, cache: "no-store" });
+        dog.alive(timeout);
+        if (!stream || !response.ok) body = await readBody(response, dog);
       } catch (e) {
-        if (signal.aborted) throw e;
-        throw this.#errors("NETWORK", `the sync server cannot be reached: ${e?.message ?? e}`, {});
+        if (signal.aborted && !dog.expired) throw e;
+        const why = dog.expired ? `no answer for ${dog.ms} ms` : (e?.message ?? e);
+        throw this.#errors("NETWORK", `the sync server cannot be reached: ${why}`, {});
+      } finally {
+        if (!stream) dog.stop();
       }
       if (response.ok) {
         await this.#checkLog(response);
-        return response;
+        return { response, body };
       }
-      const body = await response.json().catch(() => ({}));
-      const message = body.message ?? `HTTP ${response.status}`;
+      let error = {};
+      try {
+        error = JSON.parse(text(body));
+      } catch {}
+      const message = error.message ?? `HTTP ${response.status}`;
       if (response.status === 401 && attempt === 0 && this.#options.getToken) {
         this.#token = await this.#options.getToken();
         continue;
@@ -717,7 +844,7 @@ export class Sync {
       if (response.status === 403) throw this.#errors("FORBIDDEN", `the token may not use this log: ${message}`, { status: 403 });
       // A server at its limit (503 TOO_MANY_TAILS) says when to come back.
       const retryAfter = Number(response.headers.get("retry-after"));
-      const details = { status: response.status, code: body.code };
+      const details = { status: response.status, code: error.code };
       if (retryAfter > 0) details.retryAfterMs = retryAfter * 1000;
       throw this.#errors("SERVER", `the sync server answered ${response.status}: ${message}`, details);
     }
@@ -736,8 +863,9 @@ export class Sync {
     if (!body) return;
     this.#sharing = true;
     try {
-      const response = await this.#fetch(`/snapshots/${id}`, { method: "PUT", body, headers: { "content-type": SNAPSHOTS_TYPE } }, this.#lead?.signal ?? new AbortController().signal);
-      const answer = await response.json();
+      const init = { method: "PUT", body, headers: { "content-type": SNAPSHOTS_TYPE } };
+      const sent = await this.#fetch(`/snapshots/${id}`, init, this.#lead?.signal ?? new AbortController().signal, body.length / SLOW_UPLOAD);
+      const answer = JSON.parse(text(sent.body));
       this.#sharedAt = Math.max(offset, answer.offset ?? 0);
     } catch (e) {
       // Refused (a server without sets, a set over --max-body, an offset it lacks): not again

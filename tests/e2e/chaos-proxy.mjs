@@ -3,7 +3,9 @@
 // bytes draws a fault, since browsers keep connections alive for many requests: held back by a
 // random delay; the connection cut part way through it (mid-request, or mid-response); or, for
 // a request, its bytes replayed to the server on a second connection whose answer nobody reads
-// (a duplicated request). Seeded, so a run's draws can be repeated.
+// (a duplicated request). Seeded, so a run's draws can be repeated. Hung, it is a black hole: a
+// connection that carries a byte meanwhile, or opens, is dead for good, open but silent both
+// ways, as on a network that drops packets without closing anything.
 import net from "node:net";
 
 /** Listens on 127.0.0.1:`port`, forwarding to 127.0.0.1:`target`. */
@@ -14,7 +16,8 @@ export async function startChaosProxy({ port, target, seed = 1 }) {
     return x % k;
   };
   let chaos = false;
-  const counts = { connections: 0, refuse: 0, delay: 0, cutRequest: 0, cutResponse: 0, duplicate: 0 };
+  let hung = false;
+  const counts = { connections: 0, refuse: 0, delay: 0, cutRequest: 0, cutResponse: 0, duplicate: 0, swallowed: 0 };
   const sockets = new Set();
   const track = (s) => {
     sockets.add(s);
@@ -41,6 +44,7 @@ export async function startChaosProxy({ port, target, seed = 1 }) {
     }
     const upstream = track(net.connect(target, "127.0.0.1"));
     const cut = () => (client.destroy(), upstream.destroy());
+    let dead = hung;
     let request = []; // the client's bytes since the server last began answering
     let answering = false;
     const replay = (bytes) => {
@@ -53,6 +57,11 @@ export async function startChaosProxy({ port, target, seed = 1 }) {
     const pipe = (from, to, isRequest) => {
       let queue = Promise.resolve();
       from.on("data", (chunk) => {
+        dead ||= hung;
+        if (dead) {
+          counts.swallowed += 1;
+          return;
+        }
         const fault = draw(isRequest);
         if (isRequest) {
           if (answering) request = [];
@@ -78,12 +87,12 @@ export async function startChaosProxy({ port, target, seed = 1 }) {
           if (fault === "duplicate") replay(Buffer.concat(request));
         });
       });
-      from.once("end", () => queue.then(() => to.end()));
+      from.once("end", () => queue.then(() => dead || to.end()));
     };
     pipe(client, upstream, true);
     pipe(upstream, client, false);
     client.once("close", () => upstream.destroy());
-    upstream.once("close", () => client.destroy());
+    upstream.once("close", () => dead || client.destroy());
   });
   await new Promise((ok, fail) => {
     server.once("error", fail);
@@ -96,6 +105,13 @@ export async function startChaosProxy({ port, target, seed = 1 }) {
     setChaos(on) {
       chaos = on;
       if (!on) for (const s of sockets) s.destroy();
+    },
+    /**
+     * Turns the black hole on or off. The connections it swallowed stay dead when it is off:
+     * the browser must give up on them.
+     */
+    setHung(on) {
+      hung = on;
     },
     /** How many connections there were, and how many times each fault struck. */
     counts: () => ({ ...counts }),

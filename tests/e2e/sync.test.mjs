@@ -12,7 +12,7 @@ import { startChaosProxy } from "./chaos-proxy.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, twoWriters: 47338, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { hang: 47324, hangProxy: 47325, offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, twoWriters: 47338, control: 47321, browserKill: 47322, tabsStatus: 47323 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -55,7 +55,7 @@ function installHelpers() {
     tokenCalls: 0,
     uncaught: [],
     ticks: 0, // a 100 ms timer: it stops when the page is frozen
-    async open(name, { url, log, kind = "ledger", auth = null, live, maxPushBytes } = {}) {
+    async open(name, { url, log, kind = "ledger", auth = null, live, maxPushBytes, timeout } = {}) {
       const heard = (S.heard[name] ??= []);
       const retracted = (S.retracted[name] ??= []);
       const sync = { url, log, maxPushBytes, onRejected: (r) => heard.push(json(r)), onRetracted: (id) => retracted.push(id) };
@@ -64,6 +64,7 @@ function installHelpers() {
         sync.getToken = async () => S.tokens[Math.min(S.tokenCalls++, S.tokens.length - 1)];
       }
       if (live !== undefined) sync.live = live;
+      if (timeout !== undefined) sync.timeout = timeout;
       const projections = kind === "notes" ? notes() : T.ledger();
       S.logs[name] = await window.Logfold.open({ name, projections, sync });
       S.kinds[name] = kind;
@@ -1335,6 +1336,64 @@ test("the browser SIGKILLed mid-sync and relaunched: its outbox survives and the
     assert.deepEqual(v.rejections, []);
   } finally {
     await dev.close();
+    await sync.stop();
+  }
+});
+
+// ---- a network that stops answering ---------------------------------------------------------
+
+test("a black hole on the network: the hung push and the silent live tail are given up after sync.timeout; once it answers, the outbox is pushed and a new tail carries events", opts, async () => {
+  // Keep-alive comments every second, so a tail that hears none for 3 s is dead.
+  const sync = await startSyncServer({ port: PORTS.hang, corsOrigin: pages.origin, args: ["--keepalive", "1"] });
+  const proxy = await startChaosProxy({ port: PORTS.hangProxy, target: PORTS.hang });
+  const log = "hang";
+  try {
+    await withDevices(["hang-a", "hang-b"], async (a, b) => {
+      const pa = await tab(a);
+      const pb = await tab(b);
+      const refused = await ev(pa, ([url, log]) => Promise.all([0, 99, -1, "3000", Infinity, null].map((timeout) =>
+        window.Logfold.open({ name: "hang-bad", sync: { url, log, timeout } }).then(() => null, (e) => [e.code, e.details?.argument]))), [proxy.url, log]);
+      assert.deepEqual(refused, Array(6).fill(["INVALID_ARGUMENT", "sync.timeout"]));
+      await open(pa, "ledger", { url: proxy.url, log, timeout: 3000 });
+      await open(pb, "ledger", { url: sync.url, log });
+      const events = await ledgerEvents(pa, 7, 91);
+      const ids = (await appendAll(pa, "ledger", events.slice(0, 2), 1)).map((e) => e.id);
+      await synced(pa, "ledger", 2);
+      await synced(pb, "ledger", 2);
+
+      // Every connection from A now stays open and silent, the live tail's too.
+      proxy.setHung(true);
+      await ev(pa, countRequests);
+      ids.push(...(await appendAll(pa, "ledger", events.slice(2, 4), 1)).map((e) => e.id));
+      const stuck = await until("A gives up the hung push", () => status(pa, "ledger"), (s) => s.lastError?.code === "NETWORK", LONG);
+      assert.match(stuck.lastError.message, /no answer for \d+ ms/, JSON.stringify(stuck));
+      assert.equal(stuck.state, "offline");
+      assert.equal(stuck.pending, 2);
+      await until("A replaces its silent live tail", () => ev(pa, () => window.counted.fetch.live ?? 0), (n) => n >= 1, LONG);
+      assert.ok(proxy.counts().swallowed > 0, JSON.stringify(proxy.counts()));
+      assert.equal(await sync.head(log), 2, "nothing reached the server through the black hole");
+
+      // The network answers again; the swallowed connections stay dead.
+      proxy.setHung(false);
+      await serverAt(sync, log, 4);
+      await synced(pa, "ledger", 4);
+      ids.push(...(await appendAll(pb, "ledger", events.slice(4, 5), 1)).map((e) => e.id));
+      await synced(pa, "ledger", 5);
+      await sleep(2000);
+      // A's new tail is connected: B's next event reaches A on it, with no pull and no new tail.
+      await ev(pa, countRequests);
+      ids.push(...(await appendAll(pb, "ledger", events.slice(5), 1)).map((e) => e.id));
+      await synced(pa, "ledger", 7);
+      const counted = await ev(pa, () => window.counted);
+      assert.deepEqual([counted.fetch.events ?? 0, counted.fetch.live ?? 0], [0, 0], JSON.stringify(counted));
+
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, ids, "after the black hole");
+      assertConfirmedLike((await view(pa, "ledger")).events, server, "device A");
+      assert.deepEqual(await uncaught(pa), []);
+    });
+  } finally {
+    await proxy.close();
     await sync.stop();
   }
 });
