@@ -32,4 +32,4 @@ pub use memory::MemoryLog;
 pub use protocol::PROTOCOL_VERSION;
 pub use segment::{Segment, SegmentError, SegmentWriter};
 pub use validate::{InvalidEvent, Limits};
-pub use version::{ConflictError, ExpectedVersion, SetDigest};
+pub use version::{ConflictError, ExpectedVersion, SetDigest, StreamFilter};

@@ -104,9 +104,155 @@ impl SetDigest {
     }
 }
 
+/// The stream names a log has, for telling a new stream (version 0, nothing to read) from one
+/// whose version must be read: it may say "maybe" of a name never added (about 1 in 100),
+/// never "no" of one that was. A scalable Bloom filter: when a layer holds what it was sized
+/// for, a layer twice its size takes the next names, so it grows without reading them again.
+#[derive(Debug, Clone)]
+pub struct StreamFilter {
+    layers: Vec<Layer>,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    /// A power of two of bits, so a probe is a mask.
+    bits: Vec<u64>,
+    capacity: usize,
+    len: usize,
+}
+
+impl StreamFilter {
+    /// About 1% "maybe" for names never added, with 7 probes.
+    const BITS_PER_NAME: usize = 10;
+    const PROBES: u64 = 7;
+    const MIN_CAPACITY: usize = 1024;
+
+    /// A filter sized for `names` names (it grows past them).
+    pub fn with_capacity(names: usize) -> StreamFilter {
+        StreamFilter {
+            layers: vec![Layer::new(names.max(Self::MIN_CAPACITY))],
+        }
+    }
+
+    /// Adds `name`.
+    pub fn insert(&mut self, name: &str) {
+        let h = Self::hash(name);
+        if self.layers.iter().any(|l| l.has(h)) {
+            return;
+        }
+        let last = self.layers.last().expect("a layer");
+        if last.len >= last.capacity {
+            let capacity = last.capacity * 2;
+            self.layers.push(Layer::new(capacity));
+        }
+        self.layers.last_mut().expect("a layer").set(h);
+    }
+
+    /// `false` only if `name` was never added.
+    pub fn may_contain(&self, name: &str) -> bool {
+        let h = Self::hash(name);
+        self.layers.iter().any(|l| l.has(h))
+    }
+
+    /// Bytes of memory the bits take.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(|l| l.bits.len() * 8).sum()
+    }
+
+    /// FNV-1a, then a 64-bit finalizer (splitmix64's): FNV alone leaves names that differ in
+    /// their last character with close hashes, and the probes need every bit mixed.
+    fn hash(name: &str) -> u64 {
+        let mut h = Fnv::default();
+        h.write(name.as_bytes());
+        let mut z = h.finish();
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl Layer {
+    fn new(capacity: usize) -> Layer {
+        let bits = (capacity * StreamFilter::BITS_PER_NAME).next_power_of_two();
+        Layer {
+            bits: vec![0; bits / 64],
+            capacity,
+            len: 0,
+        }
+    }
+
+    /// The bits hash `h` probes: double hashing, `h1 + i * h2` for i in 0..7.
+    fn probes(&self, h: u64) -> impl Iterator<Item = usize> {
+        let mask = (self.bits.len() * 64 - 1) as u64;
+        let (h1, h2) = (h & 0xffff_ffff, (h >> 32) | 1);
+        (0..StreamFilter::PROBES).map(move |i| (h1.wrapping_add(i * h2) & mask) as usize)
+    }
+
+    fn has(&self, h: u64) -> bool {
+        self.probes(h)
+            .all(|b| self.bits[b / 64] & (1 << (b % 64)) != 0)
+    }
+
+    fn set(&mut self, h: u64) {
+        for b in self.probes(h) {
+            self.bits[b / 64] |= 1 << (b % 64);
+        }
+        self.len += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}-{i}")).collect()
+    }
+
+    /// How many of `names` the filter calls "maybe".
+    fn maybes(f: &StreamFilter, names: &[String]) -> usize {
+        names.iter().filter(|n| f.may_contain(n)).count()
+    }
+
+    #[test]
+    fn a_stream_filter_never_says_no_to_a_name_it_holds() {
+        let mut f = StreamFilter::with_capacity(0);
+        assert!(!f.may_contain("acct-1"), "an empty filter holds nothing");
+        // Ten times what it was sized for: it grows a layer at a time.
+        let held = names("acct", 10 * StreamFilter::MIN_CAPACITY);
+        for n in &held {
+            f.insert(n);
+        }
+        assert_eq!(maybes(&f, &held), held.len());
+        assert!(f.layers.len() >= 4, "{} layers", f.layers.len());
+        // Names never added: "maybe" for about 1 in 100 per layer at most.
+        let others = names("order", 20_000);
+        let wrong = maybes(&f, &others);
+        assert!(
+            wrong < others.len() / 20,
+            "{wrong} of {} never added said maybe",
+            others.len()
+        );
+    }
+
+    #[test]
+    fn a_stream_filter_sized_for_its_names_says_maybe_about_once_in_a_hundred() {
+        let held = names("todo", 50_000);
+        let mut f = StreamFilter::with_capacity(held.len());
+        for n in &held {
+            f.insert(n);
+        }
+        assert_eq!(f.layers.len(), 1);
+        assert_eq!(maybes(&f, &held), held.len());
+        let others = names("note", 50_000);
+        let wrong = maybes(&f, &others);
+        assert!(
+            wrong < others.len() / 50,
+            "{wrong} of {} never added said maybe",
+            others.len()
+        );
+        assert!(f.bytes() <= 128 << 10, "{} bytes", f.bytes());
+    }
 
     fn digest(records: &[(&str, u64)]) -> SetDigest {
         let mut d = SetDigest::default();
