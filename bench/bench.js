@@ -32,11 +32,11 @@ export function describe(e) {
 }
 
 // ~200 bytes of JSON per event (stream + type + data).
-export function makeEvents(n, from = 0) {
+export function makeEvents(n, from = 0, streams = STREAMS) {
   const out = new Array(n);
   for (let i = 0; i < n; i++) {
     const k = from + i;
-    const stream = `account-${k % STREAMS}`;
+    const stream = `account-${k % streams}`;
     const deposit = k % 3 !== 0;
     out[i] = {
       stream,
@@ -207,9 +207,12 @@ export function appendConcurrent(system, { total }) {
   });
 }
 
-/** `total` single appends, each awaited before the next: the latency of each. */
-export function appendSequential(system, { total, url = null }) {
-  const events = makeEvents(total);
+/**
+ * `total` single appends, each awaited before the next: the latency of each. `create`: each
+ * starts a new stream, as an app creating records does.
+ */
+export function appendSequential(system, { total, url = null, create = false }) {
+  const events = makeEvents(total, 0, create ? Infinity : STREAMS);
   return fresh(system, async (s, db) => {
     const latencies = new Array(total);
     const t0 = performance.now();

@@ -58,6 +58,9 @@ const CASES = [
   { name: "append.concurrent10000", fn: "appendConcurrent", arg: { total: N.concurrent },
     perRecordArg: { total: N.concurrentPerRecord } },
   { name: "append.sequential500", fn: "appendSequential", arg: { total: N.sequential }, latency: true },
+  // The same where each append starts a new stream (an app creating records): logfold has no
+  // version of it in memory, and must know there is none to read.
+  { name: "append.create500", fn: "appendSequential", arg: { total: N.sequential, create: true }, latency: true },
   // The same on a log synced with the sync server, online: appends go to the outbox while the
   // leader pushes them. The peers are the plain ones: an app's outbox of its own would add to theirs.
   { name: "append.synced500", fn: "appendSequential", arg: { total: N.sequential }, latency: true, sync: true },

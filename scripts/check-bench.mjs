@@ -10,6 +10,7 @@ const LOGFOLD_CASES = [
   "append.batch10000",
   "append.concurrent10000",
   "append.sequential500",
+  "append.create500",
   "append.synced500",
   "read.100000",
   "open.verify100000",
@@ -46,7 +47,7 @@ const ROWS = [
 ];
 // Cases whose rows give a throughput, and cases whose rows give latencies.
 const RATES = ["sync.initial", "sync.push"];
-const LATENCIES = ["append.synced500", "sync.latency"];
+const LATENCIES = ["append.create500", "append.synced500", "sync.latency"];
 // Cases whose rows are times in ms (metric rows), each with its count of events and trials.
 const TIMES = ["sync.boot"];
 const NUMBERS = ["events_per_s", "p50_ms", "p99_ms", "value", "events", "trials"];
