@@ -22,7 +22,7 @@ use js_sys::{Array, Function, Uint8Array};
 use logfold_core::segment::{Segment, SegmentError, SegmentWriter, TARGET_BYTES};
 use logfold_core::sync::{check_batch, DEFAULT_PUSH_BYTES};
 use logfold_core::table::{snapshot, Table, TableDef};
-use logfold_core::{place, Batch, IdGenerator, Limits, Placed};
+use logfold_core::{place, Batch, IdGenerator, Limits, Placed, StreamFilter};
 use rexie::{ObjectStore, Rexie};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -272,6 +272,10 @@ struct Inner {
     versions_at: Cell<u64>,
     /// Streams whose version is newer than the `streams` store's (see `checkpoint_streams`).
     dirty: RefCell<HashSet<String>>,
+    /// Every stream name the log has, while `known_whole`, so that an append to a new stream
+    /// needs no read (see `cached_version`).
+    known: RefCell<StreamFilter>,
+    known_whole: Cell<bool>,
     on_close: RefCell<Option<Function>>,
     on_versionchange: RefCell<Option<Closure<dyn FnMut()>>>,
     projections: Projections,
@@ -415,19 +419,24 @@ impl Log {
                 (streams_through, &mut versions),
             )
             .await?;
-            if check_streams(&db).await? {
+            let (rebuilt, mut known) = check_streams(&db).await?;
+            if rebuilt {
                 stats.streams_rebuilt += 1;
+            }
+            // The streams of the segments after the store's checkpoint.
+            for name in versions.keys() {
+                known.insert(name);
             }
             Ok::<_, Error>((
                 client_id,
                 head,
                 tables,
-                versions,
+                (versions, known),
                 synced,
                 (start, truncated),
             ))
         };
-        let (client_id, head, tables, versions, synced, (unverified, truncated)) =
+        let (client_id, head, tables, (versions, known), synced, (unverified, truncated)) =
             match opened.await {
                 Ok(v) => v,
                 Err(e) => {
@@ -458,6 +467,8 @@ impl Log {
             dirty: RefCell::new(versions.keys().cloned().collect()),
             versions: RefCell::new(versions),
             versions_at: Cell::new(head),
+            known: RefCell::new(known),
+            known_whole: Cell::new(true),
             on_close: RefCell::new(on_close),
             on_versionchange: RefCell::new(None),
             projections,

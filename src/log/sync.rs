@@ -750,10 +750,9 @@ impl Log {
         let mirror = inner.outbox.borrow();
         let o = mirror.as_ref()?;
         let engine = o.engine.as_ref().filter(|_| o.rev != u64::MAX)?;
-        let cache = inner.versions.borrow();
         let mut versions = HashMap::new();
         for name in engine.streams_to_read(head, names) {
-            versions.insert(name.to_owned(), *cache.get(name)?);
+            versions.insert(name.to_owned(), self.cached_version(name)?);
         }
         Some((
             Known {

@@ -1,6 +1,6 @@
 //! Stream versions: the cache in memory, the `streams` store and its checkpoint.
 
-use logfold_core::SetDigest;
+use logfold_core::{SetDigest, StreamFilter};
 
 use super::*;
 
@@ -88,6 +88,9 @@ impl Log {
         if at < truncated {
             self.0.versions.borrow_mut().clear();
             self.0.dirty.borrow_mut().clear();
+            // The streams of the segments skipped are in the store, not in the filter: from
+            // now on a stream memory lacks is read (a reopen reads the names again).
+            self.0.known_whole.set(false);
             at = through;
             self.0.versions_at.set(at);
             if head <= at {
@@ -116,11 +119,13 @@ impl Log {
     pub(super) fn remember<'a>(&self, versions: impl Iterator<Item = (&'a str, u64)>, head: u64) {
         let mut cache = self.0.versions.borrow_mut();
         let mut dirty = self.0.dirty.borrow_mut();
+        let mut known = self.0.known.borrow_mut();
         for (stream, v) in versions {
             if let Some(old) = cache.get_mut(stream) {
                 *old = v;
             } else {
                 cache.insert(stream.to_owned(), v);
+                known.insert(stream);
             }
             if !dirty.contains(stream) {
                 dirty.insert(stream.to_owned());
@@ -131,6 +136,16 @@ impl Log {
             cache.retain(|s, _| dirty.contains(s));
         }
         self.0.versions_at.set(self.0.versions_at.get().max(head));
+    }
+
+    /// A stream's version from memory, if memory knows it: the cache's, or 0 for a stream the
+    /// log does not have (the filter of its streams says so). `None`: it must be read.
+    pub(super) fn cached_version(&self, stream: &str) -> Option<u64> {
+        let inner = &self.0;
+        if let Some(v) = inner.versions.borrow().get(stream) {
+            return Some(*v);
+        }
+        (inner.known_whole.get() && !inner.known.borrow().may_contain(stream)).then_some(0)
     }
 
     /// Writes the versions the `streams` store lacks and moves its checkpoint to the head, so
@@ -248,11 +263,12 @@ fn stored_digest(v: &JsValue) -> Option<SetDigest> {
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
 /// The digest stored in `meta.streamsCheck` (`None` if there is none or it is unreadable) and
-/// the digest of the `streams` store read whole with its checkpoint `meta.streamsThrough`
-/// (`None` if a record or the checkpoint is malformed, or the checkpoint passes the head).
+/// the digest and names of the `streams` store read whole with its checkpoint
+/// `meta.streamsThrough` (`None` if a record or the checkpoint is malformed, or the checkpoint
+/// passes the head).
 async fn streams_digests(
     tx: &web_sys::IdbTransaction,
-) -> Result<(JsValue, Option<SetDigest>), Error> {
+) -> Result<(JsValue, Option<(SetDigest, StreamFilter)>), Error> {
     let streams = tx.object_store("streams").map_err(storage)?;
     let meta = tx.object_store("meta").map_err(storage)?;
     let get = |k: &str| meta.get(&k.into()).map_err(storage);
@@ -274,39 +290,44 @@ async fn streams_digests(
         return Ok((check, None));
     };
     let mut digest = SetDigest::default();
+    let mut names = StreamFilter::with_capacity(2 * keys.length() as usize);
     digest.toggle_through(through as u64);
     for (k, v) in keys.iter().zip(values.iter()) {
         match (k.as_string(), stored_version(&v)) {
-            (Some(name), Some(version)) => digest.toggle(&name, version),
+            (Some(name), Some(version)) => {
+                digest.toggle(&name, version);
+                names.insert(&name);
+            }
             _ => return Ok((check, None)),
         }
     }
-    Ok((check, Some(digest)))
+    Ok((check, Some((digest, names))))
 }
 
 /// Checks the `streams` store at open and, if it does not match its digest, rebuilds it from
 /// the segments: it is derived data, so nothing is lost. A log from before the digest has
-/// none: its store is taken as it is, and its digest written. Returns whether it rebuilt.
-pub(super) async fn check_streams(db: &IdbDatabase) -> Result<bool, Error> {
+/// none: its store is taken as it is, and its digest written. Returns whether it rebuilt, and
+/// the filter of the store's stream names.
+pub(super) async fn check_streams(db: &IdbDatabase) -> Result<(bool, StreamFilter), Error> {
     // Readwrite, so no checkpoint of another tab falls between the reading and the writing;
     // relaxed: a digest lost to a crash is adopted again.
     let tx = idb::transaction(db, &["streams", "meta"], true, "relaxed").map_err(storage)?;
     let done = idb::done(&tx);
     let (stored, actual) = streams_digests(&tx).await?;
     let intact = match (stored_digest(&stored), actual) {
-        (Some(stored), Some(actual)) => stored == actual,
-        (None, Some(actual)) if stored.is_undefined() => {
+        (Some(stored), Some((actual, names))) if stored == actual => Some(names),
+        (None, Some((actual, names))) if stored.is_undefined() => {
             tx.object_store("meta")
                 .map_err(storage)?
                 .put_with_key(&key(actual.value()), &"streamsCheck".into())
                 .map_err(storage)?;
-            true
+            Some(names)
         }
-        _ => false,
+        _ => None,
     };
     done.await.map_err(storage)?;
-    if intact {
-        return Ok(false);
+    if let Some(names) = intact {
+        return Ok((false, names));
     }
     let tx =
         idb::transaction(db, &["segments", "streams", "meta"], true, "strict").map_err(storage)?;
@@ -319,19 +340,19 @@ pub(super) async fn check_streams(db: &IdbDatabase) -> Result<bool, Error> {
     );
     let segments = tx.object_store("segments").map_err(storage)?;
     let streams = tx.object_store("streams").map_err(storage)?;
-    rewrite_streams(&segments, &streams, &meta, head).await?;
+    let names = rewrite_streams(&segments, &streams, &meta, head).await?;
     done.await.map_err(storage)?;
-    Ok(true)
+    Ok((true, names))
 }
 
 /// Rewrites the `streams` store, its checkpoint and its digest from the segments up to `head`,
-/// inside the caller's transaction.
+/// inside the caller's transaction; returns the filter of the names written.
 pub(super) async fn rewrite_streams(
     segments: &IdbObjectStore,
     streams: &IdbObjectStore,
     meta: &IdbObjectStore,
     head: u64,
-) -> Result<(), Error> {
+) -> Result<StreamFilter, Error> {
     let truncated = meta.get(&"truncated".into()).map_err(storage)?;
     let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
     let mut versions: HashMap<String, u64> = HashMap::new();
@@ -377,14 +398,17 @@ pub(super) async fn rewrite_streams(
     }
     streams.clear().map_err(storage)?;
     let mut digest = SetDigest::default();
+    let mut names = StreamFilter::with_capacity(2 * versions.len());
     digest.toggle_through(head);
     for (name, v) in &versions {
         digest.toggle(name, *v);
+        names.insert(name);
         streams
             .put_with_key(&key(*v), &JsValue::from_str(name))
             .map_err(storage)?;
     }
-    put_streams_mark(meta, head, digest)
+    put_streams_mark(meta, head, digest)?;
+    Ok(names)
 }
 
 /// Writes the `streams` store's checkpoint and its digest.

@@ -215,13 +215,12 @@ impl Log {
     }
 
     /// The head the version cache is current at and the versions of every stream of
-    /// `batches`, if it has them all.
+    /// `batches`, if memory knows them all.
     fn cached_versions(&self, batches: &[&Batch]) -> Option<(u64, HashMap<String, u64>)> {
-        let cache = self.0.versions.borrow();
         let mut versions = HashMap::new();
         for e in batches.iter().flat_map(|b| &b.events) {
             if !versions.contains_key(&e.stream) {
-                versions.insert(e.stream.clone(), *cache.get(&e.stream)?);
+                versions.insert(e.stream.clone(), self.cached_version(&e.stream)?);
             }
         }
         Some((self.0.versions_at.get(), versions))

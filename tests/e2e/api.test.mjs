@@ -305,6 +305,72 @@ test("a tab's cached versions give way to another tab's appends: its stale expec
   }
 });
 
+test("an append that starts a new stream reads no version first; existing streams' versions are still read: after a reopen, and another tab's new stream", opts, async () => {
+  const other = await browser.newPage(server.url);
+  // Counts the `get`s on the streams store (a stream's stored version) from here on.
+  const countReads = (p) => ev(p, () => {
+    if (!window.__streamReads) {
+      const get = IDBObjectStore.prototype.get;
+      IDBObjectStore.prototype.get = function (...args) {
+        if (this.name === "streams") window.__streamReads += 1;
+        return get.apply(this, args);
+      };
+    }
+    window.__streamReads = 0;
+  });
+  const reads = (p) => ev(p, () => window.__streamReads);
+  try {
+    await ev(page, () => Logfold.destroy("new-streams"));
+    await countReads(page);
+    const created = await ev(page, async () => {
+      const log = (window.__created = await Logfold.open({ name: "new-streams" }));
+      const out = [];
+      for (let i = 0; i < 20; i++) out.push((await log.append({ stream: `todo-${i}`, type: "Created" }, { expectedVersion: "none" })).version);
+      out.push((await log.append({ stream: "todo-3", type: "Done" }, { expectedVersion: 1 })).version);
+      return out;
+    });
+    assert.deepEqual(created, [...Array(20).fill(1), 2]);
+    assert.equal(await reads(page), 0, "new streams, and one appended here before, need no read");
+
+    // Another tab makes a stream this one has never seen: the stale expectation is refused.
+    await ev(other, async () => {
+      const log = await Logfold.open({ name: "new-streams" });
+      await log.append({ stream: "theirs", type: "Created" });
+      await log.close();
+    });
+    const stale = await ev(page, async () => {
+      const log = window.__created;
+      const again = await T.attempt(() => log.append({ stream: "theirs", type: "Created" }, { expectedVersion: "none" }));
+      await log.close();
+      return again;
+    });
+    assert.equal(stale.code, "CONFLICT", JSON.stringify(stale));
+    assert.deepEqual(stale.details, { stream: "theirs", expected: "none", actual: 1 });
+
+    // Reopened, memory holds no versions: the stored ones are read, and new streams still not.
+    await countReads(page);
+    const reopened = await ev(page, async () => {
+      const log = await Logfold.open({ name: "new-streams" });
+      const known = await T.attempt(() => log.append({ stream: "todo-7", type: "Created" }, { expectedVersion: "none" }));
+      const next = (await log.append({ stream: "todo-3", type: "Edited" }, { expectedVersion: 2 })).version;
+      const before = window.__streamReads;
+      const fresh = (await log.append({ stream: "todo-20", type: "Created" }, { expectedVersion: "none" })).version;
+      const r = { known, next, fresh, freshReads: window.__streamReads - before, versions: [await log.version("theirs"), await log.version("todo-20")] };
+      await log.close();
+      return r;
+    });
+    assert.equal(reopened.known.code, "CONFLICT", JSON.stringify(reopened.known));
+    assert.deepEqual(reopened.known.details, { stream: "todo-7", expected: "none", actual: 1 });
+    assert.equal(reopened.next, 3);
+    assert.equal(reopened.fresh, 1);
+    assert.equal(reopened.freshReads, 0, "a new stream after a reopen needs no read either");
+    assert.deepEqual(reopened.versions, [1, 1]);
+    assert.ok((await reads(page)) >= 1, "the versions of streams only the store knew were read");
+  } finally {
+    await other.close().catch(() => {});
+  }
+});
+
 test("a tab can open the log (and read it) while another tab is appending", opts, async () => {
   const other = await browser.newPage(server.url);
   try {

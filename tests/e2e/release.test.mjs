@@ -107,9 +107,10 @@ test("pkg/ is the release build, already optimized by wasm-opt", { timeout: TEST
 // the version cache, the check after open and the outbox check, 232 with truncateBefore, 235
 // with event schemas and the review's fixes, 241 with snapshot sets from the server (start and
 // share), 243.5 with base snapshots at a cut, 246 with pulling dropped history back, 246.7 with
-// the outbox commit that sends its writes with its checks). Raise it only on purpose, lower it
+// the outbox commit that sends its writes with its checks, 247.7 with the filter of stream
+// names that spares an append to a new stream its read). Raise it only on purpose, lower it
 // with every cut; scripts/size-profile shows where the bytes are.
-const WASM_GZIP_LIMIT = 253_000;
+const WASM_GZIP_LIMIT = 254_500;
 
 test(`the wasm stays within ${WASM_GZIP_LIMIT} bytes gzip`, { timeout: TEST_TIMEOUT }, () => {
   const gzip = gzipSync(readFileSync(WASM), { level: 9 }).length;
