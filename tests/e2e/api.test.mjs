@@ -366,6 +366,23 @@ test("an append that starts a new stream reads no version first; existing stream
     assert.equal(reopened.freshReads, 0, "a new stream after a reopen needs no read either");
     assert.deepEqual(reopened.versions, [1, 1]);
     assert.ok((await reads(page)) >= 1, "the versions of streams only the store knew were read");
+
+    // A synced log (its server out of reach: the appends wait in the outbox) spares them too.
+    await countReads(page);
+    const synced = await ev(page, async () => {
+      await Logfold.destroy("new-streams-synced");
+      const log = await Logfold.open({ name: "new-streams-synced", sync: { url: "http://127.0.0.1:9", log: "new-streams" } });
+      const out = [];
+      for (let i = 0; i < 10; i++) out.push((await log.append({ stream: `note-${i}`, type: "Created" }, { expectedVersion: "none" })).version);
+      const again = await T.attempt(() => log.append({ stream: "note-4", type: "Created" }, { expectedVersion: "none" }));
+      const r = { out, again, pending: log.sync.status.pending };
+      await log.close();
+      return r;
+    });
+    assert.deepEqual(synced.out, Array(10).fill(1));
+    assert.equal(synced.again.code, "CONFLICT", JSON.stringify(synced.again));
+    assert.equal(synced.pending, 10);
+    assert.equal(await reads(page), 0, "no read for a synced log's new streams");
   } finally {
     await other.close().catch(() => {});
   }
