@@ -716,8 +716,8 @@ export interface SyncOptions {
   maxPushBytes?: number;
   /**
    * Milliseconds a sync request may go without progress (its answer's head, a chunk of its
-   * body) before it is abandoned as `NETWORK` and tried again with backoff (default 30,000, at
-   * least 100). A push gets longer for its answer by its size, at 32 kB/s. The live tail
+   * body) before it is abandoned as `NETWORK` and tried again with backoff (default 30,000; from
+   * 100 to 2^31 - 1). A push gets longer for its answer by its size, at 32 kB/s. The live tail
    * is replaced when it hears nothing, not even the server's keep-alive comments, for three of
    * their intervals (the server says which; 15 s by default) or this, whichever is longer. A
    * network that drops packets leaves a connection open with nothing coming back; without a
@@ -845,8 +845,8 @@ export interface Sync {
   /** Starts again after `pause()`, `FORBIDDEN` or `DIVERGED`, whichever tab paused. */
   resume(): void;
   /**
-   * Resolves once nothing is pending, the confirmed log is at the server's head and no round is
-   * under way (`state` is not `"syncing"`). Rejects with
+   * Resolves once nothing is pending, the confirmed log is at the server's head and `state` is
+   * not `"syncing"` (a round has ended). Rejects with
    * `TIMEOUT` after `timeout` ms (default 30,000), and at once with `DIVERGED` if the server no
    * longer holds this log.
    */

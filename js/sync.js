@@ -25,8 +25,10 @@ const SHARE_EVERY = 50000;
 const BOOT_TIMEOUT_MS = 5000;
 // A request with no progress for this long is abandoned (sync.timeout).
 const TIMEOUT_MS = 30000;
-// A push may take longer by its body at this rate (bytes per ms: 32 kB/s, a poor uplink), so
-// that a big push on a slow link is not abandoned and sent again forever.
+// The longest a timer waits: past it, browsers fire at once.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+// A push may take longer by its body at this rate (characters of its JSON per ms: 32 k/s, a
+// poor uplink), so that a big push on a slow link is not abandoned and sent again forever.
 const SLOW_UPLOAD = 32;
 const KEEPALIVE_HEADER = "logfold-keepalive";
 // A live tail that hears nothing (not even the server's keep-alive comments) for this many of
@@ -62,10 +64,15 @@ class Watchdog {
     this.#timer = setTimeout(() => {
       this.expired = true;
       this.#abort.abort(new DOMException(`no answer within ${ms} ms`, "TimeoutError"));
-    }, ms);
+    }, Math.min(ms, MAX_TIMER_MS));
   }
   stop() {
     clearTimeout(this.#timer);
+  }
+  /** Ends the request, whatever state it is in (a streamed body still open, say). */
+  cancel() {
+    this.stop();
+    this.#abort.abort(new DOMException("done with", "AbortError"));
   }
 }
 
@@ -132,7 +139,9 @@ export function syncOptions(sync, invalidArgument) {
   if (!Number.isSafeInteger(maxPushBytes) || maxPushBytes < MIN_PUSH_BYTES) {
     throw invalidArgument("sync.maxPushBytes", `must be an integer of at least ${MIN_PUSH_BYTES} (bytes), at most the server's --max-body`);
   }
-  if (!(Number.isFinite(timeout) && timeout >= 100)) throw invalidArgument("sync.timeout", "must be a number of milliseconds, at least 100");
+  if (!(Number.isFinite(timeout) && timeout >= 100 && timeout <= MAX_TIMER_MS)) {
+    throw invalidArgument("sync.timeout", `must be a number of milliseconds, from 100 to ${MAX_TIMER_MS}`);
+  }
   const root = base.href.replace(/\/+$/, "");
   return {
     api: `${root}/v1/logs/${encodeURIComponent(log)}`,
@@ -391,8 +400,9 @@ export class Sync {
   }
 
   /**
-   * Resolves once this tab sees no pending events and the confirmed log at the server's head,
-   * between rounds; rejects with DIVERGED at once if the server no longer holds this log.
+   * Resolves once this tab sees no pending events, the confirmed log at the server's head, and
+   * a status other than "syncing"; rejects with DIVERGED at once if the server no longer holds
+   * this log.
    */
   settled({ timeout = 30000 } = {}) {
     // Not mid-round: a push can confirm the whole outbox before the round's pull has looked for
@@ -795,7 +805,8 @@ export class Sync {
         failures++;
         wait = e?.details?.retryAfterMs ?? 0;
       } finally {
-        dog.stop();
+        // Also closes a tail left open by an error while reading it (a gap, say).
+        dog.cancel();
       }
       await sleep(Math.max(wait, Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** failures) * (0.5 + Math.random())), signal);
     }
@@ -816,6 +827,8 @@ export class Sync {
       if (this.#token) headers.authorization = `Bearer ${this.#token}`;
       let response, body;
       const dog = stream ?? new Watchdog(signal, Math.ceil(timeout + extra));
+      // The live tail's watchdog starts now, not before getToken().
+      stream?.alive(timeout);
       try {
         response = await fetch(this.#options.api + path, { ...init, headers, signal: dog.signal, cache: "no-store" });
         dog.alive(timeout);
