@@ -88,7 +88,8 @@ pub struct Config {
     /// the connection is closed (a live tail that stopped reading frees its message).
     pub stall_timeout: std::time::Duration,
     /// The time between keep-alive comments on a quiet live tail, announced to clients in
-    /// [`KEEPALIVE_HEADER`] so that they can tell a dead connection from a quiet log.
+    /// [`KEEPALIVE_HEADER`] so that they can tell a dead connection from a quiet log; rounded
+    /// up to whole seconds, at least one.
     pub keepalive: std::time::Duration,
     /// The most live tails open at once, over all logs; past it a tail gets 503.
     pub max_tails: usize,
@@ -748,7 +749,9 @@ async fn live(
         None => q.after,
     };
     let slot = state.open_tail(&log)?;
-    let keepalive = state.inner.config.keepalive;
+    // Whole seconds in the header, so rounded up; at least one.
+    let seconds = state.inner.config.keepalive.as_secs_f64().ceil().max(1.0) as u64;
+    let keepalive = std::time::Duration::from_secs(seconds);
     let rx = state.inner.hub.watch(&log);
     // The identity as of the start; a log not written yet has none until its first push.
     let log_id = state.store().read(&log, after, 1, 0).await?.log_id;
@@ -794,10 +797,9 @@ async fn live(
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(keepalive))
         .into_response();
-    response.headers_mut().insert(
-        KEEPALIVE_HEADER,
-        HeaderValue::from(keepalive.as_secs().max(1)),
-    );
+    response
+        .headers_mut()
+        .insert(KEEPALIVE_HEADER, HeaderValue::from(seconds));
     name_log(&mut response, log_id.as_deref());
     Ok(response)
 }

@@ -25,7 +25,7 @@ on_all_stores!(
     malformed_requests_get_400_and_write_nothing,
     protocol_version_mismatch,
     live_tail_resumes_from_last_event_id,
-    a_quiet_live_tail_hears_keepalives_at_the_announced_interval,
+    a_quiet_live_tail_hears_keepalives_and_the_header_names_their_interval,
     metrics_count_requests_and_events,
     a_client_id_belongs_to_the_token_that_first_pushed_it,
     pages_are_cut_by_bytes,
@@ -530,7 +530,7 @@ async fn live_tail_resumes_from_last_event_id(kind: Kind) {
     assert_eq!(offsets, [4, 5]);
 }
 
-async fn a_quiet_live_tail_hears_keepalives_at_the_announced_interval(kind: Kind) {
+async fn a_quiet_live_tail_hears_keepalives_and_the_header_names_their_interval(kind: Kind) {
     let config = Config {
         keepalive: std::time::Duration::from_secs(1),
         ..Config::default()
