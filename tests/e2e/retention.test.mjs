@@ -255,3 +255,44 @@ test("retention: the leader drops what neither keepEvents nor keepDays keeps as 
   assert.equal(r.days.head, 600);
   assert.deepEqual(r.refused, [["INVALID_ARGUMENT", "retention"], ["INVALID_ARGUMENT", "retention.keepEvents"], ["INVALID_ARGUMENT", "retention.keepHours"], ["INVALID_ARGUMENT", "retention"]]);
 });
+
+test("a tab that had not read what another tab's cut dropped reads the versions of the streams in it, however it appends", opts, async () => {
+  const other = await browser.newPage(pages.url);
+  try {
+    const cfg = { url: sync.url, log: "cut-unread" };
+    // This tab leads: it pushes, pulls and cuts.
+    await ev(page, async (sync) => {
+      await Logfold.destroy("cut-unread");
+      window.__cutter = await Logfold.open({ name: "cut-unread", sync });
+    }, cfg);
+    // The other tab, without BroadcastChannel, reads nothing of the first one's appends until it
+    // appends itself: when it does, the segments that held them are gone.
+    await ev(other, async (sync) => {
+      window.BroadcastChannel = undefined;
+      window.__late = await Logfold.open({ name: "cut-unread", sync });
+    }, cfg);
+    const cut = await ev(page, async () => {
+      const log = window.__cutter;
+      await log.append([1, 2, 3].map((i) => ({ stream: `made-${i}`, type: "Created" })));
+      await log.sync.settled({ timeout: 30_000 });
+      return log.truncateBefore(log.head + 1);
+    });
+    assert.deepEqual(cut, { start: 4, dropped: 3 }, "every event dropped");
+    const late = await ev(other, async () => {
+      const log = window.__late;
+      const out = [];
+      // The first append finds the head moved and reads; the next two go from memory, which
+      // must not take streams it never saw for new ones.
+      for (const stream of ["made-1", "made-2", "made-3"]) {
+        out.push(await T.attempt(() => log.append({ stream, type: "Created" }, { expectedVersion: "none" })));
+      }
+      out.push((await log.append({ stream: "made-4", type: "Created" }, { expectedVersion: "none" })).version);
+      return out;
+    });
+    assert.deepEqual(late.slice(0, 3).map((r) => [r.code, r.details?.actual]), [["CONFLICT", 1], ["CONFLICT", 1], ["CONFLICT", 1]], JSON.stringify(late));
+    assert.equal(late[3], 1);
+  } finally {
+    await ev(page, () => window.__cutter?.close()).catch(() => {});
+    await other.close().catch(() => {});
+  }
+});
