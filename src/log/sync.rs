@@ -190,6 +190,13 @@ pub struct Pushed {
     pub fenced: bool,
 }
 
+/// A step's readwrite transaction, its completion, and its stores.
+type Step = (
+    web_sys::IdbTransaction,
+    wasm_bindgen_futures::JsFuture,
+    Stores,
+);
+
 /// One step's object stores.
 struct Stores {
     meta: IdbObjectStore,
@@ -497,18 +504,7 @@ impl Log {
 
     /// Opens a step's transaction and brings the engine up to what is stored. A leader's
     /// step (`epoch`) is refused once another tab leads.
-    async fn begin(
-        &self,
-        epoch: Option<u64>,
-        durability: &str,
-    ) -> Result<
-        (
-            web_sys::IdbTransaction,
-            wasm_bindgen_futures::JsFuture,
-            Stores,
-        ),
-        Error,
-    > {
+    async fn begin(&self, epoch: Option<u64>, durability: &str) -> Result<Step, Error> {
         let (tx, done, s) = self.open_step(durability)?;
         if let Some(epoch) = epoch {
             self.check_epoch(&s.meta, epoch).await?;
@@ -518,17 +514,7 @@ impl Log {
     }
 
     /// A step's readwrite transaction over its stores, and its completion.
-    fn open_step(
-        &self,
-        durability: &str,
-    ) -> Result<
-        (
-            web_sys::IdbTransaction,
-            wasm_bindgen_futures::JsFuture,
-            Stores,
-        ),
-        Error,
-    > {
+    fn open_step(&self, durability: &str) -> Result<Step, Error> {
         let tx = idb::transaction(&self.0.db, &STEP_STORES, true, durability)
             .map_err(|e| self.closed_or(e))?;
         let done = idb::done(&tx);
