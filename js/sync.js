@@ -52,18 +52,19 @@ const sleep = (ms, signal) =>
 class Watchdog {
   #abort = new AbortController();
   #timer;
+  #ms;
   expired = false;
   constructor(signal, ms) {
     this.signal = signal ? AbortSignal.any([signal, this.#abort.signal]) : this.#abort.signal;
-    this.ms = ms;
+    this.#ms = ms;
     this.alive();
   }
-  alive(ms = this.ms) {
-    this.ms = ms;
+  alive(ms = this.#ms) {
+    this.#ms = ms;
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.expired = true;
-      this.#abort.abort(new DOMException(`no answer within ${ms} ms`, "TimeoutError"));
+      this.#abort.abort(new DOMException(`no answer for ${ms} ms`, "TimeoutError"));
     }, Math.min(ms, MAX_TIMER_MS));
   }
   stop() {
@@ -100,19 +101,24 @@ async function readBody(response, dog) {
 }
 
 /**
- * fetch() under a watchdog of `ms` (plus `extra`, until the answer's head), with the body read
- * whole: `{ response, body }` (bytes). Rejects with the watchdog's TimeoutError when it fired.
+ * fetch() under a watchdog of `ms` (plus `extra`, until the answer's head): `{ response, body }`
+ * with the body's bytes read whole, or, given the `stream` watchdog (whose signal is `signal`),
+ * a successful answer's body left for the caller to read under it. Rejects with the watchdog's
+ * TimeoutError when it fired.
  */
-async function fetchWhole(url, init, signal, ms, extra = 0) {
-  const dog = new Watchdog(signal, ms + extra);
+async function guardedFetch(url, init, signal, ms, extra = 0, stream = null) {
+  const dog = stream ?? new Watchdog(signal, Math.ceil(ms + extra));
+  // The live tail's watchdog starts now, not before its caller's getToken().
+  stream?.alive(ms);
   try {
     const response = await fetch(url, { ...init, signal: dog.signal, cache: "no-store" });
     dog.alive(ms);
-    return { response, body: await readBody(response, dog) };
+    const body = stream && response.ok ? undefined : await readBody(response, dog);
+    return { response, body };
   } catch (e) {
     throw dog.expired ? dog.signal.reason : e;
   } finally {
-    dog.stop();
+    if (!stream) dog.stop();
   }
 }
 
@@ -228,7 +234,7 @@ export async function pullBack(options, { start, needed }, backfill) {
       let logId;
       for (let after = from; after < upto; ) {
         const url = `${options.api}/events?after=${after}&limit=${Math.min(PULL_LIMIT, upto - after)}`;
-        const { response, body } = await fetchWhole(url, { headers }, null, options.timeout);
+        const { response, body } = await guardedFetch(url, { headers }, null, options.timeout);
         logId = response.headers.get(LOG_ID_HEADER);
         if (!response.ok || !logId) return false;
         const page = text(body);
@@ -826,19 +832,11 @@ export class Sync {
       if (this.#token === undefined && this.#options.getToken && attempt === 0) this.#token = await this.#options.getToken();
       if (this.#token) headers.authorization = `Bearer ${this.#token}`;
       let response, body;
-      const dog = stream ?? new Watchdog(signal, Math.ceil(timeout + extra));
-      // The live tail's watchdog starts now, not before getToken().
-      stream?.alive(timeout);
       try {
-        response = await fetch(this.#options.api + path, { ...init, headers, signal: dog.signal, cache: "no-store" });
-        dog.alive(timeout);
-        if (!stream || !response.ok) body = await readBody(response, dog);
+        ({ response, body } = await guardedFetch(this.#options.api + path, { ...init, headers }, signal, timeout, extra, stream));
       } catch (e) {
-        if (signal.aborted && !dog.expired) throw e;
-        const why = dog.expired ? `no answer for ${dog.ms} ms` : (e?.message ?? e);
-        throw this.#errors("NETWORK", `the sync server cannot be reached: ${why}`, {});
-      } finally {
-        if (!stream) dog.stop();
+        if (signal.aborted && e?.name !== "TimeoutError") throw e;
+        throw this.#errors("NETWORK", `the sync server cannot be reached: ${e?.message ?? e}`, {});
       }
       if (response.ok) {
         await this.#checkLog(response);
