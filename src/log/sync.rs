@@ -197,6 +197,16 @@ type Step = (
     Stores,
 );
 
+/// The writer's turn, held by a sync step (see `Log::turn`).
+struct Turn(Log);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.finish_writing();
+        self.0.start_writer_if_queued();
+    }
+}
+
 /// One step's object stores.
 struct Stores {
     meta: IdbObjectStore,
@@ -790,10 +800,7 @@ impl Log {
     /// What other tabs did: their outbox appends, and the leader's pulls and push answers.
     pub(super) async fn catch_up_synced(&self) -> Result<u64, Error> {
         // Under the writer: the tables must not be rebased by a commit or a pull meanwhile.
-        self.exclusive(self.catch_up_synced_now()).await
-    }
-
-    async fn catch_up_synced_now(&self) -> Result<u64, Error> {
+        let _turn = self.turn().await;
         let head = self.read_engine(&[]).await?.head;
         self.0.head.set(self.0.head.get().max(head));
         self.show(None).await?;
@@ -819,6 +826,7 @@ impl Log {
         after: u64,
         upto: u64,
     ) -> Result<u64, Error> {
+        let _turn = self.turn().await;
         self.read_engine(&[]).await?;
         let mirror = self.0.outbox.borrow();
         let mut last = after;
@@ -837,6 +845,7 @@ impl Log {
 
     /// A stream's version in confirmed ⊕ outbox.
     pub(super) async fn synced_version(&self, stream: &str) -> Result<u64, Error> {
+        let _turn = self.turn().await;
         let known = self.read_engine(&[stream]).await?;
         Ok(self.with_engine(|e| e.version(&known, stream)))
     }
@@ -845,6 +854,10 @@ impl Log {
     /// JSON, with their batch numbers. `None` when there is nothing to push.
     pub async fn push_request(&self, epoch: u64) -> Result<Option<(String, Vec<u64>)>, Error> {
         self.check_open()?;
+        // Under the writer, as every step that reads the engine: a commit places its batches
+        // in the engine before it knows they are stored (its check may abort it), and a push
+        // built meanwhile would send events that are then placed again under other ids.
+        let _turn = self.turn().await;
         let tx = idb::transaction(&self.0.db, &STEP_STORES, false, "default")
             .map_err(|e| self.closed_or(e))?;
         let s = Stores::of(&tx)?;
@@ -881,8 +894,8 @@ impl Log {
             .and_then(|o| o.in_flight.clone())
             .filter(|p| p.batches == numbers)
             .ok_or_else(|| protocol_error("a push answer for batches not in flight"))?;
-        self.exclusive(self.apply_push_now(epoch, push, response))
-            .await
+        let _turn = self.turn().await;
+        self.apply_push_now(epoch, push, response).await
     }
 
     async fn apply_push_now(
@@ -964,8 +977,8 @@ impl Log {
         server_head: u64,
     ) -> Result<Pulled, Error> {
         self.check_open()?;
-        self.exclusive(self.apply_pull_now(epoch, events, server_head))
-            .await
+        let _turn = self.turn().await;
+        self.apply_pull_now(epoch, events, server_head).await
     }
 
     async fn apply_pull_now(
@@ -1006,6 +1019,7 @@ impl Log {
     /// Forgets a rejection; returns whether there was one.
     pub async fn dismiss_rejection(&self, id: u64) -> Result<bool, Error> {
         self.check_open()?;
+        let _turn = self.turn().await;
         let (tx, done, s) = self.begin(None, "default").await?;
         let found = !idb::request(&s.rejections.get(&key(id)).map_err(storage)?)
             .await
@@ -1166,14 +1180,11 @@ impl Log {
     }
 
     /// Takes the writer (see `wait_idle`) for a sync step, so it never interleaves with a
-    /// commit or a compaction of this tab.
-    async fn exclusive<T>(&self, step: impl std::future::Future<Output = T>) -> T {
+    /// commit or a compaction of this tab; given back when the turn is dropped.
+    async fn turn(&self) -> Turn {
         self.wait_idle().await;
         self.0.writing.set(true);
-        let out = step.await;
-        self.finish_writing();
-        self.start_writer_if_queued();
-        out
+        Turn(self.clone())
     }
 
     /// Becomes the sync leader: a new epoch, one above the stored one, and a heartbeat.
