@@ -51,7 +51,9 @@ const LATENCIES = ["append.create500", "append.synced500", "sync.latency"];
 // Cases whose rows are times in ms (metric rows), each with its count of events and trials.
 const TIMES = ["sync.boot"];
 const NUMBERS = ["events_per_s", "p50_ms", "p99_ms", "value", "events", "trials"];
-const FIGURES = ["events_per_s", "p50_ms", "value"];
+// A p50 can be 0 (below the 0.1 ms timer resolution of a page that is not cross-origin
+// isolated, as a BroadcastChannel hop is on a fast machine); its p99 then carries the figure.
+const FIGURES = ["events_per_s", "p50_ms", "p99_ms", "value"];
 
 function check(json) {
   const problems = [];
