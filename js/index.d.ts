@@ -697,7 +697,11 @@ export interface SyncOptions {
   log: string;
   /** A bearer token; or `getToken`, called first and again after a 401. */
   token?: string;
-  /** Returns a bearer token; called before the first request and again after a 401. */
+  /**
+   * Returns a bearer token; called before the first request and again after a 401. It has
+   * `timeout` ms: later, or failing with a `TypeError` (as `fetch` does offline), the round
+   * fails as `NETWORK`; any other failure as `UNAUTHORIZED`. Sync retries with backoff.
+   */
   getToken?: () => string | Promise<string>;
   /** Follow the live tail while online (default true); otherwise pull every 2 s. */
   live?: boolean;

@@ -122,6 +122,22 @@ async function guardedFetch(url, init, signal, ms, extra = 0, stream = null) {
   }
 }
 
+/**
+ * What `getToken()` gives within `ms`: an auth backend that never answers must hold sync no
+ * longer than a sync server that never answers. Rejects with getToken's own error, or with a
+ * TimeoutError when it is late or `signal` aborts it.
+ */
+async function askToken(getToken, signal, ms) {
+  const dog = new Watchdog(signal, ms);
+  const late = new Promise((_, fail) => dog.signal.addEventListener("abort", () => fail(dog.signal.reason), { once: true }));
+  try {
+    return await Promise.race([getToken(), late]);
+  } finally {
+    dog.stop();
+    late.catch(() => {});
+  }
+}
+
 const text = (bytes) => new TextDecoder().decode(bytes);
 
 /** The sync options of `Logfold.open`, checked; throws `invalidArgument(argument, message)`. */
@@ -224,10 +240,10 @@ export async function fetchSnapshotSet(options, id) {
  * false when the server cannot be reached or answers otherwise.
  */
 export async function pullBack(options, { start, needed }, backfill) {
-  const token = options.token ?? (await options.getToken?.());
-  const headers = token ? { authorization: `Bearer ${token}` } : {};
   let upto = start - 1;
   try {
+    const token = options.token ?? (options.getToken && (await askToken(options.getToken, null, options.timeout)));
+    const headers = token ? { authorization: `Bearer ${token}` } : {};
     while (upto >= needed) {
       const from = Math.max(needed - 1, upto - 100_000);
       const pages = [];
@@ -829,7 +845,7 @@ export class Sync {
     const { timeout } = this.#options;
     for (let attempt = 0; ; attempt++) {
       const headers = { ...init.headers };
-      if (this.#token === undefined && this.#options.getToken && attempt === 0) this.#token = await this.#options.getToken();
+      if (this.#token === undefined && this.#options.getToken && attempt === 0) this.#token = await this.#newToken(signal);
       if (this.#token) headers.authorization = `Bearer ${this.#token}`;
       let response, body;
       try {
@@ -848,7 +864,7 @@ export class Sync {
       } catch {}
       const message = error.message ?? `HTTP ${response.status}`;
       if (response.status === 401 && attempt === 0 && this.#options.getToken) {
-        this.#token = await this.#options.getToken();
+        this.#token = await this.#newToken(signal);
         continue;
       }
       if (response.status === 401) throw this.#errors("UNAUTHORIZED", `the sync server refused the token: ${message}`, { status: 401 });
@@ -858,6 +874,18 @@ export class Sync {
       const details = { status: response.status, code: error.code };
       if (retryAfter > 0) details.retryAfterMs = retryAfter * 1000;
       throw this.#errors("SERVER", `the sync server answered ${response.status}: ${message}`, details);
+    }
+  }
+
+  // getToken() under the watchdog. Late, or failing as fetch() does when the network is down
+  // (TypeError), it is NETWORK: sync is offline and retries. Any other failure is UNAUTHORIZED.
+  async #newToken(signal) {
+    try {
+      return await askToken(this.#options.getToken, signal, this.#options.timeout);
+    } catch (e) {
+      if (signal.aborted && e?.name !== "TimeoutError") throw e;
+      const network = e?.name === "TimeoutError" || e instanceof TypeError;
+      throw this.#errors(network ? "NETWORK" : "UNAUTHORIZED", `getToken() gave no token: ${e?.message ?? e}`, {});
     }
   }
 

@@ -51,7 +51,7 @@ function installHelpers() {
     retracted: {}, // what onRetracted was called with, per log name
     statuses: {}, // what log.sync.subscribe delivered, per log name
     changes: {}, // what log.subscribe delivered for the table (accounts or notes), per log name
-    tokens: [], // getToken returns tokens[min(calls, length - 1)]
+    tokens: [], // getToken returns tokens[min(calls, length - 1)]; null never answers
     tokenCalls: 0,
     uncaught: [],
     ticks: 0, // a 100 ms timer: it stops when the page is frozen
@@ -61,7 +61,10 @@ function installHelpers() {
       const sync = { url, log, maxPushBytes, onRejected: (r) => heard.push(json(r)), onRetracted: (id) => retracted.push(id) };
       if (auth) {
         S.tokens = auth;
-        sync.getToken = async () => S.tokens[Math.min(S.tokenCalls++, S.tokens.length - 1)];
+        sync.getToken = () => {
+          const token = S.tokens[Math.min(S.tokenCalls++, S.tokens.length - 1)];
+          return token === null ? new Promise(() => {}) : Promise.resolve(token);
+        };
       }
       if (live !== undefined) sync.live = live;
       if (timeout !== undefined) sync.timeout = timeout;
@@ -753,6 +756,19 @@ test("401: getToken is called again and the request retried; a token that stays 
       assert.ok((await ev(q, () => S.tokenCalls)) >= 2, "getToken was called again before giving up");
       assert.equal(s.pending >= 1, true, JSON.stringify(s));
       assert.equal(await sync.head("auth401", "reader-token-0003"), 4, "nothing pushed with the refused token");
+
+      // A getToken() that never answers (an auth backend behind a dead network) has the
+      // sync timeout: the round fails as NETWORK, and the next one asks again and pushes.
+      const r = await tab(dev);
+      await open(r, "hang", { url: sync.url, log: "auth401", auth: [null, "writer-token-0001"], timeout: 500 });
+      const hung = await ev(r, () => S.logs.hang.append({ stream: "y", type: "Deposited", data: { account: "y", amount: 2 } }));
+      await serverAt(sync, "auth401", 5, "reader-token-0003");
+      await synced(r, "hang", 5);
+      const late = (await ev(r, () => S.statuses.hang)).find((x) => x.lastError?.message.includes("getToken"));
+      assert.equal(late?.state, "offline", "a status said the token was late");
+      assert.equal(late.lastError.code, "NETWORK", JSON.stringify(late));
+      assert.equal(await ev(r, () => S.tokenCalls), 2, "asked once more after the late token");
+      assertExactlyOnce((await sync.events("auth401", "reader-token-0003")).events, [...stored.map((e) => e.id), hung.id], "after a late token");
     });
   } finally {
     await sync.stop();
