@@ -746,7 +746,10 @@ export interface SyncOptions {
         boot?: boolean;
         /** Upload this app's set (the leader tab, default true). */
         share?: boolean;
-        /** Upload once the log has grown this many events past the last set (default 50,000). */
+        /**
+         * Upload once the log has grown this many events past the last set (default 50,000).
+         * The last set shared is remembered by the origin (in `localStorage`), across reloads.
+         */
         every?: number;
         /** How long a new log waits for the server's answer, in ms (default 5,000); then it pulls it all. */
         timeout?: number;

@@ -286,6 +286,22 @@ function writePaused(name, paused) {
   } catch {}
 }
 
+// The offset of the last snapshot set this origin shared with a server log (keyed by its URL),
+// kept across reloads and tabs: without it, each page load's leader uploaded a set again.
+const sharedKey = (api) => `logfold:shared-at:${api}`;
+function readSharedAt(api) {
+  try {
+    return Number(globalThis.localStorage?.getItem(sharedKey(api))) || 0;
+  } catch {
+    return 0;
+  }
+}
+function writeSharedAt(api, offset) {
+  try {
+    globalThis.localStorage?.setItem(sharedKey(api), String(offset));
+  } catch {}
+}
+
 /** `log.sync`: status, control, and (in the leader tab) the sync loop. */
 export class Sync {
   #core;
@@ -897,7 +913,9 @@ export class Sync {
   async share(id, offset, bytes) {
     const o = this.#options;
     if (!o?.snapshots.share || !this.#leading || this.#paused || this.#stopped || this.#sharing) return;
-    if (offset < (this.#sharedAt ?? 0) + o.snapshots.every) return;
+    // Another tab, or this origin before a reload, may have shared a later set.
+    this.#sharedAt = Math.max(this.#sharedAt ?? 0, readSharedAt(o.api));
+    if (offset < this.#sharedAt + o.snapshots.every) return;
     const body = bytes();
     if (!body) return;
     this.#sharing = true;
@@ -906,6 +924,7 @@ export class Sync {
       const sent = await this.#fetch(`/snapshots/${id}`, init, this.#lead?.signal ?? new AbortController().signal, body.length / SLOW_UPLOAD);
       const answer = JSON.parse(text(sent.body));
       this.#sharedAt = Math.max(offset, answer.offset ?? 0);
+      writeSharedAt(o.api, this.#sharedAt);
     } catch (e) {
       // Refused (a server without sets, a set over --max-body, an offset it lacks): not again
       // from this tab until the log grows `every` more; a server without sets, never.

@@ -173,6 +173,44 @@ test("a set is only used by the same projections and schemas; a reducer state th
   assert.equal(r.plain, 0, "sets are off by default");
 });
 
+test("a set shared before a reload is not uploaded again by the next page load's leader", opts, async () => {
+  const other = await browser.newPage(pages.url);
+  try {
+    // Snapshots only when asked for, a set shared every 1,000 events.
+    const open = () => ev(other, async ({ url }) => {
+      // n ledger events; `skip` drops the accounts' openings (they are there already).
+      window.grow = async (n, seed, skip) => {
+        const log = window.shared;
+        await log.append(T.ledgerEvents(n + skip, seed, 30).slice(skip));
+        await log.sync.settled({ timeout: 30_000 });
+        await log.snapshot();
+        return log.head;
+      };
+      window.shared = await Logfold.open({ name: "again", projections: T.ledger(), sync: { url, log: "again", snapshots: { every: 1000 } }, snapshotEvery: Infinity });
+      await shared.sync.settled({ timeout: 30_000 });
+    }, { url: sync.url });
+    const stored = (await uploads()).stored ?? 0;
+    await open();
+    assert.equal(await ev(other, () => grow(1200, 7, 0)), 1200);
+    await waitFor("the first set", async () => ((await uploads()).stored ?? 0) === stored + 1);
+
+    await other.reload();
+    await ev(other, () => window.ready);
+    await open();
+    // 600 more: a snapshot at 1,800 is under 1,200 + 1,000, so no set. Before the fix the new
+    // page's leader knew of no set and uploaded one here.
+    assert.equal(await ev(other, () => grow(600, 8, 30)), 1800);
+    await new Promise((ok) => setTimeout(ok, 2000));
+    assert.equal((await uploads()).stored ?? 0, stored + 1, "no set uploaded after the reload");
+    // Past it, a set again (the control: sharing still works after the reload).
+    assert.equal(await ev(other, () => grow(500, 9, 30)), 2300);
+    await waitFor("the second set", async () => ((await uploads()).stored ?? 0) === stored + 2);
+    await ev(other, () => shared.close());
+  } finally {
+    await other.close();
+  }
+});
+
 test("a new device whose server cannot be reached opens at once, empty, and syncs from the start later", opts, async () => {
   const r = await ev(page, async () => {
     const t0 = performance.now();
