@@ -150,27 +150,37 @@ impl Log {
             inner.truncated.set(truncated);
             return Ok((truncated + 1, 0));
         }
-        let segments = tx.object_store("segments").map_err(storage)?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let dropped = IdbKeyRange::upper_bound(&key(cut)).map_err(storage)?;
-        segments.delete(&dropped).map_err(storage)?;
-        if let Some(base) = base {
-            let snapshots = tx.object_store("snapshots").map_err(storage)?;
-            let tables = base
-                .tables
-                .iter()
-                .map(|(k, bytes)| (k, Uint8Array::from(&bytes[..]).buffer().into()));
-            for (k, value) in tables.chain(base.reducers.iter().map(|(k, v)| (k, v.clone()))) {
-                snapshots
-                    .put_with_key(&value, &base_key(k).into())
+        let write = || -> Result<(), Error> {
+            let segments = tx.object_store("segments").map_err(storage)?;
+            let meta = tx.object_store("meta").map_err(storage)?;
+            let dropped = IdbKeyRange::upper_bound(&key(cut)).map_err(storage)?;
+            segments.delete(&dropped).map_err(storage)?;
+            if let Some(base) = base {
+                let snapshots = tx.object_store("snapshots").map_err(storage)?;
+                let tables = base
+                    .tables
+                    .iter()
+                    .map(|(k, bytes)| (k, Uint8Array::from(&bytes[..]).buffer().into()));
+                for (k, value) in tables.chain(base.reducers.iter().map(|(k, v)| (k, v.clone()))) {
+                    snapshots
+                        .put_with_key(&value, &base_key(k).into())
+                        .map_err(storage)?;
+                }
+            }
+            meta.put_with_key(&key(cut), &"truncated".into())
+                .map_err(storage)?;
+            if compacted < cut {
+                meta.put_with_key(&key(cut), &"compacted".into())
                     .map_err(storage)?;
             }
-        }
-        meta.put_with_key(&key(cut), &"truncated".into())
-            .map_err(storage)?;
-        if compacted < cut {
-            meta.put_with_key(&key(cut), &"compacted".into())
-                .map_err(storage)?;
+            Ok(())
+        };
+        // A put that throws (a reducer state the store cannot clone) must not leave the delete
+        // to commit without the mark that says where the log starts.
+        if let Err(e) = write() {
+            tx.abort().ok();
+            let _ = done.await;
+            return Err(e);
         }
         done.await.map_err(|e| self.closed_or(e))?;
         inner.truncated.set(cut);

@@ -209,6 +209,29 @@ test("time travel works from the first position kept on, after the snapshots mov
   assert.equal(r.below.code, "TRUNCATED", JSON.stringify(r.below));
 });
 
+test("a cut whose base snapshot cannot be stored (a reducer state holding a function there) drops nothing", opts, async () => {
+  const r = await ev(page, async ({ url }) => {
+    // The state holds a function until the 2,000th event: its snapshot at the head is stored,
+    // its state at the cut cannot be.
+    const tagged = (s) => (s.n + 1 < 2000 ? { n: s.n + 1, tag: () => "x" } : { n: s.n + 1 });
+    const projections = () => ({ ...T.ledger(), tagged: { version: 1, init: () => ({ n: 0 }), apply: tagged } });
+    const sync = { url, log: "kept-clone" };
+    const events = T.ledgerEvents(2000, 25, 15);
+    let log = await Logfold.open({ name: "retain-clone", projections: projections(), sync });
+    for (let i = 0; i < 2000; i += 250) await log.append(events.slice(i, i + 250));
+    await log.sync.settled({ timeout: 30_000 });
+    const out = { cut: await T.attempt(() => log.truncateBefore(1500)), start: log.start, first: (await log.read({ limit: 1 }))[0]?.seq };
+    await log.close();
+    log = await Logfold.open({ name: "retain-clone", projections: projections(), sync });
+    out.reopened = { start: log.start, verified: await log.verified, n: log.state("tagged").n, count: (await T.readAll(log)).length };
+    await log.close();
+    return out;
+  }, { url: sync.url });
+  assert.deepEqual([r.cut.code, r.cut.details?.name], ["STORAGE", "DataCloneError"], JSON.stringify(r.cut));
+  assert.deepEqual([r.start, r.first], [1, 1], "nothing dropped");
+  assert.deepEqual(r.reopened, { start: 1, verified: null, n: 2000, count: 2000 }, JSON.stringify(r.reopened));
+});
+
 test("retention: the leader drops what neither keepEvents nor keepDays keeps as the log grows; bad options are refused", opts, async () => {
   const r = await ev(page, async ({ url }) => {
     const events = T.ledgerEvents(2000, 31, 10);
