@@ -1085,7 +1085,16 @@ class Log {
     for (let attempt = 0; ; attempt++) {
       const cut = await this.#core.cutPoint(Math.min(seq, upto + 1));
       if (cut < this.start) return this.#core.truncateBefore(cut + 1, 0, undefined, [], new Uint32Array(), []);
-      const { view, states } = await this.#past(cut);
+      let past;
+      try {
+        past = await this.#past(cut);
+      } catch (e) {
+        // A log cut by a release before base snapshots has no state below its snapshots: it
+        // cuts without one, as that release did (time travel below them stays TRUNCATED).
+        if (e?.code !== "TRUNCATED") throw e;
+        return this.#core.truncateBefore(cut + 1, 0, undefined, [], new Uint32Array(), []);
+      }
+      const { view, states } = past;
       const reducers = [...this.#p.reducers.values()];
       for (const r of reducers) {
         const failure = states.get(r.name).failure;

@@ -209,6 +209,46 @@ test("time travel works from the first position kept on, after the snapshots mov
   assert.equal(r.below.code, "TRUNCATED", JSON.stringify(r.below));
 });
 
+test("a log cut by an earlier release (no base snapshots) cuts again below its snapshots; time travel there says TRUNCATED", opts, async () => {
+  const r = await ev(page, async ({ url }) => {
+    const sync = { url, log: "kept-old" };
+    const events = T.ledgerEvents(4000, 23, 15);
+    let log = await Logfold.open({ name: "retain-old", projections: T.ledger(), sync });
+    for (let i = 0; i < 2000; i += 250) await log.append(events.slice(i, i + 250));
+    await log.sync.settled({ timeout: 30_000 });
+    const first = await log.truncateBefore(1500);
+    await log.close();
+    // Releases before the base snapshots cut without them.
+    const db = await T.rawOpen("retain-old");
+    const tx = db.transaction("snapshots", "readwrite");
+    const keys = (await T.req(tx.objectStore("snapshots").getAllKeys())).filter((k) => String(k).startsWith("base:"));
+    for (const k of keys) tx.objectStore("snapshots").delete(k);
+    await new Promise((ok) => (tx.oncomplete = ok));
+    db.close();
+    log = await Logfold.open({ name: "retain-old", projections: T.ledger(), sync });
+    for (let i = 2000; i < 4000; i += 250) await log.append(events.slice(i, i + 250));
+    await log.sync.settled({ timeout: 30_000 });
+    await log.snapshot();
+    const out = { first, bases: keys.length };
+    out.second = await T.attempt(() => log.truncateBefore(3000));
+    out.start = log.start;
+    out.travel = await T.attempt(() => log.tablesAt(log.start + 10));
+    out.tables = T.canon(T.tables(log));
+    out.head = log.head;
+    await log.close();
+    return out;
+  }, { url: sync.url });
+  assert.equal(r.bases, 2, "the table's and the reducer's base snapshots were there to delete");
+  assert.ok(r.first.start > 1 && r.first.start <= 1500, JSON.stringify(r.first));
+  assert.equal(r.second.threw, false, `the second cut: ${JSON.stringify(r.second)}`);
+  assert.ok(r.second.value.dropped > 0 && r.start > r.first.start && r.start <= 3000, JSON.stringify(r.second));
+  // Below its snapshot at the head, the log has no state to fold from: a clear TRUNCATED.
+  assert.equal(r.travel.code, "TRUNCATED", JSON.stringify(r.travel));
+  const { events } = await sync.events("kept-old");
+  assert.equal(r.head, 4000);
+  assert.equal(r.tables, await ev(page, (events) => T.canon(T.model(events)), events));
+});
+
 test("a cut whose base snapshot cannot be stored (a reducer state holding a function there) drops nothing", opts, async () => {
   const r = await ev(page, async ({ url }) => {
     // The state holds a function until the 2,000th event: its snapshot at the head is stored,
