@@ -129,7 +129,11 @@ async function guardedFetch(url, init, signal, ms, extra = 0, stream = null) {
  */
 async function askToken(getToken, signal, ms) {
   const dog = new Watchdog(signal, ms);
-  const late = new Promise((_, fail) => dog.signal.addEventListener("abort", () => fail(dog.signal.reason), { once: true }));
+  const late = new Promise((_, fail) => {
+    // A signal aborted already fires no "abort" event.
+    if (dog.signal.aborted) fail(dog.signal.reason);
+    else dog.signal.addEventListener("abort", () => fail(dog.signal.reason), { once: true });
+  });
   try {
     return await Promise.race([getToken(), late]);
   } finally {
@@ -286,19 +290,21 @@ function writePaused(name, paused) {
   } catch {}
 }
 
-// The offset of the last snapshot set this origin shared with a server log (keyed by its URL),
-// kept across reloads and tabs: without it, each page load's leader uploaded a set again.
-const sharedKey = (api) => `logfold:shared-at:${api}`;
-function readSharedAt(api) {
+// The offset of the last snapshot set this origin shared, kept across reloads and tabs:
+// without it, each page load's leader uploaded a set again. Keyed by the set (its id names the
+// projections, schemas and code: another release shares its own at once) and by the server
+// log's URL and identity (a replaced server log starts from none).
+const sharedKey = (api, serverLog, id) => `logfold:shared-at:${api} ${serverLog} ${id}`;
+function readSharedAt(key) {
   try {
-    return Number(globalThis.localStorage?.getItem(sharedKey(api))) || 0;
+    return Number(globalThis.localStorage?.getItem(key)) || 0;
   } catch {
     return 0;
   }
 }
-function writeSharedAt(api, offset) {
+function writeSharedAt(key, offset) {
   try {
-    globalThis.localStorage?.setItem(sharedKey(api), String(offset));
+    globalThis.localStorage?.setItem(key, String(offset));
   } catch {}
 }
 
@@ -914,7 +920,7 @@ export class Sync {
     const o = this.#options;
     if (!o?.snapshots.share || !this.#leading || this.#paused || this.#stopped || this.#sharing) return;
     // Another tab, or this origin before a reload, may have shared a later set.
-    this.#sharedAt = Math.max(this.#sharedAt ?? 0, readSharedAt(o.api));
+    this.#sharedAt = Math.max(this.#sharedAt ?? 0, readSharedAt(sharedKey(o.api, this.#serverLog, id)));
     if (offset < this.#sharedAt + o.snapshots.every) return;
     const body = bytes();
     if (!body) return;
@@ -924,7 +930,7 @@ export class Sync {
       const sent = await this.#fetch(`/snapshots/${id}`, init, this.#lead?.signal ?? new AbortController().signal, body.length / SLOW_UPLOAD);
       const answer = JSON.parse(text(sent.body));
       this.#sharedAt = Math.max(offset, answer.offset ?? 0);
-      writeSharedAt(o.api, this.#sharedAt);
+      writeSharedAt(sharedKey(o.api, this.#serverLog, id), this.#sharedAt);
     } catch (e) {
       // Refused (a server without sets, a set over --max-body, an offset it lacks): not again
       // from this tab until the log grows `every` more; a server without sets, never.

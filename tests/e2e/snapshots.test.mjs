@@ -177,7 +177,8 @@ test("a set shared before a reload is not uploaded again by the next page load's
   const other = await browser.newPage(pages.url);
   try {
     // Snapshots only when asked for, a set shared every 1,000 events.
-    const open = () => ev(other, async ({ url }) => {
+    // `release` 2 adds a reducer: another set id.
+    const open = (release = 1) => ev(other, async ({ url, release }) => {
       // n ledger events; `skip` drops the accounts' openings (they are there already).
       window.grow = async (n, seed, skip) => {
         const log = window.shared;
@@ -186,9 +187,10 @@ test("a set shared before a reload is not uploaded again by the next page load's
         await log.snapshot();
         return log.head;
       };
-      window.shared = await Logfold.open({ name: "again", projections: T.ledger(), sync: { url, log: "again", snapshots: { every: 1000 } }, snapshotEvery: Infinity });
+      const projections = release === 1 ? T.ledger() : { ...T.ledger(), count: { version: 1, init: 0, apply: (n) => n + 1 } };
+      window.shared = await Logfold.open({ name: "again", projections, sync: { url, log: "again", snapshots: { every: 1000 } }, snapshotEvery: Infinity });
       await shared.sync.settled({ timeout: 30_000 });
-    }, { url: sync.url });
+    }, { url: sync.url, release });
     const stored = (await uploads()).stored ?? 0;
     await open();
     assert.equal(await ev(other, () => grow(1200, 7, 0)), 1200);
@@ -205,6 +207,11 @@ test("a set shared before a reload is not uploaded again by the next page load's
     // Past it, a set again (the control: sharing still works after the reload).
     assert.equal(await ev(other, () => grow(500, 9, 30)), 2300);
     await waitFor("the second set", async () => ((await uploads()).stored ?? 0) === stored + 2);
+    // A release with other projections has its own set: shared at once, not 1,000 later.
+    await ev(other, () => shared.close());
+    await open(2);
+    assert.equal(await ev(other, () => grow(100, 10, 30)), 2400);
+    await waitFor("the other release's set", async () => ((await uploads()).stored ?? 0) === stored + 3);
     await ev(other, () => shared.close());
   } finally {
     await other.close();
