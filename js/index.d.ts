@@ -700,7 +700,9 @@ export interface SyncOptions {
   /**
    * Returns a bearer token; called before the first request and again after a 401. It has
    * `timeout` ms: later, or failing with a `TypeError` (as `fetch` does offline), the round
-   * fails as `NETWORK`; any other failure as `UNAUTHORIZED`. Sync retries with backoff.
+   * fails as `NETWORK`; any other failure as `UNAUTHORIZED`. Sync retries with backoff and
+   * calls it again, so one that waits on the user (a login) should give every call the same
+   * pending promise.
    */
   getToken?: () => string | Promise<string>;
   /** Follow the live tail while online (default true); otherwise pull every 2 s. */
