@@ -919,6 +919,9 @@ export class Sync {
   async share(id, offset, bytes) {
     const o = this.#options;
     if (!o?.snapshots.share || !this.#leading || this.#paused || this.#stopped || this.#sharing) return;
+    // Only into a server log checked to be this log's since the last failure: a replaced one
+    // (a restore) would keep a set of this history for its new devices to boot from.
+    if (!this.#verified) return;
     // Another tab, or this origin before a reload, may have shared a later set.
     this.#sharedAt = Math.max(this.#sharedAt ?? 0, readSharedAt(sharedKey(o.api, this.#serverLog, id)));
     if (offset < this.#sharedAt + o.snapshots.every) return;

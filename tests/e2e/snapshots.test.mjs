@@ -9,6 +9,7 @@ import { startSyncServer } from "./sync-server.mjs";
 
 const PAGE_PORT = 47355;
 const SYNC_PORT = 47356;
+const REPLACED_PORT = 47357;
 let pages, sync, browser, page;
 
 before(async () => {
@@ -26,8 +27,8 @@ after(async () => {
 const opts = { timeout: TEST_TIMEOUT };
 
 /** `logfold_snapshot_uploads_total` by result, from the server's /metrics. */
-async function uploads() {
-  const text = await (await fetch(`${sync.url}/metrics`)).text();
+async function uploads(server = sync) {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
   const out = {};
   for (const m of text.matchAll(/^logfold_snapshot_uploads_total\{result="(\w+)"\}\s+(\d+)/gm)) out[m[1]] = Number(m[2]);
   return out;
@@ -215,6 +216,51 @@ test("a set shared before a reload is not uploaded again by the next page load's
     await ev(other, () => shared.close());
   } finally {
     await other.close();
+  }
+});
+
+test("a leader whose server log was replaced shares no set into it before it checked the server again", opts, async () => {
+  let first = await startSyncServer({ port: REPLACED_PORT, corsOrigin: pages.origin });
+  let second;
+  try {
+    await ev(page, async ({ url }) => {
+      window.moved = await Logfold.open({ name: "moved", projections: T.ledger(), sync: { url, log: "moved", snapshots: { every: 100 } }, snapshotEvery: Infinity });
+      await moved.append(T.ledgerEvents(300, 11, 10));
+      await moved.sync.settled({ timeout: 30_000 });
+    }, { url: first.url });
+    // The server's database is replaced (a restore, a new deployment) while the device's live
+    // tail waits out its backoff; the new log has grown past this device's by other clients.
+    await first.stop();
+    first = null;
+    await new Promise((ok) => setTimeout(ok, 3000));
+    second = await startSyncServer({ port: REPLACED_PORT, corsOrigin: pages.origin });
+    const events = Array.from({ length: 400 }, (_, i) => ({
+      id: `0190c2a4-5e1f-7c3b-9a10-${String(i + 1).padStart(12, "0")}`,
+      stream: `n-${i % 7}`, type: "Noted", data: { i }, meta: null, time: 1_700_000_000_000 + i, version: Math.floor(i / 7) + 1,
+    }));
+    const pushed = await fetch(`${second.url}/v1/logs/moved/push`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ protocol: 1, batches: [{ client: "other", epoch: 1, batch: 1, expected: {}, events }] }),
+    });
+    assert.equal(pushed.status, 200, await pushed.text());
+    // A snapshot now: before the fix, the leader uploaded the set of its own history into the
+    // new log, where new devices would boot from it.
+    await ev(page, async () => {
+      await moved.snapshot();
+      await new Promise((ok) => setTimeout(ok, 2000));
+    });
+    assert.equal((await uploads(second)).stored ?? 0, 0, "no set stored in the replaced log");
+    const end = Date.now() + 30_000;
+    let status;
+    while ((status = await ev(page, () => JSON.parse(JSON.stringify(moved.sync.status)))).lastError?.code !== "DIVERGED" && Date.now() < end) {
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+    assert.equal(status.lastError?.code, "DIVERGED", JSON.stringify(status));
+    await ev(page, () => moved.close());
+  } finally {
+    await first?.stop();
+    await second?.stop();
   }
 });
 
