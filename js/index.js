@@ -407,8 +407,10 @@ class Schemas {
 
   // What the projections' state depends on besides their definitions and versions, for the
   // name of the server's snapshot set: the schemas, and the code of the upcasters, of the
-  // unknownEvents function and of `reducers` (so a build whose code folds otherwise, even at
-  // the same versions, never starts from another's set; a new build waits for its own).
+  // unknownEvents function and of `reducers` (so a new device of a build whose code differs,
+  // even at the same versions, never starts from another build's set; it waits for its own).
+  // A device updated in place shares state its earlier build began to fold: a `version` says
+  // when that state is wrong for the new build.
   salt(reducers) {
     const code = (f) => (typeof f === "function" ? String(f) : f);
     const upcast = Object.entries(this.upcast).map(([type, steps]) => [type, Object.entries(steps).map(([n, f]) => [n, code(f)])]);
