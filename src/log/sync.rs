@@ -1060,11 +1060,19 @@ impl Log {
             (o.shown_valid, o.lag)
         };
         if head != base + lag || !valid {
+            // What the base lacks is read before the overlay is taken back: across an await,
+            // a render would show the base alone, without the outbox (a pending transfer
+            // undone for a frame).
+            let given = confirmed.filter(|c| c.first().is_some_and(|e| e.seq == base + 1));
+            let segments = match given {
+                None if head > base => self.confirmed_segments(base, head).await?,
+                _ => Vec::new(),
+            };
             if inner.tables.borrow_mut().rollback() {
                 inner.projections.call("rebase", &[]);
             }
             if head > base {
-                self.fold_base(head, confirmed).await?;
+                self.fold_base(head, given, &segments)?;
             }
             let mut outbox = inner.outbox.borrow_mut();
             let o = outbox.as_mut().expect("synced");
@@ -1119,51 +1127,60 @@ impl Log {
         Ok(())
     }
 
-    /// Folds confirmed events from the tables' base up to `head` into the base.
-    async fn fold_base(&self, head: u64, confirmed: Option<&[Event]>) -> Result<(), Error> {
+    /// The stored segments that hold the confirmed positions (`from`, `head`].
+    async fn confirmed_segments(&self, from: u64, head: u64) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let mut out = Vec::new();
+        let mut after = from;
+        while after < head {
+            let (keys, values) = match self.segments_after(after, PAGE).await {
+                // Another tab cut past what this one folded: it cannot catch up.
+                Err(Error::Truncated { .. }) => {
+                    self.close_for(CloseReason::Truncated);
+                    return Err(Error::Closed(CloseReason::Truncated));
+                }
+                r => r?,
+            };
+            let Some(&last) = keys.last() else { break };
+            after = last;
+            out.extend(keys.into_iter().zip(values));
+        }
+        Ok(out)
+    }
+
+    /// Folds confirmed events from the tables' base up to `head` into the base: `confirmed`
+    /// when given (it starts right after the base), else the events of `segments`.
+    fn fold_base(
+        &self,
+        head: u64,
+        confirmed: Option<&[Event]>,
+        segments: &[(u64, Vec<u8>)],
+    ) -> Result<(), Error> {
         let inner = &self.0;
-        let from = inner.tables.borrow().seq();
         let mut text = self.events_text();
         let mut folded = 0u64;
-        match confirmed {
-            Some(events) if events.first().is_some_and(|e| e.seq == from + 1) => {
-                let mut tables = inner.tables.borrow_mut();
-                for e in events.iter().filter(|e| e.seq <= head) {
-                    tables.fold(&e.as_ref());
-                    if let Some(text) = text.as_mut() {
-                        if text.len() > 1 {
-                            text.push(',');
-                        }
-                        logfold_core::json::write_event(text, &e.as_ref());
+        if let Some(events) = confirmed {
+            let mut tables = inner.tables.borrow_mut();
+            for e in events.iter().filter(|e| e.seq <= head) {
+                tables.fold(&e.as_ref());
+                if let Some(text) = text.as_mut() {
+                    if text.len() > 1 {
+                        text.push(',');
                     }
-                    folded += 1;
+                    logfold_core::json::write_event(text, &e.as_ref());
                 }
+                folded += 1;
             }
-            _ => loop {
-                let after = inner.tables.borrow().seq();
-                if after >= head {
-                    break;
-                }
-                let (keys, values) = match self.segments_after(after, PAGE).await {
-                    // Another tab cut past what this one folded: it cannot catch up.
-                    Err(Error::Truncated { .. }) => {
-                        self.close_for(CloseReason::Truncated);
-                        return Err(Error::Closed(CloseReason::Truncated));
-                    }
-                    r => r?,
-                };
-                if keys.is_empty() {
-                    break;
-                }
-                for (k, bytes) in keys.iter().zip(&values) {
-                    let mut scratch = Vec::new();
-                    let seg = Segment::parse_in(bytes, &mut scratch)
-                        .map_err(|e| Error::corrupt(after + 1, *k, e))?;
-                    folded +=
-                        fold_segment(&mut inner.tables.borrow_mut(), &seg, head, text.as_mut())
-                            .map_err(|e| Error::corrupt(after + 1, *k, e))?;
-                }
-            },
+        }
+        for (k, bytes) in segments {
+            let after = inner.tables.borrow().seq();
+            if after >= head {
+                break;
+            }
+            let mut scratch = Vec::new();
+            let seg = Segment::parse_in(bytes, &mut scratch)
+                .map_err(|e| Error::corrupt(after + 1, *k, e))?;
+            folded += fold_segment(&mut inner.tables.borrow_mut(), &seg, head, text.as_mut())
+                .map_err(|e| Error::corrupt(after + 1, *k, e))?;
         }
         let mut s = inner.stats.get();
         s.base_events += folded;

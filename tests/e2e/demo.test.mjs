@@ -93,7 +93,9 @@ test("first visit, then offline with the server down: the app opens from the cac
   await visit(page);
   assert.deepEqual(await balances(page), { checking: "0.00", savings: "1,250.00" }, "the data, from IndexedDB");
   await move(page, "checking", "20.50");
-  assert.equal((await balances(page)).checking, "20.50");
+  // The form clears when the append resolves; the table renders at the next frame.
+  await page.waitForFunction(() => [...document.querySelectorAll("#accounts tr")].some((r) => r.cells[0].textContent === "checking" && r.cells[2].textContent === "20.50"));
+  assert.deepEqual(await balances(page), { checking: "20.50", savings: "1,250.00" });
   await page.waitForFunction(() => document.querySelector("#events tr .tag.pending"));
   assert.match(await status(page), /3 confirmed · 1 pending/);
   await shot(page, "offline");

@@ -12,7 +12,7 @@ import { startChaosProxy } from "./chaos-proxy.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { hang: 47370, hangProxy: 47371, offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, twoWriters: 47338, control: 47321, browserKill: 47322, tabsStatus: 47323 };
+const PORTS = { hang: 47370, hangProxy: 47371, offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, twoWriters: 47338, control: 47321, browserKill: 47322, tabsStatus: 47323, frames: 47358 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -1053,6 +1053,51 @@ test("a tab that has the log open without sync when another tab syncs it: its ne
       const b = await ev(syncing, (n) => [...S.logs[n].table("notes").scan()].map((r) => [r.key, r.row.title]), log);
       assert.deepEqual(seen.notes, b, "both tabs fold the same table");
       assert.deepEqual(await uncaught(plain), []);
+    });
+  } finally {
+    await sync.stop();
+  }
+});
+
+test("a tab's tables never lose its pending events for a moment while the leader tab confirms them", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.frames, corsOrigin: pages.origin });
+  try {
+    await withDevices(["frames"], async (dev) => {
+      const p = await tab(dev);
+      const r = await ev(p, async ({ url }) => {
+        const cfg = { url, log: "frames" };
+        const leader = await Logfold.open({ name: "frames", projections: T.ledger(), sync: cfg });
+        await leader.append({ stream: "acct-1", type: "Opened", data: { account: "acct-1", owner: "x" } });
+        await leader.sync.settled({ timeout: 30_000 });
+        const other = await Logfold.open({ name: "frames", projections: T.ledger(), sync: cfg });
+        // Sampled between every two tasks (a MessageChannel loop is not clamped as timers
+        // are): what a render of this tab could show at any frame.
+        let floor = 0;
+        let polling = true;
+        const low = [];
+        const samples = { n: 0 };
+        const ch = new MessageChannel();
+        ch.port1.onmessage = () => {
+          const balance = other.table("accounts").get("acct-1")?.balance ?? 0;
+          const total = other.state("total");
+          samples.n++;
+          if (balance < floor || total < floor) low.push({ balance, total, floor });
+          if (polling) ch.port2.postMessage(0);
+        };
+        ch.port2.postMessage(0);
+        for (let i = 1; i <= 30; i++) {
+          await other.append({ stream: "acct-1", type: "Deposited", data: { account: "acct-1", amount: 1 } });
+          floor = i;
+          // Each confirmed before the next, so every one is a rebuild in this tab.
+          await other.sync.settled({ timeout: 30_000 });
+        }
+        polling = false;
+        return { low: low.slice(0, 5), lows: low.length, samples: samples.n, balance: other.table("accounts").get("acct-1").balance, leader: [leader.sync.status.leader, other.sync.status.leader] };
+      }, { url: sync.url });
+      assert.deepEqual(r.leader, [true, false]);
+      assert.equal(r.balance, 30);
+      assert.ok(r.samples > 100, `${r.samples} samples`);
+      assert.equal(r.lows, 0, `the tab showed its pending deposits undone: ${JSON.stringify(r.low)}`);
     });
   } finally {
     await sync.stop();
