@@ -225,6 +225,12 @@ async fn backfill_db(db: &IdbDatabase, server_log: &str, events: Vec<Event>) -> 
     } else {
         let first = events.first().map_or(0, |e| e.seq);
         let dense = events.iter().zip(first..).all(|(e, seq)| e.seq == seq);
+        if !events.is_empty() && dense && truncated < first {
+            // Another tab pulled these back first: the log keeps them already.
+            tx.abort().ok();
+            let _ = done.await;
+            return Ok(truncated);
+        }
         (events.is_empty() || !dense || first + events.len() as u64 != truncated + 1).then(|| {
             protocol(format!(
                 "the events pulled back are not positions up to {truncated}, the last one dropped"

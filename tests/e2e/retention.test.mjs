@@ -249,6 +249,34 @@ test("a log cut by an earlier release (no base snapshots) cuts again below its s
   assert.equal(r.tables, await ev(page, (events) => T.canon(T.model(events)), events));
 });
 
+test("two tabs opening a cut log with a new projection at once both pull the history back and open", opts, async () => {
+  const r = await ev(page, async ({ url }) => {
+    const sync = { url, log: "kept-twins" };
+    const events = T.ledgerEvents(2000, 27, 12);
+    const log = await Logfold.open({ name: "retain-twins", projections: T.ledger(), sync });
+    for (let i = 0; i < 2000; i += 250) await log.append(events.slice(i, i + 250));
+    await log.sync.settled({ timeout: 30_000 });
+    const cut = await log.truncateBefore(1500);
+    await log.close();
+    // A release that adds a table, restored in two tabs at once: each finds the history gone.
+    const projections = { ...T.ledger(), other: { key: "data.account", on: { Deposited: { set: { last: "data.amount" } } } } };
+    const opened = await Promise.all([0, 1].map(() => T.attempt(async () => {
+      const l = await Logfold.open({ name: "retain-twins", projections, sync });
+      const out = { start: l.start, rows: l.table("other").count(), tables: T.canon(T.tables(l)), replayed: l.stats().eventsReplayed };
+      await l.close();
+      return out;
+    })));
+    return { cut, opened };
+  }, { url: sync.url });
+  assert.ok(r.cut.start > 1, JSON.stringify(r.cut));
+  for (const o of r.opened) {
+    assert.equal(o.threw, false, JSON.stringify(o));
+    assert.equal(o.value.start, 1, "the history is back");
+    assert.equal(o.value.rows, 12);
+  }
+  assert.equal(r.opened[0].value.tables, r.opened[1].value.tables);
+});
+
 test("a cut whose base snapshot cannot be stored (a reducer state holding a function there) drops nothing", opts, async () => {
   const r = await ev(page, async ({ url }) => {
     // The state holds a function until the 2,000th event: its snapshot at the head is stored,
