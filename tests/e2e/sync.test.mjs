@@ -1104,6 +1104,35 @@ test("a tab's tables never lose its pending events for a moment while the leader
   }
 });
 
+test("a tab without sync that appended just before another tab moved the log to sync leaves no false CORRUPT", opts, async () => {
+  await withDevices(["stale-mark"], async (dev) => {
+    const p = await tab(dev);
+    const r = await ev(p, async (events) => {
+      // The server is out of reach: the history stays in the outbox.
+      const sync = { url: "http://127.0.0.1:47359", log: "stale-mark" };
+      // An older build without sync, still open: its appends mark the head in localStorage,
+      // the last of a run a second later.
+      const plain = await Logfold.open({ name: "marked", projections: T.ledger() });
+      await plain.append(events);
+      const synced = await Logfold.open({ name: "marked", projections: T.ledger(), sync });
+      const migrated = synced.stats().eventsMigrated;
+      await new Promise((ok) => setTimeout(ok, 1500));
+      await synced.close();
+      await plain.close();
+      const again = await T.attempt(async () => {
+        const log = await Logfold.open({ name: "marked", projections: T.ledger(), sync });
+        const out = { head: log.head, pending: log.sync.status.pending, events: (await T.readAll(log)).length };
+        await log.close();
+        return out;
+      });
+      return { migrated, again };
+    }, await ledgerEvents(p, 30, 41));
+    assert.equal(r.migrated, 30);
+    assert.equal(r.again.threw, false, JSON.stringify(r.again));
+    assert.deepEqual(r.again.value, { head: 0, pending: 30, events: 30 });
+  });
+});
+
 test("logs used without sync, then opened with it, push their history: two devices converge", opts, async () => {
   const sync = await startSyncServer({ port: PORTS.history, corsOrigin: pages.origin });
   const log = "history";
