@@ -1065,8 +1065,15 @@ impl Log {
             // undone for a frame).
             let given = confirmed.filter(|c| c.first().is_some_and(|e| e.seq == base + 1));
             let segments = match given {
-                None if head > base => self.confirmed_segments(base, head).await?,
-                _ => Vec::new(),
+                None if head > base => match self.segments_after(base, u32::MAX).await {
+                    // Another tab cut past what this one folded: it cannot catch up.
+                    Err(Error::Truncated { .. }) => {
+                        self.close_for(CloseReason::Truncated);
+                        return Err(Error::Closed(CloseReason::Truncated));
+                    }
+                    r => r?,
+                },
+                _ => Default::default(),
             };
             if inner.tables.borrow_mut().rollback() {
                 inner.projections.call("rebase", &[]);
@@ -1127,33 +1134,14 @@ impl Log {
         Ok(())
     }
 
-    /// The stored segments that hold the confirmed positions (`from`, `head`].
-    async fn confirmed_segments(&self, from: u64, head: u64) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-        let mut out = Vec::new();
-        let mut after = from;
-        while after < head {
-            let (keys, values) = match self.segments_after(after, PAGE).await {
-                // Another tab cut past what this one folded: it cannot catch up.
-                Err(Error::Truncated { .. }) => {
-                    self.close_for(CloseReason::Truncated);
-                    return Err(Error::Closed(CloseReason::Truncated));
-                }
-                r => r?,
-            };
-            let Some(&last) = keys.last() else { break };
-            after = last;
-            out.extend(keys.into_iter().zip(values));
-        }
-        Ok(out)
-    }
-
     /// Folds confirmed events from the tables' base up to `head` into the base: `confirmed`
-    /// when given (it starts right after the base), else the events of `segments`.
+    /// when given (it starts right after the base), else the events of the stored segments
+    /// after the base (`keys`, `values`).
     fn fold_base(
         &self,
         head: u64,
         confirmed: Option<&[Event]>,
-        segments: &[(u64, Vec<u8>)],
+        (keys, values): &(Vec<u64>, Vec<Vec<u8>>),
     ) -> Result<(), Error> {
         let inner = &self.0;
         let mut text = self.events_text();
@@ -1171,7 +1159,7 @@ impl Log {
                 folded += 1;
             }
         }
-        for (k, bytes) in segments {
+        for (k, bytes) in keys.iter().zip(values) {
             let after = inner.tables.borrow().seq();
             if after >= head {
                 break;
