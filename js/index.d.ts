@@ -1017,8 +1017,9 @@ export interface Log {
    * `tablesAt` works from `start - 1` on (the first cut of a long log folds it once to get them).
    * Afterwards `read` below `start` and `tablesAt` below `start - 1` throw `TRUNCATED`. (A log
    * cut by an earlier logfold, which kept no base snapshots, cuts again without them: there
-   * `tablesAt` below the projections' snapshots throws `TRUNCATED`.) A reducer state at the cut that IndexedDB
-   * cannot store (one holding a function) fails the cut with `STORAGE`, dropping nothing.
+   * `tablesAt` below the projections' snapshots throws `TRUNCATED`.) A reducer state at the cut
+   * that IndexedDB cannot store (one holding a function) fails the cut with `STORAGE`, dropping
+   * nothing.
    * Opening the log with a projection that has no snapshot after the cut (a new or changed
    * definition) pulls the dropped history back from the server first; with the server out of
    * reach it throws `TRUNCATED`.
