@@ -1084,9 +1084,11 @@ class Log {
     // The projections' states where the cut ends are kept as their base snapshots, written
     // with the cut: time travel works from the first position kept on, however far their
     // snapshots move. If segments were merged meanwhile, the cut ends elsewhere: again.
+    // A cut with no base snapshots: where another tab cut further, or a log cut without them.
+    const plainCut = (cut) => this.#core.truncateBefore(cut + 1, 0, undefined, [], new Uint32Array(), []);
     for (let attempt = 0; ; attempt++) {
       const cut = await this.#core.cutPoint(Math.min(seq, upto + 1));
-      if (cut < this.start) return this.#core.truncateBefore(cut + 1, 0, undefined, [], new Uint32Array(), []);
+      if (cut < this.start) return plainCut(cut);
       let past;
       try {
         past = await this.#past(cut);
@@ -1094,7 +1096,7 @@ class Log {
         // A log cut by a release before base snapshots has no state below its snapshots: it
         // cuts without one, as that release did (time travel below them stays TRUNCATED).
         if (e?.code !== "TRUNCATED") throw e;
-        return this.#core.truncateBefore(cut + 1, 0, undefined, [], new Uint32Array(), []);
+        return plainCut(cut);
       }
       const { view, states } = past;
       const reducers = [...this.#p.reducers.values()];
