@@ -307,7 +307,9 @@ async function crashLoop(durability) {
     }
   }
   console.log(`# SIGKILL ${durability}: ${JSON.stringify(report)}`);
-  assert.ok(state.acked.size > 0);
+  // Some round checked acknowledged events after a kill (the last one may have found the
+  // browser's reset, which clears what it tracks).
+  assert.ok(report.some((r) => r.acked > 0), "no round checked acknowledged events");
 }
 
 test("SIGKILL while appending (durability strict): acked events survive, no half batches", { timeout: 180_000 }, () => crashLoop("strict"));
