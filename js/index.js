@@ -1,8 +1,8 @@
 // logfold's JavaScript entry point: a thin layer over the wasm core. It checks what only JS can
 // see (functions, BigInt, cycles, Map/Set in data), sends each batch as one JSON string, and
 // turns the core's JSON answers back into objects.
-import init, { LogCore, setErrorClass, destroyLog, repairLog, snapshotSetId, backfillLog } from "./logfold.js";
-import { Sync, syncOptions, fetchSnapshotSet, pullBack } from "./sync.js";
+import init, { LogCore, setErrorClass, repairLog, snapshotSetId, backfillLog } from "./logfold.js";
+import { Sync, syncOptions, fetchSnapshotSet, pullBack, claimMark, storedRejections } from "./sync.js";
 
 /** Every error logfold throws: a real Error with a stable `code` and `details`. */
 export class LogfoldError extends Error {
@@ -26,6 +26,19 @@ function load() {
   }
   ready ??= init().then(() => setErrorClass(LogfoldError));
   return ready;
+}
+
+// Deletes log `name`'s database. IndexedDB holds the request until every connection has closed;
+// an open log closes its own on the `versionchange` this sends.
+function deleteDatabase(name) {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.deleteDatabase(`logfold:${name}`);
+    req.onsuccess = () => resolve();
+    req.onerror = () => {
+      const e = req.error;
+      reject(new LogfoldError("STORAGE", `IndexedDB failed: ${e?.name ?? "Error"}: ${e?.message ?? "the delete failed"}`, { name: e?.name ?? "Error" }));
+    };
+  });
 }
 
 function invalidEvent(index, field, reason) {
@@ -1124,7 +1137,7 @@ class Log {
 
   /** Batches the sync server rejected, kept until dismissed: `[{ id, batch, events, reason, message, currentVersion, details, time }]`. */
   async rejections() {
-    return JSON.parse(await this.#core.rejections());
+    return storedRejections(this.#core);
   }
 
   /** Forgets a rejection; resolves to whether there was one. */
@@ -1238,7 +1251,7 @@ export const Logfold = {
     }
     if (syncing) {
       // One local log syncs with one server log: another would merge two logs into one.
-      const bound = await core.claimSyncLog(syncing.log);
+      const bound = await claimMark(core, "syncLog", syncing.log);
       if (bound !== syncing.log) {
         await core.close();
         throw invalidArgument("sync.log", `this log syncs with server log "${bound}", not "${syncing.log}": open another local log name for it`);
@@ -1251,7 +1264,7 @@ export const Logfold = {
   async destroy(name) {
     await load();
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
-    await destroyLog(name);
+    await deleteDatabase(name);
     writeMark(name, null);
   },
 

@@ -309,6 +309,103 @@ function writeSharedAt(key, offset) {
 }
 
 /** `log.sync`: status, control, and (in the leader tab) the sync loop. */
+// --- the steps JS runs itself ---
+// Leadership, the server log marks and the rejections list touch only `meta` or `rejections`,
+// one small transaction each, so they are plain IndexedDB here rather than async code in the
+// wasm. Every failure reads as the log's own error: `CLOSED` once it has closed.
+
+function request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+// Stored counters are numbers; anything else (missing, damaged) counts as 0.
+const counter = (v) => (typeof v === "number" && v > 0 ? Math.floor(v) : 0);
+
+// Runs `step(store, abort)` in a transaction on store `name` and resolves to its result once the
+// transaction has committed, or at once if the step aborted it (an answer that writes nothing).
+async function inStore(core, name, mode, durability, step) {
+  if (core.closed) throw core.failure();
+  let tx;
+  try {
+    tx = core.db.transaction(name, mode, { durability });
+    const end = new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onabort = () => reject(tx.error ?? new DOMException("transaction aborted", "AbortError"));
+    });
+    end.catch(() => {});
+    let aborted = false;
+    const result = await step(tx.objectStore(name), () => {
+      aborted = true;
+      tx.abort();
+    });
+    if (!aborted) await end;
+    return result;
+  } catch (e) {
+    try {
+      tx?.abort();
+    } catch {}
+    throw core.failure(e);
+  }
+}
+
+// This tab leads sync from now: a new epoch, one above the stored one, and a heartbeat.
+function claimLeadership(core) {
+  return inStore(core, "meta", "readwrite", "strict", async (meta) => {
+    const epoch = counter(await request(meta.get("epoch"))) + 1;
+    meta.put(epoch, "epoch");
+    meta.put(Date.now(), "heartbeat");
+    return epoch;
+  });
+}
+
+// The leader's heartbeat: false, with nothing written, once another tab holds a newer epoch.
+function heartbeat(core, epoch) {
+  return inStore(core, "meta", "readwrite", "relaxed", async (meta, abort) => {
+    if (counter(await request(meta.get("epoch"))) !== epoch) {
+      abort();
+      return false;
+    }
+    meta.put(Date.now(), "heartbeat");
+    return true;
+  });
+}
+
+// The stored leader epoch and its last heartbeat (ms since the Unix epoch).
+function leader(core) {
+  return inStore(core, "meta", "readonly", "default", async (meta) => {
+    const [epoch, beat] = await Promise.all([request(meta.get("epoch")), request(meta.get("heartbeat"))]);
+    return [counter(epoch), counter(beat)];
+  });
+}
+
+/**
+ * Records what this log syncs with, unless something is recorded already, and resolves to what
+ * is recorded now: `syncLog` is the server log's name (reopening with another is refused),
+ * `serverLog` its identity there (meeting another is divergence). One transaction, so the first
+ * tab wins.
+ */
+export function claimMark(core, key, value) {
+  return inStore(core, "meta", "readwrite", "strict", async (meta, abort) => {
+    const stored = await request(meta.get(key));
+    if (typeof stored === "string") {
+      abort();
+      return stored;
+    }
+    meta.put(value, key);
+    return value;
+  });
+}
+
+/** The rejections not yet dismissed (each stored as JSON text). */
+export function storedRejections(core) {
+  return inStore(core, "rejections", "readonly", "default", async (store) =>
+    (await request(store.getAll())).map((v) => (typeof v === "string" ? JSON.parse(v) : null)),
+  );
+}
+
 export class Sync {
   #core;
   #options;
@@ -552,7 +649,7 @@ export class Sync {
   async #becomeLeader(release) {
     let epoch;
     try {
-      epoch = await this.#core.claimLeadership();
+      epoch = await claimLeadership(this.#core);
     } catch {
       release();
       return;
@@ -566,7 +663,7 @@ export class Sync {
     this.#timers.push(
       (this.#beat = setInterval(async () => {
         try {
-          if (!(await this.#core.heartbeat(epoch)) && this.#epoch === epoch) this.#stepDown();
+          if (!(await heartbeat(this.#core, epoch)) && this.#epoch === epoch) this.#stepDown();
         } catch {}
       }, HEARTBEAT_MS)),
     );
@@ -591,7 +688,7 @@ export class Sync {
   async #watch() {
     if (this.#leading || this.#closed || this.#paused) return;
     try {
-      const [epoch, beat] = await this.#core.leader();
+      const [epoch, beat] = await leader(this.#core);
       this.#set({ pending: this.#core.pending, confirmed: this.#core.head });
       if (epoch > 0 && Date.now() - beat > STALE_MS && !this.#leading) this.#requestLock(true);
     } catch {}
@@ -694,7 +791,7 @@ export class Sync {
   async #checkLog(response) {
     const id = response.headers.get(LOG_ID_HEADER);
     if (!id || id === this.#serverLog) return;
-    this.#serverLog = await this.#core.claimServerLog(id);
+    this.#serverLog = await claimMark(this.#core, "serverLog", id);
     if (this.#serverLog !== id) {
       throw this.#errors("DIVERGED", `the server's log "${this.#options.log}" is not the one this log synced with (it has another identity)`, {
         expected: this.#serverLog,

@@ -1,7 +1,7 @@
 //! The few IndexedDB bindings logfold needs beyond rexie: transactions with a durability hint,
 //! and requests and transactions as futures.
 //!
-//! Rexie builds the schema and deletes databases; the live connection is web-sys's own because
+//! Rexie builds the schema (JS deletes databases); the live connection is web-sys's own because
 //! rexie exposes neither `durability` nor the connection's `versionchange` event.
 
 use js_sys::{Array, Promise};

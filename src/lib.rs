@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
-use crate::log::{Appended, Base, Boot, Durability, Log, Projections, SyncMark};
+use crate::log::{Appended, Base, Boot, Durability, Log, Projections};
 use crate::tables::{parse_definitions, reducer_snapshot_key, table_snapshot_key, TablesView};
 
 pub use error::set_error_class;
@@ -221,6 +221,19 @@ impl LogCore {
     #[wasm_bindgen(getter)]
     pub fn closed(&self) -> bool {
         self.0.is_closed()
+    }
+
+    /// The IndexedDB connection, for the steps JS runs itself (sync leadership and marks,
+    /// rejections): they touch only `meta` and `rejections`.
+    #[wasm_bindgen(getter)]
+    pub fn db(&self) -> web_sys::IdbDatabase {
+        self.0.db().clone()
+    }
+
+    /// The error an IndexedDB failure `e` of such a step is: `CLOSED` once the log has closed
+    /// (also when `e` is undefined), else `STORAGE` or `QUOTA_EXCEEDED`.
+    pub fn failure(&self, e: JsValue) -> JsValue {
+        self.0.closed_or(e).to_js()
     }
 
     /// Appends batches given as one JSON list of events (`[{stream, type, data, meta?}]`):
@@ -456,30 +469,6 @@ impl LogCore {
         self.0.pending() as f64
     }
 
-    /// Makes this tab the sync leader with a new epoch, which it resolves to.
-    #[wasm_bindgen(js_name = claimLeadership, unchecked_return_type = "Promise<number>")]
-    pub fn claim_leadership(&self) -> Promise {
-        let log = self.0.clone();
-        future_to_promise(async move { Ok((log.claim_leadership().await? as f64).into()) })
-    }
-
-    /// The leader's heartbeat; resolves to `false` once another tab holds a newer epoch.
-    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
-    pub fn heartbeat(&self, epoch: f64) -> Promise {
-        let log = self.0.clone();
-        future_to_promise(async move { Ok(log.heartbeat(epoch as u64).await?.into()) })
-    }
-
-    /// The stored leader epoch and its last heartbeat time: `[epoch, ms]`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<[number, number]>")]
-    pub fn leader(&self) -> Promise {
-        let log = self.0.clone();
-        future_to_promise(async move {
-            let (epoch, beat) = log.leader().await?;
-            Ok(js_sys::Array::of2(&(epoch as f64).into(), &(beat as f64).into()).into())
-        })
-    }
-
     /// The next push request body and its batch numbers, or `undefined` when nothing waits.
     #[wasm_bindgen(js_name = pushRequest, unchecked_return_type = "Promise<[string, Float64Array] | undefined>")]
     pub fn push_request(&self, epoch: f64) -> Promise {
@@ -561,32 +550,6 @@ impl LogCore {
         })
     }
 
-    /// The rejections not yet dismissed, as JSON text of a list.
-    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
-    pub fn rejections(&self) -> Promise {
-        let log = self.0.clone();
-        future_to_promise(async move { Ok(log.rejections().await?.into()) })
-    }
-
-    /// Records the server log name this log syncs with, unless one is; resolves to the one
-    /// recorded.
-    #[wasm_bindgen(js_name = claimSyncLog, unchecked_return_type = "Promise<string>")]
-    pub fn claim_sync_log(&self, name: String) -> Promise {
-        let log = self.0.clone();
-        future_to_promise(
-            async move { Ok(log.claim_sync_mark(SyncMark::Log, &name).await?.into()) },
-        )
-    }
-
-    /// Records the server log's identity, unless one is; resolves to the one recorded.
-    #[wasm_bindgen(js_name = claimServerLog, unchecked_return_type = "Promise<string>")]
-    pub fn claim_server_log(&self, id: String) -> Promise {
-        let log = self.0.clone();
-        future_to_promise(
-            async move { Ok(log.claim_sync_mark(SyncMark::ServerLog, &id).await?.into()) },
-        )
-    }
-
     /// Forgets a rejection; resolves to whether there was one.
     #[wasm_bindgen(js_name = dismissRejection, unchecked_return_type = "Promise<boolean>")]
     pub fn dismiss_rejection(&self, id: f64) -> Promise {
@@ -651,15 +614,6 @@ pub fn backfill_log(name: String, server_log: String, pages: Vec<JsValue>) -> Pr
             events.extend(pulled_events(page, 0)?.0);
         }
         Ok((log::backfill(&name, &server_log, events).await? as f64).into())
-    })
-}
-
-/// Deletes log `name`'s database.
-#[wasm_bindgen(js_name = destroyLog, unchecked_return_type = "Promise<void>")]
-pub fn destroy_log(name: String) -> Promise {
-    future_to_promise(async move {
-        log::destroy(&name).await?;
-        Ok(JsValue::UNDEFINED)
     })
 }
 

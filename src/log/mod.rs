@@ -9,7 +9,7 @@
 //! Here: opening, closing and the shared state. Beside it, one job each: `writer` (the append
 //! queue, group commit, the commit of an unsynced log), `versions` (stream versions: cache,
 //! store, checkpoint), `compact`, `read`, `fold` (projections: folding, other tabs, snapshots,
-//! `tables_at`), `verify` (the check at open, repair, destroy) and `sync` (a synced log: the
+//! `tables_at`), `verify` (the check at open, and repair) and `sync` (a synced log: the
 //! sync engine's steps over IndexedDB).
 
 use std::cell::{Cell, RefCell};
@@ -50,8 +50,8 @@ use versions::{check_streams, rewrite_streams};
 pub use boot::Boot;
 pub use fold::base_key;
 pub use retain::{backfill, Base};
-pub use sync::{Pulled, Pushed, SyncMark};
-pub use verify::{destroy, repair, RepairReport};
+pub use sync::{Pulled, Pushed};
+pub use verify::{repair, RepairReport};
 
 /// The log format this code writes; stored in `meta` and in every segment.
 pub const FORMAT: u32 = 1;
@@ -603,8 +603,13 @@ impl Log {
         self.0.stats.get()
     }
 
+    /// The connection, for the steps JS runs itself.
+    pub fn db(&self) -> &IdbDatabase {
+        &self.0.db
+    }
+
     /// A failure after `versionchange` closed the connection reads as `CLOSED`.
-    fn closed_or(&self, e: JsValue) -> Error {
+    pub fn closed_or(&self, e: JsValue) -> Error {
         match self.0.closed.get() {
             Some(reason) => Error::Closed(reason),
             None => storage(e),

@@ -148,24 +148,6 @@ fn bytes_value(bytes: &[u8]) -> JsValue {
     Uint8Array::from(bytes).buffer().into()
 }
 
-/// What a synced log records in `meta` about the server log it syncs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMark {
-    /// The server log's name (`sync.log`): reopening with another is refused.
-    Log,
-    /// The server log's identity (`logfold-log-id`): meeting another is divergence.
-    ServerLog,
-}
-
-impl SyncMark {
-    fn key(self) -> &'static str {
-        match self {
-            SyncMark::Log => "syncLog",
-            SyncMark::ServerLog => "serverLog",
-        }
-    }
-}
-
 /// What a pull did, for the sync loop.
 pub struct Pulled {
     /// Events added to the confirmed log.
@@ -1192,49 +1174,6 @@ impl Log {
         Turn(self.clone())
     }
 
-    /// Becomes the sync leader: a new epoch, one above the stored one, and a heartbeat.
-    pub async fn claim_leadership(&self) -> Result<u64, Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["meta"], true, "strict")
-            .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let epoch = as_u64(&get(&meta, "epoch").await?) + 1;
-        put(&meta, "epoch", epoch)?;
-        put(&meta, "heartbeat", js_sys::Date::now() as u64)?;
-        done.await.map_err(|e| self.closed_or(e))?;
-        Ok(epoch)
-    }
-
-    /// The leader's heartbeat: `false` (and nothing written) once another tab has a newer epoch.
-    pub async fn heartbeat(&self, epoch: u64) -> Result<bool, Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["meta"], true, "relaxed")
-            .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let current = as_u64(&get(&meta, "epoch").await?);
-        if current != epoch {
-            tx.abort().ok();
-            let _ = done.await;
-            return Ok(false);
-        }
-        put(&meta, "heartbeat", js_sys::Date::now() as u64)?;
-        done.await.map_err(|e| self.closed_or(e))?;
-        Ok(true)
-    }
-
-    /// The stored leader epoch and its last heartbeat (ms since the Unix epoch).
-    pub async fn leader(&self) -> Result<(u64, u64), Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["meta"], false, "default")
-            .map_err(|e| self.closed_or(e))?;
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let epoch = as_u64(&get(&meta, "epoch").await?);
-        let beat = as_u64(&get(&meta, "heartbeat").await?);
-        Ok((epoch, beat))
-    }
-
     async fn check_epoch(&self, meta: &IdbObjectStore, epoch: u64) -> Result<(), Error> {
         let current = as_u64(&get(meta, "epoch").await?);
         if current == epoch {
@@ -1242,47 +1181,5 @@ impl Log {
         } else {
             Err(fenced(epoch, current))
         }
-    }
-
-    /// The rejections not yet dismissed, as JSON text of a list.
-    pub async fn rejections(&self) -> Result<String, Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["rejections"], false, "default")
-            .map_err(|e| self.closed_or(e))?;
-        let store = tx.object_store("rejections").map_err(storage)?;
-        let values: Array = idb::request(&store.get_all().map_err(storage)?)
-            .await
-            .map_err(storage)?
-            .unchecked_into();
-        let mut out = String::from("[");
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&v.as_string().unwrap_or_else(|| "null".into()));
-        }
-        out.push(']');
-        Ok(out)
-    }
-
-    /// Records what this log syncs with, unless something is recorded already: `mark` is
-    /// [`SyncMark::Log`] (the server log's name) or [`SyncMark::ServerLog`] (its identity
-    /// there). Returns what is recorded now; one transaction, so the first tab wins.
-    pub async fn claim_sync_mark(&self, mark: SyncMark, value: &str) -> Result<String, Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["meta"], true, self.0.durability.as_str())
-            .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let k = mark.key();
-        if let Some(stored) = get(&meta, k).await?.as_string() {
-            tx.abort().ok();
-            let _ = done.await;
-            return Ok(stored);
-        }
-        meta.put_with_key(&value.into(), &k.into())
-            .map_err(storage)?;
-        done.await.map_err(|e| self.closed_or(e))?;
-        Ok(value.to_owned())
     }
 }

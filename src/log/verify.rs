@@ -1,4 +1,4 @@
-//! Checking the log at open (folding it on the way), repair, and deletion.
+//! Checking the log at open (folding it on the way), and repair.
 
 use super::*;
 
@@ -332,14 +332,4 @@ async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
     }
     done.await.map_err(storage)?;
     Ok(fixed)
-}
-
-/// Deletes log `name`'s database; waits until every connection has closed.
-pub async fn destroy(name: &str) -> Result<(), Error> {
-    Rexie::delete(&database_name(name))
-        .await
-        .map_err(|e| Error::Storage {
-            name: "DeleteError".into(),
-            message: format!("{e:?}"),
-        })
 }

@@ -261,6 +261,7 @@ test("after close(): every call throws CLOSED; close() waits for pending appends
       version: await T.attempt(() => log.version("s")),
       events: await T.attempt(async () => { for await (const e of log.events()) return e; }),
       compact: await T.attempt(() => log.compact()),
+      rejections: await T.attempt(() => log.rejections()),
     };
     const again = await Logfold.open({ name: "closed" });
     const back = (await T.readAll(again)).map((e) => e.type);
@@ -449,11 +450,12 @@ test("versionchange: destroy() from another tab completes; the open log's onClos
         closed: log.closed,
         append: await T.attempt(() => log.append({ stream: "s", type: "C" })),
         read: await T.attempt(() => log.read()),
+        rejections: await T.attempt(() => log.rejections()),
       };
     });
     assert.deepEqual(a.closes, ["versionchange"]);
     assert.equal(a.closed, true);
-    for (const k of ["append", "read"]) {
+    for (const k of ["append", "read", "rejections"]) {
       assert.equal(a[k].code, "CLOSED", `${k}: ${JSON.stringify(a[k])}`);
       assert.deepEqual(a[k].details, { reason: "versionchange" });
     }
