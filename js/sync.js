@@ -27,8 +27,8 @@ const BOOT_TIMEOUT_MS = 5000;
 const TIMEOUT_MS = 30000;
 // The longest a timer waits: past it, browsers fire at once.
 const MAX_TIMER_MS = 2 ** 31 - 1;
-// A push may take longer by its body at this rate (characters of its JSON per ms: 32 k/s, a
-// poor uplink), so that a big push on a slow link is not abandoned and sent again forever.
+// A push may take longer by its body at this rate (bytes per ms: 32 kB/s, a poor uplink), so
+// that a big push on a slow link is not abandoned and sent again forever.
 const SLOW_UPLOAD = 32;
 const KEEPALIVE_HEADER = "logfold-keepalive";
 // A live tail that hears nothing (not even the server's keep-alive comments) for this many of

@@ -469,8 +469,10 @@ impl LogCore {
         self.0.pending() as f64
     }
 
-    /// The next push request body and its batch numbers, or `undefined` when nothing waits.
-    #[wasm_bindgen(js_name = pushRequest, unchecked_return_type = "Promise<[string, Float64Array] | undefined>")]
+    /// The next push request body (UTF-8 JSON) and its batch numbers, or `undefined` when
+    /// nothing waits. Bytes, not text: fetch sends them as they are, and their length is what
+    /// the upload takes.
+    #[wasm_bindgen(js_name = pushRequest, unchecked_return_type = "Promise<[Uint8Array, Float64Array] | undefined>")]
     pub fn push_request(&self, epoch: f64) -> Promise {
         let log = self.0.clone();
         future_to_promise(async move {
@@ -478,8 +480,8 @@ impl LogCore {
                 None => JsValue::UNDEFINED,
                 Some((body, numbers)) => {
                     let numbers: Vec<f64> = numbers.iter().map(|n| *n as f64).collect();
-                    js_sys::Array::of2(&body.into(), &js_sys::Float64Array::from(&numbers[..]))
-                        .into()
+                    let body = js_sys::Uint8Array::from(body.as_bytes());
+                    js_sys::Array::of2(&body, &js_sys::Float64Array::from(&numbers[..])).into()
                 }
             })
         })

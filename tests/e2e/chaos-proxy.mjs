@@ -5,7 +5,8 @@
 // a request, its bytes replayed to the server on a second connection whose answer nobody reads
 // (a duplicated request). Seeded, so a run's draws can be repeated. Hung, it is a black hole: a
 // connection that carries a byte meanwhile, or opens, is dead for good, open but silent both
-// ways, as on a network that drops packets without closing anything.
+// ways, as on a network that drops packets without closing anything. With an uplink limit, it
+// passes the browser's bytes on at that rate, as a poor uplink would.
 import net from "node:net";
 
 /** Listens on 127.0.0.1:`port`, forwarding to 127.0.0.1:`target`. */
@@ -17,6 +18,7 @@ export async function startChaosProxy({ port, target, seed = 1 }) {
   };
   let chaos = false;
   let hung = false;
+  let uplink = 0; // bytes per second from the browser, when set
   const counts = { connections: 0, refuse: 0, delay: 0, cutRequest: 0, cutResponse: 0, duplicate: 0, swallowed: 0 };
   const sockets = new Set();
   const track = (s) => {
@@ -73,6 +75,7 @@ export async function startChaosProxy({ port, target, seed = 1 }) {
           if (chaos && request.length > 0 && rnd(100) < 10) replay(Buffer.concat(request));
         }
         queue = queue.then(async () => {
+          if (isRequest && uplink > 0) await new Promise((r) => setTimeout(r, (chunk.length / uplink) * 1000));
           if (fault === "delay") {
             counts.delay += 1;
             await new Promise((r) => setTimeout(r, rnd(400)));
@@ -112,6 +115,10 @@ export async function startChaosProxy({ port, target, seed = 1 }) {
      */
     setHung(on) {
       hung = on;
+    },
+    /** Limits what the browser sends to `bytesPerSecond` (0: no limit), as a slow uplink does. */
+    setUplink(bytesPerSecond) {
+      uplink = bytesPerSecond;
     },
     /** How many connections there were, and how many times each fault struck. */
     counts: () => ({ ...counts }),

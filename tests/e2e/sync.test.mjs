@@ -12,7 +12,7 @@ import { startChaosProxy } from "./chaos-proxy.mjs";
 const PAGE_PORT = 47320;
 // A sync server port per test (47321–47329; the last test reuses the first: the server binds
 // with SO_REUSEADDR and sync-server.mjs retries a start whose port is still held).
-const PORTS = { hang: 47370, hangProxy: 47371, offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, twoWriters: 47338, control: 47321, browserKill: 47322, tabsStatus: 47323, frames: 47358 };
+const PORTS = { hang: 47370, hangProxy: 47371, offline: 47321, conflict: 47322, crash: 47323, reload: 47324, frozen: 47325, closed: 47326, auth401: 47327, auth403: 47328, history: 47329, limits: 47330, diverged: 47331, tabSynced: 47332, bigPages: 47333, chaosProxy: 47334, chaos: 47335, tailCap: 47336, quiet: 47337, twoWriters: 47338, control: 47321, browserKill: 47322, tabsStatus: 47323, frames: 47358, uplink: 47362, uplinkProxy: 47363 };
 const LONG = 90_000; // a sync that must happen: backoff with jitter may delay it, so be generous
 const opts = { timeout: 300_000 };
 
@@ -1482,6 +1482,35 @@ test("a black hole on the network: the hung push and the silent live tail are gi
       assertExactlyOnce(server, ids, "after the black hole");
       assertConfirmedLike((await view(pa, "ledger")).events, server, "device A");
       assert.deepEqual(await uncaught(pa), []);
+    });
+  } finally {
+    await proxy.close();
+    await sync.stop();
+  }
+});
+
+test("a big push of non-ASCII text on a slow uplink gets the time its bytes take, not its characters", opts, async () => {
+  const sync = await startSyncServer({ port: PORTS.uplink, corsOrigin: pages.origin });
+  const proxy = await startChaosProxy({ port: PORTS.uplinkProxy, target: PORTS.uplink });
+  const log = "uplink";
+  try {
+    await withDevices(["uplink"], async (a) => {
+      const pa = await tab(a);
+      await open(pa, "notes", { url: proxy.url, log, kind: "notes", timeout: 1000 });
+      // 40 titles of 2,000 CJK characters: about 86,000 characters of JSON in one push, and
+      // 246,000 bytes, which take about 5 s at 48 kB/s. A grace counted in characters (2.7 s
+      // at 32 per ms, plus the 1 s timeout) gives the push up every time; one counted in bytes
+      // (7.7 s) lets it through.
+      proxy.setUplink(48_000);
+      const title = "日志折叠".repeat(500);
+      const events = Array.from({ length: 40 }, (_, i) => ({ stream: `note-${i}`, type: "Created", data: { title } }));
+      const ids = (await appendAll(pa, "notes", events, 40)).map((e) => e.id);
+      await synced(pa, "notes", 40);
+      const lost = (await ev(pa, () => S.statuses.notes)).filter((st) => st.lastError?.code === "NETWORK");
+      assert.deepEqual(lost, [], "the push was never given up");
+      const server = (await sync.events(log)).events;
+      assertExactlyOnce(server, ids, "after the slow push");
+      assert.ok(server.every((e) => e.data.title === title));
     });
   } finally {
     await proxy.close();
