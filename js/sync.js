@@ -1,7 +1,7 @@
 // Sync with a logfold server: one leader tab per log pushes the outbox and pulls the tail;
 // every tab shows the same status. The decisions about the log (what a push answer or a pull
 // does to the outbox and the tables) are made in wasm, inside IndexedDB transactions that check
-// the leader's epoch; this file carries the messages and keeps time.
+// the leader's epoch; this file carries the messages, keeps time, and claims the epoch.
 
 const HEARTBEAT_MS = 1000;
 // A leader whose heartbeat is older than this is taken to be frozen or gone.
