@@ -31,13 +31,16 @@ function load() {
 // Deletes log `name`'s database. IndexedDB holds the request until every connection has closed;
 // an open log closes its own on the `versionchange` this sends.
 function deleteDatabase(name) {
+  const failed = (e) => new LogfoldError("STORAGE", `IndexedDB failed: ${e?.name ?? "Error"}: ${e?.message ?? "the delete failed"}`, { name: e?.name ?? "Error" });
   return new Promise((resolve, reject) => {
-    const req = indexedDB.deleteDatabase(`logfold:${name}`);
-    req.onsuccess = () => resolve();
-    req.onerror = () => {
-      const e = req.error;
-      reject(new LogfoldError("STORAGE", `IndexedDB failed: ${e?.name ?? "Error"}: ${e?.message ?? "the delete failed"}`, { name: e?.name ?? "Error" }));
-    };
+    // It throws at once where storage is denied (a sandboxed frame: SecurityError).
+    try {
+      const req = globalThis.indexedDB.deleteDatabase(`logfold:${name}`);
+      req.onsuccess = () => resolve();
+      req.onerror = () => reject(failed(req.error));
+    } catch (e) {
+      reject(failed(e));
+    }
   });
 }
 

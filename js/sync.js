@@ -308,7 +308,6 @@ function writeSharedAt(key, offset) {
   } catch {}
 }
 
-/** `log.sync`: status, control, and (in the leader tab) the sync loop. */
 // --- the steps JS runs itself ---
 // Leadership, the server log marks and the rejections list touch only `meta` or `rejections`,
 // one small transaction each, so they are plain IndexedDB here rather than async code in the
@@ -406,6 +405,7 @@ export function storedRejections(core) {
   );
 }
 
+/** `log.sync`: status, control, and (in the leader tab) the sync loop. */
 export class Sync {
   #core;
   #options;
