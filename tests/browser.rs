@@ -53,6 +53,16 @@ async fn all(log: &Log) -> Vec<serde_json::Value> {
     serde_json::from_str(&log.read_json(Some(0), u64::MAX).await.unwrap()).unwrap()
 }
 
+/// The record under `key` in `store` of log `name`, read raw.
+async fn raw_get(name: &str, store: &str, key: &str) -> Option<JsValue> {
+    let db = raw(name).await;
+    let tx = db.transaction(&[store], TransactionMode::ReadOnly).unwrap();
+    let value = tx.store(store).unwrap().get(key.into()).await.unwrap();
+    drop(tx);
+    db.close();
+    value
+}
+
 /// Opens the raw database with rexie, as another program (or a bad disk) would see it.
 async fn raw(name: &str) -> Rexie {
     Rexie::builder(&database_name(name))
@@ -378,22 +388,11 @@ async fn stream_versions_hold_across_handles_without_streams_records_per_commit(
     .unwrap();
     // The `streams` store has no record until a checkpoint (one runs when appends pause, so it
     // may have run already on a slow machine); either way the other handle must see 3.
-    let db = raw("t-versions").await;
-    let tx = db
-        .transaction(&["streams"], TransactionMode::ReadOnly)
-        .unwrap();
-    let stored = tx
-        .store("streams")
-        .unwrap()
-        .get(JsValue::from_str("s"))
-        .await
-        .unwrap();
+    let stored = raw_get("t-versions", "streams", "s").await;
     assert!(
         stored.is_none() || stored.as_ref().and_then(JsValue::as_f64) == Some(3.0),
         "{stored:?}"
     );
-    drop(tx);
-    db.close();
     assert_eq!(b.version("s").await.unwrap(), 3);
     let stale = b
         .append(Batch::new(vec![deposit("s", 4)]).expect("s", ExpectedVersion::Exact(2)))
@@ -505,19 +504,8 @@ async fn a_new_synced_log_starts_from_a_snapshot_set_that_fits_and_ignores_one_t
         "the set's stream versions match their digest"
     );
     // The server log's identity came with the set (meeting another one is divergence).
-    let db = raw("t-boot").await;
-    let tx = db
-        .transaction(&["meta"], TransactionMode::ReadOnly)
-        .unwrap();
-    let id = tx
-        .store("meta")
-        .unwrap()
-        .get("serverLog".into())
-        .await
-        .unwrap();
+    let id = raw_get("t-boot", "meta", "serverLog").await;
     assert_eq!(id.and_then(|v| v.as_string()).as_deref(), Some("log-1"));
-    drop(tx);
-    db.close();
     assert_eq!(again.version("b").await.unwrap(), 1);
     again.close().await;
 
