@@ -1242,10 +1242,10 @@ export declare const Logfold: {
    */
   destroy(name: string): Promise<void>;
   /**
-   * Drops the first damaged segment and everything after it, keeping the intact prefix, and
-   * rebuilds the stream versions; for a log that `open` refused with `CORRUPT`. Export what
-   * `read` can still reach first if the later events matter. A log with no damage is left as it
-   * is.
+   * Drops the first damaged segment and everything after it, keeping the intact prefix (the
+   * next `open` rebuilds the stream versions); for a log that `open` refused with `CORRUPT`.
+   * Export what `read` can still reach first if the later events matter. A log with no damage
+   * is left as it is.
    *
    * @example
    * ```js

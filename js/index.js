@@ -1,18 +1,12 @@
 // logfold's JavaScript entry point: a thin layer over the wasm core. It checks what only JS can
 // see (functions, BigInt, cycles, Map/Set in data), sends each batch as one JSON string, and
 // turns the core's JSON answers back into objects.
-import init, { LogCore, setErrorClass, repairLog, snapshotSetId, backfillLog } from "./logfold.js";
+import init, { LogCore, setErrorClass, snapshotSetId } from "./logfold.js";
 import { Sync, syncOptions, fetchSnapshotSet, pullBack, claimMark, storedRejections } from "./sync.js";
+import { repair, backfill } from "./store.js";
+import { LogfoldError } from "./errors.js";
 
-/** Every error logfold throws: a real Error with a stable `code` and `details`. */
-export class LogfoldError extends Error {
-  constructor(code, message, details) {
-    super(message);
-    this.name = "LogfoldError";
-    this.code = code;
-    this.details = details ?? {};
-  }
-}
+export { LogfoldError };
 
 let ready;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -1231,7 +1225,7 @@ export const Logfold = {
         // A projection needs history this browser dropped (truncateBefore, or a start from a
         // snapshot set): the server keeps it all, so it is pulled back, once online.
         if (e?.code !== "TRUNCATED" || !syncing || attempt === 3) throw e;
-        if (!(await pullBack(syncing, e.details, (logId, pages) => backfillLog(name, logId, pages)))) throw e;
+        if (!(await pullBack(syncing, e.details, (logId, pages) => backfill(name, logId, pages)))) throw e;
         boot = undefined;
       }
     }
@@ -1274,7 +1268,7 @@ export const Logfold = {
   async repair(name) {
     await load();
     if (typeof name !== "string" || name === "") throw invalidArgument("name", "must be a non-empty string");
-    const report = await repairLog(name);
+    const report = await repair(name);
     const mark = readMark(name);
     if (report.dropped === null && mark > report.head) report.dropped = { from: report.head + 1, to: mark };
     writeMark(name, null);

@@ -2,6 +2,7 @@
 // every tab shows the same status. The decisions about the log (what a push answer or a pull
 // does to the outbox and the tables) are made in wasm, inside IndexedDB transactions that check
 // the leader's epoch; this file carries the messages, keeps time, and claims the epoch.
+import { request, counter } from "./store.js";
 
 const HEARTBEAT_MS = 1000;
 // A leader whose heartbeat is older than this is taken to be frozen or gone.
@@ -312,16 +313,6 @@ function writeSharedAt(key, offset) {
 // Leadership, the server log marks and the rejections list touch only `meta` or `rejections`,
 // one small transaction each, so they are plain IndexedDB here rather than async code in the
 // wasm. Every failure reads as the log's own error: `CLOSED` once it has closed.
-
-function request(req) {
-  return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-}
-
-// Stored counters are numbers; anything else (missing, damaged) counts as 0.
-const counter = (v) => (typeof v === "number" && v > 0 ? Math.floor(v) : 0);
 
 // Runs `step(store, abort)` in a transaction on store `name` and resolves to its result once the
 // transaction has committed, or at once if the step aborted it (an answer that writes nothing).

@@ -605,39 +605,81 @@ fn pulled_events(
     Ok((events, header_head))
 }
 
-/// Writes the server's events back into log `name` just below what it keeps (see
-/// `log::backfill`): `pages` are binary pull answers (segments), in order, served with log
-/// identity `server_log`. Resolves to the last position still dropped.
-#[wasm_bindgen(js_name = backfillLog, unchecked_return_type = "Promise<number>")]
-pub fn backfill_log(name: String, server_log: String, pages: Vec<JsValue>) -> Promise {
-    future_to_promise(async move {
-        let mut events = Vec::new();
-        for page in &pages {
-            events.extend(pulled_events(page, 0)?.0);
-        }
-        Ok((log::backfill(&name, &server_log, events).await? as f64).into())
-    })
+// --- for the steps JS runs on a log no handle has open (js/store.js) ---
+
+/// Opens log `name`'s database, creating it with its stores if it is new.
+#[wasm_bindgen(js_name = openDatabase, unchecked_return_type = "Promise<IDBDatabase>")]
+pub fn open_database(name: String) -> Promise {
+    future_to_promise(async move { Ok(log::connect(&name).await?.into()) })
 }
 
-/// Keeps the intact prefix of a damaged log.
-#[wasm_bindgen(js_name = repairLog, unchecked_return_type = "Promise<{ head: number, dropped: { from: number, to: number } | null, records: string[] }>")]
-pub fn repair_log(name: String) -> Promise {
-    future_to_promise(async move {
-        let report = log::repair(&name).await?;
-        let dropped = match report.dropped {
-            Some((from, to)) => object(&[("from", from as f64), ("to", to as f64)]),
-            None => JsValue::NULL,
-        };
-        let out = object(&[("head", report.head as f64)]);
-        js_sys::Reflect::set(&out, &"dropped".into(), &dropped)?;
-        let records: js_sys::Array = report
-            .records
-            .iter()
-            .map(|r| JsValue::from_str(r))
-            .collect();
-        js_sys::Reflect::set(&out, &"records".into(), &records)?;
-        Ok(out)
-    })
+/// The error an IndexedDB failure `e` is: `QUOTA_EXCEEDED`, else `STORAGE`.
+#[wasm_bindgen(js_name = storageError)]
+pub fn storage_error(e: JsValue) -> JsValue {
+    Error::from_dom(&e).to_js()
+}
+
+/// The first damage in segments read in order after position `prev` (their keys and stored
+/// values): its `CORRUPT` or `UNSUPPORTED_FORMAT` error, or `undefined` if they are intact.
+#[wasm_bindgen(js_name = segmentDamage, unchecked_return_type = "Error | undefined")]
+pub fn segment_damage(prev: f64, keys: Vec<f64>, values: Vec<JsValue>) -> JsValue {
+    let keys: Vec<u64> = keys.iter().map(|k| *k as u64).collect();
+    let values: Vec<Vec<u8>> = values
+        .iter()
+        .map(|v| js_sys::Uint8Array::new(v).to_vec())
+        .collect();
+    match log::check_segments(prev as u64, &keys, &values, &mut |_| Ok(())) {
+        Ok(()) => JsValue::UNDEFINED,
+        Err(e) => e.to_js(),
+    }
+}
+
+/// Whether the stored outbox batch number `key` can be read, and has events.
+#[wasm_bindgen(js_name = outboxIntact)]
+pub fn outbox_intact(key: f64, value: JsValue) -> bool {
+    let bytes = value
+        .dyn_ref::<js_sys::ArrayBuffer>()
+        .map_or_else(Vec::new, |b| js_sys::Uint8Array::new(b).to_vec());
+    logfold_core::sync::OutboxBatch::decode(key as u64, &bytes).is_ok_and(|b| !b.events.is_empty())
+}
+
+/// Whether a stored rejection can be read.
+#[wasm_bindgen(js_name = rejectionIntact)]
+pub fn rejection_intact(value: JsValue) -> bool {
+    let json = value.as_string().unwrap_or_default();
+    logfold_core::sync::Rejection::ids_from_json(&json).is_ok()
+}
+
+/// `meta.outboxCheck` for an outbox of these batch numbers.
+#[wasm_bindgen(js_name = outboxCheck, unchecked_return_type = "[number, number]")]
+pub fn outbox_check(numbers: Vec<f64>) -> JsValue {
+    log::outbox_check(numbers.iter().map(|n| *n as u64))
+}
+
+/// The segments that write the events of pull answers `pages` (in order) back into a log,
+/// below what it keeps: `{ first, segments: [[key, bytes], …] }`, or `undefined` unless the
+/// events are dense positions. A page that is not a pull answer is `SYNC_PROTOCOL`.
+#[wasm_bindgen(js_name = backfillSegments, unchecked_return_type = "{ first: number, segments: Array<[number, ArrayBuffer]> } | undefined")]
+pub fn backfill_segments(pages: Vec<JsValue>) -> Result<JsValue, JsValue> {
+    let mut events = Vec::new();
+    for page in &pages {
+        events.extend(pulled_events(page, 0)?.0);
+    }
+    let Some(segments) = log::backfill_segments(&events) else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    let list: js_sys::Array = segments
+        .iter()
+        .map(|(k, bytes)| {
+            js_sys::Array::of2(
+                &(*k as f64).into(),
+                &js_sys::Uint8Array::from(&bytes[..]).buffer(),
+            )
+        })
+        .collect();
+    let out = object(&[("first", events[0].seq as f64)]);
+    js_sys::Reflect::set(&out, &"segments".into(), &list)?;
+    Ok(out)
 }
 
 fn object(fields: &[(&str, f64)]) -> JsValue {

@@ -9,7 +9,7 @@
 //! Here: opening, closing and the shared state. Beside it, one job each: `writer` (the append
 //! queue, group commit, the commit of an unsynced log), `versions` (stream versions: cache,
 //! store, checkpoint), `compact`, `read`, `fold` (projections: folding, other tabs, snapshots,
-//! `tables_at`), `verify` (the check at open, and repair) and `sync` (a synced log: the
+//! `tables_at`), `verify` (the check at open) and `sync` (a synced log: the
 //! sync engine's steps over IndexedDB).
 
 use std::cell::{Cell, RefCell};
@@ -45,13 +45,13 @@ mod writer;
 use fold::*;
 use read::*;
 use verify::*;
-use versions::{check_streams, rewrite_streams};
+use versions::check_streams;
 
 pub use boot::Boot;
 pub use fold::base_key;
-pub use retain::{backfill, Base};
-pub use sync::{Pulled, Pushed};
-pub use verify::{repair, RepairReport};
+pub use retain::{backfill_segments, Base};
+pub use sync::{outbox_check, Pulled, Pushed};
+pub use verify::check_segments;
 
 /// The log format this code writes; stored in `meta` and in every segment.
 pub const FORMAT: u32 = 1;
@@ -303,7 +303,7 @@ fn as_u64(v: &JsValue) -> u64 {
 
 /// Creates the schema if the database is new (rexie's builder), then opens the live
 /// connection that handles `versionchange`.
-async fn connect(name: &str) -> Result<IdbDatabase, Error> {
+pub async fn connect(name: &str) -> Result<IdbDatabase, Error> {
     let db_name = database_name(name);
     let mut builder = Rexie::builder(&db_name).version(SCHEMA_VERSION);
     for store in STORES {

@@ -188,88 +188,24 @@ impl Log {
     }
 }
 
-/// Writes the server's events just below what log `name` keeps back into it, so a projection
-/// that needs them can be folded: `events` must end right before the first position kept
-/// (with their server offsets), and `server_log` must be the server log it synced with.
-/// Returns the last position still dropped. One transaction: the positions after the last one
-/// dropped stay whole.
-pub async fn backfill(name: &str, server_log: &str, events: Vec<Event>) -> Result<u64, Error> {
-    let db = connect(name).await?;
-    let result = backfill_db(&db, server_log, events).await;
-    db.close();
-    result
-}
-
-async fn backfill_db(db: &IdbDatabase, server_log: &str, events: Vec<Event>) -> Result<u64, Error> {
-    let protocol = |message: String| Error::Sync {
-        code: "SYNC_PROTOCOL",
-        message,
-    };
-    let tx = idb::transaction(db, &["segments", "meta"], true, "strict").map_err(storage)?;
-    let done = idb::done(&tx);
-    let segments = tx.object_store("segments").map_err(storage)?;
-    let meta = tx.object_store("meta").map_err(storage)?;
-    let (truncated, known) = (
-        meta.get(&"truncated".into()).map_err(storage)?,
-        meta.get(&"serverLog".into()).map_err(storage)?,
-    );
-    let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
-    let known = idb::request(&known).await.map_err(storage)?.as_string();
-    let refused = if known.is_some_and(|k| k != server_log) {
-        Some(Error::Sync {
-            code: "DIVERGED",
-            message:
-                "the server's log is not the one this log synced with (it has another identity)"
-                    .into(),
-        })
-    } else {
-        let first = events.first().map_or(0, |e| e.seq);
-        let dense = events.iter().zip(first..).all(|(e, seq)| e.seq == seq);
-        if !events.is_empty() && dense && truncated < first {
-            // Another tab pulled these back first: the log keeps them already.
-            tx.abort().ok();
-            let _ = done.await;
-            return Ok(truncated);
-        }
-        (events.is_empty() || !dense || first + events.len() as u64 != truncated + 1).then(|| {
-            protocol(format!(
-                "the events pulled back are not positions up to {truncated}, the last one dropped"
-            ))
-        })
-    };
-    if let Some(e) = refused {
-        tx.abort().ok();
-        let _ = done.await;
-        return Err(e);
+/// The segments that write the server's `events` back into a log, below what it keeps (see
+/// the JS `backfill`, which checks they end right before its first position kept): each
+/// segment's key (its last position) and bytes, cut at twice a commit's target size. `None`
+/// unless the events are dense positions (and there are some).
+pub fn backfill_segments(events: &[Event]) -> Option<Vec<(u64, Vec<u8>)>> {
+    let first = events.first()?.seq;
+    if !events.iter().zip(first..).all(|(e, seq)| e.seq == seq) {
+        return None;
     }
-    let put = |w: SegmentWriter| {
-        let last = w.first_seq() + w.count() - 1;
-        segments
-            .put_with_key(
-                &Uint8Array::from(&w.finish_packed()[..]).buffer(),
-                &key(last),
-            )
-            .map(drop)
-            .map_err(storage)
-    };
-    let still = events[0].seq - 1;
-    let written = (|| {
-        let mut w = SegmentWriter::new();
-        for e in &events {
-            if w.count() > 0 && w.size() + e.data.len() > 2 * TARGET_BYTES {
-                put(std::mem::take(&mut w))?;
-            }
-            w.push(&e.as_ref());
+    let mut out = Vec::new();
+    let mut w = SegmentWriter::new();
+    let mut cut = |w: SegmentWriter| out.push((w.first_seq() + w.count() - 1, w.finish_packed()));
+    for e in events {
+        if w.count() > 0 && w.size() + e.data.len() > 2 * TARGET_BYTES {
+            cut(std::mem::take(&mut w));
         }
-        put(w)?;
-        meta.put_with_key(&key(still), &"truncated".into())
-            .map(drop)
-            .map_err(storage)
-    })();
-    if let Err(e) = written {
-        tx.abort().ok();
-        return Err(e);
+        w.push(&e.as_ref());
     }
-    done.await.map_err(storage)?;
-    Ok(still)
+    cut(w);
+    Some(out)
 }

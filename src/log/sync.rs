@@ -82,7 +82,7 @@ fn corrupt_record(store: &'static str, key: u64, reason: impl std::fmt::Display)
 
 /// `meta.outboxCheck` for an outbox of these batch numbers: `[count, digest]`. Records are
 /// decoded when read, so a damaged one shows; this makes a deleted one show too.
-pub(super) fn outbox_check(numbers: impl Iterator<Item = u64>) -> JsValue {
+pub fn outbox_check(numbers: impl Iterator<Item = u64>) -> JsValue {
     let (mut count, mut digest) = (0u64, logfold_core::SetDigest::default());
     for n in numbers {
         count += 1;

@@ -1,4 +1,4 @@
-//! Checking the log at open (folding it on the way), and repair.
+//! Checking the log at open (folding it on the way), and the check `Logfold.repair` runs.
 
 use super::*;
 
@@ -95,20 +95,10 @@ pub(super) async fn first_damage(
         let (keys, values) = next.get().await?;
         let Some(last) = keys.last() else { break };
         next = request_segments(&store, *last, PAGE)?;
-        for (k, bytes) in keys.iter().zip(&values) {
-            let mut scratch = Vec::new();
-            let seg = match Segment::parse_in(bytes, &mut scratch) {
-                Ok(seg) => seg,
-                Err(e) => return Ok((head, Some(Error::corrupt(prev + 1, *k, e)))),
-            };
-            if seg.first_seq() != prev + 1 || seg.last_seq() != *k {
-                return Ok((head, Some(wrong_span(&seg, prev + 1, *k))));
-            }
-            if let Err(e) = visit(Some(&seg), head) {
-                return Ok((head, Some(e)));
-            }
-            prev = *k;
+        if let Err(e) = check_segments(prev, &keys, &values, &mut |seg| visit(Some(seg), head)) {
+            return Ok((head, Some(e)));
         }
+        prev = *last;
         visit(None, head)?;
     }
     if prev != head {
@@ -123,6 +113,28 @@ pub(super) async fn first_damage(
         ));
     }
     Ok((head, None))
+}
+
+/// Checks segments read in order after position `prev`, showing each intact one to `visit`:
+/// each must be intact, begin right after the one before it, and end at its key. The error is
+/// the first damage (`Corrupt` or `UnsupportedFormat`), or what `visit` failed with.
+pub fn check_segments(
+    mut prev: u64,
+    keys: &[u64],
+    values: &[Vec<u8>],
+    visit: &mut dyn FnMut(&Segment<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for (k, bytes) in keys.iter().zip(values) {
+        let mut scratch = Vec::new();
+        let seg =
+            Segment::parse_in(bytes, &mut scratch).map_err(|e| Error::corrupt(prev + 1, *k, e))?;
+        if seg.first_seq() != prev + 1 || seg.last_seq() != *k {
+            return Err(wrong_span(&seg, prev + 1, *k));
+        }
+        visit(&seg)?;
+        prev = *k;
+    }
+    Ok(())
 }
 
 impl Log {
@@ -184,152 +196,4 @@ pub(super) async fn verify_prefix(db: &IdbDatabase, through: u64) -> Result<(), 
             }
         }
     }
-}
-
-/// What [`repair`] did: the new head and the positions it dropped.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RepairReport {
-    /// The head after repair.
-    pub head: u64,
-    /// The positions dropped, if any were damaged.
-    pub dropped: Option<(u64, u64)>,
-    /// The sync records dropped or rewritten, e.g. `outbox 6`, `meta nextBatch`.
-    pub records: Vec<String>,
-}
-
-/// Keeps the intact prefix of log `name`: drops the first damaged segment and all after it,
-/// then rebuilds the stream versions from what is left.
-pub async fn repair(name: &str) -> Result<RepairReport, Error> {
-    let db = connect(name).await?;
-    let result = repair_db(&db).await;
-    db.close();
-    result
-}
-
-pub(super) async fn repair_db(db: &IdbDatabase) -> Result<RepairReport, Error> {
-    let (head, dropped) = repair_segments(db).await?;
-    let records = repair_sync_records(db).await?;
-    Ok(RepairReport {
-        head,
-        dropped,
-        records,
-    })
-}
-
-/// Drops the first damaged segment and all after it; returns the head and what was dropped.
-async fn repair_segments(db: &IdbDatabase) -> Result<(u64, Option<(u64, u64)>), Error> {
-    let (head, damage) = first_damage(db, 0, &mut |_, _| Ok(())).await?;
-    let damage = match damage {
-        None => return Ok((head, None)),
-        Some(Error::Corrupt { from, .. }) => from,
-        Some(e) => return Err(e),
-    };
-    let keep = damage - 1;
-
-    let tx =
-        idb::transaction(db, &["segments", "streams", "meta"], true, "strict").map_err(storage)?;
-    let done = idb::done(&tx);
-    let segments = tx.object_store("segments").map_err(storage)?;
-    let streams = tx.object_store("streams").map_err(storage)?;
-    let meta = tx.object_store("meta").map_err(storage)?;
-    let range = IdbKeyRange::lower_bound_with_open(&key(keep), true).map_err(storage)?;
-    segments.delete(&range).map_err(storage)?;
-    rewrite_streams(&segments, &streams, &meta, keep).await?;
-    meta.put_with_key(&key(keep), &"head".into())
-        .map_err(storage)?;
-    // Compaction starts again at the first segment kept.
-    let truncated = meta.get(&"truncated".into()).map_err(storage)?;
-    let truncated = idb::request(&truncated).await.map_err(storage)?;
-    meta.put_with_key(&key(as_u64(&truncated)), &"compacted".into())
-        .map_err(storage)?;
-    done.await.map_err(storage)?;
-    Ok((keep, Some((damage, head.max(damage)))))
-}
-
-/// Drops the outbox batches and rejections that cannot be read, and puts the next batch
-/// number back above every stored one, so a synced log opens again. A dropped batch's events
-/// are lost: its record no longer says what they were (and the server never had them whole).
-async fn repair_sync_records(db: &IdbDatabase) -> Result<Vec<String>, Error> {
-    let tx =
-        idb::transaction(db, &["outbox", "rejections", "meta"], true, "strict").map_err(storage)?;
-    let done = idb::done(&tx);
-    let outbox = tx.object_store("outbox").map_err(storage)?;
-    let rejections = tx.object_store("rejections").map_err(storage)?;
-    let meta = tx.object_store("meta").map_err(storage)?;
-    let reqs = [
-        outbox.get_all_keys().map_err(storage)?,
-        outbox.get_all().map_err(storage)?,
-        rejections.get_all_keys().map_err(storage)?,
-        rejections.get_all().map_err(storage)?,
-    ];
-    let synced_req = meta.get(&"synced".into()).map_err(storage)?;
-    let next_req = meta.get(&"nextBatch".into()).map_err(storage)?;
-    let acked_req = meta.get(&"ackedThrough".into()).map_err(storage)?;
-    let rev_req = meta.get(&"outboxRev".into()).map_err(storage)?;
-    let check_req = meta.get(&"outboxCheck".into()).map_err(storage)?;
-    let mut got = Vec::with_capacity(reqs.len());
-    for r in &reqs {
-        got.push(Array::from(&idb::request(r).await.map_err(storage)?));
-    }
-    let synced = idb::request(&synced_req).await.map_err(storage)?;
-    let next = idb::request(&next_req).await.map_err(storage)?;
-    let acked = as_u64(&idb::request(&acked_req).await.map_err(storage)?);
-    let rev = as_u64(&idb::request(&rev_req).await.map_err(storage)?);
-    let check = idb::request(&check_req).await.map_err(storage)?;
-    if !synced.is_truthy() {
-        // A log without sync has no outbox, and no batch counter to put back.
-        done.await.map_err(storage)?;
-        return Ok(Vec::new());
-    }
-    let mut fixed = Vec::new();
-    let present = sync::outbox_check(got[0].iter().map(|k| as_u64(&k)));
-    if let Some(expected) = sync::outbox_mismatch(&check, &present) {
-        let missing = expected.saturating_sub(u64::from(got[0].length()));
-        fixed.push(format!("outbox: {missing} missing"));
-    }
-    let mut kept = Vec::new();
-    let mut top = 0;
-    for (k, v) in got[0].iter().zip(got[1].iter()) {
-        let n = as_u64(&k);
-        let bytes = match v.dyn_ref::<js_sys::ArrayBuffer>() {
-            Some(b) => Uint8Array::new(b).to_vec(),
-            None => Vec::new(),
-        };
-        if logfold_core::sync::OutboxBatch::decode(n, &bytes).is_ok_and(|b| !b.events.is_empty()) {
-            top = top.max(n);
-            kept.push(n);
-        } else {
-            outbox.delete(&k).map_err(storage)?;
-            fixed.push(format!("outbox {n}"));
-        }
-    }
-    for (k, v) in got[2].iter().zip(got[3].iter()) {
-        let n = as_u64(&k);
-        let json = v.as_string().unwrap_or_default();
-        if logfold_core::sync::Rejection::ids_from_json(&json).is_ok() {
-            top = top.max(n);
-        } else {
-            rejections.delete(&k).map_err(storage)?;
-            fixed.push(format!("rejections {n}"));
-        }
-    }
-    // The engine refuses a counter at or below a stored batch, and a number at or below the
-    // acknowledged ones is taken for acknowledged (and the server has it): never reuse one.
-    let top = top.max(acked);
-    // A missing counter is read as 1, which is right while no batch number was ever used.
-    let stored_next = next.as_f64().filter(|f| f.fract() == 0.0 && *f >= 1.0);
-    if stored_next.map_or(top > 0, |f| (f as u64) <= top) {
-        meta.put_with_key(&key(top + 1), &"nextBatch".into())
-            .map_err(storage)?;
-        fixed.push("meta nextBatch".to_owned());
-    }
-    if !fixed.is_empty() {
-        // Other tabs read the outbox again.
-        meta.put_with_key(&key(rev + 1), &"outboxRev".into())
-            .map_err(storage)?;
-        meta.put_with_key(&sync::outbox_check(kept.into_iter()), &"outboxCheck".into())
-            .map_err(storage)?;
-    }
-    done.await.map_err(storage)?;
-    Ok(fixed)
 }

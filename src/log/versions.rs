@@ -347,7 +347,7 @@ pub(super) async fn check_streams(db: &IdbDatabase) -> Result<(bool, StreamFilte
 
 /// Rewrites the `streams` store, its checkpoint and its digest from the segments up to `head`,
 /// inside the caller's transaction; returns the filter of the names written.
-pub(super) async fn rewrite_streams(
+async fn rewrite_streams(
     segments: &IdbObjectStore,
     streams: &IdbObjectStore,
     meta: &IdbObjectStore,

@@ -8,6 +8,7 @@ import { startSyncServer } from "./sync-server.mjs";
 
 const PAGE_PORT = 47352;
 const SYNC_PORT = 47353;
+const OTHER_SYNC_PORT = 47372;
 let pages, sync, browser, page;
 
 before(async () => {
@@ -275,6 +276,40 @@ test("two tabs opening a cut log with a new projection at once both pull the his
     assert.equal(o.value.rows, 12);
   }
   assert.equal(r.opened[0].value.tables, r.opened[1].value.tables);
+});
+
+test("history pulled back from another server log (another identity) is refused with DIVERGED and writes nothing", opts, async () => {
+  // A second server, with a log of the same name: what a wiped and refilled server looks like.
+  const other = await startSyncServer({ port: OTHER_SYNC_PORT, corsOrigin: pages.origin });
+  try {
+    const r = await ev(page, async ({ url, otherUrl }) => {
+      const fill = async (name, url) => {
+        const log = await Logfold.open({ name, projections: T.ledger(), sync: { url, log: "kept-twice" } });
+        const events = T.ledgerEvents(600, 31, 6);
+        // Appends of their own, so whole segments lie before the cut.
+        for (let i = 0; i < 600; i += 100) await log.append(events.slice(i, i + 100));
+        await log.sync.settled({ timeout: 30_000 });
+        return log;
+      };
+      (await fill("retain-refill", otherUrl)).close();
+      const log = await fill("retain-diverged", url);
+      const cut = await log.truncateBefore(400);
+      await log.close();
+      const projections = { ...T.ledger(), other: { key: "data.account", on: { Deposited: { set: { last: "data.amount" } } } } };
+      const refused = await T.attempt(() => Logfold.open({ name: "retain-diverged", projections, sync: { url: otherUrl, log: "kept-twice" } }));
+      const again = await Logfold.open({ name: "retain-diverged", projections: T.ledger(), sync: { url, log: "kept-twice" } });
+      const out = { cut, refused, start: again.start, seqs: [] };
+      for await (const e of again.events()) out.seqs.push(e.seq);
+      await again.close();
+      return out;
+    }, { url: sync.url, otherUrl: other.url });
+    assert.ok(r.cut.start > 1, JSON.stringify(r.cut));
+    assert.equal(r.refused.code, "DIVERGED", JSON.stringify(r.refused));
+    assert.equal(r.start, r.cut.start, "nothing was written back");
+    assert.deepEqual(r.seqs, Array.from({ length: 600 - r.cut.start + 1 }, (_, i) => r.cut.start + i));
+  } finally {
+    await other.stop();
+  }
 });
 
 test("a cut whose base snapshot cannot be stored (a reducer state holding a function there) drops nothing", opts, async () => {
