@@ -223,6 +223,49 @@ async fn a_damaged_segment_fails_open_with_its_positions() {
     }
 }
 
+/// Another tab moving a log used without sync to sync takes its segments to the outbox, and
+/// this tab may hear of it only after its check of what open did not read finds them gone:
+/// that check says `Closed(Synced)`, not `Corrupt`.
+#[wasm_bindgen_test]
+async fn the_check_after_open_is_closed_not_corrupt_when_another_tab_moved_the_log_to_sync() {
+    let log = fresh("t-moved").await;
+    for amount in 1..=3 {
+        log.append(Batch::new(vec![deposit("a", amount)]))
+            .await
+            .unwrap();
+    }
+    log.close().await;
+    // Without projections, open reads from the stream versions' checkpoint, at the head.
+    let log = Log::open(
+        "t-moved",
+        Durability::Strict,
+        None,
+        Projections::default(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    // What the other tab's move leaves before its message arrives.
+    let db = raw("t-moved").await;
+    let tx = db
+        .transaction(&["segments", "meta"], TransactionMode::ReadWrite)
+        .unwrap();
+    tx.store("segments").unwrap().clear().await.unwrap();
+    tx.store("meta")
+        .unwrap()
+        .put(&JsValue::TRUE, Some(&"synced".into()))
+        .await
+        .unwrap();
+    tx.done().await.unwrap();
+    db.close();
+    match log.verify_rest().await {
+        Err(Error::Closed(CloseReason::Synced)) => {}
+        other => panic!("expected closed (synced), got {other:?}"),
+    }
+    log.close().await;
+}
+
 #[wasm_bindgen_test]
 async fn a_log_written_by_an_unknown_format_is_unsupported_not_corrupt() {
     fresh("t-format").await.close().await;

@@ -144,7 +144,7 @@ impl Log {
         self.check_open()?;
         let through = self.0.unverified.get();
         if through > 0 {
-            verify_prefix(&self.0.db, through)
+            verify_prefix(&self.0.db, through, self.is_synced())
                 .await
                 .map_err(|e| match self.0.closed.get() {
                     Some(reason) => Error::Closed(reason),
@@ -159,15 +159,27 @@ impl Log {
 /// Checks the segments up to the one holding position `through` (those open did not read), a
 /// page per readonly transaction, so appends here and in other tabs wait for a page at most.
 /// Between pages another tab may compact: a page may then begin with a merged segment that
-/// starts before the last one checked, but never after it.
-pub(super) async fn verify_prefix(db: &IdbDatabase, through: u64) -> Result<(), Error> {
+/// starts before the last one checked, but never after it. Another tab may also move a log
+/// used without sync (`synced` false) to sync: its segments go to the outbox, and this tab
+/// closes when it hears so, which may be after its next page.
+pub(super) async fn verify_prefix(
+    db: &IdbDatabase,
+    through: u64,
+    synced: bool,
+) -> Result<(), Error> {
     let mut prev = 0u64;
     loop {
         let tx = idb::transaction(db, &["segments", "meta"], false, "default").map_err(storage)?;
         let store = tx.object_store("segments").map_err(storage)?;
         let meta = tx.object_store("meta").map_err(storage)?;
-        let truncated = meta.get(&"truncated".into()).map_err(storage)?;
+        let (truncated, moved) = (
+            meta.get(&"truncated".into()).map_err(storage)?,
+            meta.get(&"synced".into()).map_err(storage)?,
+        );
         let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
+        if !synced && idb::request(&moved).await.map_err(storage)?.is_truthy() {
+            return Err(Error::Closed(CloseReason::Synced));
+        }
         // Never before what `truncate_before` dropped, here or in another tab meanwhile; a cut
         // at or past `through` leaves nothing to check.
         prev = prev.max(truncated);
