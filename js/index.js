@@ -3,7 +3,7 @@
 // turns the core's JSON answers back into objects.
 import init, { LogCore, setErrorClass, snapshotSetId } from "./logfold.js";
 import { Sync, syncOptions, fetchSnapshotSet, pullBack, claimMark, storedRejections } from "./sync.js";
-import { repair, backfill } from "./store.js";
+import { repair, backfill, readSnapshots, writeSnapshots, pastTables } from "./store.js";
 import { LogfoldError } from "./errors.js";
 
 export { LogfoldError };
@@ -965,11 +965,12 @@ class Log {
   async #past(seq) {
     const reducers = [...this.#p.reducers.values()];
     // Each from its snapshot, else from its base one (kept where history was dropped).
-    const [stored, bases] = reducers.length > 0 ? await Promise.all([false, true].map((base) => this.#core.reducerSnapshots(...reducerIds(reducers), base))) : [[], []];
+    const [stored, bases] = await Promise.all([false, true].map((base) => readSnapshots(this.#core, this.#core.snapshotKeys(...reducerIds(reducers), base))));
+    const tables = stored.length - reducers.length;
     const usable = (s) => s !== null && typeof s === "object" && typeof s.seq === "number" && s.seq <= seq && "state" in s && intactSnapshot(s);
     const states = new Map();
     reducers.forEach((r, i) => {
-      const s = [stored[i], bases[i]].find(usable);
+      const s = [stored[tables + i], bases[tables + i]].find(usable);
       states.set(r.name, s ? { state: s.state, seq: s.seq, failure: null } : { state: r.initial(), seq: 0, failure: null });
     });
     const from = Math.min(seq, ...[...states.values()].map((s) => s.seq));
@@ -980,7 +981,7 @@ class Log {
         if (!s.failure) Object.assign(s, foldEvents(r.apply, s.state, s.seq, events, this.#p.schemas));
       }
     };
-    const view = await this.#core.tablesAt(seq, from, reducers.length === 0 ? undefined : onEvents);
+    const view = await pastTables(this.#core, seq, from, stored.slice(0, tables), bases.slice(0, tables), reducers.length === 0 ? undefined : onEvents);
     return { view, states };
   }
 
@@ -990,8 +991,9 @@ class Log {
     while (this.#snapshotting) await this.#snapshotting;
     // The bases: in a synced log, the outbox may yet be rejected.
     const reducers = [...this.#p.reducers.values()].filter((r) => !r.base.failure);
-    this.#snapshotting = this.#core
-      .writeSnapshots(...reducerIds(reducers), reducers.map((r) => sealSnapshot(r.base.seq, r.base.state)))
+    // The reducers' keys come after the tables'.
+    const keys = this.#core.snapshotKeys(...reducerIds(reducers), false);
+    this.#snapshotting = writeSnapshots(this.#core, keys.slice(keys.length - reducers.length), reducers.map((r) => sealSnapshot(r.base.seq, r.base.state)))
       .then((seq) => {
         this.#snapshotAt = seq;
         if (this.#setId) this.sync?.share(this.#setId, seq, () => this.#snapshotSet());

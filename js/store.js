@@ -1,6 +1,7 @@
-// What JS does itself on the database of a log no handle has open: `Logfold.repair`, and the
-// write-back of history pulled from the server. Plain IndexedDB here; the wasm checks and
-// encodes what only it can read (segments, outbox batches, rejections).
+// The IndexedDB steps JS runs itself rather than as async code in the wasm: on an open log,
+// its snapshots and its past tables (and, in sync.js, leadership and marks); on a log no
+// handle has open, `Logfold.repair` and the write-back of history pulled from the server. The
+// wasm checks, decodes and encodes what only it can read (segments, tables, sync records).
 import { LogfoldError } from "./errors.js";
 import { openDatabase, storageError, segmentDamage, outboxIntact, rejectionIntact, outboxCheck, backfillSegments } from "./logfold.js";
 
@@ -17,25 +18,11 @@ export function request(req) {
 // Stored counters and positions are numbers; anything else (missing, damaged) counts as 0.
 export const counter = (v) => (typeof v === "number" && v > 0 ? Math.floor(v) : 0);
 
-// Runs `step(db)` on log `name`'s database (created if new), then closes it. IndexedDB's own
-// failures read as STORAGE (or QUOTA_EXCEEDED).
-async function withDatabase(name, step) {
-  const db = await openDatabase(name);
-  // Another tab's upgrade or delete is not kept waiting: what runs here then fails.
-  db.onversionchange = () => db.close();
-  try {
-    return await step(db);
-  } catch (e) {
-    throw e instanceof LogfoldError ? e : storageError(e);
-  } finally {
-    db.close();
-  }
-}
-
-// Runs `step(tx, abort)` in a strict readwrite transaction over `stores` and resolves to its
-// result once the transaction committed, or at once if the step aborted it. A throw aborts it.
-async function inTransaction(db, stores, step) {
-  const tx = db.transaction(stores, "readwrite", { durability: "strict" });
+// Runs `step(tx, abort)` in a transaction over `stores` and resolves to its result once the
+// transaction has committed, or at once if the step aborted it (an answer that writes
+// nothing). A throw aborts it.
+async function inTransaction(db, stores, mode, durability, step) {
+  const tx = db.transaction(stores, mode, { durability });
   const end = new Promise((resolve, reject) => {
     tx.oncomplete = resolve;
     tx.onabort = () => reject(tx.error ?? new DOMException("transaction aborted", "AbortError"));
@@ -56,6 +43,106 @@ async function inTransaction(db, stores, step) {
     throw e;
   }
 }
+
+// The same on an open log's connection: a failure of IndexedDB reads as the log's own error,
+// `CLOSED` once it has closed (what the step throws itself stays as it is).
+async function onLog(core, stores, mode, durability, step) {
+  if (core.closed) throw core.failure();
+  try {
+    return await inTransaction(core.db, stores, mode, durability, step);
+  } catch (e) {
+    throw e instanceof LogfoldError ? e : core.failure(e);
+  }
+}
+
+// `onLog` over one store, which the step gets.
+export function inStore(core, name, mode, durability, step) {
+  return onLog(core, name, mode, durability, (tx, abort) => step(tx.objectStore(name), abort));
+}
+
+// --- on an open log ---
+
+// The stored values under `keys` (undefined where none), in one readonly transaction.
+export function readSnapshots(core, keys) {
+  return inStore(core, "snapshots", "readonly", "default", (store) => Promise.all(keys.map((k) => request(store.get(k)))));
+}
+
+/**
+ * Writes the tables' snapshots and reducer snapshots `values[i]` under `keys[i]` in one
+ * transaction (relaxed: snapshots can be rebuilt); resolves to the position they are of. A
+ * reducer state the browser cannot clone is left without a snapshot, with a warning.
+ */
+export async function writeSnapshots(core, keys, values) {
+  const [seq, ...tables] = core.tableSnapshots();
+  const written = await inStore(core, "snapshots", "readwrite", "relaxed", (store) => {
+    for (let i = 0; i < tables.length; i += 2) store.put(tables[i + 1], tables[i]);
+    let n = tables.length / 2;
+    keys.forEach((key, i) => {
+      try {
+        store.put(values[i], key);
+        n += 1;
+      } catch (e) {
+        console.warn(`logfold: no snapshot of ${key}: ${storageError(e).message}`);
+      }
+    });
+    return n;
+  });
+  core.snapshotsWritten(written);
+  return seq;
+}
+
+/**
+ * The tables as of past position `seq` (see `Log.tablesAt`): from the stored snapshots and
+ * base snapshots given, folded on with the segments after them, a page per readonly
+ * transaction. `onEvents`, if given, gets the events after `from` (for the JS reducers) as JSON
+ * text, a page at a time.
+ */
+export async function pastTables(core, seq, from, stored, bases, onEvents) {
+  const past = core.pastTables(seq, from, stored, bases, onEvents !== undefined);
+  try {
+    while (past.seq < seq) {
+      const after = past.seq;
+      const [keys, values] = await onLog(core, ["segments", "meta"], "readonly", "default", (tx) => {
+        const range = IDBKeyRange.lowerBound(after, true);
+        const segments = tx.objectStore("segments");
+        const truncated = tx.objectStore("meta").get("truncated");
+        return Promise.all([request(segments.getAllKeys(range, PAGE)), request(segments.getAll(range, PAGE)), request(truncated)]).then(([keys, values, truncated]) => {
+          core.checkKept(after, counter(truncated));
+          return [keys, values];
+        });
+      });
+      if (keys.length === 0) {
+        throw new LogfoldError("INVALID_ARGUMENT", `invalid seq: position ${seq} is past the log's head ${after}`, { argument: "seq" });
+      }
+      const text = past.fold(keys, values);
+      if (text !== undefined) onEvents(text);
+    }
+  } catch (e) {
+    past.free();
+    throw e;
+  }
+  return past.view();
+}
+
+// --- on a log no handle has open ---
+
+// Runs `step(db)` on log `name`'s database (created if new), then closes it. IndexedDB's own
+// failures read as STORAGE (or QUOTA_EXCEEDED).
+async function withDatabase(name, step) {
+  const db = await openDatabase(name);
+  // Another tab's upgrade or delete is not kept waiting: what runs here then fails.
+  db.onversionchange = () => db.close();
+  try {
+    return await step(db);
+  } catch (e) {
+    throw e instanceof LogfoldError ? e : storageError(e);
+  } finally {
+    db.close();
+  }
+}
+
+// A strict readwrite transaction on a log no handle has open.
+const writing = (db, stores, step) => inTransaction(db, stores, "readwrite", "strict", step);
 
 /**
  * Keeps the intact prefix of log `name`: drops its first damaged segment and all after it, and
@@ -97,7 +184,7 @@ async function firstDamage(db) {
 // keeps its checkpoint: past the new head, it makes the next open rebuild the store from the
 // segments kept.
 function dropFrom(db, keep) {
-  return inTransaction(db, ["segments", "meta"], async (tx) => {
+  return writing(db, ["segments", "meta"], async (tx) => {
     const meta = tx.objectStore("meta");
     tx.objectStore("segments").delete(IDBKeyRange.lowerBound(keep, true));
     meta.put(keep, "head");
@@ -110,7 +197,7 @@ function dropFrom(db, keep) {
 // back above every stored one, so a synced log opens again. A dropped batch's events are lost:
 // its record no longer says what they were (and the server never had them whole).
 function repairRecords(db) {
-  return inTransaction(db, ["outbox", "rejections", "meta"], async (tx, abort) => {
+  return writing(db, ["outbox", "rejections", "meta"], async (tx, abort) => {
     const outbox = tx.objectStore("outbox");
     const rejections = tx.objectStore("rejections");
     const meta = tx.objectStore("meta");
@@ -182,7 +269,7 @@ export function backfill(name, serverLog, pages) {
   // A page that is not a pull answer fails here, before anything is read.
   const cut = backfillSegments(pages);
   return withDatabase(name, (db) =>
-    inTransaction(db, ["segments", "meta"], async (tx, abort) => {
+    writing(db, ["segments", "meta"], async (tx, abort) => {
       const meta = tx.objectStore("meta");
       const [truncated, known] = await Promise.all([request(meta.get("truncated")), request(meta.get("serverLog"))]);
       const dropped = counter(truncated);

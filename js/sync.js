@@ -2,7 +2,7 @@
 // every tab shows the same status. The decisions about the log (what a push answer or a pull
 // does to the outbox and the tables) are made in wasm, inside IndexedDB transactions that check
 // the leader's epoch; this file carries the messages, keeps time, and claims the epoch.
-import { request, counter } from "./store.js";
+import { request, counter, inStore } from "./store.js";
 
 const HEARTBEAT_MS = 1000;
 // A leader whose heartbeat is older than this is taken to be frozen or gone.
@@ -312,34 +312,7 @@ function writeSharedAt(key, offset) {
 // --- the steps JS runs itself ---
 // Leadership, the server log marks and the rejections list touch only `meta` or `rejections`,
 // one small transaction each, so they are plain IndexedDB here rather than async code in the
-// wasm. Every failure reads as the log's own error: `CLOSED` once it has closed.
-
-// Runs `step(store, abort)` in a transaction on store `name` and resolves to its result once the
-// transaction has committed, or at once if the step aborted it (an answer that writes nothing).
-async function inStore(core, name, mode, durability, step) {
-  if (core.closed) throw core.failure();
-  let tx;
-  try {
-    tx = core.db.transaction(name, mode, { durability });
-    const end = new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onabort = () => reject(tx.error ?? new DOMException("transaction aborted", "AbortError"));
-    });
-    end.catch(() => {});
-    let aborted = false;
-    const result = await step(tx.objectStore(name), () => {
-      aborted = true;
-      tx.abort();
-    });
-    if (!aborted) await end;
-    return result;
-  } catch (e) {
-    try {
-      tx?.abort();
-    } catch {}
-    throw core.failure(e);
-  }
-}
+// wasm (see store.js). Every failure reads as the log's own error: `CLOSED` once it has closed.
 
 // This tab leads sync from now: a new epoch, one above the stored one, and a heartbeat.
 function claimLeadership(core) {

@@ -320,21 +320,59 @@ impl LogCore {
         future_to_promise(async move { Ok((log.catch_up().await? as f64).into()) })
     }
 
-    /// Writes snapshots of the tables and of the given reducers (`values[i]` under reducer
-    /// `names[i]` at `versions[i]`); resolves to their position.
-    #[wasm_bindgen(js_name = writeSnapshots, unchecked_return_type = "Promise<number>")]
-    pub fn write_snapshots(
+    /// What `Log.snapshot()` stores of the tables: `[seq, key, bytes, key, bytes, …]`, the
+    /// position they (and the reducers' bases) are of, then each snapshot under its key (see
+    /// `Log::table_snapshots`).
+    #[wasm_bindgen(js_name = tableSnapshots, unchecked_return_type = "[number, ...Array<string | ArrayBuffer>]")]
+    pub fn table_snapshots(&self) -> js_sys::Array {
+        let (seq, tables) = self.0.table_snapshots();
+        let out = js_sys::Array::of1(&(seq as f64).into());
+        for (k, bytes) in &tables {
+            out.push(&k.into());
+            out.push(&js_sys::Uint8Array::from(&bytes[..]).buffer());
+        }
+        out
+    }
+
+    /// Counts `n` snapshots JS wrote (`stats().snapshotsWritten`).
+    #[wasm_bindgen(js_name = snapshotsWritten)]
+    pub fn snapshots_written(&self, n: f64) {
+        self.0.snapshots_written(n as u64);
+    }
+
+    /// The snapshot keys of the tables, then of reducer `names[i]` at `versions[i]`; with
+    /// `base`, of their base snapshots (kept where history was dropped).
+    #[wasm_bindgen(js_name = snapshotKeys)]
+    pub fn snapshot_keys(&self, names: Vec<String>, versions: Vec<u32>, base: bool) -> Vec<String> {
+        self.0.snapshot_keys(reducer_keys(&names, &versions), base)
+    }
+
+    /// Tables to fold up to past position `seq` from their stored snapshots and base snapshots
+    /// (`stored` and `bases`, under `snapshotKeys`), and down to `reducers_from`; with `text`,
+    /// each fold also gives the events as JSON text for the JS reducers.
+    #[wasm_bindgen(js_name = pastTables)]
+    pub fn past_tables(
         &self,
-        names: Vec<String>,
-        versions: Vec<u32>,
-        values: Vec<JsValue>,
-    ) -> Promise {
-        let log = self.0.clone();
-        let reducers = reducer_keys(&names, &versions)
-            .into_iter()
-            .zip(values)
-            .collect();
-        future_to_promise(async move { Ok((log.write_snapshots(reducers).await? as f64).into()) })
+        seq: f64,
+        reducers_from: f64,
+        stored: Vec<JsValue>,
+        bases: Vec<JsValue>,
+        text: bool,
+    ) -> PastTables {
+        PastTables {
+            tables: self
+                .0
+                .past_tables(seq as u64, reducers_from as u64, &stored, &bases),
+            upto: seq as u64,
+            text,
+        }
+    }
+
+    /// Notes the last position dropped as just read; throws `TRUNCATED` unless the
+    /// positions after `after` are kept.
+    #[wasm_bindgen(js_name = checkKept)]
+    pub fn check_kept(&self, after: f64, truncated: f64) -> Result<(), JsValue> {
+        Ok(self.0.check_kept(after as u64, truncated as u64)?)
     }
 
     /// The snapshot set of every projection for the server, with reducer `names[i]` at
@@ -354,37 +392,6 @@ impl LogCore {
             .zip(states)
             .collect();
         self.0.snapshot_set(salt, reducers, reducers_at as u64)
-    }
-
-    /// The stored snapshots of the given reducers (`undefined` where none); with `base`, their
-    /// base snapshots (kept where history was dropped).
-    #[wasm_bindgen(js_name = reducerSnapshots, unchecked_return_type = "Promise<Array<any>>")]
-    pub fn reducer_snapshots(&self, names: Vec<String>, versions: Vec<u32>, base: bool) -> Promise {
-        let log = self.0.clone();
-        let mut keys = reducer_keys(&names, &versions);
-        if base {
-            keys = keys.iter().map(|k| crate::log::base_key(k)).collect();
-        }
-        future_to_promise(async move {
-            let values = log.read_snapshots(&keys).await?;
-            Ok(values.into_iter().collect::<js_sys::Array>().into())
-        })
-    }
-
-    /// Read-only tables as of position `seq`; `on_events` (if given) gets the events after
-    /// `reducers_from` for the JS reducers, as JSON text, a page at a time.
-    #[wasm_bindgen(js_name = tablesAt, unchecked_return_type = "Promise<TablesView>")]
-    pub fn tables_at(&self, seq: f64, reducers_from: f64, on_events: Option<Function>) -> Promise {
-        let log = self.0.clone();
-        future_to_promise(async move {
-            if !(seq >= 0.0 && seq.fract() == 0.0) {
-                return Err(Error::argument("seq", "must be a non-negative integer").into());
-            }
-            let tables = log
-                .tables_at(seq as u64, reducers_from as u64, on_events.as_ref())
-                .await?;
-            Ok(TablesView(std::rc::Rc::new(std::cell::RefCell::new(tables))).into())
-        })
     }
 
     /// Drops the confirmed segments wholly before `before` (see `Log::truncate_before`);
@@ -570,6 +577,46 @@ impl LogCore {
     }
 }
 
+/// Tables on their way to a past position (see `LogCore.pastTables`): JS reads the segments
+/// after `seq` a page at a time and folds each in.
+#[wasm_bindgen]
+pub struct PastTables {
+    tables: crate::tables::Tables,
+    upto: u64,
+    text: bool,
+}
+
+#[wasm_bindgen]
+impl PastTables {
+    /// The position the tables are at.
+    #[wasm_bindgen(getter)]
+    pub fn seq(&self) -> f64 {
+        self.tables.seq() as f64
+    }
+
+    /// Folds a page of segments read after `seq`; returns their events as JSON text when
+    /// asked for. Damage is `CORRUPT`.
+    pub fn fold(
+        &mut self,
+        keys: Vec<f64>,
+        values: Vec<JsValue>,
+    ) -> Result<Option<String>, JsValue> {
+        let (keys, values) = segments(&keys, &values);
+        Ok(log::fold_past(
+            &mut self.tables,
+            &keys,
+            &values,
+            self.upto,
+            self.text,
+        )?)
+    }
+
+    /// The tables folded, as a read-only view.
+    pub fn view(self) -> TablesView {
+        TablesView(std::rc::Rc::new(std::cell::RefCell::new(self.tables)))
+    }
+}
+
 /// The events of a pull answer with their offsets, and the server's head: a JSON answer
 /// (text) carries its head; a binary segment's comes from the `logfold-head` header.
 fn pulled_events(
@@ -623,11 +670,7 @@ pub fn storage_error(e: JsValue) -> JsValue {
 /// values): its `CORRUPT` or `UNSUPPORTED_FORMAT` error, or `undefined` if they are intact.
 #[wasm_bindgen(js_name = segmentDamage, unchecked_return_type = "Error | undefined")]
 pub fn segment_damage(prev: f64, keys: Vec<f64>, values: Vec<JsValue>) -> JsValue {
-    let keys: Vec<u64> = keys.iter().map(|k| *k as u64).collect();
-    let values: Vec<Vec<u8>> = values
-        .iter()
-        .map(|v| js_sys::Uint8Array::new(v).to_vec())
-        .collect();
+    let (keys, values) = segments(&keys, &values);
     match log::check_segments(prev as u64, &keys, &values, &mut |_| Ok(())) {
         Ok(()) => JsValue::UNDEFINED,
         Err(e) => e.to_js(),
@@ -680,6 +723,16 @@ pub fn backfill_segments(pages: Vec<JsValue>) -> Result<JsValue, JsValue> {
     let out = object(&[("first", events[0].seq as f64)]);
     js_sys::Reflect::set(&out, &"segments".into(), &list)?;
     Ok(out)
+}
+
+/// Segments as JS read them (`getAllKeys`, `getAll`): their keys and bytes.
+fn segments(keys: &[f64], values: &[JsValue]) -> (Vec<u64>, Vec<Vec<u8>>) {
+    let keys = keys.iter().map(|k| *k as u64).collect();
+    let values = values
+        .iter()
+        .map(|v| js_sys::Uint8Array::new(v).to_vec())
+        .collect();
+    (keys, values)
 }
 
 fn object(fields: &[(&str, f64)]) -> JsValue {

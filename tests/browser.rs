@@ -7,7 +7,7 @@
 use futures::future::join_all;
 use js_sys::{Function, Reflect, Uint8Array};
 use logfold::error::{CloseReason, Error};
-use logfold::log::{database_name, Durability, Log, Projections};
+use logfold::log::{database_name, fold_past, Durability, Log, Projections};
 use logfold::tables::parse_definitions;
 use logfold_core::table::Key;
 use logfold_core::{Batch, ExpectedVersion, NewEvent};
@@ -61,6 +61,23 @@ async fn raw_get(name: &str, store: &str, key: &str) -> Option<JsValue> {
     drop(tx);
     db.close();
     value
+}
+
+/// Every segment of log `name`, read raw: their keys and bytes.
+async fn raw_segments(name: &str) -> (Vec<u64>, Vec<Vec<u8>>) {
+    let db = raw(name).await;
+    let tx = db
+        .transaction(&["segments"], TransactionMode::ReadOnly)
+        .unwrap();
+    let store = tx.store("segments").unwrap();
+    let keys = store.get_all_keys(None, None).await.unwrap();
+    let values = store.get_all(None, None).await.unwrap();
+    drop(tx);
+    db.close();
+    (
+        keys.iter().map(|k| k.as_f64().unwrap() as u64).collect(),
+        values.iter().map(|v| Uint8Array::new(v).to_vec()).collect(),
+    )
 }
 
 /// Opens the raw database with rexie, as another program (or a bad disk) would see it.
@@ -360,7 +377,24 @@ async fn tables_fold_appends_and_reopen_from_their_snapshot() {
         balance(&log, "a").as_deref(),
         Some(r#"{"balance":15,"movements":2}"#)
     );
-    assert_eq!(log.write_snapshots(Vec::new()).await.unwrap(), 3);
+    // What `log.snapshot()` writes (js/store.js): the tables' snapshots, of position 3.
+    let (seq, snapshots) = log.table_snapshots();
+    assert_eq!(seq, 3);
+    let db = raw("t-tables").await;
+    let tx = db
+        .transaction(&["snapshots"], TransactionMode::ReadWrite)
+        .unwrap();
+    for (k, bytes) in &snapshots {
+        let value = Uint8Array::from(&bytes[..]).buffer();
+        let key = JsValue::from_str(k);
+        tx.store("snapshots")
+            .unwrap()
+            .put(&value, Some(&key))
+            .await
+            .unwrap();
+    }
+    tx.done().await.unwrap();
+    db.close();
     log.append(Batch::new(vec![NewEvent::new("b", "Closed", "{}")]))
         .await
         .unwrap();
@@ -376,8 +410,27 @@ async fn tables_fold_appends_and_reopen_from_their_snapshot() {
         None,
         "the tail after the snapshot was folded"
     );
-    let past = reopened.tables_at(2, 2, None).await.unwrap();
-    let mut past = past;
+    // What `log.tablesAt(2)` does (js/store.js): the snapshot is past 2 and there is no base
+    // snapshot, so the table folds from the start.
+    let mut stored = Vec::new();
+    for base in [false, true] {
+        let key = &reopened.snapshot_keys(Vec::new(), base)[0];
+        stored.push(
+            raw_get("t-tables", "snapshots", key)
+                .await
+                .unwrap_or_default(),
+        );
+    }
+    let mut past = reopened.past_tables(2, 2, &stored[..1], &stored[1..]);
+    assert_eq!(past.seq(), 0);
+    let (keys, values) = raw_segments("t-tables").await;
+    assert_eq!(
+        fold_past(&mut past, &keys, &values, 2, true)
+            .unwrap()
+            .map(|t| t.matches("\"seq\"").count()),
+        Some(2)
+    );
+    assert_eq!(past.seq(), 2);
     assert_eq!(
         past.get("accounts", &Key::Str("b".into()))
             .unwrap()

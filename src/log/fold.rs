@@ -127,84 +127,51 @@ impl Log {
         Rc::clone(&self.0.tables)
     }
 
-    /// Writes a snapshot of every table, and the given reducer snapshots, in one transaction.
-    /// Returns the position they are of. Snapshots can be rebuilt, so the write is relaxed.
-    pub async fn write_snapshots(&self, reducers: Vec<(String, JsValue)>) -> Result<u64, Error> {
-        self.check_open()?;
-        // A synced log snapshots its base only: the outbox may yet be rejected.
-        let (tables, seq) = {
-            let t = self.0.tables.borrow();
-            let tables = if t.in_overlay() {
-                Vec::new()
-            } else {
-                t.snapshots()
-            };
-            (tables, t.base_seq())
+    /// The tables' snapshots to store, and the position they (and the reducers' bases) are
+    /// of. A synced log snapshots its base only: none while the tables show outbox events,
+    /// which may yet be rejected.
+    pub fn table_snapshots(&self) -> (u64, Vec<(String, Vec<u8>)>) {
+        let t = self.0.tables.borrow();
+        let tables = if t.in_overlay() {
+            Vec::new()
+        } else {
+            t.snapshots()
         };
-        let tx = idb::transaction(&self.0.db, &["snapshots"], true, "relaxed")
-            .map_err(|e| self.closed_or(e))?;
-        let done = idb::done(&tx);
-        let store = tx.object_store("snapshots").map_err(storage)?;
-        let mut written = 0;
-        for (k, bytes) in &tables {
-            store
-                .put_with_key(&Uint8Array::from(&bytes[..]).buffer(), &k.as_str().into())
-                .map_err(storage)?;
-            written += 1;
-        }
-        for (k, value) in &reducers {
-            // A state the browser cannot clone is left without a snapshot, not an error.
-            match store.put_with_key(value, &k.as_str().into()) {
-                Ok(_) => written += 1,
-                Err(e) => self
-                    .0
-                    .projections
-                    .warn(&format!("no snapshot of {k}: {}", Error::from_dom(&e))),
-            }
-        }
-        done.await.map_err(|e| self.closed_or(e))?;
+        (t.base_seq(), tables)
+    }
+
+    /// Counts `n` snapshots written (by JS).
+    pub fn snapshots_written(&self, n: u64) {
         let mut s = self.0.stats.get();
-        s.snapshots_written += written;
+        s.snapshots_written += n;
         self.0.stats.set(s);
-        Ok(seq)
     }
 
-    /// The stored values of the given snapshot keys (`undefined` where none).
-    pub async fn read_snapshots(&self, keys: &[String]) -> Result<Vec<JsValue>, Error> {
-        self.check_open()?;
-        let tx = idb::transaction(&self.0.db, &["snapshots"], false, "default")
-            .map_err(|e| self.closed_or(e))?;
-        let store = tx.object_store("snapshots").map_err(storage)?;
-        let reqs = keys
-            .iter()
-            .map(|k| store.get(&k.as_str().into()).map_err(storage))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            out.push(idb::request(&r).await.map_err(storage)?);
+    /// The tables' snapshot keys, then `reducers`; with `base`, the keys of their base
+    /// snapshots.
+    pub fn snapshot_keys(&self, reducers: Vec<String>, base: bool) -> Vec<String> {
+        let mut keys = self.0.projections.table_keys();
+        keys.extend(reducers);
+        if base {
+            keys = keys.iter().map(|k| base_key(k)).collect();
         }
-        Ok(out)
+        keys
     }
 
-    /// Read-only tables as of position `seq`: each from its snapshot when that is not past
-    /// `seq` (else from its base snapshot, kept where history was dropped), then folded up to
-    /// `seq`. `on_events` gets the events after `reducers_from` (for the JS reducers) as JSON
-    /// text, a page at a time.
-    pub async fn tables_at(
+    /// Tables to fold up to a past position `seq`, each from its stored snapshot (`stored`, in
+    /// the order of [`Log::snapshot_keys`]) when that is not past `seq`, else from its base
+    /// snapshot (`bases`), else empty; set at the lowest position of them and `reducers_from`.
+    pub fn past_tables(
         &self,
         seq: u64,
         reducers_from: u64,
-        on_events: Option<&Function>,
-    ) -> Result<Tables, Error> {
-        self.check_open()?;
-        let keys = self.0.projections.table_keys();
-        let bases: Vec<String> = keys.iter().map(|k| base_key(k)).collect();
-        let stored = self.read_snapshots(&[keys, bases].concat()).await?;
-        let (stored, bases) = stored.split_at(self.0.projections.tables.len());
+        stored: &[JsValue],
+        bases: &[JsValue],
+    ) -> Tables {
+        let tables = &self.0.projections.tables;
         let mut start = reducers_from;
-        let mut entries = Vec::new();
-        for (((name, def), value), base) in self.0.projections.tables.iter().zip(stored).zip(bases)
-        {
+        let mut entries = Vec::with_capacity(tables.len());
+        for (((name, def), value), base) in tables.iter().zip(stored).zip(bases) {
             let usable = |v: &JsValue| decode_snapshot(v, def).ok().filter(|t| t.seq() <= seq);
             let table = usable(value)
                 .or_else(|| usable(base))
@@ -212,36 +179,35 @@ impl Log {
             start = start.min(table.seq());
             entries.push((name.clone(), table));
         }
-        let mut tables = Tables::new(entries, start);
-        tables.set_schemas(self.0.projections.schemas());
-        while tables.seq() < seq {
-            let after = tables.seq();
-            let (keys, values) = self.segments_after(after, PAGE).await?;
-            if keys.is_empty() {
-                return Err(Error::argument(
-                    "seq",
-                    format!("position {seq} is past the log's head {after}"),
-                ));
-            }
-            let mut text = on_events.map(|_| String::from("["));
-            for (k, bytes) in keys.iter().zip(&values) {
-                let from = tables.seq() + 1;
-                let mut scratch = Vec::new();
-                let seg = parse_holding(bytes, &mut scratch, from, *k)?;
-                fold_segment(&mut tables, &seg, seq, text.as_mut())
-                    .map_err(|e| Error::corrupt(from, *k, e))?;
-                if tables.seq() >= seq {
-                    break;
-                }
-            }
-            if let (Some(f), Some(mut t)) = (on_events, text.filter(|t| t.len() > 1)) {
-                t.push(']');
-                // The JS side catches its own failures (a reducer that throws).
-                let _ = f.call1(&JsValue::NULL, &t.into());
-            }
-        }
-        Ok(tables)
+        let mut past = Tables::new(entries, start);
+        past.set_schemas(self.0.projections.schemas());
+        past
     }
+}
+
+/// Folds segments read after the position of past tables into them, up to `upto`; returns
+/// the events folded as JSON text for the JS reducers when `text`.
+pub fn fold_past(
+    tables: &mut Tables,
+    keys: &[u64],
+    values: &[Vec<u8>],
+    upto: u64,
+    text: bool,
+) -> Result<Option<String>, Error> {
+    let mut text = text.then(|| String::from("["));
+    for (k, bytes) in keys.iter().zip(values) {
+        let from = tables.seq() + 1;
+        let mut scratch = Vec::new();
+        let seg = parse_holding(bytes, &mut scratch, from, *k)?;
+        fold_segment(tables, &seg, upto, text.as_mut()).map_err(|e| Error::corrupt(from, *k, e))?;
+        if tables.seq() >= upto {
+            break;
+        }
+    }
+    Ok(text.filter(|t| t.len() > 1).map(|mut t| {
+        t.push(']');
+        t
+    }))
 }
 
 /// Reads the snapshots the projections can start from (those that are intact and not past the

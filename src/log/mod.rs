@@ -48,7 +48,7 @@ use verify::*;
 use versions::check_streams;
 
 pub use boot::Boot;
-pub use fold::base_key;
+pub use fold::{base_key, fold_past};
 pub use retain::{backfill_segments, Base};
 pub use sync::{outbox_check, Pulled, Pushed};
 pub use verify::check_segments;

@@ -71,6 +71,13 @@ impl Log {
         let truncated = meta.get(&"truncated".into()).map_err(storage)?;
         let segments = read_segments(&store, after, count).await?;
         let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
+        self.check_kept(after, truncated)?;
+        Ok(segments)
+    }
+
+    /// Notes `truncated`, the last position dropped as just read, and checks that the
+    /// positions after `after` are kept (`Truncated` if not).
+    pub fn check_kept(&self, after: u64, truncated: u64) -> Result<(), Error> {
         self.0.truncated.set(truncated);
         if after < truncated {
             return Err(Error::Truncated {
@@ -78,7 +85,7 @@ impl Log {
                 needed: after + 1,
             });
         }
-        Ok(segments)
+        Ok(())
     }
 }
 

@@ -149,9 +149,13 @@ test("snapshots survive a reload: open loads them and replays only the tail", op
   const first = await ev(page, async (events) => {
     const log = await Logfold.open({ name: "snap", projections: T.ledger(), snapshotEvery: 1000 });
     await log.append(events.slice(0, 1500));
-    await log.close(); // writes snapshots at 1500
-    return { keys: await T.snapshotKeys("snap") };
+    const before = log.stats().snapshotsWritten;
+    await log.snapshot(); // at 1500 (close writes none after it)
+    const written = log.stats().snapshotsWritten - before;
+    await log.close();
+    return { keys: await T.snapshotKeys("snap"), written };
   }, events);
+  assert.equal(first.written, 2, "one table and one reducer snapshot written");
   assert.equal(first.keys.length, 2);
   assert.ok(first.keys.some((k) => k.startsWith("table:accounts:")) && first.keys.includes("reducer:total:1"), first.keys.join());
 
