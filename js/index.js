@@ -1,10 +1,11 @@
 // logfold's JavaScript entry point: a thin layer over the wasm core. It checks what only JS can
 // see (functions, BigInt, cycles, Map/Set in data), sends each batch as one JSON string, and
 // turns the core's JSON answers back into objects.
-import init, { LogCore, setErrorClass, snapshotSetId } from "./logfold.js";
+import init, { setErrorClass, snapshotSetId } from "./logfold.js";
 import { Sync, syncOptions, fetchSnapshotSet, pullBack, claimMark, storedRejections } from "./sync.js";
 import { repair, backfill, readSnapshots, writeSnapshots, pastTables } from "./store.js";
 import { LogfoldError } from "./errors.js";
+import { openLog } from "./open.js";
 
 export { LogfoldError };
 
@@ -1206,7 +1207,7 @@ export const Logfold = {
       }
     }
     const openCore = () =>
-      LogCore.open(
+      openLog(
         name,
         durability,
         onClose,

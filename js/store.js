@@ -21,7 +21,7 @@ export const counter = (v) => (typeof v === "number" && v > 0 ? Math.floor(v) : 
 // Runs `step(tx, abort)` in a transaction over `stores` and resolves to its result once the
 // transaction has committed, or at once if the step aborted it (an answer that writes
 // nothing). A throw aborts it.
-async function inTransaction(db, stores, mode, durability, step) {
+export async function inTransaction(db, stores, mode, durability, step) {
   const tx = db.transaction(stores, mode, { durability });
   const end = new Promise((resolve, reject) => {
     tx.oncomplete = resolve;

@@ -144,21 +144,22 @@ pub fn snapshot_set_id(
     ))
 }
 
-/// The wasm side of an open log; the JS `Log` class wraps it.
-#[wasm_bindgen]
-pub struct LogCore(Log);
+/// A log being opened, step by step (see `log::Opening`); js/open.js runs each step's
+/// transaction.
+#[wasm_bindgen(js_name = Opening)]
+pub struct OpeningCore(log::Opening);
 
-#[wasm_bindgen]
-impl LogCore {
-    /// Opens log `name`. `durability` is `"strict"` or `"relaxed"`. `tables` is JSON text of
+#[wasm_bindgen(js_class = Opening)]
+impl OpeningCore {
+    /// Log `name` to open. `durability` is `"strict"` or `"relaxed"`. `tables` is JSON text of
     /// the declarative tables (`{name: definition}`); `reducers` and `reducer_versions` name
     /// the JS reducers, which `hooks` folds (see [`Projections`]). With `sync`, every push
     /// body is at most `max_push_bytes`, and so is every batch appended. A new synced log
     /// starts from `boot_set` (a snapshot set the server served with identity `boot_log`) when
     /// the set fits its projections.
-    #[wasm_bindgen(unchecked_return_type = "Promise<LogCore>")]
+    #[wasm_bindgen(constructor)]
     #[allow(clippy::too_many_arguments)] // one flat call from the JS wrapper
-    pub fn open(
+    pub fn new(
         name: String,
         durability: String,
         on_close: Option<Function>,
@@ -170,35 +171,189 @@ impl LogCore {
         max_push_bytes: f64,
         boot_set: Option<Vec<u8>>,
         boot_log: Option<String>,
-    ) -> Promise {
-        let tables = parse_definitions(tables);
+    ) -> Result<OpeningCore, JsValue> {
+        let durability = match durability.as_str() {
+            "strict" => Durability::Strict,
+            "relaxed" => Durability::Relaxed,
+            other => {
+                return Err(Error::argument(
+                    "durability",
+                    format!("\"{other}\" is not \"strict\" or \"relaxed\""),
+                )
+                .into())
+            }
+        };
+        let projections = Projections {
+            tables: parse_definitions(tables)?,
+            reducers: reducer_keys(&reducers, &reducer_versions),
+            hooks: (!hooks.is_undefined()).then_some(hooks),
+        };
         let boot = boot_set
             .zip(boot_log)
             .map(|(set, server_log)| Boot { set, server_log });
-        let reducers = reducer_keys(&reducers, &reducer_versions);
-        future_to_promise(async move {
-            let durability = match durability.as_str() {
-                "strict" => Durability::Strict,
-                "relaxed" => Durability::Relaxed,
-                other => {
-                    return Err(Error::argument(
-                        "durability",
-                        format!("\"{other}\" is not \"strict\" or \"relaxed\""),
-                    )
-                    .into())
-                }
-            };
-            let projections = Projections {
-                tables: tables?,
-                reducers,
-                hooks: (!hooks.is_undefined()).then_some(hooks),
-            };
-            let sync = sync.then_some(max_push_bytes as usize);
-            let log = Log::open(&name, durability, on_close, projections, sync, boot).await?;
-            Ok(LogCore(log).into())
-        })
+        let sync = sync.then_some(max_push_bytes as usize);
+        let opening = log::Opening::new(&name, durability, on_close, projections, sync, boot)?;
+        Ok(OpeningCore(opening))
     }
 
+    /// The `meta` records step 1 reads, in the order `initMeta` takes them.
+    #[wasm_bindgen(js_name = metaKeys)]
+    pub fn meta_keys() -> Vec<String> {
+        log::META_KEYS.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    /// The stores of step 2's transaction.
+    #[wasm_bindgen(js_name = prepareStores)]
+    pub fn prepare_stores() -> Vec<String> {
+        log::PREPARE_STORES
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect()
+    }
+
+    /// `"strict"` or `"relaxed"`.
+    #[wasm_bindgen(getter)]
+    pub fn durability(&self) -> String {
+        self.0.durability().to_owned()
+    }
+
+    /// Step 1 (see `Opening::init_meta`): `read` holds the records of `metaKeys`. Returns the
+    /// error to throw once the transaction has committed, if any.
+    #[wasm_bindgen(js_name = initMeta, unchecked_return_type = "Error | undefined")]
+    pub fn init_meta(
+        &mut self,
+        meta: &web_sys::IdbObjectStore,
+        read: Vec<JsValue>,
+    ) -> Result<JsValue, JsValue> {
+        let read: [JsValue; 6] = read
+            .try_into()
+            .map_err(|_| Error::argument("read", "must hold the records of metaKeys"))?;
+        Ok(self
+            .0
+            .init_meta(meta, &read)?
+            .map_or(JsValue::UNDEFINED, |e| e.to_js()))
+    }
+
+    /// Whether step 2 runs.
+    #[wasm_bindgen(getter, js_name = needsPrepare)]
+    pub fn needs_prepare(&self) -> bool {
+        self.0.needs_prepare()
+    }
+
+    /// Step 2 (see `Opening::prepare`): the segments, the outbox's keys, and `meta` `head`,
+    /// `nextBatch` and `outboxRev`.
+    #[allow(clippy::too_many_arguments)] // one flat call from js/open.js
+    pub fn prepare(
+        &mut self,
+        tx: &web_sys::IdbTransaction,
+        keys: Vec<f64>,
+        values: Vec<JsValue>,
+        kept: Vec<f64>,
+        head: f64,
+        next: f64,
+        rev: f64,
+    ) -> Result<(), JsValue> {
+        let (keys, values) = segments(&keys, &values);
+        let kept: Vec<u64> = kept.iter().map(|k| *k as u64).collect();
+        let marks = [head as u64, next as u64, rev as u64];
+        Ok(self.0.prepare(tx, (&keys, &values), &kept, marks)?)
+    }
+
+    /// The `snapshots` keys step 3 reads.
+    #[wasm_bindgen(js_name = snapshotKeys)]
+    pub fn snapshot_keys(&self) -> Vec<String> {
+        self.0.snapshot_keys()
+    }
+
+    /// Step 3 (see `Opening::load_snapshots`).
+    #[wasm_bindgen(js_name = loadSnapshots)]
+    pub fn load_snapshots(&mut self, head: f64, values: Vec<JsValue>) -> Result<(), JsValue> {
+        Ok(self.0.load_snapshots(head as u64, &values)?)
+    }
+
+    /// Step 4 starts at the segment holding this position.
+    #[wasm_bindgen(getter)]
+    pub fn start(&self) -> f64 {
+        self.0.start() as f64
+    }
+
+    /// Step 4 begins (see `Opening::fold_from`); returns the key the first page is read after.
+    #[wasm_bindgen(js_name = foldFrom)]
+    pub fn fold_from(&mut self, below: f64, truncated: f64) -> f64 {
+        self.0.fold_from(below as u64, truncated as u64) as f64
+    }
+
+    /// Step 4, a page of segments (see `Opening::fold_page`).
+    #[wasm_bindgen(js_name = foldPage)]
+    pub fn fold_page(
+        &mut self,
+        keys: Vec<f64>,
+        values: Vec<JsValue>,
+        head: f64,
+    ) -> Result<(), JsValue> {
+        let (keys, values) = segments(&keys, &values);
+        Ok(self.0.fold_page(&keys, &values, head as u64)?)
+    }
+
+    /// Step 4 ends (see `Opening::fold_end`).
+    #[wasm_bindgen(js_name = foldEnd)]
+    pub fn fold_end(&mut self, head: f64) -> Result<(), JsValue> {
+        Ok(self.0.fold_end(head as u64)?)
+    }
+
+    /// Step 5 (see `Opening::streams_intact`).
+    #[wasm_bindgen(js_name = streamsIntact)]
+    #[allow(clippy::too_many_arguments)] // one flat call from js/open.js
+    pub fn streams_intact(
+        &mut self,
+        meta: &web_sys::IdbObjectStore,
+        check: JsValue,
+        through: JsValue,
+        head: JsValue,
+        keys: js_sys::Array,
+        values: js_sys::Array,
+    ) -> Result<bool, JsValue> {
+        Ok(self
+            .0
+            .streams_intact(meta, [&check, &through, &head], (&keys, &values))?)
+    }
+
+    /// Step 5 when the `streams` store must be rebuilt (see `Opening::rebuild_streams`).
+    #[wasm_bindgen(js_name = rebuildStreams)]
+    #[allow(clippy::too_many_arguments)] // one flat call from js/open.js
+    pub fn rebuild_streams(
+        &mut self,
+        streams: &web_sys::IdbObjectStore,
+        meta: &web_sys::IdbObjectStore,
+        head: f64,
+        truncated: f64,
+        stored_keys: js_sys::Array,
+        stored_values: js_sys::Array,
+        keys: Vec<f64>,
+        values: Vec<JsValue>,
+    ) -> Result<(), JsValue> {
+        let (keys, values) = segments(&keys, &values);
+        Ok(self.0.rebuild_streams(
+            streams,
+            meta,
+            (head as u64, truncated as u64),
+            (&stored_keys, &stored_values),
+            (&keys, &values),
+        )?)
+    }
+
+    /// Step 6: the open log on connection `db`.
+    pub fn finish(self, db: web_sys::IdbDatabase) -> LogCore {
+        LogCore(self.0.finish(db))
+    }
+}
+
+/// The wasm side of an open log; the JS `Log` class wraps it.
+#[wasm_bindgen]
+pub struct LogCore(Log);
+
+#[wasm_bindgen]
+impl LogCore {
     /// The log's name.
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {

@@ -6,11 +6,12 @@
 //! streamsThrough), `outbox`, `snapshots`, `rejections`. Keying a segment by its *last*
 //! position lets a read "after n" start with one ranged `getAll` over keys `> n`.
 //!
-//! Here: opening, closing and the shared state. Beside it, one job each: `writer` (the append
-//! queue, group commit, the commit of an unsynced log), `versions` (stream versions: cache,
-//! store, checkpoint), `compact`, `read`, `fold` (projections: folding, other tabs, snapshots,
-//! `tables_at`), `verify` (the check at open) and `sync` (a synced log: the
-//! sync engine's steps over IndexedDB).
+//! Here: connecting, closing and the shared state. Beside it, one job each: `open` (the steps
+//! of opening a log), `writer` (the append queue, group commit, the commit of an unsynced
+//! log), `versions` (stream versions: cache, store, checkpoint), `compact`, `read`, `fold`
+//! (projections: folding, other tabs, snapshots, past tables), `verify` (checking segments),
+//! `retain` (dropping history) and `sync` (a synced log: the sync engine's steps over
+//! IndexedDB).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,7 @@ use crate::tables::{table_snapshot_key, Tables};
 mod boot;
 mod compact;
 mod fold;
+mod open;
 mod read;
 mod retain;
 mod sync;
@@ -44,11 +46,10 @@ mod writer;
 
 use fold::*;
 use read::*;
-use verify::*;
-use versions::check_streams;
 
 pub use boot::Boot;
 pub use fold::{base_key, fold_past};
+pub use open::{Opening, META_KEYS, PREPARE_STORES};
 pub use retain::{backfill_segments, Base};
 pub use sync::{outbox_check, Pulled, Pushed};
 pub use verify::check_segments;
@@ -359,189 +360,6 @@ fn new_client_id(random: [u8; 16]) -> String {
 }
 
 impl Log {
-    /// Opens (creating if needed) log `name` and brings the projections up to date: each from
-    /// its snapshot when one matches, else from the start. It reads and verifies the segments
-    /// from the oldest position the projections and the stream versions need to the head;
-    /// [`Log::verify_rest`] checks the ones before.
-    pub async fn open(
-        name: &str,
-        durability: Durability,
-        on_close: Option<Function>,
-        projections: Projections,
-        sync: Option<usize>,
-        boot: Option<Boot>,
-    ) -> Result<Log, Error> {
-        if name.is_empty() {
-            return Err(Error::argument("name", "must be a non-empty string"));
-        }
-        let db = connect(name).await?;
-        let (seed, random) = random_seed();
-        let mut stats = Stats::default();
-        let opened = async {
-            let (client_id, mut streams_through, mut synced, mut truncated) =
-                Self::init_meta(&db, durability, new_client_id(random)).await?;
-            // Only the first open with sync has anything to move, or starts from a set.
-            if let (Some(max_push_bytes), false) = (sync, synced) {
-                let boot = boot.as_ref().map(|b| (b, &projections));
-                match sync::prepare(&db, durability, max_push_bytes, boot).await? {
-                    sync::Prepared::Migrated(n) => stats.events_migrated = n,
-                    sync::Prepared::Booted(at) => {
-                        (streams_through, truncated) = (at, at);
-                        stats.snapshot_set_at = at;
-                    }
-                    // Its marks are newer than the ones read above (it may have started
-                    // the log from a set).
-                    sync::Prepared::ByOtherTab => {
-                        (_, streams_through, _, truncated) =
-                            Self::init_meta(&db, durability, String::new()).await?;
-                    }
-                }
-                synced = true;
-            }
-            let mut tables = load_snapshots(&db, &projections, &mut stats).await?;
-            // A projection without a snapshot after the dropped history cannot be folded.
-            if tables.seq() < truncated {
-                return Err(Error::Truncated {
-                    start: truncated + 1,
-                    needed: tables.seq() + 1,
-                });
-            }
-            let mut versions = HashMap::new();
-            // What the projections and the stream versions need; the rest is checked after
-            // open, by `verify_rest`.
-            let start = tables.seq().min(streams_through).max(truncated);
-            let head = verify_and_fold(
-                &db,
-                start,
-                &mut tables,
-                &projections,
-                &mut stats,
-                (streams_through, &mut versions),
-            )
-            .await?;
-            let (rebuilt, mut known) = check_streams(&db).await?;
-            if rebuilt {
-                stats.streams_rebuilt += 1;
-            }
-            // The streams of the segments after the store's checkpoint.
-            for name in versions.keys() {
-                known.insert(name);
-            }
-            Ok::<_, Error>((
-                client_id,
-                head,
-                tables,
-                (versions, known),
-                synced,
-                (start, truncated),
-            ))
-        };
-        let (client_id, head, tables, (versions, known), synced, (unverified, truncated)) =
-            match opened.await {
-                Ok(v) => v,
-                Err(e) => {
-                    db.close();
-                    return Err(e);
-                }
-            };
-        let log = Log(Rc::new(Inner {
-            name: name.to_owned(),
-            db,
-            durability,
-            client_id,
-            ids: RefCell::new(IdGenerator::new(seed)),
-            limits: Limits::default(),
-            max_push_bytes: sync.unwrap_or(DEFAULT_PUSH_BYTES),
-            head: Cell::new(head),
-            truncated: Cell::new(truncated),
-            // From position 1, open read everything.
-            unverified: Cell::new(if unverified > 1 { unverified } else { 0 }),
-            closed: Cell::new(None),
-            queue: RefCell::new(Vec::new()),
-            writing: Cell::new(false),
-            idle: RefCell::new(Vec::new()),
-            stats: Cell::new(stats),
-            small_segments: Cell::new(0),
-            cut_at: Cell::new(TARGET_BYTES),
-            compaction_scheduled: Cell::new(false),
-            dirty: RefCell::new(versions.keys().cloned().collect()),
-            versions: RefCell::new(versions),
-            versions_at: Cell::new(head),
-            known: RefCell::new(known),
-            known_whole: Cell::new(true),
-            on_close: RefCell::new(on_close),
-            on_versionchange: RefCell::new(None),
-            projections,
-            tables: Rc::new(RefCell::new(tables)),
-            outbox: RefCell::new(synced.then(sync::Mirror::unread)),
-        }));
-        log.watch_versionchange();
-        if synced {
-            if let Err(e) = log.catch_up_synced().await {
-                log.0.db.close();
-                return Err(e);
-            }
-        }
-        Ok(log)
-    }
-
-    /// Reads (and on first open writes) the format and client id; returns the client id, the
-    /// stream versions' checkpoint and whether the log is synced.
-    async fn init_meta(
-        db: &IdbDatabase,
-        durability: Durability,
-        fresh_id: String,
-    ) -> Result<(String, u64, bool, u64), Error> {
-        let tx = idb::transaction(db, &["meta"], true, durability.as_str()).map_err(storage)?;
-        let done = idb::done(&tx);
-        let meta = tx.object_store("meta").map_err(storage)?;
-        let get = |k: &str| meta.get(&k.into()).map_err(storage);
-        let (format, through, head) = (get("format")?, get("streamsThrough")?, get("head")?);
-        let (synced, truncated) = (get("synced")?, get("truncated")?);
-        let format = idb::request(&format).await.map_err(storage)?;
-        let through = idb::request(&through).await.map_err(storage)?;
-        let head = idb::request(&head).await.map_err(storage)?;
-        let synced = idb::request(&synced).await.map_err(storage)?.is_truthy();
-        let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
-        // Logs written before the checkpoint existed kept `streams` current at every commit.
-        let streams_through = match through.as_f64() {
-            Some(t) => t as u64,
-            None => {
-                meta.put_with_key(&key(as_u64(&head)), &"streamsThrough".into())
-                    .map_err(storage)?;
-                as_u64(&head)
-            }
-        };
-        let client = idb::request(&meta.get(&"clientId".into()).map_err(storage)?)
-            .await
-            .map_err(storage)?;
-        let client_id = match client.as_string() {
-            Some(id) => id,
-            None => {
-                meta.put_with_key(&fresh_id.as_str().into(), &"clientId".into())
-                    .map_err(storage)?;
-                fresh_id
-            }
-        };
-        if format.is_undefined() && head.is_undefined() {
-            // A new log: its `streams` store is empty as of position 0.
-            let empty = logfold_core::SetDigest::empty().value();
-            meta.put_with_key(&key(empty), &"streamsCheck".into())
-                .map_err(storage)?;
-        }
-        if format.is_undefined() {
-            meta.put_with_key(&FORMAT.into(), &"format".into())
-                .map_err(storage)?;
-        }
-        done.await.map_err(storage)?;
-        match format.as_f64() {
-            None if format.is_undefined() => {}
-            Some(f) if f as u32 == FORMAT => {}
-            other => return Err(Error::UnsupportedFormat(other.unwrap_or(0.0) as u32)),
-        }
-        Ok((client_id, streams_through, synced, truncated))
-    }
-
     fn watch_versionchange(&self) {
         let weak = Rc::downgrade(&self.0);
         let handler = Closure::<dyn FnMut()>::new(move || {

@@ -219,59 +219,21 @@ struct Written {
     rev: Option<u64>,
 }
 
-/// What [`prepare`] did.
-pub(super) enum Prepared {
-    /// Moved this many events of a history written without sync to the outbox.
-    Migrated(u64),
-    /// Started a new log from a snapshot set at this offset.
-    Booted(u64),
-    /// Nothing: another tab had done it (and may have moved the log's marks since).
-    ByOtherTab,
-}
-
-/// Marks the log at `db` synced, moving a history written without sync to the outbox, or, for
-/// a new log, starting it from `boot`'s snapshot set.
-pub(super) async fn prepare(
-    db: &IdbDatabase,
-    durability: Durability,
+/// Moves a history written without sync to the outbox (step 2 of opening a log, see `open`),
+/// in the caller's readwrite transaction over [`super::open::PREPARE_STORES`]: `segments` are
+/// all of them, `kept` the keys of outbox batches already there (a log whose `synced` mark was
+/// lost keeps them, and they count in the check), `next` and `rev` the stored `nextBatch` and
+/// `outboxRev`. The confirmed log starts again, empty. Returns how many events moved.
+pub(super) fn migrate(
+    tx: &web_sys::IdbTransaction,
+    (keys, values): (&[u64], &[Vec<u8>]),
+    kept: &[u64],
+    (next, rev): (u64, u64),
     max_push_bytes: usize,
-    boot: Option<(&super::Boot, &Projections)>,
-) -> Result<Prepared, Error> {
-    let stores = ["segments", "streams", "meta", "outbox", "snapshots"];
-    let tx = idb::transaction(db, &stores, true, durability.as_str()).map_err(storage)?;
-    let done = idb::done(&tx);
+) -> Result<u64, Error> {
     let meta = tx.object_store("meta").map_err(storage)?;
-    if get(&meta, "synced").await?.is_truthy() {
-        tx.abort().ok();
-        let _ = done.await;
-        return Ok(Prepared::ByOtherTab);
-    }
-    let segments = tx.object_store("segments").map_err(storage)?;
-    let (keys, values) = read_segments(&segments, 0, u32::MAX).await?;
     let outbox = tx.object_store("outbox").map_err(storage)?;
-    // Batches already there (a log whose `synced` mark was lost) stay, and count in the check.
-    let kept: Array = idb::request(&outbox.get_all_keys().map_err(storage)?)
-        .await
-        .map_err(storage)?
-        .unchecked_into();
-    if let Some((boot, projections)) = boot {
-        let new = keys.is_empty() && kept.length() == 0 && as_u64(&get(&meta, "head").await?) == 0;
-        if new {
-            // Nothing of a set that failed halfway may stay.
-            let installed = super::boot::install(boot, projections, &tx).inspect_err(|_| {
-                tx.abort().ok();
-            });
-            if let Some(at) = installed? {
-                meta.put_with_key(&outbox_check(std::iter::empty()), &"outboxCheck".into())
-                    .map_err(storage)?;
-                meta.put_with_key(&JsValue::TRUE, &"synced".into())
-                    .map_err(storage)?;
-                done.await.map_err(storage)?;
-                return Ok(Prepared::Booted(at));
-            }
-        }
-    }
-    let mut next = as_u64(&get(&meta, "nextBatch").await?).max(1);
+    let mut next = next.max(1);
     let first = next;
     let mut moved = 0u64;
     let mut batch = Vec::new();
@@ -294,7 +256,7 @@ pub(super) async fn prepare(
         *next += 1;
         Ok(())
     };
-    for (k, bytes) in keys.iter().zip(&values) {
+    for (k, bytes) in keys.iter().zip(values) {
         let mut scratch = Vec::new();
         let seg = Segment::parse_in(bytes, &mut scratch).map_err(|e| Error::corrupt(0, *k, e))?;
         for e in seg.events() {
@@ -327,16 +289,14 @@ pub(super) async fn prepare(
         "streamsCheck",
         logfold_core::SetDigest::empty().value(),
     )?;
-    let batches = kept.iter().map(|k| as_u64(&k)).chain(first..next);
+    let batches = kept.iter().copied().chain(first..next);
     meta.put_with_key(&outbox_check(batches), &"outboxCheck".into())
         .map_err(storage)?;
     put(&meta, "nextBatch", next)?;
-    let rev = as_u64(&get(&meta, "outboxRev").await?);
     put(&meta, "outboxRev", rev + 1)?;
     meta.put_with_key(&JsValue::TRUE, &"synced".into())
         .map_err(storage)?;
-    done.await.map_err(storage)?;
-    Ok(Prepared::Migrated(moved))
+    Ok(moved)
 }
 
 impl Log {

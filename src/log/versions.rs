@@ -253,7 +253,7 @@ pub(super) fn stored_version(v: &JsValue) -> Option<u64> {
     (f >= 1.0 && f.fract() == 0.0 && f <= MAX_SAFE).then_some(f as u64)
 }
 
-fn stored_digest(v: &JsValue) -> Option<SetDigest> {
+pub(super) fn stored_digest(v: &JsValue) -> Option<SetDigest> {
     let f = v.as_f64()?;
     (f >= 0.0 && f.fract() == 0.0 && f <= MAX_SAFE)
         .then(|| SetDigest::from_stored(f as u64))
@@ -262,121 +262,54 @@ fn stored_digest(v: &JsValue) -> Option<SetDigest> {
 
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
-/// The digest stored in `meta.streamsCheck` (`None` if there is none or it is unreadable) and
-/// the digest and names of the `streams` store read whole with its checkpoint
-/// `meta.streamsThrough` (`None` if a record or the checkpoint is malformed, or the checkpoint
-/// passes the head).
-async fn streams_digests(
-    tx: &web_sys::IdbTransaction,
-) -> Result<(JsValue, Option<(SetDigest, StreamFilter)>), Error> {
-    let streams = tx.object_store("streams").map_err(storage)?;
-    let meta = tx.object_store("meta").map_err(storage)?;
-    let get = |k: &str| meta.get(&k.into()).map_err(storage);
-    let (check, through, head) = (get("streamsCheck")?, get("streamsThrough")?, get("head")?);
-    let keys = streams.get_all_keys().map_err(storage)?;
-    let values = streams.get_all().map_err(storage)?;
-    let check = idb::request(&check).await.map_err(storage)?;
-    let through = idb::request(&through).await.map_err(storage)?;
-    let head = as_u64(&idb::request(&head).await.map_err(storage)?);
-    let keys: Array = idb::request(&keys).await.map_err(storage)?.unchecked_into();
-    let values: Array = idb::request(&values)
-        .await
-        .map_err(storage)?
-        .unchecked_into();
+/// The digest and names of the `streams` store read whole (`keys`, `values`) with its
+/// checkpoint `meta.streamsThrough` (`through`); `None` if a record or the checkpoint is
+/// malformed, or the checkpoint passes the head.
+pub(super) fn streams_digest(
+    through: &JsValue,
+    head: u64,
+    keys: &Array,
+    values: &Array,
+) -> Option<(SetDigest, StreamFilter)> {
     let through = through
         .as_f64()
-        .filter(|t| *t >= 0.0 && t.fract() == 0.0 && *t as u64 <= head);
-    let Some(through) = through else {
-        return Ok((check, None));
-    };
+        .filter(|t| *t >= 0.0 && t.fract() == 0.0 && *t as u64 <= head)?;
     let mut digest = SetDigest::default();
     let mut names = StreamFilter::with_capacity(2 * keys.length() as usize);
     digest.toggle_through(through as u64);
     for (k, v) in keys.iter().zip(values.iter()) {
-        match (k.as_string(), stored_version(&v)) {
-            (Some(name), Some(version)) => {
-                digest.toggle(&name, version);
-                names.insert(&name);
-            }
-            _ => return Ok((check, None)),
-        }
+        let (name, version) = (k.as_string()?, stored_version(&v)?);
+        digest.toggle(&name, version);
+        names.insert(&name);
     }
-    Ok((check, Some((digest, names))))
-}
-
-/// Checks the `streams` store at open and, if it does not match its digest, rebuilds it from
-/// the segments: it is derived data, so nothing is lost. A log from before the digest has
-/// none: its store is taken as it is, and its digest written. Returns whether it rebuilt, and
-/// the filter of the store's stream names.
-pub(super) async fn check_streams(db: &IdbDatabase) -> Result<(bool, StreamFilter), Error> {
-    // Readwrite, so no checkpoint of another tab falls between the reading and the writing;
-    // relaxed: a digest lost to a crash is adopted again.
-    let tx = idb::transaction(db, &["streams", "meta"], true, "relaxed").map_err(storage)?;
-    let done = idb::done(&tx);
-    let (stored, actual) = streams_digests(&tx).await?;
-    let intact = match (stored_digest(&stored), actual) {
-        (Some(stored), Some((actual, names))) if stored == actual => Some(names),
-        (None, Some((actual, names))) if stored.is_undefined() => {
-            tx.object_store("meta")
-                .map_err(storage)?
-                .put_with_key(&key(actual.value()), &"streamsCheck".into())
-                .map_err(storage)?;
-            Some(names)
-        }
-        _ => None,
-    };
-    done.await.map_err(storage)?;
-    if let Some(names) = intact {
-        return Ok((false, names));
-    }
-    let tx =
-        idb::transaction(db, &["segments", "streams", "meta"], true, "strict").map_err(storage)?;
-    let done = idb::done(&tx);
-    let meta = tx.object_store("meta").map_err(storage)?;
-    let head = as_u64(
-        &idb::request(&meta.get(&"head".into()).map_err(storage)?)
-            .await
-            .map_err(storage)?,
-    );
-    let segments = tx.object_store("segments").map_err(storage)?;
-    let streams = tx.object_store("streams").map_err(storage)?;
-    let names = rewrite_streams(&segments, &streams, &meta, head).await?;
-    done.await.map_err(storage)?;
-    Ok((true, names))
+    Some((digest, names))
 }
 
 /// Rewrites the `streams` store, its checkpoint and its digest from the segments up to `head`,
-/// inside the caller's transaction; returns the filter of the names written.
-async fn rewrite_streams(
-    segments: &IdbObjectStore,
+/// in the caller's readwrite transaction; returns the filter of the names written. `truncated`
+/// is the last position dropped; the store's records (`stored`) are then the base the
+/// segments after it (`segments`, read from there) bring up to date.
+pub(super) fn rewrite_streams(
     streams: &IdbObjectStore,
     meta: &IdbObjectStore,
-    head: u64,
+    (head, truncated): (u64, u64),
+    (stored_keys, stored_values): (&Array, &Array),
+    (keys, values): (&[u64], &[Vec<u8>]),
 ) -> Result<StreamFilter, Error> {
-    let truncated = meta.get(&"truncated".into()).map_err(storage)?;
-    let truncated = as_u64(&idb::request(&truncated).await.map_err(storage)?);
     let mut versions: HashMap<String, u64> = HashMap::new();
     if truncated > 0 {
         // The versions of streams whose events were all dropped live only in the store: the
         // readable records are the base the segments then bring up to date.
-        let keys = streams.get_all_keys().map_err(storage)?;
-        let values = streams.get_all().map_err(storage)?;
-        let keys: Array = idb::request(&keys).await.map_err(storage)?.unchecked_into();
-        let values: Array = idb::request(&values)
-            .await
-            .map_err(storage)?
-            .unchecked_into();
-        for (k, v) in keys.iter().zip(values.iter()) {
+        for (k, v) in stored_keys.iter().zip(stored_values.iter()) {
             if let (Some(name), Some(version)) = (k.as_string(), stored_version(&v)) {
                 versions.insert(name, version);
             }
         }
     }
-    let (keys, values) = read_segments(segments, truncated, u32::MAX).await?;
     // Open may not have checked these segments yet: a gap or damage fails the rebuild, which
     // must not write the versions of a log with events missing.
     let mut prev = truncated;
-    for (k, bytes) in keys.iter().zip(&values).take_while(|(k, _)| **k <= head) {
+    for (k, bytes) in keys.iter().zip(values).take_while(|(k, _)| **k <= head) {
         let mut scratch = Vec::new();
         let seg = parse_holding(bytes, &mut scratch, prev + 1, *k)?;
         if seg.first_seq() != prev + 1 {

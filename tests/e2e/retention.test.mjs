@@ -285,8 +285,9 @@ test("history pulled back from another server log (another identity) is refused 
     const r = await ev(page, async ({ url, otherUrl }) => {
       const fill = async (name, url) => {
         const log = await Logfold.open({ name, projections: T.ledger(), sync: { url, log: "kept-twice" } });
-        const events = T.ledgerEvents(600, 31, 6);
-        // Appends of their own, so whole segments lie before the cut.
+        // Big enough for several segments, so whole ones lie before the cut.
+        const text = "x".repeat(400);
+        const events = T.ledgerEvents(600, 31, 6).map((e) => ({ ...e, data: { ...e.data, text } }));
         for (let i = 0; i < 600; i += 100) await log.append(events.slice(i, i + 100));
         await log.sync.settled({ timeout: 30_000 });
         return log;
