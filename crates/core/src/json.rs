@@ -6,6 +6,7 @@
 use crate::event::EventRef;
 use crate::segment::{Segment, SegmentError};
 
+mod float;
 pub mod read;
 
 pub use read::{Json, JsonError, Reader};

@@ -270,10 +270,7 @@ impl<'a> Reader<'a> {
             let v = digits.bytes().fold(0u64, |v, b| v * 10 + (b - b'0') as u64) as f64;
             return Ok(if digits.len() < text.len() { -v } else { v });
         }
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(v),
-            _ => Err(self.error("a number out of range")),
-        }
+        super::float::parse(text).ok_or_else(|| self.error("a number out of range"))
     }
 
     /// Reads a non-negative integer that fits in a u64.
