@@ -31,6 +31,7 @@ export async function openLog(name, ...options) {
       await core.catchUp();
     } catch (e) {
       core.db.close();
+      core.free();
       throw e;
     }
   }

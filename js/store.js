@@ -181,8 +181,8 @@ async function firstDamage(db) {
 }
 
 // Deletes the segments after position `keep`, which becomes the head. The `streams` store
-// keeps its checkpoint: past the new head, it makes the next open rebuild the store from the
-// segments kept.
+// stays as it is: up to a checkpoint at or before `keep` it still holds; one past the new head
+// makes the next open rebuild the store from the segments kept.
 function dropFrom(db, keep) {
   return writing(db, ["segments", "meta"], async (tx) => {
     const meta = tx.objectStore("meta");

@@ -354,6 +354,9 @@ impl Opening {
         // Also when the log is empty, or nothing needed folding.
         self.tables.set_seq(head);
         self.head = head;
+        // A checkpoint past the head (a repair dropped what it covered) leaves nothing past
+        // the head for `verify_rest` to check; step 5 rebuilds the store.
+        self.start = self.start.min(head);
         Ok(())
     }
 

@@ -223,6 +223,34 @@ for (const kind of KINDS) {
   }
 }
 
+// Without projections open reads from the stream versions' checkpoint, which a repair may leave
+// past the new head: that open must rebuild the versions, not call the repaired log damaged.
+test("a log without projections: damage in its last segment, repair, then open with verify: \"full\" works and the versions follow the prefix", opts, async () => {
+  const r = await ev(page, async (name) => {
+    const batch = (i) => Array.from({ length: 5 }, (_, j) => ({ stream: `s-${j}`, type: "Noted", data: { i } }));
+    let log = await Logfold.open({ name });
+    for (let i = 0; i < 6; i++) await log.append(batch(i));
+    await log.close(); // the checkpoint is at the head, 30
+    const segments = await D.keys(name, "segments");
+    await D.damage(name, "segments", segments.at(-1), "flip");
+    const refused = await T.attempt(() => Logfold.open({ name, verify: "full" }));
+    const report = await Logfold.repair(name);
+    const reopened = await T.attempt(async () => {
+      log = await Logfold.open({ name, verify: "full" });
+      const out = { head: log.head, version: await log.version("s-0"), next: (await log.append(batch(6)))[0] };
+      await log.close();
+      return { ...out, next: { seq: out.next.seq, version: out.next.version } };
+    });
+    return { segments, refused, report, reopened };
+  }, "noproj-repair");
+  const keep = r.segments.at(-2);
+  assert.equal(r.refused.code, "CORRUPT", JSON.stringify(r.refused));
+  assert.deepEqual(r.report, { head: keep, dropped: { from: keep + 1, to: 30 }, records: [] });
+  assert.equal(r.reopened.threw, false, `the repaired log opens: ${JSON.stringify(r.reopened)}`);
+  assert.deepEqual(r.reopened.value, { head: keep, version: keep / 5, next: { seq: keep + 1, version: keep / 5 + 1 } });
+  outcomes.push(["segments (no projections)", "flip (last)", "CORRUPT, repair keeps prefix"]);
+});
+
 // By default open reads from the oldest snapshot or checkpoint it needs (here the last segment)
 // and checks the segments before after it returns: damage there comes through log.verified.
 for (const kind of KINDS) {

@@ -6,6 +6,10 @@
 
 use std::cmp::Ordering;
 
+/// Significant digits kept. A point halfway between two doubles has at most 767, so the
+/// digits after these only tell that the value is above a halfway point it seems to be on.
+const MAX_DIGITS: usize = 800;
+
 /// 10^0 ..= 10^22, all exact in an `f64`.
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -33,11 +37,18 @@ pub fn parse(text: &str) -> Option<f64> {
     if leading == total {
         return Some(sign * 0.0);
     }
-    let digits: Vec<u8> = all()
+    let mut digits: Vec<u8> = all()
         .skip(leading)
         .take(total - leading - trailing)
         .collect();
-    let exp10 = exponent - frac.len() as i64 + trailing as i64;
+    let mut exp10 = exponent - frac.len() as i64 + trailing as i64;
+    // Digits past the first MAX_DIGITS cannot decide the rounding, only that the value is
+    // above what the first ones say (the last digit is not 0); the big integers stay small.
+    let above = digits.len() > MAX_DIGITS;
+    if above {
+        exp10 += (digits.len() - MAX_DIGITS) as i64;
+        digits.truncate(MAX_DIGITS);
+    }
     // The value is below 10^(digits + exp10) and at least a tenth of it.
     let magnitude = digits.len() as i64 + exp10;
     if magnitude > 310 {
@@ -62,10 +73,10 @@ pub fn parse(text: &str) -> Option<f64> {
         if (-19..=19).contains(&exp10) {
             nearest_u128(w, exp10)
         } else {
-            nearest_big(&digits, exp10)
+            nearest_big(&digits, exp10, false)
         }
     } else {
-        nearest_big(&digits, exp10)
+        nearest_big(&digits, exp10, above)
     };
     value.map(|v| sign * v)
 }
@@ -116,8 +127,8 @@ fn nearest_u128(w: u64, exp10: i64) -> Option<f64> {
     compose(m, q, half)
 }
 
-/// `digits × 10^exp10`, exactly with big integers.
-fn nearest_big(digits: &[u8], exp10: i64) -> Option<f64> {
+/// `digits × 10^exp10`, exactly with big integers; `above`: the value is a little more.
+fn nearest_big(digits: &[u8], exp10: i64, above: bool) -> Option<f64> {
     let mut num = Big::from_digits(digits);
     let mut den = Big(vec![1]);
     if exp10 >= 0 {
@@ -152,7 +163,10 @@ fn nearest_big(digits: &[u8], exp10: i64) -> Option<f64> {
         }
     }
     // `a` is the remainder now: compare it with what is left to the next multiple of `b`.
-    let half = a.shl(1).cmp(&b);
+    let half = match a.shl(1).cmp(&b) {
+        Ordering::Equal if above => Ordering::Greater,
+        half => half,
+    };
     compose(m, q, half)
 }
 
@@ -322,6 +336,26 @@ mod tests {
         same(&format!("1.{}e10", "0".repeat(800)));
         same(&format!("0.{}1e-300", "0".repeat(700)));
         same(&format!("9007199254740993{}1", "0".repeat(600)));
+        // Past the digits kept: halfway points, then a last digit that puts each above.
+        same(&format!("9007199254740993{}1", "0".repeat(2000)));
+        same(&format!("9007199254740993{}", "0".repeat(2000)));
+        // Half the smallest subnormal, 2^-1075 = 5^1075 / 10^1075 (752 digits).
+        let mut half = vec![1u8];
+        for _ in 0..1075 {
+            let mut carry = 0;
+            for d in half.iter_mut() {
+                let v = *d * 5 + carry;
+                (*d, carry) = (v % 10, v / 10);
+            }
+            if carry > 0 {
+                half.push(carry);
+            }
+        }
+        let half: String = half.iter().rev().map(|d| char::from(b'0' + d)).collect();
+        same(&format!("{half}e-1075"));
+        same(&format!("{half}{}1e-3075", "0".repeat(1999)));
+        // A number as long as an event may be: linear in its digits, so quick.
+        same(&format!("1.{}1", "0".repeat(1 << 20)));
     }
 
     /// A small deterministic generator, so a failure is reproducible.
