@@ -341,14 +341,8 @@ impl Opening {
 
     /// Step 4 ends when a page comes back empty: the segments must end at the head.
     pub fn fold_end(&mut self, head: u64) -> Result<(), Error> {
-        let end = self.checked;
-        if end != head {
-            let reason = format!("the log's head is {head} but its segments end at {end}");
-            return Err(Error::Corrupt {
-                from: end + 1,
-                to: head.max(end + 1),
-                reason,
-            });
+        if self.checked != head {
+            return Err(ends_off_head(self.checked, head));
         }
         self.stats.events_replayed += self.replayed;
         // Also when the log is empty, or nothing needed folding.

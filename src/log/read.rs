@@ -119,6 +119,15 @@ pub(super) fn wrong_span(seg: &Segment<'_>, from: u64, k: u64) -> Error {
     }
 }
 
+/// The error for segments that end at `end`, not at the log's head `head`.
+pub(super) fn ends_off_head(end: u64, head: u64) -> Error {
+    Error::Corrupt {
+        from: end + 1,
+        to: head.max(end + 1),
+        reason: format!("the log's head is {head} but its segments end at {end}"),
+    }
+}
+
 /// A pending read of segments: their keys and their bytes.
 pub(super) struct SegmentsRequest {
     keys: web_sys::IdbRequest,

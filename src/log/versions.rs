@@ -322,12 +322,7 @@ pub(super) fn rewrite_streams(
         prev = *k;
     }
     if prev != head {
-        let reason = format!("the log's head is {head} but its segments end at {prev}");
-        return Err(Error::Corrupt {
-            from: prev + 1,
-            to: head.max(prev + 1),
-            reason,
-        });
+        return Err(ends_off_head(prev, head));
     }
     streams.clear().map_err(storage)?;
     let mut digest = SetDigest::default();
