@@ -334,11 +334,6 @@ impl Opening {
         Ok(())
     }
 
-    /// The last position step 4 checked, after which it reads the next page.
-    pub fn checked(&self) -> u64 {
-        self.checked
-    }
-
     /// Step 4 ends when a page comes back empty: the segments must end at the head.
     pub fn fold_end(&mut self, head: u64) -> Result<(), Error> {
         if self.checked != head {
