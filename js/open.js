@@ -3,10 +3,7 @@
 // transaction (see that file for what each step does).
 import { LogfoldError } from "./errors.js";
 import { Opening, openDatabase, storageError } from "./logfold.js";
-import { request, counter, inTransaction } from "./store.js";
-
-// Segments per getAll when reading the log through (about 6 MiB when compacted).
-const PAGE = 128;
+import { request, counter, inTransaction, PAGE } from "./store.js";
 
 /** Opens log `name` (the arguments of `new Opening`); resolves to its `LogCore`. */
 export async function openLog(name, ...options) {

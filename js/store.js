@@ -6,7 +6,7 @@ import { LogfoldError } from "./errors.js";
 import { openDatabase, storageError, segmentDamage, outboxIntact, rejectionIntact, outboxCheck, backfillSegments } from "./logfold.js";
 
 // Segments per getAll when reading the log through (about 6 MiB when compacted).
-const PAGE = 128;
+export const PAGE = 128;
 
 export function request(req) {
   return new Promise((resolve, reject) => {
